@@ -1,0 +1,151 @@
+/*
+ * check.c: shm_check(), the validator of every invariant in shm.h.
+ *
+ * It reads and never writes, so it runs on a live heap (the daemon's verify
+ * request), on an image loaded into scratch memory (aclheapctl verify IMAGE)
+ * and in the tests after every crash.  On a live heap a claim in flight can
+ * show as an orphaned bit for an instant; that is counted, not an error.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shm.h"
+
+#define FAIL(...) do {						\
+	snprintf(err, errlen, __VA_ARGS__);			\
+	return -EUCLEAN;					\
+} while (0)
+
+static int
+root_name_ok(const char *n)
+{
+	size_t i;
+
+	for (i = 0; i <= SHM_ROOT_NAME_MAX && n[i] != '\0'; i++)
+		if (n[i] < 0x20 || n[i] > 0x7e)
+			return 0;
+	return i <= SHM_ROOT_NAME_MAX;
+}
+
+static int
+check_small(const struct shm_seg *seg, uint64_t s, uint32_t cls,
+    struct shm_report *r, char *err, size_t errlen)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	_Atomic uint16_t *sd = slab_sides(seg, s);
+	uint32_t cs = slab_class_size[cls], nb = slab_class_nblocks[cls], i;
+	uint64_t bits;
+	uint16_t side;
+
+	for (i = 0; i < SHM_MAX_BLOCKS; i++) {
+		bits = atomic_load_explicit(&bm[i / 64], memory_order_relaxed);
+		side = atomic_load_explicit(&sd[i], memory_order_relaxed);
+		if (i >= nb) {
+			if ((bits >> (i % 64)) & 1)
+				FAIL("slab %" PRIu64 " (class %u) has bit %u set "
+				    "past its %u blocks", s, cs, i, nb);
+			if (side != 0)
+				FAIL("slab %" PRIu64 " has a side entry at %u "
+				    "past its %u blocks", s, i, nb);
+			continue;
+		}
+		if (side != 0 && !((bits >> (i % 64)) & 1))
+			FAIL("slab %" PRIu64 " block %u is live without its "
+			    "bit", s, i);
+		if (side > cs + 1)
+			FAIL("slab %" PRIu64 " block %u records %u bytes of "
+			    "slack in a %u-byte class", s, i, side - 1u, cs);
+		if (side != 0) {
+			r->blocks_live++;
+			r->bytes_requested += cs - (side - 1u);
+			r->bytes_live += cs;
+		} else if ((bits >> (i % 64)) & 1)
+			r->blocks_orphaned++;
+	}
+	return 0;
+}
+
+int
+shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
+    size_t errlen)
+{
+	struct shm_report tmp, *r = rep != NULL ? rep : &tmp;
+	const struct shm_slab *sl;
+	uint64_t s, t, n;
+	uint32_t w, st;
+	int rc, i;
+
+	memset(r, 0, sizeof(*r));
+	if ((rc = seg_super_check(seg->sb, seg->base, seg->size, err,
+	    errlen)) != 0)
+		return -EUCLEAN;
+	for (i = 0; i < SHM_ROOTS; i++) {
+		if (seg->roots[i].name[0] == '\0')
+			continue;
+		if (!root_name_ok(seg->roots[i].name))
+			FAIL("root %d has a malformed name", i);
+		r->roots++;
+	}
+	for (s = 0; s < seg->nslabs; s++) {
+		sl = &seg->slabs[s];
+		w = atomic_load(&((struct shm_slab *)sl)->word);
+		st = SHM_SLAB_STATE(w);
+		switch (st) {
+		case SHM_FREE:
+		case SHM_RECLAIMING:
+			if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
+				FAIL("free slab %" PRIu64 " is leased", s);
+			if (!slab_empty(seg, s))
+				FAIL("free slab %" PRIu64 " has claimed blocks",
+				    s);
+			r->slabs_free++;
+			break;
+		case SHM_SMALL:
+			if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
+				FAIL("slab %" PRIu64 " has class %u", s,
+				    SHM_SLAB_CLS(w));
+			if (SHM_SLAB_LEASE(w) > SHM_LEASES)
+				FAIL("slab %" PRIu64 " names lease %u", s,
+				    SHM_SLAB_LEASE(w));
+			if ((rc = check_small(seg, s, SHM_SLAB_CLS(w), r, err,
+			    errlen)) != 0)
+				return rc;
+			r->slabs_small++;
+			break;
+		case SHM_LARGE_HEAD:
+			n = sl->run;
+			if (n == 0 || n > seg->nslabs - s)
+				FAIL("extent at slab %" PRIu64 " runs %" PRIu64
+				    " slabs past the end", s, n);
+			if (sl->req > n * SHM_SLAB_SIZE)
+				FAIL("extent at slab %" PRIu64 " records %"
+				    PRIu64 " bytes in %" PRIu64 " slabs", s,
+				    sl->req, n);
+			for (t = s + 1; t < s + n; t++) {
+				w = atomic_load(&((struct shm_slab *)
+				    &seg->slabs[t])->word);
+				if (SHM_SLAB_STATE(w) != SHM_LARGE_TAIL ||
+				    seg->slabs[t].run != s)
+					FAIL("extent at slab %" PRIu64 ": slab %"
+					    PRIu64 " is not its tail", s, t);
+			}
+			r->slabs_large += n;
+			r->large_blocks++;
+			r->blocks_live++;
+			r->bytes_requested += sl->req;
+			r->bytes_live += n * SHM_SLAB_SIZE;
+			s += n - 1;
+			break;
+		case SHM_LARGE_TAIL:
+			FAIL("slab %" PRIu64 " is an extent tail without a head",
+			    s);
+		default:
+			FAIL("slab %" PRIu64 " has state %u", s, st);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,472 @@
+/*
+ * image.c: writing and reading heap images (the format is in image.h).
+ *
+ * The writer streams each section through a private buffer: it copies a
+ * chunk out of the live mapping, hashes the copy and writes the copy, so the
+ * checksum always matches the bytes on disk even while clients write.
+ *
+ * The reader verifies as it goes and hands each verified chunk to a put()
+ * callback: pwrite() on a fresh segment's descriptor in the daemon, memcpy
+ * into scratch memory for offline inspection.  A damaged image is reported
+ * with the file, the section and its file offset; the file is only read.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "shm/image.h"
+
+#define CHUNK	(UINT64_C(4) << 20)
+
+uint64_t
+image_hash(const void *p, size_t n)
+{
+	return XXH3_64bits(p, n);
+}
+
+int
+image_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+image_writer_open(const char *dir, const char *name, int *fdp, char *err,
+    size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int
+image_write_header(int fd, const struct image_header *h)
+{
+	struct image_header c = *h;
+
+	c.hash = image_hash(&c, offsetof(struct image_header, hash));
+	return image_write_all(fd, &c, sizeof(c));
+}
+
+/*
+ * One section: its header, the parts one after the other as its payload, and
+ * the payload's hash.  Parts may be live shared memory.
+ */
+int
+image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
+    const void *const *parts, const size_t *lens, int nparts)
+{
+	struct image_section s;
+	XXH3_state_t *st;
+	uint64_t h;
+	size_t off, n;
+	char *buf = NULL;
+	int i, rc;
+
+	memset(&s, 0, sizeof(s));
+	s.type = type;
+	s.first = first;
+	s.count = count;
+	for (i = 0; i < nparts; i++)
+		s.len += lens[i];
+	s.hash = image_hash(&s, offsetof(struct image_section, hash));
+	if ((rc = image_write_all(fd, &s, sizeof(s))) != 0)
+		return rc;
+	if ((st = XXH3_createState()) == NULL)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	if (s.len > 0 && (buf = malloc(CHUNK)) == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nparts; i++) {
+		for (off = 0; off < lens[i]; off += n) {
+			n = lens[i] - off < CHUNK ? lens[i] - off : CHUNK;
+			memcpy(buf, (const char *)parts[i] + off, n);
+			XXH3_64bits_update(st, buf, n);
+			if ((rc = image_write_all(fd, buf, n)) != 0)
+				goto out;
+		}
+	}
+	h = XXH3_64bits_digest(st);
+	rc = image_write_all(fd, &h, sizeof(h));
+out:
+	free(buf);
+	XXH3_freeState(st);
+	return rc;
+}
+
+/* fsync the file, rename it into place, fsync the folder.  Closes fd. */
+int
+image_commit(int fd, const char *dir, const char *tmpname, const char *name,
+    char *err, size_t errlen)
+{
+	int dfd, rc = 0;
+
+	if (fsync(fd) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "fsync %s/%s: %s", dir, tmpname,
+		    strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if (close(fd) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "close %s/%s: %s", dir, tmpname,
+		    strerror(errno));
+		return rc;
+	}
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return rc;
+	}
+	if (renameat(dfd, tmpname, dfd, name) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "rename %s/%s to %s: %s", dir, tmpname,
+		    name, strerror(errno));
+	} else if (fsync(dfd) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
+	}
+	close(dfd);
+	return rc;
+}
+
+static int
+read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = read(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+image_read_header(int fd, struct image_header *h, char *err, size_t errlen)
+{
+	int rc;
+
+	if ((rc = read_full(fd, h, sizeof(*h))) != 0) {
+		snprintf(err, errlen, "header: %s", rc == -ENODATA ?
+		    "file is shorter than an image header (truncated)" :
+		    strerror(-rc));
+		return -EUCLEAN;
+	}
+	if (h->magic != IMAGE_MAGIC) {
+		snprintf(err, errlen, "header: bad magic (not an aclheap "
+		    "image)");
+		return -EUCLEAN;
+	}
+	if (h->hash != image_hash(h, offsetof(struct image_header, hash))) {
+		snprintf(err, errlen, "header: checksum mismatch");
+		return -EUCLEAN;
+	}
+	if (h->version != IMAGE_VERSION || h->layout != SHM_VERSION) {
+		snprintf(err, errlen, "header: image format %u layout %u, this "
+		    "build reads format %u layout %u", h->version, h->layout,
+		    IMAGE_VERSION, SHM_VERSION);
+		return -EUCLEAN;
+	}
+	if (h->slab_size != SHM_SLAB_SIZE) {
+		snprintf(err, errlen, "header: slab size %" PRIu64 ", this "
+		    "build uses %" PRIu64, h->slab_size,
+		    (uint64_t)SHM_SLAB_SIZE);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+/*
+ * Streams len payload bytes from fd: the first part to off0, then (for runs)
+ * the rest to the offsets in offs[], each lens[] long.  Verifies the trailer.
+ */
+static int
+read_payload(int fd, image_put_fn put, void *ctx, const uint64_t *offs,
+    const uint64_t *lens, int nparts, char *buf, int *bad)
+{
+	XXH3_state_t *st;
+	uint64_t off, n, h;
+	int i, rc = 0;
+
+	*bad = 0;
+	if ((st = XXH3_createState()) == NULL)
+		return -ENOMEM;
+	XXH3_64bits_reset(st);
+	for (i = 0; i < nparts && rc == 0; i++) {
+		for (off = 0; off < lens[i]; off += n) {
+			n = lens[i] - off < CHUNK ? lens[i] - off : CHUNK;
+			if ((rc = read_full(fd, buf, n)) != 0)
+				break;
+			XXH3_64bits_update(st, buf, n);
+			if ((rc = put(ctx, offs[i] + off, buf, n)) != 0) {
+				*bad = 2;
+				break;
+			}
+		}
+	}
+	if (rc == 0 && (rc = read_full(fd, &h, sizeof(h))) == 0 &&
+	    h != XXH3_64bits_digest(st)) {
+		*bad = 1;
+		rc = -EUCLEAN;
+	}
+	XXH3_freeState(st);
+	return rc;
+}
+
+int
+image_read(int fd, const char *path, image_put_fn put, void *ctx,
+    struct image_info *info, char *err, size_t errlen)
+{
+	struct image_header *h = &info->hdr;
+	struct image_section s;
+	struct shm_geom g;
+	struct stat sb;
+	uint64_t offs[3], lens[3], pos, per;
+	char *buf = NULL, what[96];
+	int rc, bad, nparts;
+
+	memset(info, 0, sizeof(*info));
+	if (lseek(fd, 0, SEEK_SET) == -1 || fstat(fd, &sb) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	info->bytes = (uint64_t)sb.st_size;
+	if ((rc = image_read_header(fd, h, what, sizeof(what))) != 0) {
+		snprintf(err, errlen, "%s: %s", path, what);
+		return rc;
+	}
+	if (seg_geometry(h->size, &g) != 0 || g.nslabs != h->nslabs ||
+	    h->meta_len != g.bitmaps_off) {
+		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
+		    " does not match its %" PRIu64 " slabs", path, h->size,
+		    h->nslabs);
+		return -EUCLEAN;
+	}
+	if ((buf = malloc(CHUNK)) == NULL)
+		return -ENOMEM;
+	per = SHM_BITMAP_BYTES + SHM_SIDE_BYTES + SHM_SLAB_SIZE;
+	for (;;) {
+		pos = (uint64_t)lseek(fd, 0, SEEK_CUR);
+		snprintf(what, sizeof(what), "section %" PRIu64 " at offset %"
+		    PRIu64, info->sections, pos);
+		if ((rc = read_full(fd, &s, sizeof(s))) != 0) {
+			snprintf(err, errlen, "%s: %s: %s", path, what,
+			    rc == -ENODATA ? "missing (truncated image)" :
+			    strerror(-rc));
+			rc = -EUCLEAN;
+			goto out;
+		}
+		if (s.hash != image_hash(&s, offsetof(struct image_section,
+		    hash)) || s.pad != 0) {
+			snprintf(err, errlen, "%s: %s: header checksum "
+			    "mismatch", path, what);
+			rc = -EUCLEAN;
+			goto out;
+		}
+		if (info->sections == 0 && s.type != IMG_META) {
+			snprintf(err, errlen, "%s: %s: expected the metadata "
+			    "section first", path, what);
+			rc = -EUCLEAN;
+			goto out;
+		}
+		switch (s.type) {
+		case IMG_META:
+			if (info->sections != 0 || s.len != h->meta_len) {
+				snprintf(err, errlen, "%s: %s: metadata section "
+				    "misplaced or of wrong length", path, what);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			offs[0] = 0;
+			lens[0] = s.len;
+			nparts = 1;
+			snprintf(what + strlen(what), sizeof(what) -
+			    strlen(what), " (metadata)");
+			break;
+		case IMG_RUN:
+			if (s.count == 0 || s.count > IMAGE_RUN_MAX ||
+			    s.first >= h->nslabs ||
+			    s.count > h->nslabs - s.first ||
+			    s.len != s.count * per) {
+				snprintf(err, errlen, "%s: %s: run of slabs %"
+				    PRIu64 "+%" PRIu64 " is out of range",
+				    path, what, s.first, s.count);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			offs[0] = g.bitmaps_off + s.first * SHM_BITMAP_BYTES;
+			lens[0] = s.count * SHM_BITMAP_BYTES;
+			offs[1] = g.sides_off + s.first * SHM_SIDE_BYTES;
+			lens[1] = s.count * SHM_SIDE_BYTES;
+			offs[2] = g.data_off + s.first * SHM_SLAB_SIZE;
+			lens[2] = s.count * SHM_SLAB_SIZE;
+			nparts = 3;
+			snprintf(what + strlen(what), sizeof(what) -
+			    strlen(what), " (slabs %" PRIu64 "-%" PRIu64 ")",
+			    s.first, s.first + s.count - 1);
+			break;
+		case IMG_END:
+			if (s.count != info->sections || s.len != 0) {
+				snprintf(err, errlen, "%s: %s: end marker counts "
+				    "%" PRIu64 " sections, found %" PRIu64,
+				    path, what, s.count, info->sections);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			if ((uint64_t)lseek(fd, 0, SEEK_CUR) + 8 !=
+			    info->bytes) {
+				snprintf(err, errlen, "%s: %s: %" PRIu64 " bytes "
+				    "of garbage after the end marker", path,
+				    what, info->bytes - (uint64_t)lseek(fd, 0,
+				    SEEK_CUR) - 8);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			nparts = 0;
+			break;
+		default:
+			snprintf(err, errlen, "%s: %s: unknown section type %u",
+			    path, what, s.type);
+			rc = -EUCLEAN;
+			goto out;
+		}
+		rc = read_payload(fd, put, ctx, offs, lens, nparts, buf, &bad);
+		if (rc != 0) {
+			if (bad == 2)
+				snprintf(err, errlen, "%s: %s: cannot store: %s",
+				    path, what, strerror(-rc));
+			else
+				snprintf(err, errlen, "%s: %s: %s", path, what,
+				    bad ? "checksum mismatch" :
+				    rc == -ENODATA ? "truncated" :
+				    strerror(-rc));
+			if (bad != 2)
+				rc = -EUCLEAN;
+			goto out;
+		}
+		if (s.type == IMG_END)
+			break;
+		info->sections++;
+		if (s.type == IMG_RUN) {
+			info->runs++;
+			info->slabs += s.count;
+		}
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+static int
+put_mem(void *ctx, uint64_t off, const void *p, size_t n)
+{
+	memcpy((char *)ctx + off, p, n);
+	return 0;
+}
+
+/*
+ * Loads an image into scratch memory for offline work (verify, inspect):
+ * seg->base is the image's base, seg->sb wherever the scratch landed.
+ */
+int
+image_load_offline(const char *path, struct shm_seg *seg,
+    struct image_info *info, char *err, size_t errlen)
+{
+	struct image_header h;
+	void *mem;
+	int fd, rc;
+
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return rc;
+	}
+	if ((rc = image_read_header(fd, &h, err, errlen)) != 0) {
+		char tmp[256];
+
+		snprintf(tmp, sizeof(tmp), "%s", err);
+		snprintf(err, errlen, "%s: %s", path, tmp);
+		close(fd);
+		return rc;
+	}
+	if (h.size < SHM_SIZE_MIN || h.size > SHM_SIZE_MAX) {
+		snprintf(err, errlen, "%s: header: size %" PRIu64 " out of "
+		    "range", path, h.size);
+		close(fd);
+		return -EUCLEAN;
+	}
+	mem = mmap(NULL, h.size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: scratch memory: %s", path,
+		    strerror(errno));
+		close(fd);
+		return rc;
+	}
+	rc = image_read(fd, path, put_mem, mem, info, err, errlen);
+	close(fd);
+	if (rc != 0) {
+		munmap(mem, h.size);
+		return rc;
+	}
+	seg_bind(seg, mem, (uintptr_t)h.base, h.size);
+	return 0;
+}
+
+void
+image_unload_offline(struct shm_seg *seg)
+{
+	if (seg->sb != NULL)
+		munmap(seg->sb, seg->size);
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
+}

@@ -1,0 +1,396 @@
+/*
+ * seg.c: the segment as an object: its name, its geometry, creating it,
+ * mapping it at the fixed base, and committing memory to it.
+ *
+ * The mapping is never relocated.  MAP_FIXED_NOREPLACE makes the kernel
+ * refuse a range that is taken; we also compare the returned address, for
+ * kernels that treat the flag as a hint.  A refusal names the occupant from
+ * /proc/self/maps, because "address in use" alone tells a user nothing.
+ *
+ * Memory is committed with fallocate() before any of it is handed out, so a
+ * full /dev/shm shows up as ENOSPC here (ENOMEM to the caller) instead of a
+ * SIGBUS in whichever client first touches the page.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+#define PAGE		UINT64_C(4096)
+#define ROUND_UP(x, a)	(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+static uint64_t
+geom_meta(uint64_t n, struct shm_geom *g)
+{
+	uint64_t off = SHM_SUPER_BYTES;
+
+	g->nslabs = n;
+	g->roots_off = off;
+	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
+	g->leases_off = off;
+	off = ROUND_UP(off + SHM_LEASES * sizeof(struct shm_lease), PAGE);
+	g->slabs_off = off;
+	off = ROUND_UP(off + n * sizeof(struct shm_slab), PAGE);
+	g->bitmaps_off = off;
+	off = ROUND_UP(off + n * SHM_BITMAP_BYTES, PAGE);
+	g->sides_off = off;
+	off = ROUND_UP(off + n * SHM_SIDE_BYTES, PAGE);
+	g->data_off = ROUND_UP(off, SHM_SLAB_SIZE);
+	return g->data_off;
+}
+
+/*
+ * The geometry is a pure function of the size, so an image, a live segment
+ * and a daemon asked for a size agree on it without storing a table.
+ */
+int
+seg_geometry(uint64_t size, struct shm_geom *g)
+{
+	uint64_t n, per = SHM_SLAB_SIZE + sizeof(struct shm_slab) +
+	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES;
+
+	if (size < SHM_SIZE_MIN || size > SHM_SIZE_MAX ||
+	    size % SHM_SLAB_SIZE != 0)
+		return -EINVAL;
+	n = size / per;
+	while (n > 0 && geom_meta(n, g) + n * SHM_SLAB_SIZE > size)
+		n--;
+	if (n == 0)
+		return -EINVAL;
+	geom_meta(n, g);
+	return 0;
+}
+
+void
+seg_name(const uint8_t id[16], char *buf, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char h[33];
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		h[2 * i] = hex[id[i] >> 4];
+		h[2 * i + 1] = hex[id[i] & 15];
+	}
+	h[32] = '\0';
+	snprintf(buf, len, "/aclheap-%s", h);
+}
+
+int
+seg_create(const uint8_t id[16], uint64_t size, int *fdp)
+{
+	char name[64];
+	int fd, saved;
+
+	seg_name(id, name, sizeof(name));
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -errno;
+	/* The umask may have narrowed the mode; it must not widen it. */
+	if (fchmod(fd, 0600) == -1 || ftruncate(fd, (off_t)size) == -1) {
+		saved = errno;
+		close(fd);
+		shm_unlink(name);
+		return -saved;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int
+seg_open(const uint8_t id[16], int *fdp)
+{
+	char name[64];
+	int fd;
+
+	seg_name(id, name, sizeof(name));
+	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	*fdp = fd;
+	return 0;
+}
+
+int
+seg_unlink(const uint8_t id[16])
+{
+	char name[64];
+
+	seg_name(id, name, sizeof(name));
+	return shm_unlink(name) == -1 ? -errno : 0;
+}
+
+/*
+ * Names the first mapping of this process that overlaps [lo, hi), as
+ * "0xSTART-0xEND PATH" (or "[anonymous]").  Returns 1 if one was found.
+ */
+int
+seg_range_owner(uintptr_t lo, uintptr_t hi, char *buf, size_t len)
+{
+	char line[512];
+	FILE *f;
+	int found = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if ((f = fopen("/proc/self/maps", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long s, e;
+		char *path;
+		int n = 0;
+
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &s, &e, &n) < 2)
+			continue;
+		if (e <= lo || s >= hi)
+			continue;
+		path = n > 0 ? line + n : line + strlen(line);
+		path[strcspn(path, "\n")] = '\0';
+		snprintf(buf, len, "0x%lx-0x%lx %s", s, e,
+		    *path != '\0' ? path : "[anonymous]");
+		found = 1;
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+void
+seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
+{
+	struct shm_geom g;
+
+	/* Callers have validated size; the geometry cannot fail here. */
+	(void)seg_geometry(size, &g);
+	seg->sb = mem;
+	seg->base = base;
+	seg->size = size;
+	seg->nslabs = g.nslabs;
+	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
+	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
+	seg->slabs = (struct shm_slab *)((char *)mem + g.slabs_off);
+	seg->bitmaps = (_Atomic uint64_t *)((char *)mem + g.bitmaps_off);
+	seg->sides = (_Atomic uint16_t *)((char *)mem + g.sides_off);
+	seg->data = (uintptr_t)mem + g.data_off;
+}
+
+int
+seg_map(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
+    char *err, size_t errlen)
+{
+	struct shm_geom g;
+	char owner[300];
+	void *p;
+	int saved;
+
+	if (base == 0 || base % SHM_SLAB_SIZE != 0 || base + size < base ||
+	    seg_geometry(size, &g) != 0) {
+		snprintf(err, errlen, "bad segment geometry: base 0x%" PRIxPTR
+		    " size %" PRIu64, base, size);
+		return -EINVAL;
+	}
+	p = mmap((void *)base, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	if (p == MAP_FAILED) {
+		saved = errno;
+		if (saved == EEXIST) {
+			if (!seg_range_owner(base, base + size, owner,
+			    sizeof(owner)))
+				snprintf(owner, sizeof(owner), "unknown");
+			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
+			    PRIxPTR " is already mapped in this process by %s",
+			    base, (uintptr_t)(base + size), owner);
+			return -EADDRINUSE;
+		}
+		snprintf(err, errlen, "mmap of heap at 0x%" PRIxPTR ": %s",
+		    base, strerror(saved));
+		return saved == ENOMEM ? -ENOMEM : -saved;
+	}
+	if ((uintptr_t)p != base) {
+		/* The kernel took the flag as a hint: never keep a relocation. */
+		munmap(p, size);
+		snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%" PRIxPTR
+		    " is not available (kernel offered 0x%" PRIxPTR ")",
+		    base, (uintptr_t)(base + size), (uintptr_t)p);
+		return -EADDRINUSE;
+	}
+	seg_bind(seg, p, base, size);
+	seg->fd = fd;
+	return 0;
+}
+
+/*
+ * Replaces our own mapping with another object of the same heap (the daemon
+ * restarted from an image into a new object).  The range is ours already, so
+ * MAP_FIXED replaces only what we own.
+ */
+int
+seg_remap(struct shm_seg *seg, int fd, char *err, size_t errlen)
+{
+	void *p;
+
+	p = mmap((void *)seg->base, seg->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED || (uintptr_t)p != seg->base) {
+		snprintf(err, errlen, "remap of heap at 0x%" PRIxPTR ": %s",
+		    seg->base, strerror(errno));
+		return -EADDRINUSE;
+	}
+	seg->fd = fd;
+	return 0;
+}
+
+void
+seg_unmap(struct shm_seg *seg)
+{
+	if (seg->sb != NULL)
+		munmap((void *)seg->base, seg->size);
+	if (seg->fd >= 0)
+		close(seg->fd);
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
+}
+
+int
+seg_commit(int fd, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
+	if (fallocate(fd, 0, (off_t)off, (off_t)len) == -1)
+		return errno == ENOSPC ? -ENOMEM : -errno;
+	return 0;
+}
+
+int
+seg_decommit(int fd, uint64_t off, uint64_t len)
+{
+	if (len == 0)
+		return 0;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    (off_t)off, (off_t)len) == -1)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Lays a new heap into a zero-filled object: the superblock and the fixed
+ * metadata.  Bitmaps and side arrays are committed slab by slab as slabs are
+ * put to use, so an empty corner of a big heap costs nothing.
+ */
+int
+seg_format(struct shm_seg *seg, const uint8_t id[16])
+{
+	struct shm_super *sb = seg->sb;
+	struct shm_geom g;
+	int rc;
+
+	if ((rc = seg_geometry(seg->size, &g)) != 0)
+		return rc;
+	if ((rc = seg_commit(seg->fd, 0, g.bitmaps_off)) != 0)
+		return rc;
+	memset(sb, 0, SHM_SUPER_BYTES);
+	sb->version = SHM_VERSION;
+	sb->ptr_bits = sizeof(void *) * 8;
+	memcpy(sb->identity, id, 16);
+	sb->base = seg->base;
+	sb->size = seg->size;
+	sb->slab_size = SHM_SLAB_SIZE;
+	sb->nslabs = g.nslabs;
+	sb->roots_off = g.roots_off;
+	sb->leases_off = g.leases_off;
+	sb->slabs_off = g.slabs_off;
+	sb->bitmaps_off = g.bitmaps_off;
+	sb->sides_off = g.sides_off;
+	sb->data_off = g.data_off;
+	sb->created = (uint64_t)time(NULL);
+	/* The magic goes last: a half-formatted object is never adopted. */
+	atomic_thread_fence(memory_order_seq_cst);
+	sb->magic = SHM_MAGIC;
+	return 0;
+}
+
+int
+seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
+    char *err, size_t errlen)
+{
+	struct shm_geom g;
+
+	if (sb->magic != SHM_MAGIC) {
+		snprintf(err, errlen, "bad magic 0x%016" PRIx64, sb->magic);
+		return -EPROTO;
+	}
+	if (sb->version != SHM_VERSION) {
+		snprintf(err, errlen, "layout version %u, this build reads %u",
+		    sb->version, SHM_VERSION);
+		return -EPROTO;
+	}
+	if (sb->ptr_bits != sizeof(void *) * 8 ||
+	    sb->slab_size != SHM_SLAB_SIZE) {
+		snprintf(err, errlen, "made for %u-bit pointers and %" PRIu64
+		    "-byte slabs, this build uses %zu and %" PRIu64,
+		    sb->ptr_bits, sb->slab_size, sizeof(void *) * 8,
+		    (uint64_t)SHM_SLAB_SIZE);
+		return -EPROTO;
+	}
+	if (sb->base != base || sb->size != size) {
+		snprintf(err, errlen, "heap has base 0x%" PRIx64 " size %"
+		    PRIu64 ", asked for base 0x%" PRIxPTR " size %" PRIu64,
+		    sb->base, sb->size, base, size);
+		return -EINVAL;
+	}
+	if (seg_geometry(size, &g) != 0 || sb->nslabs != g.nslabs ||
+	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
+	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||
+	    sb->sides_off != g.sides_off || sb->data_off != g.data_off) {
+		snprintf(err, errlen, "superblock geometry does not match its "
+		    "size %" PRIu64, size);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* "64M", "1G", "4096", "2T": bytes.  Rejects overflow and junk. */
+int
+seg_parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno != 0)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*end == 'i' && shift != 0)
+		end++;
+	if ((*end == 'b' || *end == 'B') && shift != 0)
+		end++;
+	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}

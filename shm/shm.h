@@ -1,0 +1,267 @@
+/*
+ * shm.h: the segment, shared by the daemon, the client library and aclheapctl.
+ *
+ * Theory of operation
+ * -------------------
+ * One POSIX shared-memory object holds the whole heap.  Every process maps it
+ * at the same base address, so a pointer stored in the heap means the same
+ * thing everywhere.  The object is laid out as:
+ *
+ *   base                                                          base + size
+ *   | super | roots | leases | slab table | bitmaps | sides | slab 0 | slab 1 ...
+ *   |<------------------- meta (slab aligned) ------------------->|<- data ->|
+ *
+ *   super      struct shm_super: magic, version, identity, geometry (4 KiB)
+ *   roots      SHM_ROOTS x struct shm_root: named pointers
+ *   leases     SHM_LEASES x struct shm_lease: one cache line each, the private
+ *              block set of one client thread's lease (fast path)
+ *   slab table nslabs x struct shm_slab: state, class, extent geometry
+ *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a small slab
+ *   sides      nslabs x SHM_SIDE_BYTES: per block, 0 = not live, else
+ *              class_size - requested + 1 (uint16_t)
+ *
+ * Slabs are SHM_SLAB_SIZE bytes and aligned to it relative to data_start:
+ *
+ *   slab(addr)  = (addr - data_start) >> SHM_SLAB_SHIFT
+ *   block(addr) = ((addr - data_start) & SHM_SLAB_MASK) / class_size
+ *
+ * Invariants (shm_check() asserts each of them):
+ *
+ *   I1  state FREE  =>  bitmap == 0 and every side entry == 0
+ *   I2  state SMALL =>  cls < SHM_NCLASSES, bits only below nblocks(cls)
+ *   I3  side[i] != 0 =>  bit i set            (live implies claimed)
+ *   I4  LARGE_HEAD at s with run n  =>  slabs s+1 .. s+n-1 are LARGE_TAIL
+ *       with head == s, and req <= n * SHM_SLAB_SIZE
+ *   I5  a bit set with side == 0 is a claimed block not yet handed out; it
+ *       belongs to the lease whose record names its word, or was leaked by a
+ *       client that died between claiming and recording (at most one word)
+ *
+ * Who writes what
+ * ---------------
+ *   daemon only   super, roots, slab table (state, cls, run, head, req),
+ *                 lease ownership (owner fields)
+ *   claimers      bitmap bits: set with an atomic fetch_or (claim), cleared
+ *                 with an atomic fetch_and (free or undo).  The daemon never
+ *                 clears a bit set by someone else, except the private set of
+ *                 a lease whose owner is gone.
+ *   bit owner     the side entry of a block whose bit it set, and its lease
+ *                 record's word and mask fields (plain stores)
+ *
+ * A slab leaves SMALL only through shm_slab_reclaim(): the daemon stores
+ * RECLAIMING, then reads the bitmap; a claimer sets its bit, then reads the
+ * state.  With sequentially consistent atomics one of them sees the other:
+ * either the daemon sees the bit and puts SMALL back, or the claimer sees a
+ * state other than SMALL(cls) and undoes its claim.  That is the whole
+ * protocol between the fast path and the daemon; see shm_block_claim().
+ */
+#ifndef ACLHEAP_SHM_H
+#define ACLHEAP_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
+#define SHM_VERSION		1u
+
+#define SHM_SLAB_SHIFT		16
+#define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
+#define SHM_SLAB_MASK		(SHM_SLAB_SIZE - 1)
+#define SHM_MIN_BLOCK		16
+#define SHM_MAX_BLOCKS		(SHM_SLAB_SIZE / SHM_MIN_BLOCK)		/* 4096 */
+#define SHM_BITMAP_WORDS	(SHM_MAX_BLOCKS / 64)			/* 64 */
+#define SHM_BITMAP_BYTES	(SHM_BITMAP_WORDS * 8)			/* 512 */
+#define SHM_SIDE_BYTES		(SHM_MAX_BLOCKS * 2)			/* 8 KiB */
+#define SHM_NCLASSES		32
+#define SHM_SMALL_MAX		8192
+#define SHM_SUPER_BYTES		4096
+#define SHM_ROOTS		512
+#define SHM_ROOT_NAME_MAX	63
+#define SHM_LEASES		1024
+#define SHM_ALIGN		16
+
+/* Smallest and largest segment we agree to build. */
+#define SHM_SIZE_MIN		(UINT64_C(4) << 20)
+#define SHM_SIZE_MAX		(UINT64_C(1) << 44)
+/* Default base: 32 TiB, inside ASan's HighMem, clear of PIE, brk and mmap. */
+#define SHM_BASE_DEFAULT	UINT64_C(0x200000000000)
+
+enum shm_slab_state {
+	SHM_FREE = 0,
+	SHM_SMALL = 1,
+	SHM_LARGE_HEAD = 2,
+	SHM_LARGE_TAIL = 3,
+	SHM_RECLAIMING = 4,
+};
+
+/* 16 bytes.  state and cls share one atomic word so that a claimer reads
+ * both in one sequentially consistent load. */
+struct shm_slab {
+	_Atomic uint32_t word;	/* state | cls << 8 | lease << 16 */
+	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head */
+	uint64_t req;		/* LARGE_HEAD: requested bytes */
+};
+
+#define SHM_SLAB_WORD(state, cls, lease) \
+	((uint32_t)(state) | (uint32_t)(cls) << 8 | (uint32_t)(lease) << 16)
+#define SHM_SLAB_STATE(w)	((w) & 0xffu)
+#define SHM_SLAB_CLS(w)		(((w) >> 8) & 0xffu)
+#define SHM_SLAB_LEASE(w)	((w) >> 16)	/* lease index + 1, 0 = none */
+
+struct shm_root {
+	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
+	_Atomic uint64_t value;
+};
+
+/* One cache line.  owner_pid and owner_start are the daemon's; slab, word and
+ * mask belong to the client thread holding the lease. */
+struct shm_lease {
+	uint32_t owner_pid;	/* 0 = record unused */
+	uint32_t slab;		/* leased slab */
+	uint64_t owner_start;	/* owner's start time (clock ticks) */
+	_Atomic uint32_t word;	/* bitmap word the private set lies in */
+	_Atomic uint32_t pending;	/* 1 while a word claim is in flight */
+	_Atomic uint64_t mask;	/* private set: claimed, not handed out */
+	uint8_t cls;
+	uint8_t pad[31];
+};
+
+struct shm_super {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t ptr_bits;
+	uint8_t identity[16];
+	uint64_t base;
+	uint64_t size;
+	uint64_t slab_size;
+	uint64_t nslabs;
+	uint64_t roots_off;
+	uint64_t leases_off;
+	uint64_t slabs_off;
+	uint64_t bitmaps_off;
+	uint64_t sides_off;
+	uint64_t data_off;
+	uint64_t created;	/* unix time of format */
+	_Atomic uint64_t generation;	/* bumped by each checkpoint */
+	_Atomic uint64_t epoch;	/* bumped by each daemon start */
+};
+
+/* A mapped segment as a process sees it.  sb is where it is mapped here:
+ * base itself, or scratch memory when an image is examined offline. */
+struct shm_seg {
+	struct shm_super *sb;
+	uintptr_t base;
+	uint64_t size;
+	uint64_t nslabs;
+	struct shm_root *roots;
+	struct shm_lease *leases;
+	struct shm_slab *slabs;
+	_Atomic uint64_t *bitmaps;
+	_Atomic uint16_t *sides;
+	uintptr_t data;		/* where slab 0 is mapped here */
+	int fd;			/* -1 once closed */
+};
+
+struct shm_geom {
+	uint64_t nslabs;
+	uint64_t roots_off, leases_off, slabs_off, bitmaps_off, sides_off;
+	uint64_t data_off;
+};
+
+/* shm/seg.c: naming, creating, mapping */
+int	 seg_geometry(uint64_t size, struct shm_geom *);
+void	 seg_name(const uint8_t identity[16], char *, size_t);
+int	 seg_create(const uint8_t identity[16], uint64_t size, int *fdp);
+int	 seg_open(const uint8_t identity[16], int *fdp);
+int	 seg_unlink(const uint8_t identity[16]);
+int	 seg_map(struct shm_seg *, int fd, uintptr_t base, uint64_t size,
+	    char *err, size_t errlen);
+int	 seg_remap(struct shm_seg *, int fd, char *err, size_t errlen);
+void	 seg_unmap(struct shm_seg *);
+void	 seg_bind(struct shm_seg *, void *mem, uintptr_t base, uint64_t size);
+int	 seg_format(struct shm_seg *, const uint8_t identity[16]);
+int	 seg_super_check(const struct shm_super *, uintptr_t base,
+	    uint64_t size, char *err, size_t errlen);
+int	 seg_commit(int fd, uint64_t off, uint64_t len);
+int	 seg_decommit(int fd, uint64_t off, uint64_t len);
+int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
+int	 seg_parse_size(const char *, uint64_t *);
+
+/* shm/slab.c: size classes and block operations */
+extern const uint32_t slab_class_size[SHM_NCLASSES];
+extern const uint16_t slab_class_nblocks[SHM_NCLASSES];
+int	 slab_class_of(size_t size);
+int	 slab_class_aligned(size_t size, size_t alignment);
+
+static inline struct shm_slab *
+slab_of(const struct shm_seg *seg, uintptr_t addr)
+{
+	return &seg->slabs[(addr - seg->data) >> SHM_SLAB_SHIFT];
+}
+
+static inline uint64_t
+slab_index(const struct shm_seg *seg, uintptr_t addr)
+{
+	return (addr - seg->data) >> SHM_SLAB_SHIFT;
+}
+
+static inline uintptr_t
+slab_addr(const struct shm_seg *seg, uint64_t s)
+{
+	return seg->data + (s << SHM_SLAB_SHIFT);
+}
+
+static inline _Atomic uint64_t *
+slab_bitmap(const struct shm_seg *seg, uint64_t s)
+{
+	return seg->bitmaps + s * SHM_BITMAP_WORDS;
+}
+
+static inline _Atomic uint16_t *
+slab_sides(const struct shm_seg *seg, uint64_t s)
+{
+	return seg->sides + s * SHM_MAX_BLOCKS;
+}
+
+static inline int
+seg_in_data(const struct shm_seg *seg, uintptr_t addr)
+{
+	return addr >= seg->data &&
+	    addr - seg->data < (seg->nslabs << SHM_SLAB_SHIFT);
+}
+
+/* What a pointer is, for free, usable_size and validation. */
+struct slab_block {
+	uint64_t slab;
+	uint32_t index;		/* block index (small) */
+	uint32_t cls;		/* small: class; large: UINT32_MAX */
+	uint64_t req;		/* requested size */
+	uint64_t usable;	/* usable size */
+};
+
+int	 slab_block_lookup(const struct shm_seg *, uintptr_t, struct slab_block *);
+long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
+int	 slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
+	    uint64_t *claimed);
+void	 slab_set_live(struct shm_seg *, uint64_t s, uint32_t i, uint32_t cls,
+	    size_t req);
+int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
+int	 slab_reclaim(struct shm_seg *, uint64_t s);
+uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,
+	    uint64_t *req_bytes);
+uint32_t slab_claimed(const struct shm_seg *, uint64_t s);
+int	 slab_empty(const struct shm_seg *, uint64_t s);
+
+/* shm/check.c: the validator */
+struct shm_report {
+	uint64_t slabs_free, slabs_small, slabs_large;
+	uint64_t blocks_live, blocks_orphaned;
+	uint64_t bytes_requested, bytes_live;
+	uint64_t large_blocks;
+	uint64_t roots;
+};
+int	 shm_check(const struct shm_seg *, struct shm_report *, char *err,
+	    size_t errlen);
+
+#endif /* ACLHEAP_SHM_H */

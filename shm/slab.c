@@ -1,0 +1,321 @@
+/*
+ * slab.c: size classes and the block operations that the daemon and every
+ * client perform on the shared bitmaps and side arrays.
+ *
+ * A block is claimed by setting its bit (fetch_or) and becomes live when its
+ * claimer writes its side entry.  It is freed by taking its side entry
+ * (exchange with 0, which is what makes one of two racing frees lose) and
+ * then clearing its bit (fetch_and).  Nothing here takes a lock or enters the
+ * kernel; the header of shm.h has the argument that makes claims safe
+ * against the daemon's reclaim.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "shm.h"
+
+/* 16-byte steps to 128, then four classes per power of two, up to 8 KiB. */
+const uint32_t slab_class_size[SHM_NCLASSES] = {
+	16, 32, 48, 64, 80, 96, 112, 128,
+	160, 192, 224, 256, 320, 384, 448, 512,
+	640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+	2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+};
+
+#define NB(c)	(uint16_t)(SHM_SLAB_SIZE / (c))
+const uint16_t slab_class_nblocks[SHM_NCLASSES] = {
+	NB(16), NB(32), NB(48), NB(64), NB(80), NB(96), NB(112), NB(128),
+	NB(160), NB(192), NB(224), NB(256), NB(320), NB(384), NB(448),
+	NB(512), NB(640), NB(768), NB(896), NB(1024), NB(1280), NB(1536),
+	NB(1792), NB(2048), NB(2560), NB(3072), NB(3584), NB(4096),
+	NB(5120), NB(6144), NB(7168), NB(8192),
+};
+
+/* The class of a request, or -1 when it needs whole slabs.  Branch-light:
+ * one compare for the 16-byte steps, a bit scan for the rest. */
+int
+slab_class_of(size_t size)
+{
+	size_t m;
+	int p;
+
+	if (size <= 128)
+		return size == 0 ? 0 : (int)((size - 1) >> 4);
+	if (size > SHM_SMALL_MAX)
+		return -1;
+	m = size - 1;
+	p = 63 - __builtin_clzll(m);
+	return 8 + (p - 7) * 4 + (int)(m >> (p - 2)) - 4;
+}
+
+/* The smallest class that holds size and whose every block is aligned to
+ * alignment (a power of two), or -1 when only an extent will do. */
+int
+slab_class_aligned(size_t size, size_t alignment)
+{
+	int c;
+
+	if (alignment <= SHM_ALIGN)
+		return slab_class_of(size);
+	if (alignment > SHM_SMALL_MAX)
+		return -1;
+	c = slab_class_of(size < alignment ? alignment : size);
+	if (c < 0)
+		return -1;
+	for (; c < SHM_NCLASSES; c++)
+		if (slab_class_size[c] % alignment == 0)
+			return c;
+	return -1;
+}
+
+/* Bits of word w that stand for real blocks of a class. */
+static inline uint64_t
+word_valid(uint32_t cls, uint32_t w)
+{
+	uint32_t n = slab_class_nblocks[cls];
+
+	if (n >= (w + 1) * 64)
+		return ~UINT64_C(0);
+	if (n <= w * 64)
+		return 0;
+	return (UINT64_C(1) << (n - w * 64)) - 1;
+}
+
+static inline int
+slab_is(const struct shm_seg *seg, uint64_t s, uint32_t cls)
+{
+	uint32_t w = atomic_load(&seg->slabs[s].word);
+
+	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls;
+}
+
+/*
+ * Resolves a pointer to the live block that starts there.  Anything else
+ * (outside the data area, inside a block, a free or never-used block, a
+ * tail of an extent) is -EINVAL, and nothing is written.
+ */
+int
+slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
+    struct slab_block *b)
+{
+	uint64_t s, off;
+	uint32_t w, cls, cs, i;
+	uint16_t side;
+
+	if (!seg_in_data(seg, addr))
+		return -EINVAL;
+	s = slab_index(seg, addr);
+	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
+	off = addr - slab_addr(seg, s);
+	switch (SHM_SLAB_STATE(w)) {
+	case SHM_SMALL:
+		cls = SHM_SLAB_CLS(w);
+		if (cls >= SHM_NCLASSES)
+			return -EINVAL;
+		cs = slab_class_size[cls];
+		if (off % cs != 0)
+			return -EINVAL;
+		i = (uint32_t)(off / cs);
+		if (i >= slab_class_nblocks[cls])
+			return -EINVAL;
+		side = atomic_load_explicit(&slab_sides(seg, s)[i],
+		    memory_order_acquire);
+		if (side == 0 || side > cs + 1)
+			return -EINVAL;
+		b->slab = s;
+		b->index = i;
+		b->cls = cls;
+		b->req = cs - (side - 1u);
+		b->usable = cs;
+		return 0;
+	case SHM_LARGE_HEAD:
+		if (off != 0 || seg->slabs[s].run == 0)
+			return -EINVAL;
+		b->slab = s;
+		b->index = 0;
+		b->cls = UINT32_MAX;
+		b->req = seg->slabs[s].req;
+		b->usable = (uint64_t)seg->slabs[s].run << SHM_SLAB_SHIFT;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/*
+ * Claims one free block of slab s for class cls and returns its index, or
+ * -1 when the slab is full or no longer of that class.  *hint is the word to
+ * start from and is left where the search ended.  The caller makes the block
+ * live with slab_set_live().
+ */
+long
+slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
+	uint64_t cur, valid, bit, old;
+
+	for (k = 0; k < nw; k++) {
+		w = (*hint + k) % nw;
+		valid = word_valid(cls, w);
+		cur = atomic_load_explicit(&bm[w], memory_order_relaxed);
+		while ((~cur & valid) != 0) {
+			bit = UINT64_C(1) << __builtin_ctzll(~cur & valid);
+			old = atomic_fetch_or(&bm[w], bit);
+			if (old & bit) {
+				cur = old;
+				continue;
+			}
+			/* Dekker with slab_reclaim(): bit set, now look. */
+			if (!slab_is(seg, s, cls)) {
+				atomic_fetch_and(&bm[w], ~bit);
+				return -1;
+			}
+			*hint = w;
+			return (long)w * 64 + __builtin_ctzll(bit);
+		}
+	}
+	return -1;
+}
+
+/*
+ * Claims every free block of word w at once (the fast path's batch): sets
+ * all valid bits and keeps those that were clear.  0 with *claimed (possibly
+ * empty), or -ESTALE when the slab changed class under us, claim undone.
+ */
+int
+slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
+    uint64_t *claimed)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	uint64_t valid = word_valid(cls, w), old, got;
+
+	if (atomic_load_explicit(&bm[w], memory_order_relaxed) == valid) {
+		*claimed = 0;
+		return 0;
+	}
+	old = atomic_fetch_or(&bm[w], valid);
+	got = valid & ~old;
+	if (got != 0 && !slab_is(seg, s, cls)) {
+		atomic_fetch_and(&bm[w], ~got);
+		*claimed = 0;
+		return -ESTALE;
+	}
+	*claimed = got;
+	return 0;
+}
+
+void
+slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
+    size_t req)
+{
+	atomic_store_explicit(&slab_sides(seg, s)[i],
+	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
+}
+
+/*
+ * Frees a small block: validates it, takes its side entry, clears its bit.
+ * Returns 0 with *req, -EINVAL for anything that is not a live small block
+ * (then nothing was written), -EOPNOTSUPP for a large block (the daemon frees
+ * those).
+ */
+int
+slab_free_small(struct shm_seg *seg, uintptr_t addr, size_t *req)
+{
+	struct slab_block b;
+	uint16_t side;
+	uint64_t bit;
+	int rc;
+
+	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
+		return rc;
+	if (b.cls == UINT32_MAX)
+		return -EOPNOTSUPP;
+	side = atomic_exchange(&slab_sides(seg, b.slab)[b.index], 0);
+	if (side == 0)
+		return -EINVAL;		/* lost a race with another free */
+	bit = UINT64_C(1) << (b.index % 64);
+	atomic_fetch_and(&slab_bitmap(seg, b.slab)[b.index / 64], ~bit);
+	*req = slab_class_size[b.cls] - (side - 1u);
+	return 0;
+}
+
+int
+slab_empty(const struct shm_seg *seg, uint64_t s)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	unsigned w;
+
+	for (w = 0; w < SHM_BITMAP_WORDS; w++)
+		if (atomic_load(&bm[w]) != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * Daemon only: turns an empty, unleased small slab FREE.  -EBUSY if it holds
+ * a claimed bit, in which case it stays SMALL of its class.
+ */
+int
+slab_reclaim(struct shm_seg *seg, uint64_t s)
+{
+	struct shm_slab *sl = &seg->slabs[s];
+	uint32_t w = atomic_load(&sl->word);
+
+	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0)
+		return -EBUSY;
+	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_RECLAIMING,
+	    SHM_SLAB_CLS(w), 0));
+	if (!slab_empty(seg, s)) {
+		atomic_store(&sl->word, w);
+		return -EBUSY;
+	}
+	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	return 0;
+}
+
+/* Live blocks of a small slab and the bytes they asked for. */
+uint32_t
+slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
+    uint64_t *req_bytes)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	_Atomic uint16_t *sd = slab_sides(seg, s);
+	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w, n = 0;
+	uint64_t bits, r = 0;
+	uint16_t side;
+	int i;
+
+	for (w = 0; w < nw; w++) {
+		bits = atomic_load_explicit(&bm[w], memory_order_relaxed);
+		while (bits != 0) {
+			i = __builtin_ctzll(bits);
+			bits &= bits - 1;
+			side = atomic_load_explicit(&sd[w * 64 + i],
+			    memory_order_relaxed);
+			if (side != 0) {
+				n++;
+				r += slab_class_size[cls] - (side - 1u);
+			}
+		}
+	}
+	if (req_bytes != NULL)
+		*req_bytes = r;
+	return n;
+}
+
+/* Claimed bits of a slab, live or not. */
+uint32_t
+slab_claimed(const struct shm_seg *seg, uint64_t s)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	uint32_t n = 0;
+	unsigned w;
+
+	for (w = 0; w < SHM_BITMAP_WORDS; w++)
+		n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&bm[w],
+		    memory_order_relaxed));
+	return n;
+}
