@@ -1,0 +1,243 @@
+/*
+ * frame.c: length-prefixed frames, arena unpacking, and blocking frame I/O
+ * with descriptor passing.  The daemon uses the parsing half on its own
+ * non-blocking buffers; the client and aclheapctl use frame_send() and
+ * frame_recv() on a blocking socket.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/proto.h"
+
+/*
+ * 1 with *len when a whole header is there, 0 when more bytes are needed,
+ * -EMSGSIZE when the header announces more than FRAME_MAX.
+ */
+int
+frame_peek(const uint8_t *buf, size_t have, uint32_t *len)
+{
+	uint32_t n;
+
+	if (have < FRAME_HDR)
+		return 0;
+	n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 |
+	    (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+	if (n > FRAME_MAX)
+		return -EMSGSIZE;
+	*len = n;
+	return 1;
+}
+
+void
+frame_put_len(uint8_t *buf, uint32_t n)
+{
+	buf[0] = (uint8_t)n;
+	buf[1] = (uint8_t)(n >> 8);
+	buf[2] = (uint8_t)(n >> 16);
+	buf[3] = (uint8_t)(n >> 24);
+}
+
+static long
+pack(const ProtobufCMessage *m, uint8_t *buf, size_t cap)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+
+	if (n > FRAME_MAX || n + FRAME_HDR > cap)
+		return -EMSGSIZE;
+	protobuf_c_message_pack(m, buf + FRAME_HDR);
+	frame_put_len(buf, (uint32_t)n);
+	return (long)(n + FRAME_HDR);
+}
+
+long
+frame_pack_request(const Aclheap__Request *m, uint8_t *buf, size_t cap)
+{
+	return pack(&m->base, buf, cap);
+}
+
+long
+frame_pack_reply(const Aclheap__Reply *m, uint8_t *buf, size_t cap)
+{
+	return pack(&m->base, buf, cap);
+}
+
+static void *
+arena_alloc(void *ctx, size_t n)
+{
+	struct frame_arena *a = ctx;
+	size_t at = (a->used + 15) & ~(size_t)15;
+	void *p;
+
+	if (n > a->cap || at > a->cap - n)
+		return NULL;
+	p = a->buf + at;
+	a->used = at + n;
+	return p;
+}
+
+static void
+arena_free(void *ctx, void *p)
+{
+	/* Released all at once by frame_arena_reset(). */
+	(void)ctx;
+	(void)p;
+}
+
+void
+frame_arena_init(struct frame_arena *a, void *buf, size_t cap)
+{
+	a->alloc.alloc = arena_alloc;
+	a->alloc.free = arena_free;
+	a->alloc.allocator_data = a;
+	a->buf = buf;
+	a->cap = cap;
+	a->used = 0;
+}
+
+void
+frame_arena_reset(struct frame_arena *a)
+{
+	a->used = 0;
+}
+
+Aclheap__Request *
+frame_unpack_request(struct frame_arena *a, const uint8_t *buf, size_t len)
+{
+	if (len > FRAME_MAX)
+		return NULL;
+	return aclheap__request__unpack(&a->alloc, len, buf);
+}
+
+Aclheap__Reply *
+frame_unpack_reply(struct frame_arena *a, const uint8_t *buf, size_t len)
+{
+	if (len > FRAME_MAX)
+		return NULL;
+	return aclheap__reply__unpack(&a->alloc, len, buf);
+}
+
+/*
+ * Writes a whole frame to a blocking socket, passing passfd (if >= 0) with
+ * the first byte.  Never raises SIGPIPE.
+ */
+int
+frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr msg;
+	struct iovec iov;
+	ssize_t n;
+
+	while (len > 0) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = (void *)buf;
+		iov.iov_len = len;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (passfd >= 0) {
+			memset(&u, 0, sizeof(u));
+			msg.msg_control = u.b;
+			msg.msg_controllen = sizeof(u.b);
+			u.h.cmsg_level = SOL_SOCKET;
+			u.h.cmsg_type = SCM_RIGHTS;
+			u.h.cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(&u.h), &passfd, sizeof(int));
+		}
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		passfd = -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+recv_some(int fd, uint8_t *buf, size_t want, int *fdp)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct cmsghdr *c;
+	struct msghdr msg;
+	struct iovec iov;
+	size_t got = 0;
+	ssize_t n;
+	int rfd;
+
+	while (got < want) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = buf + got;
+		iov.iov_len = want - got;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		msg.msg_control = u.b;
+		msg.msg_controllen = sizeof(u.b);
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		for (c = CMSG_FIRSTHDR(&msg); c != NULL;
+		    c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS ||
+			    c->cmsg_len != CMSG_LEN(sizeof(int)))
+				continue;
+			memcpy(&rfd, CMSG_DATA(c), sizeof(int));
+			if (fdp != NULL && *fdp < 0)
+				*fdp = rfd;
+			else
+				close(rfd);
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Reads one whole frame from a blocking socket into buf.  *fdp (initialise
+ * it to -1) receives a passed descriptor, if any.  -EMSGSIZE for a frame
+ * longer than cap, -ECONNRESET at end of stream.
+ */
+int
+frame_recv(int fd, uint8_t *buf, size_t cap, uint32_t *len, int *fdp)
+{
+	uint8_t hdr[FRAME_HDR];
+	int rc;
+
+	if ((rc = recv_some(fd, hdr, FRAME_HDR, fdp)) != 0)
+		return rc;
+	if ((rc = frame_peek(hdr, FRAME_HDR, len)) < 0)
+		return rc;
+	if (*len > cap)
+		return -EMSGSIZE;
+	return recv_some(fd, buf, *len, fdp);
+}
+
+const char *
+frame_body_name(const Aclheap__Request *r)
+{
+	const ProtobufCFieldDescriptor *f;
+
+	f = protobuf_c_message_descriptor_get_field(
+	    &aclheap__request__descriptor, (unsigned)r->body_case);
+	return f != NULL ? f->name : "none";
+}

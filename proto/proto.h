@@ -1,0 +1,53 @@
+/*
+ * proto.h: framing and the socket plumbing shared by the daemon, the client
+ * library and aclheapctl.  The messages themselves are generated from
+ * aclheap.proto into aclheap.pb-c.h.
+ *
+ * Theory of operation
+ * -------------------
+ *   frame = | len (4 bytes, little endian) | len bytes: a packed message |
+ *
+ *   0 <= len <= FRAME_MAX, checked on the 4 header bytes alone, before any
+ *   byte of the body is read or buffered.  A reader that sees a bad length
+ *   cannot find the next frame, so it answers once and closes.
+ *
+ * Unpacking uses a caller's arena (struct frame_arena), so decoding a
+ * request allocates nothing from malloc and a hostile message can at most
+ * exhaust the arena, which is an error like any other.
+ */
+#ifndef ACLHEAP_PROTO_H
+#define ACLHEAP_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/aclheap.pb-c.h"
+
+#define PROTOCOL_VERSION	1u
+#define FRAME_HDR		4u
+#define FRAME_MAX		(64u * 1024u)
+#define READ_MAX		(16u * 1024u)	/* Read request cap */
+
+struct frame_arena {
+	ProtobufCAllocator alloc;
+	uint8_t *buf;
+	size_t cap;
+	size_t used;
+};
+
+/* proto/frame.c */
+int	 frame_peek(const uint8_t *, size_t have, uint32_t *len);
+void	 frame_put_len(uint8_t *, uint32_t);
+long	 frame_pack_request(const Aclheap__Request *, uint8_t *, size_t cap);
+long	 frame_pack_reply(const Aclheap__Reply *, uint8_t *, size_t cap);
+void	 frame_arena_init(struct frame_arena *, void *, size_t);
+void	 frame_arena_reset(struct frame_arena *);
+Aclheap__Request *frame_unpack_request(struct frame_arena *, const uint8_t *,
+	    size_t);
+Aclheap__Reply *frame_unpack_reply(struct frame_arena *, const uint8_t *,
+	    size_t);
+int	 frame_send(int fd, const uint8_t *, size_t, int passfd);
+int	 frame_recv(int fd, uint8_t *, size_t cap, uint32_t *len, int *fdp);
+const char *frame_body_name(const Aclheap__Request *);
+
+#endif /* ACLHEAP_PROTO_H */
