@@ -1,0 +1,558 @@
+/*
+ * ckpt.c: checkpoints (the heap written to STATE/heap.img), dumps (the same
+ * image into an unlinked file handed to aclheapctl) and loading an image at
+ * start-up.
+ *
+ * A checkpoint has two halves.  On the event loop, in one step: copy the
+ * metadata (superblock, roots, lease records, slab table) and freeze the
+ * slab table (heap->frozen: no slab changes state until the end).  On a
+ * thread: stream the metadata copy and, for every slab in use, its bitmap,
+ * side array and data from the live mapping into heap.img.tmp, then fsync,
+ * rename, fsync the folder.  The loop keeps serving meanwhile; blocks that
+ * clients change during the copy are captured block by block.
+ *
+ * Requests queue: whoever asks while a checkpoint runs is answered by the
+ * next one, which starts after theirs, so its image holds their writes.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon/daemon.h"
+
+#define MAX_WAITERS	256
+
+struct waiter {
+	ckpt_done_fn fn;
+	void *arg;
+	int dump;
+};
+
+struct job {
+	int dump;
+	uint8_t *meta;
+	uint64_t meta_len;
+	uint64_t *runs;			/* (first, count) pairs */
+	uint64_t nruns;
+	uint64_t generation;
+	struct timespec start;
+	struct ckpt_result res;
+	struct waiter w[MAX_WAITERS];
+	int nw;
+};
+
+static struct heap *H;
+static const struct config *C;
+static struct event *done_ev, *timer_ev;
+static int done_pipe[2] = { -1, -1 };
+static pthread_t thread;
+static struct job *running;
+static struct waiter queue[MAX_WAITERS];
+static int nqueue;
+static struct ckpt_result last;
+
+void
+image_path(const struct config *c, char *buf, size_t len, const char *suffix)
+{
+	snprintf(buf, len, "%s/heap.img%s", c->state_dir, suffix);
+}
+
+static uint64_t
+elapsed_us(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000 +
+	    (uint64_t)(t1.tv_nsec - t0->tv_nsec) / 1000;
+}
+
+/* Writes the whole image to fd.  Runs on the thread, reads live memory. */
+static int
+job_write(struct job *j, int fd)
+{
+	struct shm_seg *seg = &H->seg;
+	struct image_header hdr;
+	const void *parts[3];
+	size_t lens[3];
+	uint64_t i, f, n, sections = 0;
+	int rc;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.magic = IMAGE_MAGIC;
+	hdr.version = IMAGE_VERSION;
+	hdr.layout = SHM_VERSION;
+	memcpy(hdr.identity, H->identity, 16);
+	hdr.base = seg->base;
+	hdr.size = seg->size;
+	hdr.slab_size = SHM_SLAB_SIZE;
+	hdr.nslabs = seg->nslabs;
+	hdr.generation = j->generation;
+	hdr.time = (uint64_t)time(NULL);
+	hdr.meta_len = j->meta_len;
+	if ((rc = image_write_header(fd, &hdr)) != 0)
+		return rc;
+	parts[0] = j->meta;
+	lens[0] = j->meta_len;
+	if ((rc = image_write_section(fd, IMG_META, 0, 0, parts, lens, 1))
+	    != 0)
+		return rc;
+	sections++;
+	for (i = 0; i < j->nruns; i++) {
+		f = j->runs[2 * i];
+		n = j->runs[2 * i + 1];
+		parts[0] = (const void *)slab_bitmap(seg, f);
+		lens[0] = n * SHM_BITMAP_BYTES;
+		parts[1] = (const void *)slab_sides(seg, f);
+		lens[1] = n * SHM_SIDE_BYTES;
+		parts[2] = (const void *)slab_addr(seg, f);
+		lens[2] = n << SHM_SLAB_SHIFT;
+		if ((rc = image_write_section(fd, IMG_RUN, f, n, parts, lens,
+		    3)) != 0)
+			return rc;
+		sections++;
+	}
+	return image_write_section(fd, IMG_END, 0, sections, NULL, NULL, 0);
+}
+
+static void *
+job_thread(void *arg)
+{
+	struct job *j = arg;
+	struct stat st;
+	int fd = -1, rc;
+	char *dir = C->state_dir;
+	char b = 1;
+
+	if (j->dump) {
+		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (fd == -1) {
+			rc = -errno;
+			snprintf(j->res.message, sizeof(j->res.message),
+			    "dump file in %s: %s", dir, strerror(errno));
+			goto out;
+		}
+	} else if ((rc = image_writer_open(dir, "heap.img.tmp", &fd,
+	    j->res.message, sizeof(j->res.message))) != 0)
+		goto out;
+	if ((rc = job_write(j, fd)) != 0) {
+		snprintf(j->res.message, sizeof(j->res.message),
+		    "writing %s/%s: %s", dir, j->dump ? "(dump)" :
+		    "heap.img.tmp", strerror(-rc));
+		goto out;
+	}
+	if (fstat(fd, &st) == 0)
+		j->res.bytes = (uint64_t)st.st_size;
+	if (j->dump) {
+		if (fsync(fd) == -1) {
+			rc = -errno;
+			snprintf(j->res.message, sizeof(j->res.message),
+			    "fsync of dump: %s", strerror(errno));
+			goto out;
+		}
+		j->res.fd = fd;
+		fd = -1;
+	} else {
+		rc = image_commit(fd, dir, "heap.img.tmp", "heap.img",
+		    j->res.message, sizeof(j->res.message));
+		fd = -1;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0 && !j->dump) {
+		char tmp[4096];
+
+		snprintf(tmp, sizeof(tmp), "%s/heap.img.tmp", dir);
+		unlink(tmp);
+	}
+	j->res.error = -rc;
+	j->res.duration_us = elapsed_us(&j->start);
+	j->res.generation = j->generation;
+	j->res.time = (uint64_t)time(NULL);
+	while (write(done_pipe[1], &b, 1) == -1 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	free(j->meta);
+	free(j->runs);
+	free(j);
+}
+
+/* The loop half: copy the metadata, list the runs, freeze, start. */
+static struct job *
+job_prepare(int dump)
+{
+	struct shm_seg *seg = &H->seg;
+	struct shm_super *sb;
+	struct job *j;
+	uint64_t s, cap = 64, first = 0, n = 0;
+	uint32_t st;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->dump = dump;
+	j->res.fd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &j->start);
+	j->meta_len = seg->sb->bitmaps_off;
+	if ((j->meta = malloc(j->meta_len)) == NULL ||
+	    (j->runs = malloc(cap * 16)) == NULL)
+		goto fail;
+	memcpy(j->meta, seg->sb, j->meta_len);
+	j->generation = atomic_load(&seg->sb->generation) + (dump ? 0 : 1);
+	sb = (struct shm_super *)j->meta;
+	atomic_store(&sb->generation, j->generation);
+	for (s = 0; s <= seg->nslabs; s++) {
+		st = s < seg->nslabs ? SHM_SLAB_STATE(atomic_load(
+		    &((struct shm_slab *)(j->meta + sb->slabs_off))[s].word)) :
+		    SHM_FREE;
+		if (st != SHM_FREE && n < IMAGE_RUN_MAX) {
+			if (n++ == 0)
+				first = s;
+			continue;
+		}
+		if (n > 0) {
+			if (j->nruns == cap) {
+				uint64_t *p = reallocarray(j->runs, cap * 2, 16);
+
+				if (p == NULL)
+					goto fail;
+				j->runs = p;
+				cap *= 2;
+			}
+			j->runs[2 * j->nruns] = first;
+			j->runs[2 * j->nruns + 1] = n;
+			j->nruns++;
+			n = 0;
+		}
+		if (st != SHM_FREE) {
+			first = s;
+			n = 1;
+		}
+	}
+	H->frozen = 1;
+	return j;
+fail:
+	job_free(j);
+	return NULL;
+}
+
+static void
+job_finish(struct job *j)
+{
+	struct ckpt_result r = j->res;
+	int i;
+
+	heap_thaw(H);
+	if (r.error == 0 && !j->dump) {
+		atomic_store(&H->seg.sb->generation, j->generation);
+		last = r;
+		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes in %" PRIu64
+		    " ms", r.generation, r.bytes, r.duration_us / 1000);
+	} else if (r.error != 0)
+		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
+		    r.message);
+	for (i = 0; i < j->nw; i++) {
+		if (j->w[i].fn != NULL)
+			j->w[i].fn(j->w[i].arg, &r);
+	}
+	if (r.fd >= 0)
+		close(r.fd);
+}
+
+static int
+job_start(void)
+{
+	struct job *j;
+	int i, k, dump, rc;
+
+	if (running != NULL || nqueue == 0)
+		return 0;
+	dump = queue[0].dump;
+	if ((j = job_prepare(dump)) == NULL)
+		return -ENOMEM;
+	/* A checkpoint answers every checkpoint waiter; a dump only one. */
+	for (i = 0, k = 0; i < nqueue; i++) {
+		if (queue[i].dump == dump && (!dump || j->nw == 0))
+			j->w[j->nw++] = queue[i];
+		else
+			queue[k++] = queue[i];
+	}
+	nqueue = k;
+	if (!dump)
+		H->dirty = 0;
+	if ((rc = pthread_create(&thread, NULL, job_thread, j)) != 0) {
+		j->res.error = rc;
+		snprintf(j->res.message, sizeof(j->res.message),
+		    "cannot start the writer thread: %s", strerror(rc));
+		job_finish(j);
+		job_free(j);
+		return -rc;
+	}
+	running = j;
+	return 0;
+}
+
+static void
+job_reap(void)
+{
+	struct job *j = running;
+	char b;
+
+	if (j == NULL)
+		return;
+	pthread_join(thread, NULL);
+	while (read(done_pipe[0], &b, 1) == -1 && errno == EINTR)
+		;
+	running = NULL;
+	job_finish(j);
+	job_free(j);
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	job_reap();
+	if (job_start() != 0)
+		log_errx("cannot start a checkpoint: out of memory");
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (running == NULL && nqueue == 0 &&
+	    (H->dirty || server_client_count() > 0))
+		ckpt_request(0, NULL, NULL);
+}
+
+void
+ckpt_set_interval(unsigned seconds)
+{
+	struct timeval tv = { (time_t)seconds, 0 };
+
+	if (timer_ev == NULL)
+		return;
+	evtimer_del(timer_ev);
+	if (seconds > 0)
+		evtimer_add(timer_ev, &tv);
+}
+
+int
+ckpt_init(struct heap *h, const struct config *c, struct event_base *eb)
+{
+	char tmp[4096];
+
+	H = h;
+	C = c;
+	image_path(c, tmp, sizeof(tmp), ".tmp");
+	unlink(tmp);		/* a checkpoint cut short by a crash */
+	if (pipe2(done_pipe, O_CLOEXEC) == -1)
+		return -errno;
+	done_ev = event_new(eb, done_pipe[0], EV_READ | EV_PERSIST, done_cb,
+	    NULL);
+	timer_ev = event_new(eb, -1, EV_PERSIST, timer_cb, NULL);
+	if (done_ev == NULL || timer_ev == NULL || event_add(done_ev, NULL))
+		return -ENOMEM;
+	ckpt_set_interval(c->checkpoint_interval);
+	return 0;
+}
+
+/* Queues a checkpoint (or a dump); fn(arg, result) runs on the loop when it
+ * is durable or has failed. */
+int
+ckpt_request(int dump, ckpt_done_fn fn, void *arg)
+{
+	if (nqueue == MAX_WAITERS)
+		return -EBUSY;
+	queue[nqueue].fn = fn;
+	queue[nqueue].arg = arg;
+	queue[nqueue].dump = dump;
+	nqueue++;
+	return job_start();
+}
+
+/* A waiter that goes away (client disconnected) is forgotten. */
+void
+ckpt_cancel(void *arg)
+{
+	int i, k;
+
+	for (i = 0, k = 0; i < nqueue; i++)
+		if (queue[i].arg != arg)
+			queue[k++] = queue[i];
+	nqueue = k;
+	if (running != NULL)
+		for (i = 0; i < running->nw; i++)
+			if (running->w[i].arg == arg)
+				running->w[i].fn = NULL;
+}
+
+int
+ckpt_busy(void)
+{
+	return running != NULL;
+}
+
+/* The final checkpoint at a graceful stop: waits out a running one, then
+ * writes a fresh image and returns its result. */
+int
+ckpt_sync(struct ckpt_result *out)
+{
+	job_reap();
+	while (nqueue > 0) {
+		if (job_start() != 0)
+			break;
+		job_reap();
+	}
+	queue[0].fn = NULL;
+	queue[0].arg = NULL;
+	queue[0].dump = 0;
+	nqueue = 1;
+	if (job_start() != 0 || running == NULL) {
+		nqueue = 0;
+		return -ENOMEM;
+	}
+	job_reap();
+	*out = last;
+	return last.generation == atomic_load(&H->seg.sb->generation) &&
+	    last.error == 0 ? 0 : -EIO;
+}
+
+const struct ckpt_result *
+ckpt_last(void)
+{
+	return &last;
+}
+
+struct loader {
+	int fd;
+};
+
+static int
+put_fd(void *ctx, uint64_t off, const void *p, size_t n)
+{
+	struct loader *l = ctx;
+	const char *b = p;
+	ssize_t w;
+
+	while (n > 0) {
+		w = pwrite(l->fd, b, n, (off_t)off);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			return errno == ENOSPC ? -ENOMEM : -errno;
+		}
+		b += w;
+		off += (uint64_t)w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Loads an image into a new segment object through its descriptor (no page
+ * faults).  On any damage the new object is removed, the image is left as it
+ * is, and the daemon refuses to start.
+ */
+int
+ckpt_load(struct heap *h, const struct config *c, const char *path)
+{
+	struct image_header hdr;
+	struct image_info info;
+	struct loader l;
+	struct timespec t0;
+	char err[1024], name[64];
+	int fd, sfd, rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_errx("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if ((rc = image_read_header(fd, &hdr, err, sizeof(err))) != 0) {
+		log_errx("refusing image %s: %s", path, err);
+		close(fd);
+		return rc;
+	}
+	if (hdr.base != c->base || hdr.size != c->size) {
+		log_errx("refusing image %s: it holds a heap at base 0x%" PRIx64
+		    " of size %" PRIu64 ", the daemon is asked for base 0x%"
+		    PRIxPTR " size %" PRIu64 " (start with --base 0x%" PRIx64
+		    " --size %" PRIu64 ")", path, hdr.base, hdr.size, c->base,
+		    c->size, hdr.base, hdr.size);
+		close(fd);
+		return -EINVAL;
+	}
+	memcpy(h->identity, hdr.identity, 16);
+	seg_name(h->identity, name, sizeof(name));
+	if ((rc = seg_create(h->identity, c->size, &sfd)) != 0) {
+		log_errx("cannot create segment /dev/shm%s for image %s: %s",
+		    name, path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	l.fd = sfd;
+	rc = image_read(fd, path, put_fd, &l, &info, err, sizeof(err));
+	close(fd);
+	if (rc != 0) {
+		log_errx("refusing image: %s", err);
+		goto fail;
+	}
+	if ((rc = seg_map(&h->seg, sfd, c->base, c->size, err,
+	    sizeof(err))) != 0) {
+		log_errx("cannot map the heap: %s", err);
+		goto fail;
+	}
+	sfd = -1;
+	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, hdr.identity,
+	    16) != 0) {
+		log_errx("refusing image %s: its superblock does not match "
+		    "its header: %s", path, rc ? err : "identity");
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
+		goto fail;
+	last.generation = hdr.generation;
+	last.time = hdr.time;
+	last.bytes = info.bytes;
+	h->loaded = 1;
+	log_notice("loaded image %s (generation %" PRIu64 ", %" PRIu64
+	    " slabs, %" PRIu64 " bytes) in %" PRIu64 " ms into /dev/shm%s",
+	    path, hdr.generation, info.slabs, info.bytes,
+	    elapsed_us(&t0) / 1000, name);
+	return 0;
+fail:
+	if (h->seg.sb != NULL)
+		seg_unmap(&h->seg);
+	else if (sfd >= 0)
+		close(sfd);
+	seg_unlink(h->identity);
+	return rc;
+}

@@ -1,0 +1,179 @@
+/*
+ * daemon.h: aclheapd's internal interfaces, grouped by the file that defines
+ * them.
+ *
+ * Theory of operation
+ * -------------------
+ * One thread runs one libevent loop.  Every change to the superblock, the
+ * roots and the slab table happens on that loop, so those transitions are
+ * serialized without locks.  Clients change bitmap bits and side entries
+ * concurrently, through shm/'s atomic operations only.
+ *
+ *   listen fd --accept--> struct conn --frames--> server_dispatch()
+ *                                                   |
+ *                       heap_*() (allocation, roots, leases, stats)
+ *                       image_*() (checkpoint, load)
+ *
+ * The daemon's derived state (struct heap: the free-slab bitmap, per-class
+ * slab lists, the lease owners) is rebuilt from the segment at every start
+ * by heap_rebuild(); nothing in it is ever saved.
+ */
+#ifndef ACLHEAP_DAEMON_H
+#define ACLHEAP_DAEMON_H
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+#include "shm/image.h"
+#include "proto/proto.h"
+
+#define MAX_ALLOW	32
+
+struct config {
+	char *socket_path;
+	char *state_dir;
+	char *config_path;
+	uintptr_t base;
+	uint64_t size;
+	unsigned checkpoint_interval;	/* seconds, 0: off */
+	int log_level;			/* syslog priority, LOG_* */
+	int foreground;
+	uid_t allow_uid[MAX_ALLOW];
+	int nallow_uid;
+	gid_t allow_gid[MAX_ALLOW];
+	int nallow_gid;
+	char *socket_group;		/* group owning the socket */
+	int socket_mode;
+	int base_set, size_set;
+};
+
+struct lease_owner {
+	struct conn *conn;		/* NULL: record free or orphaned */
+};
+
+struct heap {
+	struct shm_seg seg;
+	uint8_t identity[16];
+	uint64_t *free_map;		/* 1 bit per slab, 1 = free */
+	uint64_t nfree;
+	uint64_t free_hint;		/* lowest word that may hold a free bit */
+	uint32_t *class_slabs[SHM_NCLASSES];	/* slabs of each class */
+	uint32_t class_n[SHM_NCLASSES];
+	uint32_t class_cap[SHM_NCLASSES];
+	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
+	uint32_t cur_hint[SHM_NCLASSES];
+	struct lease_owner owners[SHM_LEASES];
+	int adopted;			/* 1 if a live segment was adopted */
+	int loaded;			/* 1 if loaded from an image */
+	int dirty;			/* changed since the last checkpoint */
+	int frozen;			/* a checkpoint is streaming slabs */
+	uint64_t *limbo;		/* (slab, n) pairs freed while frozen */
+	uint64_t nlimbo, limbo_cap;
+};
+
+struct heap_stats {
+	struct {
+		uint64_t slabs, used, free, cached, req;
+	} cls[SHM_NCLASSES];
+	uint64_t slabs_used;
+	uint64_t blocks, req, cached;
+	uint64_t large_blocks, large_bytes, large_req;
+	uint64_t roots;
+};
+
+struct event_base;
+struct conn;
+
+/* daemon/log.c */
+void	 log_init(int level, int to_syslog_prefix);
+void	 log_set_level(int);
+void	 log_to_syslog(void);
+int	 log_level_parse(const char *);
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_notice(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 fatal(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* daemon/config.c */
+void	 config_defaults(struct config *);
+int	 config_parse_args(struct config *, int, char **);
+int	 config_load_file(struct config *, const char *path, int required);
+int	 config_finish(struct config *);
+void	 config_free(struct config *);
+void	 config_usage(FILE *);
+int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
+
+/* daemon/heap.c */
+int	 heap_open(struct heap *, const struct config *);
+void	 heap_close(struct heap *);
+int	 heap_rebuild(struct heap *);
+int	 heap_alloc(struct heap *, uint64_t size, uint64_t align,
+	    uintptr_t *addr, uint64_t *usable);
+int	 heap_free(struct heap *, uintptr_t addr, uint64_t *req);
+int	 heap_realloc(struct heap *, uintptr_t addr, uint64_t size,
+	    uintptr_t *out, uint64_t *usable);
+int	 heap_reclaim_sweep(struct heap *);
+int	 heap_root_name_ok(const char *);
+int	 heap_root_set(struct heap *, const char *, uint64_t);
+int	 heap_root_get(struct heap *, const char *, uint64_t *);
+int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);
+int	 heap_root_remove(struct heap *, const char *);
+int	 heap_lease(struct heap *, struct conn *, pid_t, uint32_t cls,
+	    uint64_t *slab, uint32_t *rec);
+int	 heap_lease_release(struct heap *, uint32_t rec);
+void	 heap_conn_gone(struct heap *, struct conn *);
+uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);
+uint32_t heap_conn_leases(const struct heap *, const struct conn *);
+void	 heap_stats(struct heap *, struct heap_stats *);
+void	 heap_thaw(struct heap *);
+uint64_t heap_proc_start(pid_t);
+int	 heap_id_write(const char *dir, const uint8_t id[16]);
+
+/* daemon/ckpt.c */
+struct ckpt_result {
+	int error;			/* 0 or a positive errno */
+	char message[512];
+	uint64_t bytes;
+	uint64_t duration_us;
+	uint64_t generation;
+	uint64_t time;
+	int fd;				/* dump: the unlinked image, else -1 */
+};
+typedef void (*ckpt_done_fn)(void *arg, const struct ckpt_result *);
+void	 image_path(const struct config *, char *, size_t, const char *suffix);
+int	 ckpt_load(struct heap *, const struct config *, const char *path);
+int	 ckpt_init(struct heap *, const struct config *,
+	    struct event_base *);
+int	 ckpt_request(int dump, ckpt_done_fn, void *arg);
+void	 ckpt_cancel(void *arg);
+int	 ckpt_busy(void);
+int	 ckpt_sync(struct ckpt_result *);
+const struct ckpt_result *ckpt_last(void);
+void	 ckpt_set_interval(unsigned);
+
+/* daemon/server.c */
+int	 server_listen(const struct config *, int *activated);
+int	 server_run(struct config *, struct heap *, int lfd, int argc,
+	    char **argv);
+int	 server_client_count(void);
+
+/* daemon/notify.c */
+void	 notify_ready(void);
+void	 notify_status(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 notify_stopping(void);
+void	 notify_reloading(void);
+uint64_t notify_watchdog_usec(void);
+void	 notify_watchdog(void);
+int	 notify_listen_fd(void);
+
+#endif /* ACLHEAP_DAEMON_H */

@@ -1,0 +1,1024 @@
+/*
+ * heap.c: the daemon's allocator policy on top of shm/'s operations.
+ *
+ * Small requests (up to 8 KiB) take a block of their size class from a slab
+ * of that class; the daemon keeps one current slab per class for requests
+ * that arrive over the socket and leases others to clients' fast paths.
+ * Larger requests take whole slabs as an extent, first fit in the free-slab
+ * bitmap.  Memory is committed before it is handed out and punched back when
+ * an extent or an emptied slab is freed.
+ *
+ * While a checkpoint streams slabs to disk (heap->frozen), no slab changes
+ * state: freed extents wait in limbo and empty slabs are not reclaimed, so
+ * the slab table copied at the start of the checkpoint stays true for the
+ * slabs it writes.
+ */
+#include "config.h"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+
+#define DATA_OFF(h, s)	((uint64_t)((h)->seg.data - (h)->seg.base) + \
+			    ((uint64_t)(s) << SHM_SLAB_SHIFT))
+
+static inline void
+free_set(struct heap *h, uint64_t s)
+{
+	h->free_map[s / 64] |= UINT64_C(1) << (s % 64);
+	h->nfree++;
+	if (s / 64 < h->free_hint)
+		h->free_hint = s / 64;
+}
+
+static inline void
+free_clear(struct heap *h, uint64_t s)
+{
+	h->free_map[s / 64] &= ~(UINT64_C(1) << (s % 64));
+	h->nfree--;
+}
+
+static inline int
+free_test(const struct heap *h, uint64_t s)
+{
+	return (h->free_map[s / 64] >> (s % 64)) & 1;
+}
+
+static int
+class_add(struct heap *h, uint32_t cls, uint64_t s)
+{
+	uint32_t *p;
+
+	if (h->class_n[cls] == h->class_cap[cls]) {
+		uint32_t cap = h->class_cap[cls] ? h->class_cap[cls] * 2 : 16;
+
+		if ((p = reallocarray(h->class_slabs[cls], cap,
+		    sizeof(*p))) == NULL)
+			return -ENOMEM;
+		h->class_slabs[cls] = p;
+		h->class_cap[cls] = cap;
+	}
+	h->class_slabs[cls][h->class_n[cls]++] = (uint32_t)s;
+	return 0;
+}
+
+static void
+class_remove(struct heap *h, uint32_t cls, uint64_t s)
+{
+	uint32_t i;
+
+	for (i = 0; i < h->class_n[cls]; i++) {
+		if (h->class_slabs[cls][i] == s) {
+			h->class_slabs[cls][i] =
+			    h->class_slabs[cls][--h->class_n[cls]];
+			return;
+		}
+	}
+}
+
+/* Process start time, to tell a live lease owner from a reused pid. */
+uint64_t
+heap_proc_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	int fd, i;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* Field 2 is "(comm)" and may hold spaces: skip past its ')'. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return 0;
+	for (i = 2; i < 22 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL)
+		start = strtoull(p + 1, NULL, 10);
+	return start;
+}
+
+static int
+lease_owner_alive(const struct shm_lease *l)
+{
+	return l->owner_pid != 0 && kill((pid_t)l->owner_pid, 0) == 0 &&
+	    heap_proc_start((pid_t)l->owner_pid) == l->owner_start;
+}
+
+/*
+ * Returns what a lease record holds privately (claimed, never handed out)
+ * to the pool, clears the slab's lease mark and frees the record.  Only for
+ * records whose owner is gone or has handed them back.
+ */
+int
+heap_lease_release(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	struct shm_lease *l;
+	uint64_t mask, bit;
+	uint32_t w, word;
+	_Atomic uint16_t *sd;
+
+	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
+		return -EINVAL;
+	l = &seg->leases[rec];
+	if (l->slab < seg->nslabs) {
+		w = atomic_load(&seg->slabs[l->slab].word);
+		word = atomic_load(&l->word);
+		mask = atomic_load(&l->mask);
+		sd = slab_sides(seg, l->slab);
+		if (word < SHM_BITMAP_WORDS && SHM_SLAB_STATE(w) == SHM_SMALL) {
+			while (mask != 0) {
+				bit = mask & -mask;
+				mask &= mask - 1;
+				/* Never a block its owner handed out. */
+				if (atomic_load(&sd[word * 64 +
+				    __builtin_ctzll(bit)]) == 0)
+					atomic_fetch_and(&slab_bitmap(seg,
+					    l->slab)[word], ~bit);
+			}
+		}
+		if (SHM_SLAB_LEASE(w) == rec + 1)
+			atomic_store(&seg->slabs[l->slab].word,
+			    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
+	}
+	atomic_store(&l->mask, 0);
+	atomic_store(&l->pending, 0);
+	l->slab = 0;
+	l->owner_start = 0;
+	l->owner_pid = 0;
+	h->owners[rec].conn = NULL;
+	return 0;
+}
+
+/*
+ * Rebuilds everything derived from the segment: free map, class lists,
+ * lease owners.  Resolves what a crash can leave half done: a RECLAIMING
+ * slab, lease records of dead processes.
+ */
+int
+heap_rebuild(struct heap *h)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t s, words = (seg->nslabs + 63) / 64;
+	uint32_t w, i;
+	int rc;
+
+	free(h->free_map);
+	if ((h->free_map = calloc(words ? words : 1, 8)) == NULL)
+		return -ENOMEM;
+	h->nfree = 0;
+	h->free_hint = 0;
+	for (i = 0; i < SHM_NCLASSES; i++) {
+		h->class_n[i] = 0;
+		h->cur[i] = 0;
+		h->cur_hint[i] = 0;
+	}
+	for (i = 0; i < SHM_LEASES; i++)
+		h->owners[i].conn = NULL;
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		switch (SHM_SLAB_STATE(w)) {
+		case SHM_RECLAIMING:
+			w = SHM_SLAB_WORD(slab_empty(seg, s) ? SHM_FREE :
+			    SHM_SMALL, slab_empty(seg, s) ? 0 :
+			    SHM_SLAB_CLS(w), 0);
+			atomic_store(&seg->slabs[s].word, w);
+			if (SHM_SLAB_STATE(w) == SHM_FREE) {
+				free_set(h, s);
+				break;
+			}
+			/* FALLTHROUGH */
+		case SHM_SMALL:
+			if ((rc = class_add(h, SHM_SLAB_CLS(w), s)) != 0)
+				return rc;
+			break;
+		case SHM_FREE:
+			free_set(h, s);
+			break;
+		case SHM_LARGE_HEAD:
+			s += seg->slabs[s].run - 1;
+			break;
+		default:
+			break;
+		}
+	}
+	/* Leases of processes that are gone give back their private sets;
+	 * those of live ones stay until the owner reconnects or dies. */
+	for (i = 0; i < SHM_LEASES; i++) {
+		if (seg->leases[i].owner_pid == 0)
+			continue;
+		if (!lease_owner_alive(&seg->leases[i]))
+			heap_lease_release(h, i);
+	}
+	return 0;
+}
+
+static int
+ensure_dir(const char *path)
+{
+	char buf[4096], *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+id_read(const char *dir, uint8_t id[16])
+{
+	char path[4096], hex[40];
+	FILE *f;
+	int i, rc = -ENOENT;
+	unsigned v;
+
+	snprintf(path, sizeof(path), "%s/heap.id", dir);
+	if ((f = fopen(path, "re")) == NULL)
+		return errno == ENOENT ? -ENOENT : -errno;
+	if (fscanf(f, "%32s", hex) == 1 && strlen(hex) == 32) {
+		rc = 0;
+		for (i = 0; i < 16; i++) {
+			if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+				rc = -EINVAL;
+			id[i] = (uint8_t)v;
+		}
+	} else
+		rc = -EINVAL;
+	fclose(f);
+	return rc;
+}
+
+int
+heap_id_write(const char *dir, const uint8_t id[16])
+{
+	char name[64], err[256];
+	int fd, rc, i, n = 0;
+
+	if ((rc = image_writer_open(dir, "heap.id.tmp", &fd, err,
+	    sizeof(err))) != 0) {
+		log_errx("%s", err);
+		return rc;
+	}
+	for (i = 0; i < 16; i++)
+		n += snprintf(name + n, sizeof(name) - (size_t)n, "%02x", id[i]);
+	name[n++] = '\n';
+	if ((rc = image_write_all(fd, name, (size_t)n)) != 0) {
+		close(fd);
+		return rc;
+	}
+	if ((rc = image_commit(fd, dir, "heap.id.tmp", "heap.id", err,
+	    sizeof(err))) != 0)
+		log_errx("%s", err);
+	return rc;
+}
+
+static int
+heap_map(struct heap *h, const struct config *c, int fd)
+{
+	char err[512];
+	int rc;
+
+	if ((rc = seg_map(&h->seg, fd, c->base, c->size, err,
+	    sizeof(err))) != 0) {
+		log_errx("cannot map the heap: %s", err);
+		close(fd);
+	}
+	return rc;
+}
+
+/* Tries the live segment named by heap.id: 1 adopted, 0 none, <0 refused. */
+static int
+heap_adopt(struct heap *h, const struct config *c)
+{
+	struct stat st;
+	char err[512], name[64];
+	int fd, rc;
+
+	if (id_read(c->state_dir, h->identity) != 0)
+		return 0;
+	if (seg_open(h->identity, &fd) != 0)
+		return 0;
+	seg_name(h->identity, name, sizeof(name));
+	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->size) {
+		log_errx("live segment /dev/shm%s has size %lld, the daemon is "
+		    "asked for %" PRIu64 "; start with --size %lld or remove "
+		    "the segment", name, (long long)st.st_size, c->size,
+		    (long long)st.st_size);
+		close(fd);
+		return -EINVAL;
+	}
+	if ((rc = heap_map(h, c, fd)) != 0)
+		return rc;
+	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
+	    16) != 0) {
+		log_errx("live segment /dev/shm%s does not check out: %s; "
+		    "remove it to start from the image", name,
+		    rc ? err : "identity differs from heap.id");
+		seg_unmap(&h->seg);
+		return -EUCLEAN;
+	}
+	log_notice("adopted live segment /dev/shm%s", name);
+	h->adopted = 1;
+	return 1;
+}
+
+static int
+heap_format(struct heap *h, const struct config *c)
+{
+	char name[64];
+	int fd, rc;
+
+	if (getrandom(h->identity, 16, 0) != 16)
+		return -errno;
+	if ((rc = seg_create(h->identity, c->size, &fd)) != 0) {
+		log_errx("cannot create the segment: %s", strerror(-rc));
+		return rc;
+	}
+	if ((rc = heap_map(h, c, fd)) != 0)
+		goto fail;
+	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
+		log_errx("cannot commit the heap's metadata: %s",
+		    strerror(-rc));
+		goto fail;
+	}
+	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
+		goto fail;
+	seg_name(h->identity, name, sizeof(name));
+	log_notice("formatted a new heap in /dev/shm%s: base 0x%" PRIxPTR
+	    ", %" PRIu64 " bytes, %" PRIu64 " slabs", name, c->base, c->size,
+	    h->seg.nslabs);
+	return 0;
+fail:
+	seg_unmap(&h->seg);
+	seg_unlink(h->identity);
+	return rc;
+}
+
+/*
+ * Adopts the live segment, else loads the image, else formats a new heap.
+ * Then rebuilds the derived state and runs the validator.
+ */
+int
+heap_open(struct heap *h, const struct config *c)
+{
+	char path[4096], err[1024];
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	h->seg.fd = -1;
+	if ((rc = ensure_dir(c->state_dir)) != 0) {
+		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
+		return rc;
+	}
+	if ((rc = heap_adopt(h, c)) < 0)
+		return rc;
+	if (rc == 0) {
+		image_path(c, path, sizeof(path), "");
+		if (access(path, F_OK) == 0) {
+			if ((rc = ckpt_load(h, c, path)) != 0)
+				return rc;
+		} else if ((rc = heap_format(h, c)) != 0)
+			return rc;
+	}
+	atomic_fetch_add(&h->seg.sb->epoch, 1);
+	if ((rc = heap_rebuild(h)) != 0) {
+		log_errx("cannot rebuild the heap's state: %s", strerror(-rc));
+		return rc;
+	}
+	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
+		log_errx("heap fails its check: %s", err);
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+void
+heap_close(struct heap *h)
+{
+	int i;
+
+	seg_unmap(&h->seg);
+	free(h->free_map);
+	for (i = 0; i < SHM_NCLASSES; i++)
+		free(h->class_slabs[i]);
+	free(h->limbo);
+	memset(h, 0, sizeof(*h));
+	h->seg.fd = -1;
+}
+
+/* Gives a freed run of slabs back: punched out, marked free.  While a
+ * checkpoint runs, it waits in limbo instead. */
+static void
+slabs_release(struct heap *h, uint64_t s, uint64_t n)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t t;
+
+	if (h->frozen) {
+		if (h->nlimbo == h->limbo_cap) {
+			uint64_t cap = h->limbo_cap ? h->limbo_cap * 2 : 64;
+			uint64_t *p = reallocarray(h->limbo, cap, 16);
+
+			if (p == NULL)
+				goto now;	/* lose the freeze, not memory */
+			h->limbo = p;
+			h->limbo_cap = cap;
+		}
+		h->limbo[2 * h->nlimbo] = s;
+		h->limbo[2 * h->nlimbo + 1] = n;
+		h->nlimbo++;
+		return;
+	}
+now:
+	seg_decommit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	for (t = s; t < s + n; t++) {
+		seg->slabs[t].run = 0;
+		seg->slabs[t].req = 0;
+		atomic_store(&seg->slabs[t].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+		free_set(h, t);
+	}
+}
+
+void
+heap_thaw(struct heap *h)
+{
+	uint64_t i, n = h->nlimbo;
+
+	h->frozen = 0;
+	h->nlimbo = 0;
+	for (i = 0; i < n; i++)
+		slabs_release(h, h->limbo[2 * i], h->limbo[2 * i + 1]);
+}
+
+/* First fit: n free slabs starting at an address aligned to align. */
+static int64_t
+find_run(struct heap *h, uint64_t n, uint64_t align)
+{
+	uint64_t nslabs = h->seg.nslabs, step, s, t, w;
+	uintptr_t data = h->seg.data;
+
+	step = align > SHM_SLAB_SIZE ? align >> SHM_SLAB_SHIFT : 1;
+	if (n > h->nfree)
+		return -1;
+	if (step == 1) {
+		for (w = h->free_hint; w < (nslabs + 63) / 64; w++) {
+			if (h->free_map[w] == 0) {
+				if (w == h->free_hint)
+					h->free_hint = w + 1;
+				continue;
+			}
+			s = w * 64 + (uint64_t)__builtin_ctzll(h->free_map[w]);
+			for (;;) {
+				for (t = s; t < s + n && t < nslabs &&
+				    free_test(h, t); t++)
+					;
+				if (t == s + n)
+					return (int64_t)s;
+				if (t >= nslabs)
+					return -1;
+				/* skip to the next free slab after t */
+				for (s = t + 1; s < nslabs && !free_test(h, s);
+				    s++)
+					if (s % 64 == 0 &&
+					    h->free_map[s / 64] == 0)
+						s += 63;
+				if (s >= nslabs)
+					return -1;
+			}
+		}
+		return -1;
+	}
+	s = ((align - data % align) % align) >> SHM_SLAB_SHIFT;
+	for (; s + n <= nslabs; s += step) {
+		for (t = s; t < s + n && free_test(h, t); t++)
+			;
+		if (t == s + n)
+			return (int64_t)s;
+	}
+	return -1;
+}
+
+static int64_t
+take_run(struct heap *h, uint64_t n, uint64_t align)
+{
+	int64_t s = find_run(h, n, align);
+
+	if (s < 0 && !h->frozen && heap_reclaim_sweep(h) > 0)
+		s = find_run(h, n, align);
+	return s;
+}
+
+/* A free slab made into a small slab of cls, its memory committed. */
+static int64_t
+small_slab_new(struct heap *h, uint32_t cls)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t boff = seg->sb->bitmaps_off, soff = seg->sb->sides_off;
+	int64_t s;
+	int rc;
+
+	if ((s = take_run(h, 1, 0)) < 0)
+		return -ENOMEM;
+	if ((rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
+	    SHM_BITMAP_BYTES)) != 0 ||
+	    (rc = seg_commit(seg->fd, soff + (uint64_t)s * SHM_SIDE_BYTES,
+	    SHM_SIDE_BYTES)) != 0 ||
+	    (rc = seg_commit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE)) != 0)
+		return rc;
+	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
+		return rc;
+	free_clear(h, (uint64_t)s);
+	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
+	return s;
+}
+
+static int
+slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
+{
+	return slab_claimed(&h->seg, s) < slab_class_nblocks[cls];
+}
+
+static int
+alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t i, w;
+	int64_t s;
+	long b;
+
+	for (;;) {
+		if (h->cur[cls] != 0) {
+			s = h->cur[cls] - 1;
+			b = slab_claim_one(seg, (uint64_t)s, cls,
+			    &h->cur_hint[cls]);
+			if (b >= 0) {
+				slab_set_live(seg, (uint64_t)s, (uint32_t)b,
+				    cls, size);
+				*addr = slab_addr(seg, (uint64_t)s) +
+				    (uintptr_t)b * slab_class_size[cls];
+				return 0;
+			}
+			h->cur[cls] = 0;
+		}
+		/* Another slab of the class with room and no lease... */
+		for (i = 0; i < h->class_n[cls]; i++) {
+			s = h->class_slabs[cls][i];
+			w = atomic_load(&seg->slabs[s].word);
+			if (SHM_SLAB_LEASE(w) == 0 &&
+			    slab_has_room(h, (uint64_t)s, cls))
+				break;
+		}
+		/* ...else a fresh one. */
+		if (i == h->class_n[cls] &&
+		    (s = small_slab_new(h, cls)) < 0)
+			return (int)s;
+		h->cur[cls] = (uint32_t)s + 1;
+		h->cur_hint[cls] = 0;
+	}
+}
+
+static int
+alloc_large(struct heap *h, uint64_t size, uint64_t align, uintptr_t *addr,
+    uint64_t *usable)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT, t;
+	int64_t s;
+	int rc;
+
+	if (n == 0)
+		n = 1;
+	if ((s = take_run(h, n, align)) < 0)
+		return -ENOMEM;
+	if ((rc = seg_commit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT))
+	    != 0) {
+		/* Partly committed pages go back; the run stays free. */
+		seg_decommit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+		return rc;
+	}
+	for (t = (uint64_t)s + 1; t < (uint64_t)s + n; t++) {
+		free_clear(h, t);
+		seg->slabs[t].run = (uint32_t)s;
+		atomic_store(&seg->slabs[t].word,
+		    SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	}
+	free_clear(h, (uint64_t)s);
+	seg->slabs[s].run = (uint32_t)n;
+	seg->slabs[s].req = size;
+	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
+	*addr = slab_addr(seg, (uint64_t)s);
+	*usable = n << SHM_SLAB_SHIFT;
+	return 0;
+}
+
+int
+heap_alloc(struct heap *h, uint64_t size, uint64_t align, uintptr_t *addr,
+    uint64_t *usable)
+{
+	int cls, rc;
+
+	if (align == 0)
+		align = SHM_ALIGN;
+	if ((align & (align - 1)) != 0 || align > (UINT64_C(1) << 30))
+		return -EINVAL;
+	if (size > (h->seg.nslabs << SHM_SLAB_SHIFT))
+		return -ENOMEM;
+	cls = slab_class_aligned((size_t)size, (size_t)align);
+	if (cls >= 0) {
+		if ((rc = alloc_small(h, (uint32_t)cls, size, addr)) != 0)
+			return rc;
+		*usable = slab_class_size[cls];
+	} else if ((rc = alloc_large(h, size, align, addr, usable)) != 0)
+		return rc;
+	h->dirty = 1;
+	return 0;
+}
+
+/* Reclaims one small slab if it is empty, unleased and not current. */
+static int
+reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
+{
+	struct shm_seg *seg = &h->seg;
+
+	if (h->frozen || h->cur[cls] == s + 1 || slab_reclaim(seg, s) != 0)
+		return 0;
+	class_remove(h, cls, s);
+	seg_decommit(seg->fd, seg->sb->sides_off + s * SHM_SIDE_BYTES,
+	    SHM_SIDE_BYTES);
+	seg_decommit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE);
+	free_set(h, s);
+	return 1;
+}
+
+/* Returns every empty, unleased small slab to the free pool. */
+int
+heap_reclaim_sweep(struct heap *h)
+{
+	uint32_t cls, i;
+	int n = 0;
+
+	if (h->frozen)
+		return 0;
+	for (cls = 0; cls < SHM_NCLASSES; cls++) {
+		h->cur[cls] = 0;	/* current slabs may go too */
+		for (i = h->class_n[cls]; i-- > 0;)
+			n += reclaim_one(h, cls, h->class_slabs[cls][i]);
+	}
+	return n;
+}
+
+int
+heap_free(struct heap *h, uintptr_t addr, uint64_t *req)
+{
+	struct shm_seg *seg = &h->seg;
+	struct slab_block b;
+	size_t r;
+	uint32_t w;
+	int rc;
+
+	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
+		return rc;
+	if (b.cls == UINT32_MAX) {
+		/* Head first: a racing lookup of the block now fails. */
+		atomic_store(&seg->slabs[b.slab].word,
+		    SHM_SLAB_WORD(SHM_FREE, 0, 0));
+		*req = b.req;
+		slabs_release(h, b.slab, b.usable >> SHM_SLAB_SHIFT);
+		h->dirty = 1;
+		return 0;
+	}
+	if ((rc = slab_free_small(seg, addr, &r)) != 0)
+		return rc;
+	*req = r;
+	w = atomic_load(&seg->slabs[b.slab].word);
+	if (SHM_SLAB_LEASE(w) == 0 && slab_empty(seg, b.slab))
+		reclaim_one(h, b.cls, b.slab);
+	h->dirty = 1;
+	return 0;
+}
+
+/*
+ * In place when the new size fits the block (a large block gives back the
+ * slabs it no longer needs); otherwise a new block, the bytes copied, the
+ * old block freed.  On failure the old block is untouched.
+ */
+int
+heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
+    uint64_t *usable)
+{
+	struct shm_seg *seg = &h->seg;
+	struct slab_block b;
+	uint64_t n, req;
+	uintptr_t na;
+	int rc, cls;
+
+	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
+		return rc;
+	if (b.cls != UINT32_MAX) {
+		cls = slab_class_of((size_t)size);
+		/* Stay unless shrinking below half the class. */
+		if (size <= b.usable && cls >= 0 &&
+		    slab_class_size[cls] * 2 > b.usable) {
+			slab_set_live(seg, b.slab, b.index, b.cls, size);
+			*out = addr;
+			*usable = b.usable;
+			h->dirty = 1;
+			return 0;
+		}
+	} else if (size > SHM_SMALL_MAX && size <= b.usable) {
+		n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
+		if (n < seg->slabs[b.slab].run) {
+			uint64_t old = seg->slabs[b.slab].run;
+
+			seg->slabs[b.slab].run = (uint32_t)n;
+			slabs_release(h, b.slab + n, old - n);
+		}
+		seg->slabs[b.slab].req = size;
+		*out = addr;
+		*usable = n << SHM_SLAB_SHIFT;
+		h->dirty = 1;
+		return 0;
+	}
+	if ((rc = heap_alloc(h, size, 0, &na, usable)) != 0)
+		return rc;
+	memcpy((void *)na, (void *)addr, b.req < size ? b.req : size);
+	(void)heap_free(h, addr, &req);
+	*out = na;
+	return 0;
+}
+
+int
+heap_root_name_ok(const char *name)
+{
+	size_t i;
+
+	if (name == NULL || name[0] == '\0')
+		return 0;
+	for (i = 0; name[i] != '\0'; i++)
+		if (i >= SHM_ROOT_NAME_MAX || name[i] < 0x20 || name[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static struct shm_root *
+root_find(struct heap *h, const char *name)
+{
+	int i;
+
+	for (i = 0; i < SHM_ROOTS; i++)
+		if (strncmp(h->seg.roots[i].name, name,
+		    sizeof(h->seg.roots[i].name)) == 0)
+			return &h->seg.roots[i];
+	return NULL;
+}
+
+static int
+root_create(struct heap *h, const char *name, uint64_t v)
+{
+	struct shm_root *r;
+	int i;
+
+	for (i = 0; i < SHM_ROOTS; i++) {
+		r = &h->seg.roots[i];
+		if (r->name[0] != '\0')
+			continue;
+		/* Value first, then the name that makes it visible. */
+		atomic_store(&r->value, v);
+		memset(r->name, 0, sizeof(r->name));
+		memcpy(r->name, name, strlen(name));
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+int
+heap_root_set(struct heap *h, const char *name, uint64_t v)
+{
+	struct shm_root *r;
+
+	if (!heap_root_name_ok(name))
+		return -EINVAL;
+	h->dirty = 1;
+	if ((r = root_find(h, name)) != NULL) {
+		atomic_store(&r->value, v);
+		return 0;
+	}
+	return root_create(h, name, v);
+}
+
+int
+heap_root_get(struct heap *h, const char *name, uint64_t *v)
+{
+	struct shm_root *r;
+
+	if (!heap_root_name_ok(name))
+		return -EINVAL;
+	if ((r = root_find(h, name)) == NULL)
+		return -ENOENT;
+	*v = atomic_load(&r->value);
+	return 0;
+}
+
+int
+heap_root_cas(struct heap *h, const char *name, uint64_t expected,
+    uint64_t desired)
+{
+	struct shm_root *r;
+
+	if (!heap_root_name_ok(name))
+		return -EINVAL;
+	r = root_find(h, name);
+	if (r == NULL) {
+		if (expected != 0)
+			return -EAGAIN;
+		if (desired == 0)
+			return 0;
+		h->dirty = 1;
+		return root_create(h, name, desired);
+	}
+	if (atomic_load(&r->value) != expected)
+		return -EAGAIN;
+	h->dirty = 1;
+	if (desired == 0) {
+		memset(r->name, 0, sizeof(r->name));
+		atomic_store(&r->value, 0);
+	} else
+		atomic_store(&r->value, desired);
+	return 0;
+}
+
+int
+heap_root_remove(struct heap *h, const char *name)
+{
+	struct shm_root *r;
+
+	if (!heap_root_name_ok(name))
+		return -EINVAL;
+	if ((r = root_find(h, name)) == NULL)
+		return -ENOENT;
+	memset(r->name, 0, sizeof(r->name));
+	atomic_store(&r->value, 0);
+	h->dirty = 1;
+	return 0;
+}
+
+/*
+ * Leases a slab of cls to a client: a partly used unleased slab of the class
+ * if there is one, else a fresh slab.  The lease record in the segment is
+ * where the client keeps its private set, so a crash can give it back.
+ */
+int
+heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
+    uint64_t *slab, uint32_t *recp)
+{
+	struct shm_seg *seg = &h->seg;
+	struct shm_lease *l;
+	uint32_t rec, i, w;
+	int64_t s = -1;
+
+	if (cls >= SHM_NCLASSES)
+		return -EINVAL;
+	for (rec = 0; rec < SHM_LEASES; rec++)
+		if (seg->leases[rec].owner_pid == 0)
+			break;
+	if (rec == SHM_LEASES)
+		return -EBUSY;
+	for (i = 0; i < h->class_n[cls]; i++) {
+		uint32_t t = h->class_slabs[cls][i];
+
+		w = atomic_load(&seg->slabs[t].word);
+		if (SHM_SLAB_LEASE(w) == 0 && h->cur[cls] != t + 1 &&
+		    slab_claimed(seg, t) * 2 < slab_class_nblocks[cls]) {
+			s = t;
+			break;
+		}
+	}
+	if (s < 0 && (s = small_slab_new(h, cls)) < 0)
+		return (int)s;
+	l = &seg->leases[rec];
+	l->slab = (uint32_t)s;
+	l->cls = (uint8_t)cls;
+	l->owner_start = heap_proc_start(pid);
+	atomic_store(&l->word, 0);
+	atomic_store(&l->mask, 0);
+	atomic_store(&l->pending, 0);
+	l->owner_pid = (uint32_t)pid;
+	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
+	    rec + 1));
+	h->owners[rec].conn = c;
+	*slab = (uint64_t)s;
+	*recp = rec;
+	h->dirty = 1;
+	return 0;
+}
+
+/* A client is gone: every lease it held goes back. */
+void
+heap_conn_gone(struct heap *h, struct conn *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < SHM_LEASES; i++)
+		if (h->owners[i].conn == c)
+			heap_lease_release(h, i);
+}
+
+/* Leases a restarted daemon kept for a live process come back to it. */
+uint32_t
+heap_conn_adopt(struct heap *h, struct conn *c, pid_t pid)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++) {
+		if (h->seg.leases[i].owner_pid == (uint32_t)pid &&
+		    h->owners[i].conn == NULL) {
+			h->owners[i].conn = c;
+			n++;
+		}
+	}
+	return n;
+}
+
+uint32_t
+heap_conn_leases(const struct heap *h, const struct conn *c)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++)
+		if (h->owners[i].conn == c)
+			n++;
+	return n;
+}
+
+/* Figures for status: one pass over the slab table. */
+void
+heap_stats(struct heap *h, struct heap_stats *st)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t s, req;
+	uint32_t w, cls, used, claimed;
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		switch (SHM_SLAB_STATE(w)) {
+		case SHM_SMALL:
+			cls = SHM_SLAB_CLS(w);
+			used = slab_used(seg, s, cls, &req);
+			claimed = slab_claimed(seg, s);
+			st->cls[cls].slabs++;
+			st->cls[cls].used += used;
+			st->cls[cls].free += slab_class_nblocks[cls] - claimed;
+			st->cls[cls].cached += claimed - used;
+			st->cls[cls].req += req;
+			st->slabs_used++;
+			break;
+		case SHM_LARGE_HEAD:
+			st->large_blocks++;
+			st->large_bytes += (uint64_t)seg->slabs[s].run <<
+			    SHM_SLAB_SHIFT;
+			st->large_req += seg->slabs[s].req;
+			st->slabs_used += seg->slabs[s].run;
+			s += seg->slabs[s].run - 1;
+			break;
+		default:
+			break;
+		}
+	}
+	st->blocks = st->large_blocks;
+	st->req = st->large_req;
+	for (i = 0; i < SHM_NCLASSES; i++) {
+		st->blocks += st->cls[i].used;
+		st->req += st->cls[i].req;
+		st->cached += st->cls[i].cached;
+	}
+	for (i = 0; i < SHM_ROOTS; i++)
+		if (seg->roots[i].name[0] != '\0')
+			st->roots++;
+}

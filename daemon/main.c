@@ -1,0 +1,134 @@
+/*
+ * main.c: aclheapd's start and stop.  Settings, the state folder's lock,
+ * the heap (adopted, loaded or formatted), the socket, optionally detaching,
+ * then the loop until TERM or INT and the final checkpoint.
+ */
+#include "config.h"
+
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+
+/* One daemon per state folder: a second one would fight over the image. */
+static int
+lock_state(const char *dir)
+{
+	char path[4096], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/aclheapd.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		log_warn("%s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		n = (int)read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_errx("another aclheapd (pid %s) uses state folder %s",
+		    buf[0] ? buf : "?", dir);
+		close(fd);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n)
+		log_warn("%s", path);
+	return fd;
+}
+
+static int
+detach(int lockfd)
+{
+	char buf[32];
+	pid_t pid;
+	int fd, n;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	log_to_syslog();
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(lockfd, 0) == -1 || pwrite(lockfd, buf, (size_t)n, 0) != n)
+		log_warn("lock file");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct heap heap;
+	int rc, lfd, lockfd, activated;
+
+	config_defaults(&cfg);
+	if ((rc = config_parse_args(&cfg, argc, argv)) != 0)
+		return rc > 0 ? 0 : 2;
+	if (config_finish(&cfg) != 0)
+		return 2;
+	log_init(cfg.log_level, !isatty(STDERR_FILENO));
+	umask(077);
+	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
+		char *p, tmp[4096];
+
+		/* Create the parents too (~/.local/state may not exist). */
+		snprintf(tmp, sizeof(tmp), "%s", cfg.state_dir);
+		for (p = tmp + 1; *p; p++)
+			if (*p == '/') {
+				*p = '\0';
+				(void)mkdir(tmp, 0755);
+				*p = '/';
+			}
+		if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
+			log_warn("state folder %s", cfg.state_dir);
+			return 1;
+		}
+	}
+	if ((lockfd = lock_state(cfg.state_dir)) == -1)
+		return 1;
+	notify_status("opening heap");
+	if (heap_open(&heap, &cfg) != 0)
+		return 1;
+	notify_status("%s heap", heap.adopted ? "adopted live" :
+	    heap.loaded ? "loaded" : "formatted new");
+	if ((lfd = server_listen(&cfg, &activated)) < 0) {
+		log_errx("cannot listen on %s: %s", cfg.socket_path,
+		    strerror(-lfd));
+		return 1;
+	}
+	if (!cfg.foreground && !activated && getenv("NOTIFY_SOCKET") == NULL &&
+	    detach(lockfd) != 0) {
+		log_warn("fork");
+		return 1;
+	}
+	if (cfg.foreground)
+		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
+		    " MiB), images in %s\naclheapd: listening on %s\n"
+		    "aclheapd: try: ACLHEAP_SOCKET=%s aclheapctl status\n",
+		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
+		    cfg.socket_path, cfg.socket_path);
+	rc = server_run(&cfg, &heap, lfd, argc, argv);
+	if (!activated)
+		unlink(cfg.socket_path);
+	heap_close(&heap);
+	config_free(&cfg);
+	close(lockfd);
+	return rc;
+}
