@@ -1,0 +1,457 @@
+/*
+ * api.c: the public API of <aclheap.h>.
+ *
+ * Allocation goes through fast.c's thread caches for small blocks and over
+ * the socket for everything else.  Freeing a small block is local: an
+ * atomic exchange of its side entry and an atomic clear of its bit, from
+ * any process; large blocks are freed by the daemon.  Bad pointers are
+ * refused before anything is written (shm/slab.c validates).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aclheap.h"
+#include "client/client.h"
+
+#define SMALL_ARENA	4096
+
+static int
+fail_errno(int rc)
+{
+	errno = -rc;
+	return rc;
+}
+
+static void *
+alloc_remote(size_t size, size_t alignment)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc m = ACLHEAP__ALLOC__INIT;
+	Aclheap__Reply *r;
+	int rc;
+
+	m.size = size;
+	m.alignment = alignment;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
+		fail_errno(rc);
+		return NULL;
+	}
+	if (r->body_case != ACLHEAP__REPLY__BODY_ALLOC ||
+	    !seg_in_data(&conn_seg, (uintptr_t)r->alloc->addr)) {
+		conn_seterr("aclheapd answered Alloc with no block in the heap");
+		errno = EPROTO;
+		return NULL;
+	}
+	return (void *)(uintptr_t)r->alloc->addr;
+}
+
+static void *
+alloc_any(size_t size, size_t alignment)
+{
+	int rc;
+
+	conn_clearerr();
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0) {
+		fail_errno(rc);
+		return NULL;
+	}
+	if (size > (conn_seg.nslabs << SHM_SLAB_SHIFT)) {
+		conn_seterr("%zu bytes is more than the heap holds (%llu)",
+		    size, (unsigned long long)(conn_seg.nslabs <<
+		    SHM_SLAB_SHIFT));
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (alignment <= SHM_ALIGN && size <= SHM_SMALL_MAX) {
+		void *p = fast_alloc(size);
+
+		if (p != NULL)
+			return p;
+	}
+	return alloc_remote(size, alignment);
+}
+
+API void *
+aclmalloc(size_t size)
+{
+	return alloc_any(size, 0);
+}
+
+API void *
+aclmalloc_flags(size_t size, unsigned flags)
+{
+	if ((flags & ~ACLHEAP_RESTART_RELOCATION) != 0) {
+		conn_seterr("unknown flags 0x%x", flags &
+		    ~ACLHEAP_RESTART_RELOCATION);
+		errno = EINVAL;
+		return NULL;
+	}
+	return alloc_any(size, 0);
+}
+
+static size_t
+free_remote(uintptr_t addr)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Free m = ACLHEAP__FREE__INIT;
+	Aclheap__Reply *r;
+	int rc;
+
+	m.addr = addr;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
+		fail_errno(rc);
+		return 0;
+	}
+	if (r->body_case != ACLHEAP__REPLY__BODY_FREE) {
+		errno = EPROTO;
+		return 0;
+	}
+	return (size_t)r->free->size;
+}
+
+API size_t
+aclfree(void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	struct slab_block b;
+	size_t req;
+	int rc, saved = errno;
+
+	conn_clearerr();
+	if (p == NULL || !conn_mapped || !seg_in_data(&conn_seg, a)) {
+		conn_seterr(p == NULL ? "aclfree(NULL)" :
+		    "%p is not inside the heap", p);
+		errno = EINVAL;
+		return 0;
+	}
+	if ((rc = slab_block_lookup(&conn_seg, a, &b)) != 0) {
+		conn_seterr("%p is not the start of a live block (inside a "
+		    "block, or already freed)", p);
+		errno = EINVAL;
+		return 0;
+	}
+	if (b.cls == UINT32_MAX)
+		return free_remote(a);
+	if ((rc = fast_free(a, &b, &req)) != 0) {
+		conn_seterr("%p is not the start of a live block (freed "
+		    "concurrently)", p);
+		errno = EINVAL;
+		return 0;
+	}
+	errno = saved;
+	return req;
+}
+
+API intptr_t
+aclheap_address_to_aligned(uintptr_t address)
+{
+	if (address % 8 != 0) {
+		conn_seterr("0x%lx is not a multiple of 8",
+		    (unsigned long)address);
+		errno = EINVAL;
+		return 0;
+	}
+	/* Arithmetic shift of the signed word, as Allegro does. */
+	return (intptr_t)address >> 3;
+}
+
+API uintptr_t
+aclheap_aligned_to_address(intptr_t aligned)
+{
+	return (uintptr_t)aligned << 3;
+}
+
+API intptr_t
+aclmalloc_aligned(size_t size)
+{
+	void *p = aclmalloc(size);
+
+	return p == NULL ? 0 : aclheap_address_to_aligned((uintptr_t)p);
+}
+
+API size_t
+aclfree_aligned(intptr_t aligned)
+{
+	return aclfree((void *)aclheap_aligned_to_address(aligned));
+}
+
+API void *
+aclcalloc(size_t n, size_t size)
+{
+	size_t total;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &total)) {
+		conn_seterr("%zu * %zu overflows", n, size);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if ((p = aclmalloc(total)) != NULL)
+		memset(p, 0, total);
+	return p;
+}
+
+API void *
+aclrealloc(void *p, size_t size)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Realloc m = ACLHEAP__REALLOC__INIT;
+	Aclheap__Reply *r;
+	struct slab_block b;
+	int rc;
+
+	if (p == NULL)
+		return aclmalloc(size);
+	conn_clearerr();
+	if (!conn_mapped || slab_block_lookup(&conn_seg, (uintptr_t)p,
+	    &b) != 0) {
+		conn_seterr("%p is not the start of a live block", p);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > (conn_seg.nslabs << SHM_SLAB_SHIFT)) {
+		conn_seterr("%zu bytes is more than the heap holds", size);
+		errno = ENOMEM;
+		return NULL;
+	}
+	m.addr = (uintptr_t)p;
+	m.size = size;
+	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
+	q.realloc = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
+		fail_errno(rc);
+		return NULL;
+	}
+	if (r->body_case != ACLHEAP__REPLY__BODY_ALLOC) {
+		errno = EPROTO;
+		return NULL;
+	}
+	return (void *)(uintptr_t)r->alloc->addr;
+}
+
+API void *
+aclmemalign(size_t alignment, size_t size)
+{
+	if (alignment == 0 || (alignment & (alignment - 1)) != 0 ||
+	    alignment > ((size_t)1 << 30)) {
+		conn_seterr("alignment %zu is not a power of two up to 1 GiB",
+		    alignment);
+		errno = EINVAL;
+		return NULL;
+	}
+	return alloc_any(size, alignment > SHM_ALIGN ? alignment : 0);
+}
+
+API size_t
+aclheap_usable_size(const void *p)
+{
+	struct slab_block b;
+
+	if (!conn_mapped || slab_block_lookup(&conn_seg, (uintptr_t)p,
+	    &b) != 0)
+		return 0;
+	return (size_t)b.usable;
+}
+
+API int
+aclheap_contains(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return conn_mapped && a >= conn_seg.base &&
+	    a - conn_seg.base < conn_seg.size;
+}
+
+static int
+root_call(Aclheap__Request *q, Aclheap__Reply **r, struct frame_arena *a,
+    uint8_t *abuf, const char *name)
+{
+	size_t n;
+	int rc;
+
+	conn_clearerr();
+	n = name != NULL ? strlen(name) : 0;
+	if (n == 0 || n > ACLHEAP_ROOT_NAME_MAX) {
+		conn_seterr("root names are 1 to %d bytes",
+		    ACLHEAP_ROOT_NAME_MAX);
+		return -EINVAL;
+	}
+	while (n-- > 0)
+		if (name[n] < 0x20 || name[n] > 0x7e) {
+			conn_seterr("root names are printable ASCII");
+			return -EINVAL;
+		}
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	frame_arena_init(a, abuf, SMALL_ARENA);
+	return conn_request(q, r, a, NULL);
+}
+
+API int
+aclheap_root_set(const char *name, void *p)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Root m = ACLHEAP__ROOT__INIT;
+	Aclheap__Reply *r;
+
+	m.name = (char *)name;
+	m.value = (uintptr_t)p;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &m;
+	return root_call(&q, &r, &a, abuf, name);
+}
+
+API void *
+aclheap_root_get(const char *name)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__RootGet m = ACLHEAP__ROOT_GET__INIT;
+	Aclheap__Reply *r;
+	int rc;
+
+	m.name = (char *)name;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
+	q.root_get = &m;
+	if ((rc = root_call(&q, &r, &a, abuf, name)) != 0) {
+		errno = -rc;
+		return NULL;
+	}
+	if (r->body_case != ACLHEAP__REPLY__BODY_ROOT) {
+		errno = EPROTO;
+		return NULL;
+	}
+	errno = 0;
+	return (void *)(uintptr_t)r->root->value;
+}
+
+API int
+aclheap_root_cas(const char *name, void *expected, void *desired)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__RootCas m = ACLHEAP__ROOT_CAS__INIT;
+	Aclheap__Reply *r;
+
+	m.name = (char *)name;
+	m.expected = (uintptr_t)expected;
+	m.desired = (uintptr_t)desired;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
+	q.root_cas = &m;
+	return root_call(&q, &r, &a, abuf, name);
+}
+
+API int
+aclheap_root_remove(const char *name)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__RootRemove m = ACLHEAP__ROOT_REMOVE__INIT;
+	Aclheap__Reply *r;
+
+	m.name = (char *)name;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_REMOVE;
+	q.root_remove = &m;
+	return root_call(&q, &r, &a, abuf, name);
+}
+
+API int
+aclheap_attach(const char *socket_path)
+{
+	conn_clearerr();
+	return conn_attach(socket_path);
+}
+
+API void
+aclheap_detach(void)
+{
+	fast_flush();
+	conn_detach();
+}
+
+API int
+aclheap_checkpoint(void)
+{
+	uint8_t abuf[SMALL_ARENA];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Checkpoint m = ACLHEAP__CHECKPOINT__INIT;
+	Aclheap__Reply *r;
+	int rc;
+
+	conn_clearerr();
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
+	q.checkpoint = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+		return rc == -EPERM || rc == -ECONNRESET || rc == -ETIMEDOUT ||
+		    rc == -ENOMEM || rc == -EBUSY ? rc : -EIO;
+	return r->body_case == ACLHEAP__REPLY__BODY_CHECKPOINT ? 0 : -EPROTO;
+}
+
+API int
+aclheap_stats(struct aclheap_stats *out)
+{
+	static _Thread_local uint8_t abuf[16384];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Stats m = ACLHEAP__STATS__INIT;
+	Aclheap__Reply *r;
+	Aclheap__StatsReply *s;
+	int rc;
+
+	conn_clearerr();
+	if (out == NULL) {
+		conn_seterr("aclheap_stats(NULL)");
+		return -EINVAL;
+	}
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+	q.stats = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+		return rc;
+	if (r->body_case != ACLHEAP__REPLY__BODY_STATS)
+		return -EPROTO;
+	s = r->stats;
+	memset(out, 0, sizeof(*out));
+	out->base = (uintptr_t)s->heap_base;
+	out->size = s->size;
+	out->data_size = s->slabs_total << SHM_SLAB_SHIFT;
+	out->bytes_in_use = s->bytes_in_use;
+	out->bytes_requested = s->bytes_requested;
+	out->blocks_in_use = s->blocks_in_use;
+	out->last_checkpoint = s->ckpt_time;
+	out->generation = s->generation;
+	return 0;
+}
+
+API const char *
+aclheap_last_error(void)
+{
+	return conn_lasterr();
+}

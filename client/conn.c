@@ -1,0 +1,417 @@
+/*
+ * conn.c: the client's connection to aclheapd, attaching (Hello, the
+ * segment's descriptor, the fixed mapping), reconnecting after a daemon
+ * restart, and the per-thread error text.
+ *
+ * Reconnecting checks the heap's identity: the same heap may come back in a
+ * new shared-memory object (a restart from the image), which is mapped over
+ * our own range; a different heap is refused (EPROTO), never mapped.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client.h"
+
+struct shm_seg conn_seg = { .fd = -1 };
+_Atomic int conn_mapped;
+_Atomic uint64_t conn_gen = 1;	/* bumped by fork and remap: caches die */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int conn_fd = -1;
+static pid_t conn_pid;
+static char sock_path[108];
+static uint8_t identity[16];
+static dev_t seg_dev;
+static ino_t seg_ino;
+static uint64_t next_id = 1;
+static int privileged;
+static _Thread_local char lasterr[512];
+
+void
+conn_seterr(const char *fmt, ...)
+{
+	va_list ap;
+	int saved = errno;
+
+	va_start(ap, fmt);
+	vsnprintf(lasterr, sizeof(lasterr), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+const char *
+conn_lasterr(void)
+{
+	return lasterr;
+}
+
+void
+conn_clearerr(void)
+{
+	lasterr[0] = '\0';
+}
+
+const char *
+conn_socket_path(void)
+{
+	return sock_path;
+}
+
+int
+conn_privileged(void)
+{
+	return privileged;
+}
+
+/* The child of fork() keeps the mapping but must not share our socket. */
+static void
+atfork_child(void)
+{
+	pthread_mutex_init(&lock, NULL);
+	atomic_fetch_add(&conn_gen, 1);
+	if (conn_fd >= 0)
+		close(conn_fd);
+	conn_fd = -1;
+}
+
+static void
+init_once(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* $XDG_RUNTIME_DIR/aclheap/aclheap.sock if it exists, else the system's. */
+int
+conn_default_socket(char *buf, size_t len)
+{
+	const char *x = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (geteuid() != 0 && x != NULL && *x == '/') {
+		snprintf(buf, len, "%s/aclheap/aclheap.sock", x);
+		if (stat(buf, &st) == 0)
+			return 0;
+	}
+	snprintf(buf, len, "/run/aclheap/aclheap.sock");
+	return 0;
+}
+
+static int
+resolve(const char *path, char *buf, size_t len)
+{
+	const char *e = getenv("ACLHEAP_SOCKET");
+
+	if (path == NULL && e != NULL && *e != '\0')
+		path = e;
+	if (path == NULL)
+		return conn_default_socket(buf, len);
+	if (strlen(path) >= len) {
+		conn_seterr("socket path '%s' is too long", path);
+		return -ENAMETOOLONG;
+	}
+	snprintf(buf, len, "%s", path);
+	return 0;
+}
+
+static int
+sock_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, saved;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		saved = errno;
+		close(fd);
+		conn_seterr("cannot connect to aclheapd at %s: %s (is the "
+		    "daemon running? start it with 'aclheapd' or set "
+		    "ACLHEAP_SOCKET)", path, strerror(saved));
+		return -saved;
+	}
+	return fd;
+}
+
+/* One request and its reply on the open socket.  Lock held. */
+static int
+roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
+    int *fdp)
+{
+	static uint8_t buf[FRAME_HDR + FRAME_MAX];	/* under the lock */
+	Aclheap__Reply *r;
+	uint32_t len;
+	long n;
+	int rc;
+
+	q->id = next_id++;
+	if ((n = frame_pack_request(q, buf, sizeof(buf))) < 0) {
+		conn_seterr("request too large for one frame");
+		return -EMSGSIZE;
+	}
+	if ((rc = frame_send(conn_fd, buf, (size_t)n, -1)) != 0)
+		return rc == -EPIPE ? -ECONNRESET : rc;
+	if ((rc = frame_recv(conn_fd, buf, sizeof(buf), &len, fdp)) != 0)
+		return rc;
+	frame_arena_reset(a);
+	if ((r = frame_unpack_reply(a, buf, len)) == NULL) {
+		conn_seterr("aclheapd sent a reply that does not decode");
+		return -EPROTO;
+	}
+	if (r->id != q->id && r->error == 0) {
+		conn_seterr("reply %llu to request %llu",
+		    (unsigned long long)r->id, (unsigned long long)q->id);
+		return -EPROTO;
+	}
+	*rp = r;
+	return 0;
+}
+
+static void
+drop(void)
+{
+	if (conn_fd >= 0)
+		close(conn_fd);
+	conn_fd = -1;
+}
+
+/*
+ * Connects and says Hello; maps the segment the first time, checks it is
+ * the same heap every later time.  Lock held.
+ */
+static int
+hello(const char *path)
+{
+	uint8_t abuf[4096];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Hello h = ACLHEAP__HELLO__INIT;
+	Aclheap__Reply *r;
+	Aclheap__HelloReply *hr;
+	struct stat st;
+	char err[512];
+	int fd, sfd = -1, rc;
+
+	if ((fd = sock_connect(path)) < 0)
+		return fd;
+	conn_fd = fd;
+	conn_pid = getpid();
+	h.version = PROTOCOL_VERSION;
+	h.pid = (uint32_t)getpid();
+	h.name = program_invocation_short_name;
+	q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
+	q.hello = &h;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = roundtrip(&q, &r, &a, &sfd)) != 0) {
+		if (rc == -ECONNRESET)
+			conn_seterr("aclheapd at %s closed the connection at "
+			    "Hello", path);
+		goto fail;
+	}
+	if (r->error != 0) {
+		conn_seterr("aclheapd at %s refused: %s", path,
+		    r->message ? r->message : strerror(r->error));
+		rc = -r->error;
+		goto fail;
+	}
+	if (r->body_case != ACLHEAP__REPLY__BODY_HELLO || sfd < 0 ||
+	    r->hello->identity.len != 16 || fstat(sfd, &st) == -1) {
+		conn_seterr("aclheapd at %s sent a malformed Hello reply",
+		    path);
+		rc = -EPROTO;
+		goto fail;
+	}
+	hr = r->hello;
+	privileged = hr->privileged != 0;
+	if (!conn_mapped) {
+		if ((rc = seg_map(&conn_seg, sfd, hr->heap_base, hr->size, err,
+		    sizeof(err))) != 0) {
+			conn_seterr("%s", err);
+			goto fail;
+		}
+		sfd = -1;	/* the mapping keeps the object */
+		close(conn_seg.fd);
+		conn_seg.fd = -1;
+		memcpy(identity, hr->identity.data, 16);
+		if (memcmp(conn_seg.sb->identity, identity, 16) != 0) {
+			conn_seterr("segment from %s does not carry the heap's "
+			    "identity", path);
+			seg_unmap(&conn_seg);
+			rc = -EPROTO;
+			goto fail;
+		}
+		seg_dev = st.st_dev;
+		seg_ino = st.st_ino;
+		conn_mapped = 1;
+	} else {
+		if (memcmp(identity, hr->identity.data, 16) != 0 ||
+		    hr->heap_base != conn_seg.base || hr->size != conn_seg.size) {
+			conn_seterr("aclheapd at %s now serves a different heap "
+			    "than the one mapped at 0x%lx; refusing to remap",
+			    path, (unsigned long)conn_seg.base);
+			rc = -EPROTO;
+			goto fail;
+		}
+		if (st.st_dev != seg_dev || st.st_ino != seg_ino) {
+			/* Same heap, new object: replace our own range. */
+			if ((rc = seg_remap(&conn_seg, sfd, err,
+			    sizeof(err))) != 0) {
+				conn_seterr("%s", err);
+				goto fail;
+			}
+			conn_seg.fd = -1;
+			atomic_fetch_add(&conn_gen, 1);
+			seg_dev = st.st_dev;
+			seg_ino = st.st_ino;
+		}
+	}
+	if (sfd >= 0)
+		close(sfd);
+	return 0;
+fail:
+	if (sfd >= 0)
+		close(sfd);
+	drop();
+	return rc;
+}
+
+int
+conn_attach(const char *path)
+{
+	char p[sizeof(sock_path)];
+	int rc;
+
+	pthread_once(&once, init_once);
+	if ((rc = resolve(path, p, sizeof(p))) != 0)
+		return rc;
+	pthread_mutex_lock(&lock);
+	if (conn_mapped && conn_fd >= 0 && conn_pid == getpid()) {
+		rc = strcmp(p, sock_path) == 0 ? 0 : -EISCONN;
+		if (rc != 0)
+			conn_seterr("already attached to %s", sock_path);
+		pthread_mutex_unlock(&lock);
+		return rc;
+	}
+	if (conn_mapped && strcmp(p, sock_path) != 0 && path != NULL) {
+		pthread_mutex_unlock(&lock);
+		conn_seterr("already attached to %s", sock_path);
+		return -EISCONN;
+	}
+	if (!conn_mapped)
+		snprintf(sock_path, sizeof(sock_path), "%s", p);
+	drop();
+	rc = hello(sock_path);
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+void
+conn_detach(void)
+{
+	pthread_mutex_lock(&lock);
+	drop();
+	if (conn_mapped) {
+		conn_mapped = 0;
+		atomic_fetch_add(&conn_gen, 1);
+		seg_unmap(&conn_seg);
+	}
+	sock_path[0] = '\0';
+	pthread_mutex_unlock(&lock);
+}
+
+static long
+reconnect_budget_ms(void)
+{
+	const char *e = getenv("ACLHEAP_RECONNECT_TIMEOUT");
+	char *end;
+	double v;
+
+	if (e == NULL || *e == '\0')
+		return 5000;
+	v = strtod(e, &end);
+	if (*end != '\0' || v < 0 || v > 86400)
+		return 5000;
+	return (long)(v * 1000);
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Sends a request and returns its reply.  Reconnects when the socket is
+ * gone (daemon restarted, or we are a fork child), waiting for the daemon
+ * up to the reconnect budget.  0 or a negative errno (the reply's own error
+ * included, with its message as the thread's last error).
+ */
+int
+conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
+    int *fdp)
+{
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	long deadline = -1;
+	int rc;
+
+	pthread_once(&once, init_once);
+	pthread_mutex_lock(&lock);
+	if (conn_pid != getpid())
+		drop();
+	for (;;) {
+		if (conn_fd < 0) {
+			if (sock_path[0] == '\0' && resolve(NULL, sock_path,
+			    sizeof(sock_path)) != 0) {
+				rc = -ENAMETOOLONG;
+				break;
+			}
+			rc = hello(sock_path);
+		} else
+			rc = 0;
+		if (rc == 0) {
+			rc = roundtrip(q, rp, a, fdp);
+			if (rc == 0)
+				break;
+			drop();
+		}
+		/* Only a daemon that is away is worth waiting for. */
+		if (rc != -ECONNRESET && rc != -ECONNREFUSED && rc != -ENOENT &&
+		    rc != -EPIPE)
+			break;
+		if (!conn_mapped)
+			break;	/* first attach: fail fast */
+		if (deadline < 0)
+			deadline = now_ms() + reconnect_budget_ms();
+		if (now_ms() >= deadline) {
+			conn_seterr("aclheapd at %s did not come back within "
+			    "%.1f s", sock_path, reconnect_budget_ms() / 1000.0);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		nanosleep(&pause, NULL);
+	}
+	pthread_mutex_unlock(&lock);
+	if (rc == 0 && (*rp)->error != 0) {
+		conn_seterr("%s", (*rp)->message != NULL && (*rp)->message[0] ?
+		    (*rp)->message : strerror((*rp)->error));
+		rc = -(*rp)->error;
+	}
+	return rc;
+}
