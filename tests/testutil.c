@@ -1,0 +1,308 @@
+/*
+ * testutil.c: the daemon fixture and process helpers for the Check suites.
+ *
+ * Readiness is a real check, never a fixed sleep: td_wait_ready() connects
+ * to the socket until the daemon accepts (or exits, or 20 s pass).
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/shm.h"
+#include "tests/testutil.h"
+
+uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+msleep(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* Path of a program built in this tree (ACLHEAP_BUILDDIR from make). */
+const char *
+td_prog(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+	const char *b = getenv("ACLHEAP_BUILDDIR");
+
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", b ? b : ".", name);
+	return buf[i];
+}
+
+void
+td_init(struct td *t, const char *tag)
+{
+	memset(t, 0, sizeof(*t));
+	snprintf(t->dir, sizeof(t->dir), "/tmp/aclheap-test-%s-XXXXXX", tag);
+	ck_assert_ptr_nonnull(mkdtemp(t->dir));
+	snprintf(t->sock, sizeof(t->sock), "%s/sock", t->dir);
+	snprintf(t->state, sizeof(t->state), "%s/state", t->dir);
+	snprintf(t->log, sizeof(t->log), "%s/daemon.log", t->dir);
+	snprintf(t->base, sizeof(t->base), "0x%llx",
+	    (unsigned long long)TEST_BASE);
+	snprintf(t->size, sizeof(t->size), "%s", TEST_SIZE);
+	t->pid = -1;
+	setenv("ACLHEAP_SOCKET", t->sock, 1);
+}
+
+int
+td_start_env(struct td *t, const char *const *extra, const char *const *env)
+{
+	const char *argv[64];
+	int n = 0, fd, i;
+	pid_t pid;
+
+	argv[n++] = td_prog("aclheapd");
+	argv[n++] = "--foreground";
+	argv[n++] = "--socket";
+	argv[n++] = t->sock;
+	argv[n++] = "--state-dir";
+	argv[n++] = t->state;
+	argv[n++] = "--base";
+	argv[n++] = t->base;
+	argv[n++] = "--size";
+	argv[n++] = t->size;
+	argv[n++] = "--config";
+	argv[n++] = "/dev/null";
+	argv[n++] = "--log-level";
+	argv[n++] = "debug";
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	if ((pid = fork()) == -1)
+		return -errno;
+	if (pid == 0) {
+		fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		for (i = 0; env != NULL && env[i] != NULL; i++)
+			putenv((char *)env[i]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	t->pid = pid;
+	return 0;
+}
+
+int
+td_start(struct td *t, const char *const *extra)
+{
+	int rc;
+
+	if ((rc = td_start_env(t, extra, NULL)) != 0)
+		return rc;
+	return td_wait_ready(t);
+}
+
+/* Connects until the daemon accepts: 0, or -1 if it exited or took 20 s. */
+int
+td_wait_ready(struct td *t)
+{
+	struct sockaddr_un sun;
+	uint64_t end = now_ms() + 20000;
+	int fd, status;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+	while (now_ms() < end) {
+		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
+			t->pid = -1;
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			return 0;
+		}
+		close(fd);
+		msleep(5);
+	}
+	return -1;
+}
+
+/* Waits for a child with a deadline; its raw wait status, or -1. */
+int
+wait_child(pid_t pid, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	int status;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		if (r == -1 || now_ms() >= end)
+			return -1;
+		msleep(2);
+	}
+}
+
+int
+td_wait_exit(struct td *t, int timeout_ms)
+{
+	int st;
+
+	if (t->pid <= 0)
+		return -1;
+	st = wait_child(t->pid, timeout_ms);
+	if (st != -1)
+		t->pid = -1;
+	return st;
+}
+
+/* Sends sig and reaps the daemon: its wait status, or -1. */
+int
+td_stop(struct td *t, int sig)
+{
+	int st;
+
+	if (t->pid <= 0)
+		return -1;
+	kill(t->pid, sig);
+	st = wait_child(t->pid, 60000);
+	if (st == -1) {
+		kill(t->pid, SIGKILL);
+		waitpid(t->pid, NULL, 0);
+	}
+	t->pid = -1;
+	return st;
+}
+
+/* Removes the live segment, as a reboot would. */
+int
+td_shm_unlink(struct td *t)
+{
+	char path[400], hex[64], name[80];
+	FILE *f;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "%s/heap.id", t->state);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fscanf(f, "%63s", hex) == 1) {
+		snprintf(name, sizeof(name), "/aclheap-%s", hex);
+		rc = shm_unlink(name);
+	}
+	fclose(f);
+	return rc;
+}
+
+char *
+td_log(struct td *t)
+{
+	static char buf[65536];
+	ssize_t n;
+	int fd;
+
+	buf[0] = '\0';
+	if ((fd = open(t->log, O_RDONLY)) == -1)
+		return buf;
+	n = read(fd, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return buf;
+}
+
+void
+td_cleanup(struct td *t)
+{
+	char cmd[400];
+
+	if (t->pid > 0)
+		td_stop(t, SIGKILL);
+	td_shm_unlink(t);
+	if (t->dir[0] != '\0' && strncmp(t->dir, "/tmp/aclheap-test-", 18) == 0) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", t->dir);
+	}
+}
+
+/*
+ * Runs a program, capturing stdout (and stderr) into out.  Returns its exit
+ * status, 128+N for a signal, -1 if it could not run.
+ */
+int
+run_cmd(char *out, size_t outlen, const char *const *argv)
+{
+	int p[2], status;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(p) == -1)
+		return -1;
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		close(p[0]);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (outlen > 0 && got < outlen - 1 &&
+	    (n = read(p[0], out + got, outlen - 1 - got)) > 0)
+		got += (size_t)n;
+	if (outlen > 0)
+		out[got] = '\0';
+	{
+		char sink[4096];
+
+		while (read(p[0], sink, sizeof(sink)) > 0)
+			;
+	}
+	close(p[0]);
+	if (waitpid(pid, &status, 0) == -1)
+		return -1;
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+/* Runs the suites with TAP on stdout, one "ok" line per test. */
+int
+check_run(Suite *(*const *suites)(void), int n)
+{
+	SRunner *sr;
+	int i, failed;
+
+	sr = srunner_create(suites[0]());
+	for (i = 1; i < n; i++)
+		srunner_add_suite(sr, suites[i]());
+	srunner_set_tap(sr, "-");
+	srunner_run_all(sr, CK_SILENT);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,59 @@
+/*
+ * testutil.h: what the Check suites share: the runner's suite list and a
+ * fixture that starts the real aclheapd on a private socket, state folder
+ * and base address, waits until it accepts connections, and stops it with
+ * a real signal.
+ */
+#ifndef ACLHEAP_TESTUTIL_H
+#define ACLHEAP_TESTUTIL_H
+
+#include <sys/types.h>
+
+#include <check.h>
+#include <stdint.h>
+
+#define TEST_BASE	UINT64_C(0x300000000000)
+#define TEST_SIZE	"64M"
+
+struct td {
+	char dir[256];		/* private folder for everything below */
+	char sock[300];
+	char state[300];
+	char log[300];
+	char base[32];
+	char size[32];
+	pid_t pid;
+};
+
+/* tests/testutil.c */
+void	 td_init(struct td *, const char *tag);
+int	 td_start(struct td *, const char *const *extra);
+int	 td_start_env(struct td *, const char *const *extra,
+	    const char *const *env);
+int	 td_wait_ready(struct td *);
+int	 td_stop(struct td *, int sig);
+int	 td_wait_exit(struct td *, int timeout_ms);
+void	 td_cleanup(struct td *);
+int	 td_shm_unlink(struct td *);
+char	*td_log(struct td *);
+int	 run_cmd(char *out, size_t outlen, const char *const *argv);
+const char *td_prog(const char *name);
+int	 wait_child(pid_t pid, int timeout_ms);
+void	 msleep(int ms);
+uint64_t now_ms(void);
+
+/* The suites, one per module. */
+Suite	*shm_suite(void);
+Suite	*proto_suite(void);
+Suite	*image_suite(void);
+Suite	*client_suite(void);
+Suite	*daemon_suite(void);
+Suite	*persist_suite(void);
+Suite	*ctl_suite(void);
+Suite	*systemd_suite(void);
+Suite	*fast_suite(void);
+Suite	*fault_suite(void);
+
+int	 check_run(Suite *(*const *suites)(void), int n);
+
+#endif /* ACLHEAP_TESTUTIL_H */
