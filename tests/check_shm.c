@@ -1,0 +1,467 @@
+/*
+ * check_shm.c: unit tests of shm/: size classes, geometry, the fixed
+ * mapping, block operations, reclaim and the validator, on a scratch
+ * segment of this process (no daemon).
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm/shm.h"
+#include "tests/testutil.h"
+
+#define UNIT_BASE	UINT64_C(0x310000000000)
+#define UNIT_SIZE	(UINT64_C(16) << 20)
+
+static struct shm_seg seg;
+static uint8_t id[16];
+
+static void
+scratch_up(void)
+{
+	char err[512];
+	int fd;
+
+	ck_assert_int_eq(getrandom(id, sizeof(id), 0), 16);
+	ck_assert_int_eq(seg_create(id, UNIT_SIZE, &fd), 0);
+	ck_assert_msg(seg_map(&seg, fd, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(seg_format(&seg, id), 0);
+}
+
+static void
+scratch_down(void)
+{
+	seg_unmap(&seg);
+	seg_unlink(id);
+}
+
+/* A small slab of class cls at slab s, as the daemon would make it. */
+static void
+make_small(uint64_t s, uint32_t cls)
+{
+	atomic_store(&seg.slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
+}
+
+static void
+check_ok(void)
+{
+	char err[512];
+
+	ck_assert_msg(shm_check(&seg, NULL, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void
+check_fails(const char *what)
+{
+	char err[512];
+
+	ck_assert_int_eq(shm_check(&seg, NULL, err, sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, what) != NULL, "'%s' lacks '%s'", err, what);
+}
+
+START_TEST(slab_class_of_bounds)
+{
+	size_t sz;
+	int c;
+
+	ck_assert_int_eq(slab_class_of(0), 0);
+	ck_assert_int_eq(slab_class_of(1), 0);
+	ck_assert_int_eq(slab_class_of(16), 0);
+	ck_assert_int_eq(slab_class_of(17), 1);
+	ck_assert_int_eq(slab_class_of(128), 7);
+	ck_assert_int_eq(slab_class_size[slab_class_of(129)], 160);
+	ck_assert_int_eq(slab_class_size[slab_class_of(8192)], 8192);
+	ck_assert_int_eq(slab_class_of(8193), -1);
+	ck_assert_int_eq(slab_class_of((size_t)-1), -1);
+	/* Every size gets the smallest class that holds it. */
+	for (sz = 0; sz <= SHM_SMALL_MAX; sz++) {
+		c = slab_class_of(sz);
+		ck_assert_int_ge(c, 0);
+		ck_assert_uint_ge(slab_class_size[c], sz);
+		if (c > 0)
+			ck_assert_uint_lt(slab_class_size[c - 1], sz);
+	}
+	for (c = 0; c < SHM_NCLASSES; c++) {
+		ck_assert_uint_eq(slab_class_size[c] % SHM_ALIGN, 0);
+		ck_assert_uint_eq(slab_class_nblocks[c],
+		    SHM_SLAB_SIZE / slab_class_size[c]);
+	}
+}
+END_TEST
+
+START_TEST(slab_class_aligned_power_of_two)
+{
+	size_t a;
+	int c;
+
+	for (a = 32; a <= SHM_SMALL_MAX; a *= 2) {
+		c = slab_class_aligned(100, a);
+		ck_assert_int_ge(c, 0);
+		ck_assert_uint_eq(slab_class_size[c] % a, 0);
+		ck_assert_uint_ge(slab_class_size[c], 100);
+	}
+	ck_assert_int_eq(slab_class_aligned(100, 8), slab_class_of(100));
+	ck_assert_int_eq(slab_class_aligned(100, 16384), -1);
+	ck_assert_int_eq(slab_class_aligned(9000, 64), -1);
+}
+END_TEST
+
+START_TEST(seg_geometry_layout)
+{
+	struct shm_geom g;
+	uint64_t sizes[] = { SHM_SIZE_MIN, UNIT_SIZE, UINT64_C(1) << 30,
+	    UINT64_C(16) << 30, SHM_SIZE_MAX };
+	size_t i;
+
+	ck_assert_int_eq(seg_geometry(SHM_SIZE_MIN - SHM_SLAB_SIZE, &g),
+	    -EINVAL);
+	ck_assert_int_eq(seg_geometry(UNIT_SIZE + 4096, &g), -EINVAL);
+	ck_assert_int_eq(seg_geometry(SHM_SIZE_MAX + SHM_SLAB_SIZE, &g),
+	    -EINVAL);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		ck_assert_int_eq(seg_geometry(sizes[i], &g), 0);
+		ck_assert_uint_gt(g.nslabs, 0);
+		ck_assert_uint_eq(g.data_off % SHM_SLAB_SIZE, 0);
+		ck_assert_uint_le(g.data_off + g.nslabs * SHM_SLAB_SIZE,
+		    sizes[i]);
+		/* One more slab would not fit: nothing is wasted. */
+		ck_assert_uint_le(SHM_SUPER_BYTES, g.roots_off);
+		ck_assert_uint_le(g.roots_off + SHM_ROOTS *
+		    sizeof(struct shm_root), g.leases_off);
+		ck_assert_uint_le(g.leases_off + SHM_LEASES *
+		    sizeof(struct shm_lease), g.slabs_off);
+		ck_assert_uint_le(g.slabs_off + g.nslabs *
+		    sizeof(struct shm_slab), g.bitmaps_off);
+		ck_assert_uint_le(g.bitmaps_off + g.nslabs * SHM_BITMAP_BYTES,
+		    g.sides_off);
+		ck_assert_uint_le(g.sides_off + g.nslabs * SHM_SIDE_BYTES,
+		    g.data_off);
+	}
+	ck_assert_uint_eq(sizeof(struct shm_lease), 64);
+	ck_assert_uint_eq(sizeof(struct shm_slab), 16);
+	ck_assert_uint_le(sizeof(struct shm_super), SHM_SUPER_BYTES);
+}
+END_TEST
+
+START_TEST(seg_parse_size_suffixes)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(seg_parse_size("4096", &v), 0);
+	ck_assert_uint_eq(v, 4096);
+	ck_assert_int_eq(seg_parse_size("64K", &v), 0);
+	ck_assert_uint_eq(v, 65536);
+	ck_assert_int_eq(seg_parse_size("64M", &v), 0);
+	ck_assert_uint_eq(v, UINT64_C(64) << 20);
+	ck_assert_int_eq(seg_parse_size("1G", &v), 0);
+	ck_assert_uint_eq(v, UINT64_C(1) << 30);
+	ck_assert_int_eq(seg_parse_size("2TiB", &v), 0);
+	ck_assert_uint_eq(v, UINT64_C(2) << 40);
+	ck_assert_int_eq(seg_parse_size("", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("M", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("-1", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("1Z", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("1G2", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("99999999999T", &v), -EINVAL);
+	ck_assert_int_eq(seg_parse_size("99999999999999999999", &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(seg_map_refuses_taken_range)
+{
+	struct shm_seg s2;
+	char err[512];
+	void *p;
+	int fd;
+
+	/* Occupy a page in the middle of the range, then try to map. */
+	p = mmap((void *)(UNIT_BASE + (UINT64_C(5) << 20)), 4096,
+	    PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+	    -1, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ck_assert_int_eq(getrandom(id, sizeof(id), 0), 16);
+	ck_assert_int_eq(seg_create(id, UNIT_SIZE, &fd), 0);
+	memset(&s2, 0, sizeof(s2));
+	ck_assert_int_eq(seg_map(&s2, fd, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), -EADDRINUSE);
+	ck_assert_msg(strstr(err, "0x310000000000-0x310001000000") != NULL,
+	    "%s", err);
+	ck_assert_msg(strstr(err, "0x310000500000-0x310000501000") != NULL,
+	    "occupant not named: %s", err);
+	/* Nothing was mapped anywhere: the page is still the only one. */
+	ck_assert_ptr_null(s2.sb);
+	ck_assert_int_eq(seg_range_owner(UNIT_BASE, UNIT_BASE + UNIT_SIZE,
+	    err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "0x310000500000") != NULL, "%s", err);
+	close(fd);
+	seg_unlink(id);
+	munmap(p, 4096);
+}
+END_TEST
+
+START_TEST(seg_map_rejects_bad_geometry)
+{
+	struct shm_seg s2;
+	char err[256];
+
+	memset(&s2, 0, sizeof(s2));
+	ck_assert_int_eq(seg_map(&s2, -1, UNIT_BASE + 4096, UNIT_SIZE, err,
+	    sizeof(err)), -EINVAL);
+	ck_assert_int_eq(seg_map(&s2, -1, UNIT_BASE, 12345, err,
+	    sizeof(err)), -EINVAL);
+	ck_assert_int_eq(seg_map(&s2, -1, 0, UNIT_SIZE, err, sizeof(err)),
+	    -EINVAL);
+}
+END_TEST
+
+START_TEST(seg_super_check_mismatch)
+{
+	char err[512];
+
+	scratch_up();
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE + SHM_SLAB_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "0x310000000000") != NULL &&
+	    strstr(err, "0x310000010000") != NULL, "%s", err);
+	seg.sb->version = 99;
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), -EPROTO);
+	ck_assert_msg(strstr(err, "version 99") != NULL, "%s", err);
+	seg.sb->version = SHM_VERSION;
+	seg.sb->magic ^= 1;
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), -EPROTO);
+	seg.sb->magic ^= 1;
+	seg.sb->sides_off += 4096;
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), -EPROTO);
+	seg.sb->sides_off -= 4096;
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_claim_one_fills_slab)
+{
+	uint32_t cls = 3, hint = 0, n = slab_class_nblocks[3], i;
+	long b;
+
+	scratch_up();
+	make_small(0, cls);
+	for (i = 0; i < n; i++) {
+		b = slab_claim_one(&seg, 0, cls, &hint);
+		ck_assert_int_eq(b, i);
+		slab_set_live(&seg, 0, (uint32_t)b, cls, 50);
+	}
+	ck_assert_int_eq(slab_claim_one(&seg, 0, cls, &hint), -1);
+	ck_assert_uint_eq(slab_claimed(&seg, 0), n);
+	ck_assert_uint_eq(slab_used(&seg, 0, cls, NULL), n);
+	check_ok();
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_claim_one_refuses_other_class)
+{
+	uint32_t hint = 0;
+
+	scratch_up();
+	make_small(0, 3);
+	ck_assert_int_eq(slab_claim_one(&seg, 0, 4, &hint), -1);
+	/* The failed claim was undone. */
+	ck_assert(slab_empty(&seg, 0));
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_claim_word_batch_and_stale)
+{
+	uint64_t got;
+	uint32_t hint = 0;
+	long b;
+
+	scratch_up();
+	make_small(2, 0);		/* 16-byte blocks, 4096 per slab */
+	b = slab_claim_one(&seg, 2, 0, &hint);
+	ck_assert_int_eq(b, 0);
+	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 0, &got), 0);
+	ck_assert_uint_eq(got, ~UINT64_C(1));	/* all but block 0 */
+	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 0, &got), 0);
+	ck_assert_uint_eq(got, 0);		/* word full */
+	/* A claim in a slab that changed class is undone: -ESTALE. */
+	make_small(2, 5);
+	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 1, &got), -ESTALE);
+	ck_assert_uint_eq(atomic_load(&slab_bitmap(&seg, 2)[1]), 0);
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_block_lookup_and_free)
+{
+	uint32_t cls = slab_class_of(100), hint = 0;
+	struct slab_block b;
+	uintptr_t a;
+	size_t req;
+	long i;
+
+	scratch_up();
+	make_small(1, cls);
+	i = slab_claim_one(&seg, 1, cls, &hint);
+	ck_assert_int_ge(i, 0);
+	slab_set_live(&seg, 1, (uint32_t)i, cls, 100);
+	a = slab_addr(&seg, 1) + (uintptr_t)i * slab_class_size[cls];
+	ck_assert_int_eq(slab_block_lookup(&seg, a, &b), 0);
+	ck_assert_uint_eq(b.req, 100);
+	ck_assert_uint_eq(b.usable, slab_class_size[cls]);
+	/* Interior, foreign and never-allocated addresses. */
+	ck_assert_int_eq(slab_block_lookup(&seg, a + 8, &b), -EINVAL);
+	ck_assert_int_eq(slab_block_lookup(&seg, a + slab_class_size[cls],
+	    &b), -EINVAL);
+	ck_assert_int_eq(slab_block_lookup(&seg, seg.base, &b), -EINVAL);
+	ck_assert_int_eq(slab_block_lookup(&seg, slab_addr(&seg, 0), &b),
+	    -EINVAL);
+	ck_assert_int_eq(slab_block_lookup(&seg, (uintptr_t)&b, &b), -EINVAL);
+	ck_assert_int_eq(slab_free_small(&seg, a + 16, &req), -EINVAL);
+	ck_assert_int_eq(slab_free_small(&seg, a, &req), 0);
+	ck_assert_uint_eq(req, 100);
+	/* Double free: refused, nothing written. */
+	ck_assert_int_eq(slab_free_small(&seg, a, &req), -EINVAL);
+	ck_assert(slab_empty(&seg, 1));
+	check_ok();
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_side_records_size_zero)
+{
+	uint32_t hint = 0;
+	struct slab_block b;
+	uintptr_t a;
+	size_t req = 99;
+	long i;
+
+	scratch_up();
+	make_small(0, 0);
+	i = slab_claim_one(&seg, 0, 0, &hint);
+	slab_set_live(&seg, 0, (uint32_t)i, 0, 0);
+	a = slab_addr(&seg, 0) + (uintptr_t)i * 16;
+	ck_assert_int_eq(slab_block_lookup(&seg, a, &b), 0);
+	ck_assert_uint_eq(b.req, 0);
+	ck_assert_int_eq(slab_free_small(&seg, a, &req), 0);
+	ck_assert_uint_eq(req, 0);
+	scratch_down();
+}
+END_TEST
+
+START_TEST(slab_reclaim_only_empty)
+{
+	uint32_t hint = 0;
+	long i;
+
+	scratch_up();
+	make_small(4, 2);
+	i = slab_claim_one(&seg, 4, 2, &hint);
+	ck_assert_int_eq(slab_reclaim(&seg, 4), -EBUSY);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg.slabs[4].word)),
+	    SHM_SMALL);
+	ck_assert_uint_eq(SHM_SLAB_CLS(atomic_load(&seg.slabs[4].word)), 2);
+	atomic_fetch_and(&slab_bitmap(&seg, 4)[0], ~(UINT64_C(1) << i));
+	/* A leased slab stays, empty or not. */
+	atomic_store(&seg.slabs[4].word, SHM_SLAB_WORD(SHM_SMALL, 2, 7));
+	ck_assert_int_eq(slab_reclaim(&seg, 4), -EBUSY);
+	make_small(4, 2);
+	ck_assert_int_eq(slab_reclaim(&seg, 4), 0);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg.slabs[4].word)),
+	    SHM_FREE);
+	check_ok();
+	scratch_down();
+}
+END_TEST
+
+START_TEST(shm_check_finds_broken_invariants)
+{
+	struct shm_report rep;
+	char err[256];
+	uint32_t hint = 0;
+	long i;
+
+	scratch_up();
+	check_ok();
+	/* I3: a live side entry without its bit. */
+	make_small(0, 1);
+	atomic_store(&slab_sides(&seg, 0)[5], 3);
+	check_fails("live without its bit");
+	atomic_store(&slab_sides(&seg, 0)[5], 0);
+	/* I2: a bit past the class's last block (class 8192: 8 blocks). */
+	make_small(1, SHM_NCLASSES - 1);
+	atomic_store(&slab_bitmap(&seg, 1)[0], UINT64_C(1) << 9);
+	check_fails("past its 8 blocks");
+	atomic_store(&slab_bitmap(&seg, 1)[0], 0);
+	/* I1: a free slab with a claimed block. */
+	atomic_store(&seg.slabs[1].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	atomic_store(&slab_bitmap(&seg, 1)[3], 1);
+	check_fails("free slab 1 has claimed blocks");
+	atomic_store(&slab_bitmap(&seg, 1)[3], 0);
+	/* I4: an extent whose tail is missing, and a lone tail. */
+	seg.slabs[10].run = 3;
+	seg.slabs[10].req = 150000;
+	atomic_store(&seg.slabs[10].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
+	seg.slabs[11].run = 10;
+	atomic_store(&seg.slabs[11].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	check_fails("not its tail");
+	seg.slabs[12].run = 10;
+	atomic_store(&seg.slabs[12].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	check_ok();
+	seg.slabs[10].req = 4 * SHM_SLAB_SIZE;
+	check_fails("records");
+	seg.slabs[10].req = 150000;
+	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	check_fails("tail without a head");
+	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	/* A bad root name. */
+	memcpy(seg.roots[3].name, "ok\x01", 4);
+	check_fails("root 3");
+	memset(seg.roots[3].name, 0, sizeof(seg.roots[3].name));
+	/* Counts of a healthy heap: one live block, one orphaned claim. */
+	i = slab_claim_one(&seg, 0, 1, &hint);
+	slab_set_live(&seg, 0, (uint32_t)i, 1, 20);
+	(void)slab_claim_one(&seg, 0, 1, &hint);
+	ck_assert_int_eq(shm_check(&seg, &rep, err, sizeof(err)), 0);
+	ck_assert_uint_eq(rep.blocks_live, 2);	/* + the extent */
+	ck_assert_uint_eq(rep.blocks_orphaned, 1);
+	ck_assert_uint_eq(rep.large_blocks, 1);
+	ck_assert_uint_eq(rep.bytes_requested, 20 + 150000);
+	scratch_down();
+}
+END_TEST
+
+Suite *
+shm_suite(void)
+{
+	Suite *s = suite_create("shm");
+	TCase *tc = tcase_create("shm");
+
+	tcase_add_test(tc, slab_class_of_bounds);
+	tcase_add_test(tc, slab_class_aligned_power_of_two);
+	tcase_add_test(tc, seg_geometry_layout);
+	tcase_add_test(tc, seg_parse_size_suffixes);
+	tcase_add_test(tc, seg_map_refuses_taken_range);
+	tcase_add_test(tc, seg_map_rejects_bad_geometry);
+	tcase_add_test(tc, seg_super_check_mismatch);
+	tcase_add_test(tc, slab_claim_one_fills_slab);
+	tcase_add_test(tc, slab_claim_one_refuses_other_class);
+	tcase_add_test(tc, slab_claim_word_batch_and_stale);
+	tcase_add_test(tc, slab_block_lookup_and_free);
+	tcase_add_test(tc, slab_side_records_size_zero);
+	tcase_add_test(tc, slab_reclaim_only_empty);
+	tcase_add_test(tc, shm_check_finds_broken_invariants);
+	suite_add_tcase(s, tc);
+	return s;
+}
