@@ -268,8 +268,13 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "addr") == 0) {
 		void *p = aclheap_root_get(argv[2]);
 
+		if (p == NULL) {
+			fprintf(stderr, "root %s: %s\n", argv[2],
+			    aclheap_last_error());
+			return 1;
+		}
 		printf("%p\n", p);
-		return p != NULL ? 0 : 1;
+		return 0;
 	}
 	fprintf(stderr, "usage: helper_client fill|check|free|churn|hold|addr "
 	    "...\n");

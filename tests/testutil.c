@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -131,7 +132,9 @@ td_wait_ready(struct td *t)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+	if (strlen(t->sock) >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, t->sock, strlen(t->sock));
 	while (now_ms() < end) {
 		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
 			t->pid = -1;
@@ -305,4 +308,62 @@ check_run(Suite *(*const *suites)(void), int n)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? 0 : 1;
+}
+
+static int
+copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out, rc = 0;
+
+	if ((in = open(from, O_RDONLY)) == -1)
+		return -1;
+	if ((out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755)) == -1) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			rc = -1;
+	close(in);
+	if (close(out) == -1 || n < 0)
+		rc = -1;
+	return rc;
+}
+
+/*
+ * Copies a built program (and libaclheap.so.1) into the test's own folder,
+ * readable by every user, so a test can run it as another uid wherever the
+ * build tree lives.  Returns the copy's path.
+ */
+const char *
+td_stage(struct td *t, const char *prog)
+{
+	static char path[400];
+	char from[600], lib[600], libto[400];
+	const char *base = strrchr(prog, '/');
+
+	base = base != NULL ? base + 1 : prog;
+	snprintf(from, sizeof(from), "%s", td_prog(prog));
+	{
+		/* libtool keeps the real binary of a shared-linked program in
+		 * .libs/ beside its wrapper script. */
+		char real[600];
+		const char *slash = strrchr(from, '/');
+
+		snprintf(real, sizeof(real), "%.*s/.libs/%s",
+		    (int)(slash - from), from, base);
+		if (access(real, X_OK) == 0)
+			snprintf(from, sizeof(from), "%s", real);
+	}
+	snprintf(path, sizeof(path), "%s/%s", t->dir, base);
+	ck_assert_msg(copy_file(from, path) == 0, "copy %s", from);
+	snprintf(lib, sizeof(lib), "%s", td_prog(".libs/libaclheap.so.1"));
+	snprintf(libto, sizeof(libto), "%s/libaclheap.so.1", t->dir);
+	if (access(lib, R_OK) == 0)
+		ck_assert_msg(copy_file(lib, libto) == 0, "copy %s", lib);
+	setenv("LD_LIBRARY_PATH", t->dir, 1);
+	ck_assert_int_eq(chmod(t->dir, 0755), 0);
+	return path;
 }

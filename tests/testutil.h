@@ -38,6 +38,7 @@ int	 td_shm_unlink(struct td *);
 char	*td_log(struct td *);
 int	 run_cmd(char *out, size_t outlen, const char *const *argv);
 const char *td_prog(const char *name);
+const char *td_stage(struct td *, const char *prog);
 int	 wait_child(pid_t pid, int timeout_ms);
 void	 msleep(int ms);
 uint64_t now_ms(void);

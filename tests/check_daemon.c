@@ -1,0 +1,611 @@
+/*
+ * check_daemon.c: aclheapd as a process: hostile and broken peers on the
+ * socket, clients killed mid-work, signals, options, the state folder lock,
+ * the allow list, and requests that would reach outside the heap.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aclheap.h"
+#include "client/client.h"
+#include "proto/proto.h"
+#include "tests/testutil.h"
+
+static struct td td;
+static uint8_t abuf[256 * 1024];
+static struct frame_arena arena;
+
+static void
+up(void)
+{
+	td_init(&td, "daemon");
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+	frame_arena_init(&arena, abuf, sizeof(abuf));
+}
+
+static void
+down(void)
+{
+	td_cleanup(&td);
+}
+
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, td.sock, strlen(td.sock));
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+static void
+raw_send(int fd, Aclheap__Request *q)
+{
+	static uint8_t buf[FRAME_HDR + FRAME_MAX];
+	long n = frame_pack_request(q, buf, sizeof(buf));
+
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(frame_send(fd, buf, (size_t)n, -1), 0);
+}
+
+/* The next reply, or NULL at end of stream.  A passed fd is closed. */
+static Aclheap__Reply *
+raw_reply(int fd)
+{
+	static uint8_t buf[FRAME_MAX];
+	uint32_t len;
+	int pfd = -1, rc;
+	Aclheap__Reply *r;
+
+	rc = frame_recv(fd, buf, sizeof(buf), &len, &pfd);
+	if (pfd >= 0)
+		close(pfd);
+	if (rc == -ECONNRESET)
+		return NULL;
+	ck_assert_int_eq(rc, 0);
+	frame_arena_reset(&arena);
+	r = frame_unpack_reply(&arena, buf, len);
+	ck_assert_ptr_nonnull(r);
+	return r;
+}
+
+static int
+raw_hello(void)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Hello h = ACLHEAP__HELLO__INIT;
+	Aclheap__Reply *r;
+	int fd = raw_connect();
+
+	h.version = PROTOCOL_VERSION;
+	q.id = 1;
+	q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
+	q.hello = &h;
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_int_eq(r->body_case, ACLHEAP__REPLY__BODY_HELLO);
+	return fd;
+}
+
+static int
+at_eof(int fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, 0) == 0;
+}
+
+/* A good client still gets served: the library allocates and frees. */
+static void
+still_serving(void)
+{
+	void *p = aclmalloc(100);
+
+	ck_assert_msg(p != NULL, "%s", aclheap_last_error());
+	ck_assert_uint_eq(aclfree(p), 100);
+	p = aclmalloc(100000);
+	ck_assert_msg(p != NULL, "%s", aclheap_last_error());
+	ck_assert_uint_eq(aclfree(p), 100000);
+}
+
+START_TEST(garbage_bytes_then_good_client)
+{
+	static const char junk[] = "\x05\x00\x00\x00\xff\xff\xff\xff\xff";
+	Aclheap__Reply *r;
+	int fd;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fd = raw_connect();
+	ck_assert_int_eq(write(fd, junk, sizeof(junk) - 1), 9);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, EPROTO);
+	ck_assert(at_eof(fd));		/* garbage before Hello: closed */
+	close(fd);
+	still_serving();
+}
+END_TEST
+
+START_TEST(oversized_frame_closed)
+{
+	uint8_t hdr[4];
+	Aclheap__Reply *r;
+	int fd;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fd = raw_hello();
+	frame_put_len(hdr, FRAME_MAX + 1);
+	ck_assert_int_eq(write(fd, hdr, 4), 4);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, EMSGSIZE);
+	ck_assert(at_eof(fd));
+	close(fd);
+	/* 4 GiB announced: same. */
+	fd = raw_hello();
+	memset(hdr, 0xff, 4);
+	ck_assert_int_eq(write(fd, hdr, 4), 4);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, EMSGSIZE);
+	close(fd);
+	still_serving();
+}
+END_TEST
+
+START_TEST(malformed_and_unknown_messages)
+{
+	static const uint8_t bad[] = { 3, 0, 0, 0, 0x52, 0x05, 0x08 };
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Reply *r;
+	uint8_t unknown[] = { 3, 0, 0, 0, 0xf8, 0x07, 0x01 };	/* field 127 */
+	int fd;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fd = raw_hello();
+	/* Malformed after Hello: an error reply, the connection goes on. */
+	ck_assert_int_eq(write(fd, bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	r = raw_reply(fd);
+	ck_assert_int_eq(r->error, EPROTO);
+	/* A field this daemon does not know: no body, EOPNOTSUPP. */
+	ck_assert_int_eq(write(fd, unknown, sizeof(unknown)),
+	    (ssize_t)sizeof(unknown));
+	r = raw_reply(fd);
+	ck_assert_int_eq(r->error, EOPNOTSUPP);
+	/* Hello twice. */
+	{
+		Aclheap__Hello h = ACLHEAP__HELLO__INIT;
+
+		h.version = PROTOCOL_VERSION;
+		q.id = 5;
+		q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
+		q.hello = &h;
+		raw_send(fd, &q);
+		r = raw_reply(fd);
+		ck_assert_uint_eq(r->id, 5);
+		ck_assert_int_eq(r->error, EPROTO);
+	}
+	/* Still usable: stats answers. */
+	{
+		Aclheap__Stats st = ACLHEAP__STATS__INIT;
+
+		q.id = 6;
+		q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+		q.stats = &st;
+		raw_send(fd, &q);
+		r = raw_reply(fd);
+		ck_assert_uint_eq(r->id, 6);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_int_eq(r->body_case, ACLHEAP__REPLY__BODY_STATS);
+	}
+	close(fd);
+	still_serving();
+}
+END_TEST
+
+START_TEST(request_before_hello_refused)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Reply *r;
+	int fd = raw_connect();
+
+	a.size = 10;
+	q.id = 3;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_int_eq(r->error, EPROTO);
+	ck_assert(at_eof(fd));
+	close(fd);
+	/* Wrong protocol version: refused, closed, no descriptor. */
+	{
+		Aclheap__Hello h = ACLHEAP__HELLO__INIT;
+
+		fd = raw_connect();
+		h.version = PROTOCOL_VERSION + 7;
+		q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
+		q.hello = &h;
+		raw_send(fd, &q);
+		r = raw_reply(fd);
+		ck_assert_int_eq(r->error, EPROTO);
+		ck_assert_ptr_nonnull(strstr(r->message, "protocol"));
+		ck_assert(at_eof(fd));
+		close(fd);
+	}
+	still_serving();
+}
+END_TEST
+
+/* Pipelined requests get their replies in order, with their ids. */
+START_TEST(pipelined_requests)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	static uint8_t buf[64 * 40];
+	uint64_t addr[32];
+	Aclheap__Reply *r;
+	size_t off = 0;
+	long n;
+	int fd, i;
+
+	fd = raw_hello();
+	for (i = 0; i < 32; i++) {
+		a.size = (uint64_t)(i * 100);
+		q.id = (uint64_t)(100 + i);
+		q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+		q.alloc = &a;
+		n = frame_pack_request(&q, buf + off, sizeof(buf) - off);
+		ck_assert_int_gt(n, 0);
+		off += (size_t)n;
+	}
+	ck_assert_int_eq(frame_send(fd, buf, off, -1), 0);
+	for (i = 0; i < 32; i++) {
+		r = raw_reply(fd);
+		ck_assert_uint_eq(r->id, (uint64_t)(100 + i));
+		ck_assert_int_eq(r->error, 0);
+		addr[i] = r->alloc->addr;
+	}
+	for (i = 0; i < 32; i++) {
+		f.addr = addr[i];
+		q.id = (uint64_t)i;
+		q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+		q.free = &f;
+		raw_send(fd, &q);
+		r = raw_reply(fd);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->free->size, (uint64_t)(i * 100));
+	}
+	close(fd);
+}
+END_TEST
+
+/* Requests that would act outside the heap: refused, logged at debug. */
+START_TEST(requests_outside_heap_refused)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Read rd = ACLHEAP__READ__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__RootGet g = ACLHEAP__ROOT_GET__INIT;
+	Aclheap__Reply *r;
+	int fd = raw_hello();
+
+	rd.addr = 0x1000;
+	rd.len = 16;
+	q.body_case = ACLHEAP__REQUEST__BODY_READ;
+	q.read = &rd;
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_int_eq(r->error, ERANGE);
+	rd.addr = TEST_BASE + (64 << 20) - 8;	/* runs past the end */
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, ERANGE);
+	rd.addr = TEST_BASE;
+	rd.len = READ_MAX + 1;
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, ERANGE);
+	rd.len = 8;				/* inside: fine */
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_eq(r->read->data.len, 8);
+	ck_assert_int_eq(memcmp(r->read->data.data, "!ACLHEAP", 8), 0);
+	f.addr = 0xdeadbeef;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, EINVAL);
+	a.size = UINT64_C(1) << 40;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, ENOMEM);
+	a.size = 10;
+	a.alignment = 3;
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, EINVAL);
+	g.name = "bad\nname";
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
+	q.root_get = &g;
+	raw_send(fd, &q);
+	ck_assert_int_eq(raw_reply(fd)->error, EINVAL);
+	close(fd);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused read"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused free of 0xdeadbeef"));
+}
+END_TEST
+
+/* A client killed at any point leaves a heap that checks out, its blocks
+ * allocated, and the daemon serving. */
+START_TEST(client_killed_mid_work)
+{
+	const char *argv[] = { td_prog("tests/helper_client"), "hold", NULL };
+	char err[512], line[16];
+	int p[2], i, st;
+	pid_t pid;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(pipe(p), 0);
+		if ((pid = fork()) == 0) {
+			dup2(p[1], 1);
+			execv(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+		close(p[1]);
+		ck_assert_int_eq(read(p[0], line, 6), 6);	/* "ready\n" */
+		close(p[0]);
+		msleep(20 * i);		/* let it run into the middle */
+		kill(pid, SIGKILL);
+		st = wait_child(pid, 10000);
+		ck_assert(WIFSIGNALED(st));
+		ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0,
+		    "after kill %d: %s", i, err);
+	}
+	still_serving();
+	{
+		struct aclheap_stats s;
+
+		ck_assert_int_eq(aclheap_stats(&s), 0);
+		ck_assert_uint_gt(s.blocks_in_use, 5);	/* theirs persist */
+	}
+}
+END_TEST
+
+START_TEST(term_stops_cleanly)
+{
+	char img[400];
+	struct stat st;
+	int status;
+
+	ck_assert_ptr_nonnull(aclmalloc(10));
+	status = td_stop(&td, SIGTERM);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_ne(stat(td.sock, &st), 0);	/* socket removed */
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "final checkpoint"));
+}
+END_TEST
+
+START_TEST(int_stops_cleanly)
+{
+	int status = td_stop(&td, SIGINT);
+
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+START_TEST(usr1_checkpoints)
+{
+	char img[400];
+	struct stat st;
+	uint64_t end = now_ms() + 10000;
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	ck_assert_int_ne(stat(img, &st), 0);
+	kill(td.pid, SIGUSR1);
+	while (stat(img, &st) != 0 && now_ms() < end)
+		msleep(5);
+	ck_assert_int_eq(stat(img, &st), 0);
+}
+END_TEST
+
+START_TEST(second_daemon_refused)
+{
+	struct td t2;
+	int st;
+
+	/* Same state folder, other socket: the lock refuses it. */
+	td_init(&t2, "second");
+	snprintf(t2.state, sizeof(t2.state), "%s", td.state);
+	ck_assert_int_eq(td_start_env(&t2, NULL, NULL), 0);
+	st = td_wait_exit(&t2, 20000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_ptr_nonnull(strstr(td_log(&t2), "uses state folder"));
+	snprintf(t2.state, sizeof(t2.state), "%s/state", t2.dir);
+	/* Same socket, other state: never displaces a live daemon. */
+	snprintf(t2.sock, sizeof(t2.sock), "%s", td.sock);
+	ck_assert_int_eq(td_start_env(&t2, NULL, NULL), 0);
+	st = td_wait_exit(&t2, 20000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_ptr_nonnull(strstr(td_log(&t2), "already listens"));
+	td_cleanup(&t2);
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+	still_serving();
+}
+END_TEST
+
+START_TEST(options_checked)
+{
+	char out[8192];
+	const char *help[] = { td_prog("aclheapd"), "--help", NULL };
+	const char *ver[] = { td_prog("aclheapd"), "--version", NULL };
+	const char *bad[] = { td_prog("aclheapd"), "--bogus", NULL };
+	const char *sz[] = { td_prog("aclheapd"), "--config", "/dev/null",
+	    "--size", "12Q", NULL };
+	const char *bs[] = { td_prog("aclheapd"), "--config", "/dev/null",
+	    "--base", "0x1234", NULL };
+	const char *cf[] = { td_prog("aclheapd"), "--config",
+	    "/nonexistent/aclheapd.conf", NULL };
+	const char *arg[] = { td_prog("aclheapd"), "--config", "/dev/null",
+	    "stray", NULL };
+
+	ck_assert_int_eq(run_cmd(out, sizeof(out), help), 0);
+	ck_assert_ptr_nonnull(strstr(out, "--checkpoint-interval"));
+	ck_assert_ptr_nonnull(strstr(out, "--allow-group"));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), ver), 0);
+	ck_assert_ptr_nonnull(strstr(out, PACKAGE_VERSION));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), bad), 2);
+	ck_assert_ptr_nonnull(strstr(out, "--bogus"));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), sz), 2);
+	ck_assert_ptr_nonnull(strstr(out, "12Q"));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), bs), 2);
+	ck_assert_ptr_nonnull(strstr(out, "0x1234"));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), cf), 2);
+	ck_assert_ptr_nonnull(strstr(out, "/nonexistent/aclheapd.conf"));
+	ck_assert_int_eq(run_cmd(out, sizeof(out), arg), 2);
+}
+END_TEST
+
+START_TEST(config_file_settings)
+{
+	char cfg[400], out[4096];
+	struct td t2;
+	FILE *f;
+	const char *bad[] = { td_prog("aclheapd"), "--config", cfg, NULL };
+	const char *extra[] = { "--config", cfg, NULL };
+
+	td_init(&t2, "config");
+	snprintf(cfg, sizeof(cfg), "%s/aclheapd.conf", t2.dir);
+	f = fopen(cfg, "w");
+	fprintf(f, "# a comment\nsize = 4M\nnonsense = 1\n");
+	fclose(f);
+	ck_assert_int_eq(run_cmd(out, sizeof(out), bad), 2);
+	ck_assert_ptr_nonnull(strstr(out, "aclheapd.conf:3"));
+	f = fopen(cfg, "w");
+	fprintf(f, "# a comment\n  size = 8M  \ncheckpoint-interval=0\n");
+	fclose(f);
+	/* --config given last wins over the fixture's /dev/null. */
+	snprintf(t2.size, sizeof(t2.size), "8M");
+	ck_assert_int_eq(td_start(&t2, extra), 0);
+	ck_assert_int_eq(aclheap_attach(t2.sock), 0);
+	{
+		struct aclheap_stats s;
+
+		ck_assert_int_eq(aclheap_stats(&s), 0);
+		ck_assert_uint_eq(s.size, 8 << 20);
+	}
+	td_cleanup(&t2);
+}
+END_TEST
+
+/* A user not on the allow list is refused at Hello and never receives the
+ * segment; the segment is not openable by name by another user. */
+START_TEST(allow_list_refuses_other_uid)
+{
+	char out[4096], name[200], idpath[400], hex[64];
+	const char *as_nobody[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=nogroup", "--clear-groups",
+	    td_stage(&td, "tests/helper_client"), "addr", "x", NULL };
+	const char *open_shm[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=nogroup", "--clear-groups", "/bin/cat", name, NULL };
+	struct stat st;
+	FILE *f;
+	int rc;
+
+	if (geteuid() != 0) {
+		/* Needs root to become another uid; CI runs as root. */
+		ck_abort_msg("this test must run as root");
+	}
+	ck_assert_int_eq(chmod(td.dir, 0755), 0);
+	ck_assert_int_eq(stat(td.sock, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0660);
+	ck_assert_int_eq(chmod(td.sock, 0666), 0);	/* reachable, yet refused */
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+	rc = run_cmd(out, sizeof(out), as_nobody);
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(out, "not allowed") != NULL, "%s", out);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "not on the allow list"));
+	snprintf(idpath, sizeof(idpath), "%s/heap.id", td.state);
+	f = fopen(idpath, "r");
+	ck_assert_int_eq(fscanf(f, "%63s", hex), 1);
+	fclose(f);
+	snprintf(name, sizeof(name), "/dev/shm/aclheap-%s", hex);
+	ck_assert_int_eq(stat(name, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_ne(run_cmd(out, sizeof(out), open_shm), 0);
+	ck_assert_ptr_nonnull(strstr(out, "Permission denied"));
+	still_serving();
+}
+END_TEST
+
+START_TEST(allow_user_admits_other_uid)
+{
+	char out[4096];
+	const char *extra[] = { "--allow-user", "nobody", "--socket-mode",
+	    "0666", NULL };
+	const char *as_nobody[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=nogroup", "--clear-groups", NULL, "fill", "mine", "20",
+	    "5", NULL };
+
+	td_cleanup(&td);
+	td_init(&td, "allow");
+	ck_assert_int_eq(td_start(&td, extra), 0);
+	as_nobody[4] = td_stage(&td, "tests/helper_client");
+	ck_assert_msg(run_cmd(out, sizeof(out), as_nobody) == 0, "%s", out);
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_assert_ptr_nonnull(aclheap_root_get("mine"));
+}
+END_TEST
+
+Suite *
+daemon_suite(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("daemon");
+
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_test(tc, garbage_bytes_then_good_client);
+	tcase_add_test(tc, oversized_frame_closed);
+	tcase_add_test(tc, malformed_and_unknown_messages);
+	tcase_add_test(tc, request_before_hello_refused);
+	tcase_add_test(tc, pipelined_requests);
+	tcase_add_test(tc, requests_outside_heap_refused);
+	tcase_add_test(tc, client_killed_mid_work);
+	tcase_add_test(tc, term_stops_cleanly);
+	tcase_add_test(tc, int_stops_cleanly);
+	tcase_add_test(tc, usr1_checkpoints);
+	tcase_add_test(tc, second_daemon_refused);
+	tcase_add_test(tc, options_checked);
+	tcase_add_test(tc, config_file_settings);
+	tcase_add_test(tc, allow_list_refuses_other_uid);
+	tcase_add_test(tc, allow_user_admits_other_uid);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return s;
+}
