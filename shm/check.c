@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,6 +70,47 @@ check_small(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	return 0;
 }
 
+/*
+ * On a live heap a slab can look broken for an instant: a claim between
+ * our read of a bitmap word and of a side entry, a stale claimer's bits
+ * that it is about to undo.  A real breakage is stable, so a slab is only
+ * reported when it fails several reads in a row.
+ */
+static int
+check_slab_settled(const struct shm_seg *seg, uint64_t s, uint32_t cls,
+    struct shm_report *r, char *err, size_t errlen)
+{
+	struct shm_report part;
+	int tries, rc = 0;
+
+	for (tries = 0; tries < 4; tries++) {
+		memset(&part, 0, sizeof(part));
+		if ((rc = check_small(seg, s, cls, &part, err, errlen)) == 0)
+			break;
+		sched_yield();
+	}
+	if (rc != 0)
+		return rc;
+	r->blocks_live += part.blocks_live;
+	r->blocks_orphaned += part.blocks_orphaned;
+	r->bytes_requested += part.bytes_requested;
+	r->bytes_live += part.bytes_live;
+	return 0;
+}
+
+static int
+free_slab_settled(const struct shm_seg *seg, uint64_t s)
+{
+	int tries;
+
+	for (tries = 0; tries < 4; tries++) {
+		if (slab_empty(seg, s))
+			return 1;
+		sched_yield();
+	}
+	return 0;
+}
+
 int
 shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
     size_t errlen)
@@ -99,7 +141,7 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 		case SHM_RECLAIMING:
 			if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
 				FAIL("free slab %" PRIu64 " is leased", s);
-			if (!slab_empty(seg, s))
+			if (!free_slab_settled(seg, s))
 				FAIL("free slab %" PRIu64 " has claimed blocks",
 				    s);
 			r->slabs_free++;
@@ -111,8 +153,8 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 			if (SHM_SLAB_LEASE(w) > SHM_LEASES)
 				FAIL("slab %" PRIu64 " names lease %u", s,
 				    SHM_SLAB_LEASE(w));
-			if ((rc = check_small(seg, s, SHM_SLAB_CLS(w), r, err,
-			    errlen)) != 0)
+			if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w),
+			    r, err, errlen)) != 0)
 				return rc;
 			r->slabs_small++;
 			break;
