@@ -84,48 +84,8 @@ elapsed_us(const struct timespec *t0)
 static int
 job_write(struct job *j, int fd)
 {
-	struct shm_seg *seg = &H->seg;
-	struct image_header hdr;
-	const void *parts[3];
-	size_t lens[3];
-	uint64_t i, f, n, sections = 0;
-	int rc;
-
-	memset(&hdr, 0, sizeof(hdr));
-	hdr.magic = IMAGE_MAGIC;
-	hdr.version = IMAGE_VERSION;
-	hdr.layout = SHM_VERSION;
-	memcpy(hdr.identity, H->identity, 16);
-	hdr.base = seg->base;
-	hdr.size = seg->size;
-	hdr.slab_size = SHM_SLAB_SIZE;
-	hdr.nslabs = seg->nslabs;
-	hdr.generation = j->generation;
-	hdr.time = (uint64_t)time(NULL);
-	hdr.meta_len = j->meta_len;
-	if ((rc = image_write_header(fd, &hdr)) != 0)
-		return rc;
-	parts[0] = j->meta;
-	lens[0] = j->meta_len;
-	if ((rc = image_write_section(fd, IMG_META, 0, 0, parts, lens, 1))
-	    != 0)
-		return rc;
-	sections++;
-	for (i = 0; i < j->nruns; i++) {
-		f = j->runs[2 * i];
-		n = j->runs[2 * i + 1];
-		parts[0] = (const void *)slab_bitmap(seg, f);
-		lens[0] = n * SHM_BITMAP_BYTES;
-		parts[1] = (const void *)slab_sides(seg, f);
-		lens[1] = n * SHM_SIDE_BYTES;
-		parts[2] = (const void *)slab_addr(seg, f);
-		lens[2] = n << SHM_SLAB_SHIFT;
-		if ((rc = image_write_section(fd, IMG_RUN, f, n, parts, lens,
-		    3)) != 0)
-			return rc;
-		sections++;
-	}
-	return image_write_section(fd, IMG_END, 0, sections, NULL, NULL, 0);
+	return image_write(fd, &H->seg, H->identity, j->meta, j->meta_len,
+	    j->runs, j->nruns, j->generation);
 }
 
 static void *
@@ -205,8 +165,6 @@ job_prepare(int dump)
 	struct shm_seg *seg = &H->seg;
 	struct shm_super *sb;
 	struct job *j;
-	uint64_t s, cap = 64, first = 0, n = 0;
-	uint32_t st;
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return NULL;
@@ -214,41 +172,17 @@ job_prepare(int dump)
 	j->res.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &j->start);
 	j->meta_len = seg->sb->bitmaps_off;
-	if ((j->meta = malloc(j->meta_len)) == NULL ||
-	    (j->runs = malloc(cap * 16)) == NULL)
+	if ((j->meta = malloc(j->meta_len)) == NULL)
 		goto fail;
 	memcpy(j->meta, seg->sb, j->meta_len);
 	j->generation = atomic_load(&seg->sb->generation) + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	atomic_store(&sb->generation, j->generation);
-	for (s = 0; s <= seg->nslabs; s++) {
-		st = s < seg->nslabs ? SHM_SLAB_STATE(atomic_load(
-		    &((struct shm_slab *)(j->meta + sb->slabs_off))[s].word)) :
-		    SHM_FREE;
-		if (st != SHM_FREE && n < IMAGE_RUN_MAX) {
-			if (n++ == 0)
-				first = s;
-			continue;
-		}
-		if (n > 0) {
-			if (j->nruns == cap) {
-				uint64_t *p = reallocarray(j->runs, cap * 2, 16);
-
-				if (p == NULL)
-					goto fail;
-				j->runs = p;
-				cap *= 2;
-			}
-			j->runs[2 * j->nruns] = first;
-			j->runs[2 * j->nruns + 1] = n;
-			j->nruns++;
-			n = 0;
-		}
-		if (st != SHM_FREE) {
-			first = s;
-			n = 1;
-		}
-	}
+	free(j->runs);
+	j->runs = NULL;
+	if (image_runs((const struct shm_slab *)(j->meta + sb->slabs_off),
+	    seg->nslabs, &j->runs, &j->nruns) != 0)
+		goto fail;
 	H->frozen = 1;
 	return j;
 fail:

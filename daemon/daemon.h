@@ -133,6 +133,7 @@ int	 heap_lease(struct heap *, struct conn *, pid_t, uint32_t cls,
 int	 heap_lease_release(struct heap *, uint32_t rec);
 void	 heap_conn_gone(struct heap *, struct conn *);
 uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);
+uint32_t heap_reap_leases(struct heap *);
 uint32_t heap_conn_leases(const struct heap *, const struct conn *);
 void	 heap_stats(struct heap *, struct heap_stats *);
 void	 heap_thaw(struct heap *);

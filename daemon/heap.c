@@ -86,7 +86,10 @@ class_remove(struct heap *h, uint32_t cls, uint64_t s)
 	}
 }
 
-/* Process start time, to tell a live lease owner from a reused pid. */
+/*
+ * Process start time, to tell a live lease owner from a reused pid; 0 when
+ * the process is gone or a zombie (it will never touch the heap again).
+ */
 uint64_t
 heap_proc_start(pid_t pid)
 {
@@ -104,7 +107,9 @@ heap_proc_start(pid_t pid)
 		return 0;
 	buf[n] = '\0';
 	/* Field 2 is "(comm)" and may hold spaces: skip past its ')'. */
-	if ((p = strrchr(buf, ')')) == NULL)
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	if (p[2] == 'Z' || p[2] == 'X')
 		return 0;
 	for (i = 2; i < 22 && p != NULL; i++)
 		p = strchr(p + 1, ' ');
@@ -116,8 +121,12 @@ heap_proc_start(pid_t pid)
 static int
 lease_owner_alive(const struct shm_lease *l)
 {
-	return l->owner_pid != 0 && kill((pid_t)l->owner_pid, 0) == 0 &&
-	    heap_proc_start((pid_t)l->owner_pid) == l->owner_start;
+	uint64_t start;
+
+	if (l->owner_pid == 0)
+		return 0;
+	start = heap_proc_start((pid_t)l->owner_pid);
+	return start != 0 && start == l->owner_start;
 }
 
 /*
@@ -937,15 +946,42 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	return 0;
 }
 
-/* A client is gone: every lease it held goes back. */
+/*
+ * A connection is gone.  Its leases go back only if the process is gone
+ * too: a live process (the daemon closed on it, or it detached) may still
+ * hand out its private sets, so those leases wait, orphaned, until it says
+ * Hello again or heap_reap_leases() sees it dead.
+ */
 void
 heap_conn_gone(struct heap *h, struct conn *c)
 {
 	uint32_t i;
 
-	for (i = 0; i < SHM_LEASES; i++)
-		if (h->owners[i].conn == c)
+	for (i = 0; i < SHM_LEASES; i++) {
+		if (h->owners[i].conn != c)
+			continue;
+		h->owners[i].conn = NULL;
+		if (!lease_owner_alive(&h->seg.leases[i]))
 			heap_lease_release(h, i);
+	}
+}
+
+/* Leases kept for a process that never came back to claim them (it did
+ * not need the socket again before it died) go back once it is gone. */
+uint32_t
+heap_reap_leases(struct heap *h)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++) {
+		if (h->seg.leases[i].owner_pid == 0 || h->owners[i].conn != NULL)
+			continue;
+		if (!lease_owner_alive(&h->seg.leases[i])) {
+			heap_lease_release(h, i);
+			n++;
+		}
+	}
+	return n;
 }
 
 /* Leases a restarted daemon kept for a live process come back to it. */

@@ -63,7 +63,7 @@ struct conn {
 static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static int nconns;
 static struct event_base *base;
-static struct event *accept_ev, *watchdog_ev;
+static struct event *accept_ev, *watchdog_ev, *reap_ev;
 static struct config *cfg;
 static struct heap *heap;
 static time_t started;
@@ -173,12 +173,16 @@ out_reserve(struct conn *c, size_t n)
 	return 0;
 }
 
+static int stopping;
+
 static void
 conn_close(struct conn *c)
 {
 	if (c->waiting)
 		ckpt_cancel(c);
-	heap_conn_gone(heap, c);
+	/* At a stop the clients live on with their leases: keep them. */
+	if (!stopping)
+		heap_conn_gone(heap, c);
 	TAILQ_REMOVE(&conns, c, link);
 	nconns--;
 	event_free(c->rev);
@@ -984,6 +988,18 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint32_t n;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if ((n = heap_reap_leases(heap)) > 0)
+		log_info("returned %u leases of processes that are gone", n);
+}
+
+static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -1026,6 +1042,13 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		fatalx("cannot watch the socket");
 	if (ckpt_init(h, c, base) != 0)
 		fatalx("cannot set up checkpoints");
+	{
+		struct timeval tv = { 2, 0 };
+
+		reap_ev = event_new(base, -1, EV_PERSIST, reap_cb, NULL);
+		if (reap_ev == NULL || event_add(reap_ev, &tv) != 0)
+			fatalx("cannot set up the lease reaper");
+	}
 	if ((wd = notify_watchdog_usec()) > 0) {
 		struct timeval tv = { (time_t)(wd / 1000000),
 		    (suseconds_t)(wd % 1000000) };
@@ -1042,6 +1065,7 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 
 	/* Graceful stop: no new requests, then the final checkpoint. */
 	event_del(accept_ev);
+	stopping = 1;
 	while ((cn = TAILQ_FIRST(&conns)) != NULL)
 		conn_close(cn);
 	if (ckpt_sync(&res) != 0) {
@@ -1055,5 +1079,6 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 	event_free(accept_ev);
 	if (watchdog_ev != NULL)
 		event_free(watchdog_ev);
+	event_free(reap_ev);
 	return status;
 }
