@@ -1,0 +1,486 @@
+/*
+ * check_persist.c: the heap across restarts.  Graceful stops, SIGKILL of
+ * the daemon (the live segment is adopted), "reboots" (the live segment is
+ * removed and the image alone brings the heap back), kills in the middle of
+ * checkpoints, damaged images refused, and clients that keep working while
+ * the daemon comes and goes.  Data is written and checked by separate
+ * helper processes, so every check is a fresh process reading the heap at
+ * the addresses another one stored.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aclheap.h"
+#include "client/client.h"
+#include "shm/image.h"
+#include "tests/testutil.h"
+
+static struct td td;
+
+static void
+up(void)
+{
+	td_init(&td, "persist");
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+}
+
+static void
+down(void)
+{
+	td_cleanup(&td);
+}
+
+static int
+helper(char *out, size_t len, const char *a1, const char *a2, const char *a3,
+    const char *a4)
+{
+	const char *argv[] = { td_prog("tests/helper_client"), a1, a2, a3, a4,
+	    NULL };
+
+	return run_cmd(out, len, argv);
+}
+
+static void
+fill(const char *root, const char *n, const char *seed, char *addr,
+    size_t len)
+{
+	char out[4096];
+
+	ck_assert_msg(helper(out, sizeof(out), "fill", root, n, seed) == 0,
+	    "fill %s: %s", root, out);
+	if (addr != NULL) {
+		ck_assert_uint_lt(strlen(out), len);
+		memcpy(addr, out, strlen(out) + 1);
+	}
+}
+
+static void
+check(const char *root, const char *seed, const char *addr)
+{
+	char out[4096];
+
+	ck_assert_msg(helper(out, sizeof(out), "check", root, seed, NULL) == 0,
+	    "check %s: %s\n%s", root, out, td_log(&td));
+	if (addr != NULL) {
+		ck_assert_int_eq(helper(out, sizeof(out), "addr", root, NULL,
+		    NULL), 0);
+		ck_assert_str_eq(out, addr);	/* the same address */
+	}
+}
+
+static void
+restart(int sig)
+{
+	int st = td_stop(&td, sig);
+
+	if (sig == SIGTERM)
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "stop: %d\n%s", st, td_log(&td));
+	ck_assert_msg(td_start(&td, NULL) == 0, "restart: %s", td_log(&td));
+}
+
+static void
+image_verifies(const char *path, uint64_t *gen)
+{
+	struct image_info info;
+	struct shm_seg seg;
+	char err[1024];
+
+	ck_assert_msg(image_load_offline(path, &seg, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(shm_check(&seg, NULL, err, sizeof(err)) == 0, "%s", err);
+	if (gen != NULL)
+		*gen = info.hdr.generation;
+	image_unload_offline(&seg);
+}
+
+START_TEST(graceful_restart_keeps_heap)
+{
+	char a[64], b[64];
+
+	fill("a", "300", "11", a, sizeof(a));
+	fill("b", "50", "12", b, sizeof(b));
+	restart(SIGTERM);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "adopted live segment"));
+	check("a", "11", a);
+	check("b", "12", b);
+	restart(SIGTERM);
+	check("a", "11", a);
+}
+END_TEST
+
+START_TEST(sigkill_loses_nothing)
+{
+	char a[64], b[64], out[256];
+
+	fill("a", "200", "21", a, sizeof(a));
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	fill("b", "200", "22", b, sizeof(b));	/* after the checkpoint */
+	restart(SIGKILL);
+	check("a", "21", a);
+	check("b", "22", b);
+	ck_assert_int_eq(helper(out, sizeof(out), "free", "b", NULL, NULL), 0);
+	restart(SIGKILL);
+	check("a", "21", a);
+	ck_assert_int_ne(helper(out, sizeof(out), "check", "b", "22", NULL), 0);
+}
+END_TEST
+
+START_TEST(reboot_restores_from_image)
+{
+	char a[64], b[64], img[400];
+
+	fill("a", "400", "31", a, sizeof(a));
+	fill("b", "100", "32", b, sizeof(b));
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	image_verifies(img, NULL);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);	/* the reboot */
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+	check("a", "31", a);
+	check("b", "32", b);
+}
+END_TEST
+
+/* A power failure loses exactly what came after the last checkpoint. */
+START_TEST(reboot_after_crash_keeps_last_checkpoint)
+{
+	char a[64], out[256];
+
+	fill("a", "100", "41", a, sizeof(a));
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	fill("b", "100", "42", NULL, 0);
+	td_stop(&td, SIGKILL);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	check("a", "41", a);
+	ck_assert_int_ne(helper(out, sizeof(out), "addr", "b", NULL, NULL), 0);
+}
+END_TEST
+
+/* SIGKILL at random moments during checkpoints: heap.img is always a whole
+ * image (the previous or the new one) that loads and verifies. */
+START_TEST(kill_during_checkpoint)
+{
+	char img[400], a[64];
+	uint64_t gen, last = 0, seen_new = 0;
+	unsigned seed = (unsigned)getpid();
+	void *big[6];
+	int trial, i;
+
+	td_stop(&td, SIGKILL);
+	td_shm_unlink(&td);
+	snprintf(td.size, sizeof(td.size), "256M");
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	fill("a", "200", "51", a, sizeof(a));
+	for (i = 0; i < 6; i++) {		/* ~90 MiB to write */
+		big[i] = aclmalloc(15 << 20);
+		ck_assert_ptr_nonnull(big[i]);
+		memset(big[i], 'A' + i, 15 << 20);
+	}
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	image_verifies(img, &last);
+	for (trial = 0; trial < 16; trial++) {
+		kill(td.pid, SIGUSR1);
+		msleep((int)(rand_r(&seed) % 120));
+		td_stop(&td, SIGKILL);
+		image_verifies(img, &gen);
+		ck_assert(gen == last || gen == last + 1);
+		seen_new += gen == last + 1;
+		last = gen;
+		if (trial % 4 == 3)
+			ck_assert_int_eq(td_shm_unlink(&td), 0);
+		ck_assert_msg(td_start(&td, NULL) == 0, "trial %d: %s", trial,
+		    td_log(&td));
+	}
+	check("a", "51", a);
+	aclheap_detach();
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	for (i = 0; i < 6; i++)
+		ck_assert_uint_eq(((unsigned char *)big[i])[(15 << 20) - 1],
+		    'A' + i);
+	/* Some kills must have come after a checkpoint finished. */
+	ck_assert_uint_gt(seen_new, 0);
+}
+END_TEST
+
+static uint8_t *
+slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *b;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	b = malloc((size_t)st.st_size + 1);
+	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static void
+spit(const char *path, const uint8_t *b, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
+	close(fd);
+}
+
+/* The daemon must refuse to start on img as it is now, say why, and leave
+ * the file exactly as it was. */
+static void
+refused(const char *img, const char *why)
+{
+	uint8_t *before, *after;
+	size_t lb, la;
+	int st;
+
+	before = slurp(img, &lb);
+	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
+	st = td_wait_exit(&td, 30000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+	ck_assert_msg(strstr(td_log(&td), why) != NULL, "'%s' not in:\n%s",
+	    why, td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), img));
+	after = slurp(img, &la);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_int_eq(memcmp(before, after, lb), 0);
+	free(before);
+	free(after);
+}
+
+START_TEST(damaged_image_refused)
+{
+	char img[400];
+	uint8_t *b;
+	size_t len;
+	unsigned seed = (unsigned)getpid();
+	int i;
+
+	fill("a", "100", "61", NULL, 0);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	b = slurp(img, &len);
+	for (i = 0; i < 6; i++) {
+		size_t at = (size_t)rand_r(&seed) % len;
+
+		b[at] ^= 0x10;
+		spit(img, b, len);
+		refused(img, "refusing image");
+		b[at] ^= 0x10;
+	}
+	spit(img, b, len / 2);
+	refused(img, "truncated");
+	spit(img, b, len);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	check("a", "61", NULL);
+	free(b);
+}
+END_TEST
+
+START_TEST(geometry_mismatch_refused)
+{
+	char img[400];
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	fill("a", "10", "71", NULL, 0);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	/* The live segment is of another size. */
+	snprintf(td.size, sizeof(td.size), "128M");
+	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
+	ck_assert_int_eq(WEXITSTATUS(td_wait_exit(&td, 30000)), 1);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "has size 67108864"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "134217728"));
+	/* The image is of another size, then of another base. */
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	refused(img, "size 67108864, the daemon is asked for base "
+	    "0x300000000000 size 134217728");
+	snprintf(td.size, sizeof(td.size), "64M");
+	snprintf(td.base, sizeof(td.base), "0x340000000000");
+	refused(img, "base 0x300000000000 of size 67108864, the daemon is "
+	    "asked for base 0x340000000000");
+	snprintf(td.base, sizeof(td.base), "0x300000000000");
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	check("a", "71", NULL);
+}
+END_TEST
+
+/* Clients keep allocating, freeing and checking while the daemon is killed
+ * and restarted: no wrong byte, no lost block, nothing leaked. */
+START_TEST(clients_survive_daemon_restarts)
+{
+	const char *argv[] = { td_prog("tests/helper_client"), "churn", "6000",
+	    NULL, NULL };
+	char seeds[3][8];
+	pid_t kids[3];
+	uint64_t end;
+	int k, i, st;
+
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "30", 1);
+	fill("keep", "100", "81", NULL, 0);
+	for (k = 0; k < 3; k++) {
+		snprintf(seeds[k], sizeof(seeds[k]), "%d", 90 + k);
+		argv[3] = seeds[k];
+		if ((kids[k] = fork()) == 0) {
+			execv(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+	}
+	for (i = 0; i < 4; i++) {
+		msleep(700);
+		restart(i % 2 ? SIGTERM : SIGKILL);
+	}
+	for (k = 0; k < 3; k++) {
+		st = wait_child(kids[k], 60000);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "churn %d: status %d\n%s", k, st, td_log(&td));
+	}
+	check("keep", "81", NULL);
+	/* Every churned block was freed by its owner; what the clients held
+	 * privately went back when they left. */
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	end = now_ms() + 15000;
+	for (;;) {
+		char err[256];
+		struct shm_report rep;
+
+		ck_assert_int_eq(shm_check(&conn_seg, &rep, err, sizeof(err)), 0);
+		if ((rep.blocks_orphaned == 0 && rep.blocks_live == 101) ||
+		    now_ms() > end) {
+			ck_assert_uint_eq(rep.blocks_live, 101);
+			ck_assert_uint_eq(rep.blocks_orphaned, 0);
+			break;
+		}
+		msleep(50);
+	}
+}
+END_TEST
+
+START_TEST(reconnect_gives_up_after_timeout)
+{
+	uint64_t t0;
+	void *p;
+
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "1", 1);
+	p = aclmalloc(100000);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	t0 = now_ms();
+	errno = 0;
+	ck_assert_ptr_null(aclheap_root_get("x"));
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_uint_ge(now_ms() - t0, 900);
+	ck_assert_ptr_nonnull(strstr(aclheap_last_error(), "did not come back"));
+	/* The mapping stayed: the block is still readable here. */
+	ck_assert(aclheap_contains(p));
+	ck_assert_uint_eq(aclheap_usable_size(p), 131072);
+	/* Back within the budget: the call goes through. */
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "30", 1);
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	ck_assert_uint_eq(aclfree(p), 100000);
+}
+END_TEST
+
+START_TEST(different_heap_refused)
+{
+	char cmd[600];
+	void *p = aclmalloc(10);
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", td.state);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(td_start(&td, NULL), 0);	/* a new heap */
+	errno = 0;
+	ck_assert_ptr_null(aclheap_root_get("x"));
+	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_ptr_nonnull(strstr(aclheap_last_error(), "different heap"));
+	/* Never remapped: our old mapping is still in place. */
+	ck_assert_uint_eq(aclheap_usable_size(p), 16);
+}
+END_TEST
+
+/* After a reboot the same heap comes back in a new object: a client that
+ * stayed up maps it over its own range and sees the restored data. */
+START_TEST(client_follows_reloaded_heap)
+{
+	char *p = aclmalloc(100);
+
+	strcpy(p, "before");
+	ck_assert_int_eq(aclheap_root_set("s", p), 0);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	ck_assert_ptr_eq(aclheap_root_get("s"), p);
+	ck_assert_str_eq(p, "before");
+	strcpy(p, "after");
+	ck_assert_uint_eq(aclfree(aclmalloc(5)), 5);
+}
+END_TEST
+
+START_TEST(checkpoint_interval_writes)
+{
+	char img[400];
+	struct stat st;
+	const char *extra[] = { "--checkpoint-interval", "1", NULL };
+	uint64_t end, gen = 0;
+
+	td_stop(&td, SIGTERM);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	unlink(img);
+	ck_assert_int_eq(td_start(&td, extra), 0);
+	ck_assert_ptr_nonnull(aclmalloc(10));	/* a connected client */
+	end = now_ms() + 15000;
+	while (now_ms() < end) {
+		if (stat(img, &st) == 0) {
+			image_verifies(img, &gen);
+			if (gen >= 3)
+				break;
+		}
+		msleep(50);
+	}
+	ck_assert_uint_ge(gen, 3);
+}
+END_TEST
+
+Suite *
+persist_suite(void)
+{
+	Suite *s = suite_create("persist");
+	TCase *tc = tcase_create("persist");
+
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_test(tc, graceful_restart_keeps_heap);
+	tcase_add_test(tc, sigkill_loses_nothing);
+	tcase_add_test(tc, reboot_restores_from_image);
+	tcase_add_test(tc, reboot_after_crash_keeps_last_checkpoint);
+	tcase_add_test(tc, kill_during_checkpoint);
+	tcase_add_test(tc, damaged_image_refused);
+	tcase_add_test(tc, geometry_mismatch_refused);
+	tcase_add_test(tc, clients_survive_daemon_restarts);
+	tcase_add_test(tc, reconnect_gives_up_after_timeout);
+	tcase_add_test(tc, different_heap_refused);
+	tcase_add_test(tc, client_follows_reloaded_heap);
+	tcase_add_test(tc, checkpoint_interval_writes);
+	tcase_set_timeout(tc, 240);
+	suite_add_tcase(s, tc);
+	return s;
+}
