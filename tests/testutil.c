@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -129,9 +130,12 @@ td_wait_ready(struct td *t)
 	uint64_t end = now_ms() + 20000;
 	int fd, status;
 
+	/* A path the kernel would cut short could name another socket. */
+	if (strlen(t->sock) >= sizeof(sun.sun_path))
+		return -1;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+	memcpy(sun.sun_path, t->sock, strlen(t->sock) + 1);
 	while (now_ms() < end) {
 		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
 			t->pid = -1;
