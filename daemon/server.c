@@ -39,6 +39,11 @@
 #define IN_INIT		4096
 #define OUT_PAUSE	(1u << 20)	/* stop reading above this backlog */
 #define BLOCKS_PAGE	1500
+/* A Blocks cursor is slab << 12 | block, so a page can end inside a slab:
+ * a slab of 16-byte blocks holds more live blocks than one page. */
+#define BLOCKS_CURSOR_SHIFT	12
+_Static_assert(SHM_MAX_BLOCKS == 1u << BLOCKS_CURSOR_SHIFT,
+    "a Blocks cursor must be able to name every block of a slab");
 
 struct conn {
 	int fd;
@@ -541,12 +546,15 @@ do_blocks(struct conn *c, Aclheap__Reply *r, const Aclheap__Blocks *m,
 	struct shm_seg *seg = &heap->seg;
 	struct slab_block b;
 	uint64_t s, hi = m->hi ? m->hi : UINT64_MAX;
-	uint32_t w, cls, i;
+	uint32_t w, cls, i = 0, first;
 	size_t n = 0;
 	uintptr_t a;
+	int full = 0;
 
 	(void)c;
-	for (s = m->cursor; s < seg->nslabs; s++) {
+	first = (uint32_t)(m->cursor & (SHM_MAX_BLOCKS - 1));
+	for (s = m->cursor >> BLOCKS_CURSOR_SHIFT; s < seg->nslabs;
+	    s++, first = 0) {
 		w = atomic_load(&seg->slabs[s].word);
 		if (n + SHM_MAX_BLOCKS > BLOCKS_PAGE && n > 0)
 			break;
@@ -570,8 +578,11 @@ do_blocks(struct conn *c, Aclheap__Reply *r, const Aclheap__Blocks *m,
 		cls = SHM_SLAB_CLS(w);
 		if (m->cls == -2 || (m->cls >= 0 && (uint32_t)m->cls != cls))
 			continue;
-		for (i = 0; i < slab_class_nblocks[cls] && n < BLOCKS_PAGE;
-		    i++) {
+		for (i = first; i < slab_class_nblocks[cls]; i++) {
+			if (n == BLOCKS_PAGE) {
+				full = 1;
+				break;
+			}
 			a = slab_addr(seg, s) + (uintptr_t)i *
 			    slab_class_size[cls];
 			if (a < m->lo || a >= hi ||
@@ -584,10 +595,16 @@ do_blocks(struct conn *c, Aclheap__Reply *r, const Aclheap__Blocks *m,
 			blkp[n] = &blk[n];
 			n++;
 		}
+		if (full)
+			break;
 	}
 	br->n_blocks = n;
 	br->blocks = blkp;
-	br->next = s < seg->nslabs ? s : 0;
+	/* Never 0 while blocks remain: a full page has passed block 0. */
+	if (full)
+		br->next = s << BLOCKS_CURSOR_SHIFT | i;
+	else
+		br->next = s < seg->nslabs ? s << BLOCKS_CURSOR_SHIFT : 0;
 	r->body_case = ACLHEAP__REPLY__BODY_BLOCKS;
 	r->blocks = br;
 }

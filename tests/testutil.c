@@ -130,11 +130,12 @@ td_wait_ready(struct td *t)
 	uint64_t end = now_ms() + 20000;
 	int fd, status;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
+	/* A path the kernel would cut short could name another socket. */
 	if (strlen(t->sock) >= sizeof(sun.sun_path))
 		return -1;
-	memcpy(sun.sun_path, t->sock, strlen(t->sock));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, t->sock, strlen(t->sock) + 1);
 	while (now_ms() < end) {
 		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
 			t->pid = -1;

@@ -1,0 +1,847 @@
+/*
+ * check_ctl.c: aclheapctl against a real aclheapd.  Each test case has its
+ * own daemon (started by an unchecked fixture, so that it is stopped even
+ * when the test fails), puts known data in the heap through <aclheap.h>,
+ * runs the real aclheapctl binary and checks what it prints, not only its
+ * exit status.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aclheap.h"
+#include "tests/testutil.h"
+
+#define OUT_MAX		(4u << 20)
+
+static struct td td;
+static char out[OUT_MAX];
+
+/* ------------------------------------------------------------------ */
+/* Fixtures: in the runner, around each test case (one test each). */
+
+static void
+setup_daemon(void)
+{
+	td_init(&td, "ctl");
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+}
+
+/* A daemon that admits nobody, on a socket nobody can reach. */
+static void
+setup_daemon_nobody(void)
+{
+	static const char *const extra[] = { "--allow-user", "nobody",
+	    "--socket-mode", "0666", NULL };
+
+	td_init(&td, "ctl");
+	ck_assert_int_eq(chmod(td.dir, 0755), 0);
+	ck_assert_int_eq(td_start(&td, extra), 0);
+}
+
+static void
+teardown_daemon(void)
+{
+	/* Only matters without fork mode, where the test ran in here. */
+	aclheap_detach();
+	td_cleanup(&td);
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers */
+
+/* Runs aclheapctl with the arguments up to NULL; its exit status. */
+static int
+ctl(const char *arg, ...)
+{
+	const char *argv[32];
+	va_list ap;
+	int n = 0;
+
+	argv[n++] = td_prog("aclheapctl");
+	va_start(ap, arg);
+	for (; arg != NULL && n < 31; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_cmd(out, sizeof(out), argv);
+}
+
+/* Runs aclheapctl as nobody:nogroup with no supplementary groups. */
+static int
+ctl_nobody(const char *arg, ...)
+{
+	const char *argv[32];
+	va_list ap;
+	int n = 0;
+
+	argv[n++] = "/usr/bin/setpriv";
+	argv[n++] = "--reuid=nobody";
+	argv[n++] = "--regid=nogroup";
+	argv[n++] = "--clear-groups";
+	argv[n++] = td_prog("aclheapctl");
+	va_start(ap, arg);
+	for (; arg != NULL && n < 31; arg = va_arg(ap, const char *))
+		argv[n++] = arg;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_cmd(out, sizeof(out), argv);
+}
+
+#define ck_out_has(s) \
+	ck_assert_msg(strstr(out, (s)) != NULL, "no '%s' in:\n%s", (s), out)
+#define ck_out_lacks(s) \
+	ck_assert_msg(strstr(out, (s)) == NULL, "'%s' in:\n%s", (s), out)
+
+/* The unsigned number after "key": in JSON output (the first one). */
+static uint64_t
+json_u64(const char *json, const char *key)
+{
+	char pat[80];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	ck_assert_msg(p != NULL, "no key %s in:\n%s", key, json);
+	p += strlen(pat);
+	ck_assert_msg(*p >= '0' && *p <= '9', "key %s is not a number in:\n"
+	    "%s", key, json);
+	return strtoull(p, NULL, 10);
+}
+
+static size_t
+count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+/* The line of out that contains s, copied to buf. */
+static const char *
+line_with(const char *s, char *buf, size_t len)
+{
+	const char *p = strstr(out, s), *b, *e;
+
+	ck_assert_msg(p != NULL, "no '%s' in:\n%s", s, out);
+	for (b = p; b > out && b[-1] != '\n'; b--)
+		;
+	e = strchr(p, '\n');
+	if (e == NULL)
+		e = p + strlen(p);
+	snprintf(buf, len, "%.*s", (int)(e - b), b);
+	return buf;
+}
+
+/*
+ * Waits until nothing accepts on sock any more (a killed daemon's socket
+ * closes when the kernel reaps its descriptors): 0, or -1 after 20 s.
+ */
+static int
+wait_refused(const char *sock)
+{
+	struct sockaddr_un sun;
+	uint64_t end = now_ms() + 20000;
+	int fd, rc;
+
+	ck_assert_uint_lt(strlen(sock), sizeof(sun.sun_path));
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, sock, strlen(sock) + 1);
+	while (now_ms() < end) {
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+		close(fd);
+		if (rc == -1)
+			return 0;
+		msleep(5);
+	}
+	return -1;
+}
+
+static void *
+alloc_ok(size_t n)
+{
+	void *p = aclmalloc(n);
+
+	ck_assert_msg(p != NULL, "aclmalloc(%zu): %s", n,
+	    aclheap_last_error());
+	return p;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
+	return st.st_size;
+}
+
+static void
+dump_to(const char *path)
+{
+	int rc = ctl("dump", "--out", path, NULL);
+
+	ck_assert_msg(rc == 0, "dump exit %d:\n%s", rc, out);
+	ck_out_has(path);
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, o;
+
+	ck_assert_int_ge(in = open(from, O_RDONLY), 0);
+	ck_assert_int_ge(o = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(o, buf, (size_t)n), n);
+	close(in);
+	close(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* status */
+
+START_TEST(test_status_json)
+{
+	const char *cls;
+	void *p[100];
+	int i, rc;
+
+	/* 50 bytes land in the 64-byte class: 50 requested, 64 handed out. */
+	for (i = 0; i < 100; i++)
+		p[i] = alloc_ok(50);
+	ck_assert_int_eq(aclheap_root_set("first", p[0]), 0);
+	ck_assert_int_eq(aclheap_root_set("last", p[99]), 0);
+
+	rc = ctl("status", "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "blocks_in_use"), 100);
+	ck_assert_uint_eq(json_u64(out, "bytes_requested"), 5000);
+	ck_assert_uint_eq(json_u64(out, "roots"), 2);
+	ck_assert_uint_eq(json_u64(out, "base"), TEST_BASE);
+	ck_assert_uint_eq(json_u64(out, "size"), 64u << 20);
+	ck_assert_uint_eq(json_u64(out, "large_blocks"), 0);
+	ck_assert_uint_ge(json_u64(out, "clients"), 1);
+	ck_assert_uint_ge(json_u64(out, "bytes_in_use"), 65536);
+	(void)json_u64(out, "uptime_s");
+	ck_out_has("\"version\":\"" PACKAGE_VERSION "\"");
+	ck_out_has("\"last_checkpoint\":{\"time\":null");
+
+	cls = strstr(out, "{\"block_size\":64,");
+	ck_assert_msg(cls != NULL, "no class 64 in:\n%s", out);
+	ck_assert_uint_ge(json_u64(cls, "slabs"), 1);
+	ck_assert_uint_eq(json_u64(cls, "blocks_in_use"), 100);
+	ck_assert_uint_eq(json_u64(cls, "bytes_requested"), 5000);
+	ck_assert_uint_eq(json_u64(cls, "bytes_handed_out"), 6400);
+	ck_assert_uint_eq(json_u64(cls, "blocks_in_use") +
+	    json_u64(cls, "blocks_free") <= 1024 * json_u64(cls, "slabs"), 1);
+	cls = strstr(out, "{\"block_size\":128,");
+	ck_assert_ptr_nonnull(cls);
+	ck_assert_uint_eq(json_u64(cls, "slabs"), 0);
+
+	/* After a checkpoint, last_checkpoint has a time and bytes. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(ctl("status", "--json", NULL), 0);
+	cls = strstr(out, "\"last_checkpoint\":{");
+	ck_assert_ptr_nonnull(cls);
+	ck_assert_uint_gt(json_u64(cls, "time"), 0);
+	ck_assert_uint_gt(json_u64(cls, "bytes"), 0);
+	ck_out_has("/heap.img\"");
+}
+END_TEST
+
+START_TEST(test_status_human)
+{
+	char line[256], want[512];
+	const char *p;
+	int i, rc;
+
+	for (i = 0; i < 10; i++)
+		(void)alloc_ok(60);
+	(void)alloc_ok(200000);
+	ck_assert_int_eq(aclheap_root_set("r", alloc_ok(8)), 0);
+
+	rc = ctl("status", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	/* Used against the limit comes first. */
+	ck_assert_msg(strncmp(out, "used ", 5) == 0, "first line:\n%s", out);
+	line_with("used ", line, sizeof(line));
+	ck_assert_msg(strstr(line, " of ") && strstr(line, " free"),
+	    "%s", line);
+	snprintf(want, sizeof(want), "heap        0x%" PRIx64 "-",
+	    (uint64_t)TEST_BASE);
+	ck_out_has(want);
+	ck_out_has("blocks      12 in use (1 large)");
+	ck_out_has("roots       1\n");
+	ck_out_has("checkpoint  none");
+	snprintf(want, sizeof(want), "socket      %s\n", td.sock);
+	ck_out_has(want);
+	ck_out_has("/heap.img");
+	ck_out_has("aclheapd " PACKAGE_VERSION);
+	/* The class table lists only classes with slabs: 16 (the root's
+	 * block), 64, and the large extent. */
+	line_with("     64 ", line, sizeof(line));
+	ck_assert_msg(strstr(line, " 10 ") != NULL, "64 row: %s", line);
+	line_with("  large ", line, sizeof(line));
+	ck_out_lacks("    128 ");
+	/* Everything fits an 80-column terminal. */
+	for (p = out; *p != '\0'; p = strchr(p, '\n') + 1) {
+		ck_assert_msg(strcspn(p, "\n") <= 80, "long line: %.*s",
+		    (int)strcspn(p, "\n"), p);
+		if (strchr(p, '\n') == NULL)
+			break;
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* roots */
+
+START_TEST(test_roots)
+{
+	char want[256], line[256];
+	void *a = alloc_ok(100), *b = alloc_ok(3000);
+	int rc;
+
+	ck_assert_int_eq(aclheap_root_set("alpha", a), 0);
+	ck_assert_int_eq(aclheap_root_set("beta.with-dots", b), 0);
+
+	rc = ctl("roots", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	line_with("alpha", line, sizeof(line));
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)a);
+	ck_assert_msg(strstr(line, want) && strstr(line, " 100 "),
+	    "alpha: %s", line);
+	line_with("beta.with-dots", line, sizeof(line));
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)b);
+	ck_assert_msg(strstr(line, want) && strstr(line, " 3000 "),
+	    "beta: %s", line);
+
+	ck_assert_int_eq(ctl("roots", "--json", NULL), 0);
+	snprintf(want, sizeof(want), "{\"name\":\"alpha\",\"addr\":%" PRIuPTR
+	    ",\"requested\":100}", (uintptr_t)a);
+	ck_out_has(want);
+	ck_assert_uint_eq(count_of(out, "\"name\":"), 2);
+
+	/* A removed root is gone from the list. */
+	ck_assert_int_eq(aclheap_root_remove("alpha"), 0);
+	ck_assert_int_eq(ctl("roots", NULL), 0);
+	ck_out_lacks("alpha");
+	ck_out_has("beta.with-dots");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* blocks */
+
+START_TEST(test_blocks)
+{
+	static const size_t sizes[] = { 24, 100, 1000, 8000, 200000 };
+	void *p[5];
+	char want[128], line[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < 5; i++)
+		p[i] = alloc_ok(sizes[i]);
+
+	rc = ctl("blocks", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	for (i = 0; i < 5; i++) {
+		snprintf(want, sizeof(want), "0x%" PRIxPTR " ",
+		    (uintptr_t)p[i]);
+		line_with(want, line, sizeof(line));
+		snprintf(want, sizeof(want), " %zu ", sizes[i]);
+		ck_assert_msg(strstr(line, want) != NULL, "%s", line);
+	}
+	ck_out_has("5 blocks");
+
+	/* --class takes a block size: 24 bytes live in the 32-byte class. */
+	ck_assert_int_eq(ctl("blocks", "--class", "32", NULL), 0);
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[0]);
+	ck_out_has(want);
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[1]);
+	ck_out_lacks(want);
+	ck_out_has("1 blocks");
+
+	ck_assert_int_eq(ctl("blocks", "--large", NULL), 0);
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[4]);
+	ck_out_has(want);
+	ck_out_has("1 blocks");
+
+	/* A range around one block finds that block only. */
+	snprintf(want, sizeof(want), "0x%" PRIxPTR "-0x%" PRIxPTR,
+	    (uintptr_t)p[2], (uintptr_t)p[2] + 1);
+	ck_assert_int_eq(ctl("blocks", "--range", want, "--json", NULL), 0);
+	snprintf(want, sizeof(want), "{\"addr\":%" PRIuPTR ",\"requested\":"
+	    "1000,\"usable\":1024}", (uintptr_t)p[2]);
+	ck_out_has(want);
+	ck_assert_uint_eq(count_of(out, "{\"addr\":"), 1);
+	ck_assert_msg(out[0] == '[' && strstr(out, "]\n") != NULL, "%s", out);
+
+	/* A freed block is no longer listed. */
+	ck_assert_uint_eq(aclfree(p[1]), 100);
+	ck_assert_int_eq(ctl("blocks", NULL), 0);
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[1]);
+	ck_out_lacks(want);
+	ck_out_has("4 blocks");
+}
+END_TEST
+
+/* More blocks than fit one reply page, in one slab and across slabs. */
+START_TEST(test_blocks_pages)
+{
+	enum { N = 5000 };
+	static uintptr_t addr[N];
+	char want[64];
+	int i, rc;
+
+	for (i = 0; i < N; i++)
+		addr[i] = (uintptr_t)alloc_ok(16);
+	rc = ctl("blocks", "--class", "16", "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%.2000s", rc, out);
+	ck_assert_uint_eq(count_of(out, "{\"addr\":"), N);
+	for (i = 0; i < N; i++) {
+		snprintf(want, sizeof(want), "{\"addr\":%" PRIuPTR ",",
+		    addr[i]);
+		ck_assert_msg(strstr(out, want) != NULL, "block %d at 0x%"
+		    PRIxPTR " is missing", i, addr[i]);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* hexdump */
+
+START_TEST(test_hexdump)
+{
+	static const char msg[] = "Hello, aclheap!";
+	enum { BIG = 40000 };
+	char want[128], line[256], *hex;
+	uint8_t *p, *big;
+	size_t i;
+	int rc;
+
+	p = alloc_ok(64);
+	memcpy(p, msg, 16);
+	for (i = 16; i < 32; i++)
+		p[i] = (uint8_t)(0xf0 + i - 16);
+
+	snprintf(want, sizeof(want), "0x%" PRIxPTR, (uintptr_t)p);
+	rc = ctl("hexdump", want, "32", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	snprintf(want, sizeof(want), "%012" PRIxPTR " ", (uintptr_t)p);
+	line_with(want, line, sizeof(line));
+	ck_assert_msg(strstr(line, " 48 65 6c 6c 6f 2c 20 61  63 6c 68 65 61 "
+	    "70 21 00 |Hello, aclheap!.|") != NULL, "%s", line);
+	ck_assert_uint_eq(strlen(line), 80);
+	snprintf(want, sizeof(want), "%012" PRIxPTR " ", (uintptr_t)p + 16);
+	line_with(want, line, sizeof(line));
+	ck_assert_msg(strstr(line, " f0 f1 f2 f3 f4 f5 f6 f7  f8 f9 fa fb fc "
+	    "fd fe ff |................|") != NULL, "%s", line);
+
+	/* Longer than one Read request: every byte comes back in order. */
+	big = alloc_ok(BIG);
+	for (i = 0; i < BIG; i++)
+		big[i] = (uint8_t)(i * 7 + i / 251);
+	snprintf(want, sizeof(want), "0x%" PRIxPTR, (uintptr_t)big);
+	rc = ctl("hexdump", want, "40000", "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%.500s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "len"), BIG);
+	hex = strstr(out, "\"hex\":\"");
+	ck_assert_ptr_nonnull(hex);
+	hex += 7;
+	for (i = 0; i < BIG; i++) {
+		snprintf(want, sizeof(want), "%02x", big[i]);
+		ck_assert_msg(strncmp(hex + 2 * i, want, 2) == 0,
+		    "byte %zu: %.2s, wrote %s", i, hex + 2 * i, want);
+	}
+	ck_assert_int_eq(hex[2 * BIG], '"');
+}
+END_TEST
+
+START_TEST(test_hexdump_outside)
+{
+	char a[64];
+	int rc;
+
+	rc = ctl("hexdump", "0x1000", "16", NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("outside the heap");
+	/* Starts inside, runs past the end. */
+	snprintf(a, sizeof(a), "0x%" PRIx64, (uint64_t)TEST_BASE +
+	    (64u << 20) - 8);
+	rc = ctl("hexdump", a, "64", NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("outside the heap");
+	/* The last 8 bytes themselves are fine. */
+	rc = ctl("hexdump", a, "8", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	/* Not an address, or too much: bad usage and a refusal. */
+	ck_assert_int_eq(ctl("hexdump", "heap", NULL), 2);
+	snprintf(a, sizeof(a), "0x%" PRIx64, (uint64_t)TEST_BASE);
+	ck_assert_int_eq(ctl("hexdump", a, "2M", NULL), 1);
+	ck_out_has("limit");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* checkpoint, dump, verify, inspect */
+
+START_TEST(test_checkpoint)
+{
+	char path[400], want[512];
+	uint64_t bytes;
+	const char *p;
+	int rc;
+
+	ck_assert_int_eq(aclheap_root_set("ck", alloc_ok(5000)), 0);
+	snprintf(path, sizeof(path), "%s/heap.img", td.state);
+	ck_assert_int_eq(access(path, F_OK), -1);
+
+	rc = ctl("checkpoint", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has(path);
+	p = strstr(out, ": ");
+	ck_assert_ptr_nonnull(p);
+	bytes = strtoull(p + 2, NULL, 10);
+	ck_assert_uint_eq(bytes, (uint64_t)file_size(path));
+	ck_out_has(" ms");
+
+	ck_assert_int_eq(ctl("checkpoint", "--json", NULL), 0);
+	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(path));
+	ck_assert_uint_eq(json_u64(out, "generation"), 2);
+	snprintf(want, sizeof(want), "\"path\":\"%s\"", path);
+	ck_out_has(want);
+
+	/* The daemon's own image inspects like a dump. */
+	rc = ctl("inspect", path, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("generation 2");
+	ck_out_has("  ck\n");
+}
+END_TEST
+
+START_TEST(test_dump_verify_inspect)
+{
+	char img[400], want[512], line[256];
+	void *a, *b;
+	int i, rc;
+
+	a = alloc_ok(48);
+	strcpy(a, "persistent");
+	b = alloc_ok(100000);
+	for (i = 0; i < 30; i++)
+		(void)alloc_ok(300);
+	ck_assert_int_eq(aclheap_root_set("gamma", a), 0);
+	ck_assert_int_eq(aclheap_root_set("delta", b), 0);
+
+	snprintf(img, sizeof(img), "%s/dump.img", td.dir);
+	dump_to(img);
+	snprintf(want, sizeof(want), "dumped %" PRIu64 " bytes",
+	    (uint64_t)file_size(img));
+	ck_out_has(want);
+	snprintf(want, sizeof(want), "%s.tmp", img);
+	ck_assert_int_eq(access(want, F_OK), -1);
+
+	rc = ctl("verify", img, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("OK");
+	ck_out_has("32 blocks live (1 large)");
+	ck_out_has("2 roots");
+
+	rc = ctl("inspect", img, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_msg(strncmp(out, "used ", 5) == 0, "%s", out);
+	ck_out_has("blocks      32 in use (1 large)");
+	snprintf(want, sizeof(want), "heap        0x%" PRIx64 "-",
+	    (uint64_t)TEST_BASE);
+	ck_out_has(want);
+	line_with("  gamma", line, sizeof(line));
+	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)a);
+	ck_assert_msg(strstr(line, want) && strstr(line, " 48 "), "%s",
+	    line);
+	line_with("    320 ", line, sizeof(line));
+	ck_assert_msg(strstr(line, " 30 ") != NULL, "%s", line);
+
+	rc = ctl("inspect", img, "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "blocks_in_use"), 32);
+	ck_assert_uint_eq(json_u64(out, "large_blocks"), 1);
+	ck_assert_uint_eq(json_u64(out, "base"), TEST_BASE);
+	snprintf(want, sizeof(want), "{\"name\":\"delta\",\"addr\":%" PRIuPTR
+	    ",\"requested\":100000}", (uintptr_t)b);
+	ck_out_has(want);
+	ck_assert_uint_eq(json_u64(strstr(out, "{\"block_size\":320,"),
+	    "blocks_in_use"), 30);
+
+	/* Live verification agrees. */
+	rc = ctl("verify", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("OK: live heap");
+	ck_out_has(" 32 blocks live");
+}
+END_TEST
+
+START_TEST(test_verify_damaged)
+{
+	char img[400], bad[400], want[512];
+	off_t size;
+	uint8_t c;
+	int fd, rc;
+	int i;
+
+	for (i = 0; i < 20; i++)
+		(void)alloc_ok(1000);
+	snprintf(img, sizeof(img), "%s/good.img", td.dir);
+	snprintf(bad, sizeof(bad), "%s/bad.img", td.dir);
+	dump_to(img);
+	size = file_size(img);
+
+	/* One flipped bit in the last slab run's data. */
+	copy_file(img, bad);
+	ck_assert_int_ge(fd = open(bad, O_RDWR), 0);
+	ck_assert_int_eq(pread(fd, &c, 1, size - 48 - 8 - 1000), 1);
+	c ^= 0x10;
+	ck_assert_int_eq(pwrite(fd, &c, 1, size - 48 - 8 - 1000), 1);
+	close(fd);
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	snprintf(want, sizeof(want), "%s: section", bad);
+	ck_out_has(want);
+	ck_out_has("(slabs ");
+	ck_out_has("checksum mismatch");
+	rc = ctl("inspect", bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("checksum mismatch");
+	rc = ctl("verify", bad, "--json", NULL);
+	ck_assert_int_eq(rc, 1);
+	ck_out_has("\"ok\":false");
+
+	/* A flip in the metadata section is named as such. */
+	copy_file(img, bad);
+	ck_assert_int_ge(fd = open(bad, O_RDWR), 0);
+	ck_assert_int_eq(pread(fd, &c, 1, 4096), 1);
+	c ^= 1;
+	ck_assert_int_eq(pwrite(fd, &c, 1, 4096), 1);
+	close(fd);
+	ck_assert_int_eq(ctl("verify", bad, NULL), 1);
+	ck_out_has("(metadata): checksum mismatch");
+
+	/* Truncated: the end marker is gone. */
+	copy_file(img, bad);
+	ck_assert_int_eq(truncate(bad, size - 48), 0);
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has(bad);
+	ck_out_has("truncated");
+	ck_assert_int_eq(ctl("inspect", bad, NULL), 1);
+	ck_out_has("truncated");
+
+	/* Truncated inside the header. */
+	ck_assert_int_eq(truncate(bad, 10), 0);
+	ck_assert_int_eq(ctl("verify", bad, NULL), 1);
+	ck_out_has("header");
+
+	/* No such file. */
+	snprintf(bad, sizeof(bad), "%s/none.img", td.dir);
+	ck_assert_int_eq(ctl("verify", bad, NULL), 1);
+	ck_out_has("No such file");
+
+	/* The original is untouched and still good. */
+	ck_assert_int_eq(ctl("verify", img, NULL), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* clients */
+
+START_TEST(test_clients)
+{
+	char want[64], line[256];
+	int rc;
+
+	(void)alloc_ok(10);		/* attaches this process */
+	rc = ctl("clients", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	snprintf(want, sizeof(want), "%7d ", (int)getpid());
+	line_with(want, line, sizeof(line));
+	ck_assert_msg(strstr(line, program_invocation_short_name) &&
+	    strstr(line, " root "), "%s", line);
+	ck_out_has(" aclheapctl ");
+
+	ck_assert_int_eq(ctl("clients", "--json", NULL), 0);
+	snprintf(want, sizeof(want), "{\"pid\":%d,\"uid\":%d,", (int)getpid(),
+	    (int)getuid());
+	ck_out_has(want);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* exit statuses */
+
+START_TEST(test_unreachable)
+{
+	char sock[400], want[500];
+	int rc;
+
+	snprintf(sock, sizeof(sock), "%s/no-such.sock", td.dir);
+	setenv("ACLHEAP_SOCKET", sock, 1);
+	rc = ctl("status", NULL);
+	ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out);
+	snprintf(want, sizeof(want), "at %s:", sock);
+	ck_out_has(want);
+	ck_out_has("aclheapd");
+	ck_out_has("systemctl start aclheapd");
+
+	/* -s wins over the environment. */
+	ck_assert_int_eq(ctl("-s", td.sock, "roots", NULL), 0);
+	rc = ctl("--socket", sock, "checkpoint", NULL);
+	ck_assert_int_eq(rc, 3);
+	ck_out_has(sock);
+
+	/* A daemon that is gone: its socket file is left behind. */
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+	ck_assert_int_eq(ctl("status", NULL), 0);
+	/* The runner reaps it in the teardown; we only kill it. */
+	ck_assert_int_eq(kill(td.pid, SIGKILL), 0);
+	ck_assert_int_eq(wait_refused(td.sock), 0);
+	rc = ctl("roots", NULL);
+	ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out);
+	ck_out_has(td.sock);
+
+	/* Offline commands need no daemon. */
+	ck_assert_int_eq(ctl("verify", sock, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_usage)
+{
+	ck_assert_int_eq(ctl(NULL), 2);
+	ck_out_has("usage:");
+	ck_assert_int_eq(ctl("frobnicate", NULL), 2);
+	ck_out_has("frobnicate");
+	ck_assert_int_eq(ctl("status", "extra", NULL), 2);
+	ck_assert_int_eq(ctl("status", "--bogus", NULL), 2);
+	ck_assert_int_eq(ctl("-x", "status", NULL), 2);
+	ck_assert_int_eq(ctl("-s", NULL), 2);
+	ck_assert_int_eq(ctl("dump", NULL), 2);
+	ck_out_has("--out");
+	ck_assert_int_eq(ctl("dump", "--out", NULL), 2);
+	ck_assert_int_eq(ctl("hexdump", NULL), 2);
+	ck_assert_int_eq(ctl("hexdump", "0x1000", "lots", NULL), 2);
+	ck_assert_int_eq(ctl("blocks", "--class", "17", NULL), 2);
+	ck_out_has("64");
+	ck_assert_int_eq(ctl("blocks", "--class", "64", "--large", NULL), 2);
+	ck_assert_int_eq(ctl("blocks", "--range", "9-3", NULL), 2);
+	ck_assert_int_eq(ctl("inspect", NULL), 2);
+	ck_assert_int_eq(ctl("verify", "a", "b", NULL), 2);
+
+	ck_assert_int_eq(ctl("--help", NULL), 0);
+	ck_out_has("hexdump ADDR");
+	ck_assert_int_eq(ctl("--version", NULL), 0);
+	ck_out_has(PACKAGE_VERSION);
+	/* --json goes before or after the command. */
+	ck_assert_int_eq(ctl("--json", "roots", NULL), 0);
+	ck_assert_str_eq(out, "[]\n");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* privileged requests */
+
+START_TEST(test_privileged)
+{
+	char a[64], path[400];
+	void *p = alloc_ok(64);
+	int rc;
+
+	ck_assert_int_eq(aclheap_root_set("mine", p), 0);
+	snprintf(path, sizeof(path), "%s/heap.img", td.state);
+
+	/* nobody is admitted and may look ... */
+	rc = ctl_nobody("status", "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "roots"), 1);
+	rc = ctl_nobody("roots", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("mine");
+
+	/* ... but not checkpoint, dump or read heap bytes. */
+	rc = ctl_nobody("checkpoint", NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("only for aclheapd's user and root");
+	ck_out_has("not permitted");
+	ck_assert_int_eq(access(path, F_OK), -1);
+
+	rc = ctl_nobody("dump", "--out", "/tmp/aclheap-ctl-never.img", NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("only for aclheapd's user and root");
+	ck_assert_int_eq(access("/tmp/aclheap-ctl-never.img", F_OK), -1);
+	ck_assert_int_eq(access("/tmp/aclheap-ctl-never.img.tmp", F_OK), -1);
+
+	snprintf(a, sizeof(a), "0x%" PRIxPTR, (uintptr_t)p);
+	rc = ctl_nobody("hexdump", a, "16", NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("only for aclheapd's user and root");
+
+	/* The daemon's own user still may. */
+	ck_assert_int_eq(ctl("checkpoint", NULL), 0);
+	ck_assert_int_eq(access(path, F_OK), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static void
+add(Suite *s, const char *name, const TTest *t, void (*setup)(void))
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, setup, teardown_daemon);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, t);
+	suite_add_tcase(s, tc);
+}
+
+Suite *
+ctl_suite(void)
+{
+	Suite *s = suite_create("ctl");
+
+	add(s, "status", test_status_json, setup_daemon);
+	add(s, "status_human", test_status_human, setup_daemon);
+	add(s, "roots", test_roots, setup_daemon);
+	add(s, "blocks", test_blocks, setup_daemon);
+	add(s, "blocks_pages", test_blocks_pages, setup_daemon);
+	add(s, "hexdump", test_hexdump, setup_daemon);
+	add(s, "hexdump_outside", test_hexdump_outside, setup_daemon);
+	add(s, "checkpoint", test_checkpoint, setup_daemon);
+	add(s, "dump", test_dump_verify_inspect, setup_daemon);
+	add(s, "verify_damaged", test_verify_damaged, setup_daemon);
+	add(s, "clients", test_clients, setup_daemon);
+	add(s, "unreachable", test_unreachable, setup_daemon);
+	add(s, "usage", test_usage, setup_daemon);
+	add(s, "privileged", test_privileged, setup_daemon_nobody);
+	return s;
+}
