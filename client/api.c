@@ -53,12 +53,11 @@ alloc_remote(size_t size, size_t alignment)
 	return (void *)(uintptr_t)r->alloc->addr;
 }
 
-static void *
+static __attribute__((noinline)) void *
 alloc_any(size_t size, size_t alignment)
 {
 	int rc;
 
-	conn_clearerr();
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0) {
 		fail_errno(rc);
 		return NULL;
@@ -79,9 +78,16 @@ alloc_any(size_t size, size_t alignment)
 	return alloc_remote(size, alignment);
 }
 
+/* The fast path first; everything else (first call, new lease, extents,
+ * errors) through alloc_any(). */
 API void *
 aclmalloc(size_t size)
 {
+	void *p;
+
+	if (__builtin_expect(size <= SHM_SMALL_MAX, 1) &&
+	    (p = fast_alloc(size)) != NULL)
+		return p;
 	return alloc_any(size, 0);
 }
 
@@ -122,22 +128,21 @@ free_remote(uintptr_t addr)
 	return (size_t)r->free->size;
 }
 
-API size_t
-aclfree(void *p)
+/* Everything aclfree() does not do inline: extents, and every error. */
+static __attribute__((noinline)) size_t
+free_slow(void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 	struct slab_block b;
 	size_t req;
-	int rc, saved = errno;
 
-	conn_clearerr();
 	if (p == NULL || !conn_mapped || !seg_in_data(&conn_seg, a)) {
 		conn_seterr(p == NULL ? "aclfree(NULL)" :
 		    "%p is not inside the heap", p);
 		errno = EINVAL;
 		return 0;
 	}
-	if ((rc = slab_block_lookup(&conn_seg, a, &b)) != 0) {
+	if (slab_block_lookup(&conn_seg, a, &b) != 0) {
 		conn_seterr("%p is not the start of a live block (inside a "
 		    "block, or already freed)", p);
 		errno = EINVAL;
@@ -145,14 +150,28 @@ aclfree(void *p)
 	}
 	if (b.cls == UINT32_MAX)
 		return free_remote(a);
-	if ((rc = fast_free(a, &b, &req)) != 0) {
+	if (fast_free(&b, &req) != 0) {
 		conn_seterr("%p is not the start of a live block (freed "
 		    "concurrently)", p);
 		errno = EINVAL;
 		return 0;
 	}
-	errno = saved;
 	return req;
+}
+
+/* A small block is freed here, without the daemon: a lookup and one
+ * exchange.  errno is left alone on success. */
+API size_t
+aclfree(void *p)
+{
+	struct slab_block b;
+	size_t req;
+
+	if (__builtin_expect(conn_mapped && slab_block_lookup(&conn_seg,
+	    (uintptr_t)p, &b) == 0 && b.cls != UINT32_MAX &&
+	    fast_free(&b, &req) == 0, 1))
+		return req;
+	return free_slow(p);
 }
 
 API intptr_t

@@ -46,9 +46,96 @@ int	 conn_privileged(void);
 
 extern _Atomic uint64_t conn_gen;
 
-/* client/fast.c */
-void	*fast_alloc(size_t);
-int	 fast_free(uintptr_t, const struct slab_block *, size_t *);
+/*
+ * client/fast.c: per thread and class, a leased slab and a private set of
+ * claimed blocks (see fast.c's header comment for the protocol).
+ */
+struct fast_class {
+	uint64_t mask;		/* private set of word `word` */
+	uint32_t slab;
+	uint32_t word;
+	uint32_t rec;		/* lease record, valid if leased */
+	uint32_t leased;
+};
+
+struct fast_cache {
+	uint64_t gen;		/* conn_gen the leases belong to */
+	int keyed;
+	struct fast_class cls[SHM_NCLASSES];
+};
+
+/* initial-exec: a direct %fs access instead of a __tls_get_addr call. */
+#define FAST_TLS	__attribute__((tls_model("initial-exec")))
+extern _Thread_local struct fast_cache fast_tc FAST_TLS;
+
+void	*fast_alloc_slow(uint32_t cls, size_t);
 void	 fast_flush(void);
+
+static inline struct shm_lease *
+fast_rec(const struct fast_class *c)
+{
+	return &conn_seg.leases[c->rec];
+}
+
+static inline void *
+fast_pop(struct fast_class *c, uint32_t cls, size_t size)
+{
+	uint32_t i = c->word * 64 + (uint32_t)__builtin_ctzll(c->mask);
+
+	slab_set_live(&conn_seg, c->slab, i, cls, size);
+	c->mask &= c->mask - 1;
+	atomic_store_explicit(&fast_rec(c)->mask, c->mask,
+	    memory_order_release);
+	return (void *)(slab_addr(&conn_seg, c->slab) +
+	    (uintptr_t)i * slab_class_size[cls]);
+}
+
+/*
+ * The allocation fast path, for size <= SHM_SMALL_MAX: one branch (a
+ * private block of this generation to hand out), then the pop.  NULL means
+ * "ask the daemon".
+ */
+static inline void *
+fast_alloc(size_t size)
+{
+	uint32_t cls = (uint32_t)slab_class_of(size);
+	struct fast_class *c = &fast_tc.cls[cls];
+
+	if (__builtin_expect(c->mask != 0 && fast_tc.gen ==
+	    atomic_load_explicit(&conn_gen, memory_order_relaxed), 1))
+		return fast_pop(c, cls, size);
+	return fast_alloc_slow(cls, size);
+}
+
+/*
+ * Frees a small block that slab_block_lookup() found live: one exchange of
+ * its side entry (so one of two racing frees loses), then back into this
+ * thread's private set if it lies in its current word, else its bit is
+ * cleared.  0 with *req, or -EINVAL when another free won.
+ */
+static inline int
+fast_free(const struct slab_block *b, size_t *req)
+{
+	struct fast_class *c = &fast_tc.cls[b->cls];
+	uint64_t bit = UINT64_C(1) << (b->index % 64);
+	uint16_t side;
+
+	side = atomic_exchange_explicit(&slab_sides(&conn_seg,
+	    b->slab)[b->index], 0, memory_order_acq_rel);
+	if (__builtin_expect(side == 0, 0))
+		return -22;
+	*req = slab_class_size[b->cls] - (side - 1u);
+	if (c->leased && c->slab == b->slab && c->word == b->index / 64 &&
+	    fast_tc.gen == atomic_load_explicit(&conn_gen,
+	    memory_order_relaxed)) {
+		c->mask |= bit;
+		atomic_store_explicit(&fast_rec(c)->mask, c->mask,
+		    memory_order_release);
+		return 0;
+	}
+	atomic_fetch_and(&slab_bitmap(&conn_seg, b->slab)[b->index / 64],
+	    ~bit);
+	return 0;
+}
 
 #endif /* ACLHEAP_CLIENT_H */

@@ -37,7 +37,7 @@ static dev_t seg_dev;
 static ino_t seg_ino;
 static uint64_t next_id = 1;
 static int privileged;
-static _Thread_local char lasterr[512];
+static _Thread_local char lasterr[512] FAST_TLS;
 
 void
 conn_seterr(const char *fmt, ...)

@@ -29,21 +29,8 @@
 
 #include "client/client.h"
 
-struct fast_class {
-	uint64_t mask;		/* private set of word `word` */
-	uint32_t slab;
-	uint32_t word;
-	uint32_t rec;		/* lease record, valid if leased */
-	uint32_t leased;
-};
-
-struct fast_cache {
-	uint64_t gen;		/* conn_gen the leases belong to */
-	int keyed;
-	struct fast_class cls[SHM_NCLASSES];
-};
-
-static _Thread_local struct fast_cache tc;
+_Thread_local struct fast_cache fast_tc FAST_TLS;
+#define tc fast_tc
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -60,24 +47,8 @@ key_init(void)
 	pthread_key_create(&exit_key, thread_exit);
 }
 
-static inline struct shm_lease *
-rec_of(const struct fast_class *c)
-{
-	return &conn_seg.leases[c->rec];
-}
-
-static void *
-pop(struct fast_class *c, uint32_t cls, size_t size)
-{
-	uint32_t b = (uint32_t)__builtin_ctzll(c->mask);
-	uint32_t i = c->word * 64 + b;
-
-	slab_set_live(&conn_seg, c->slab, i, cls, size);
-	c->mask &= c->mask - 1;
-	atomic_store_explicit(&rec_of(c)->mask, c->mask, memory_order_release);
-	return (void *)(slab_addr(&conn_seg, c->slab) +
-	    (uintptr_t)i * slab_class_size[cls]);
-}
+#define rec_of	fast_rec
+#define pop	fast_pop
 
 /* Gives back what the private set holds and the lease itself. */
 static void
@@ -164,12 +135,18 @@ refill(struct fast_class *c, uint32_t cls)
 	return 0;
 }
 
-static __attribute__((noinline)) void *
+/* Everything but popping a private block: a new generation, refilling
+ * from the leased slab, a new lease.  NULL sends the caller to the socket
+ * path, which decides (and reports) what is possible. */
+__attribute__((noinline)) void *
 fast_alloc_slow(uint32_t cls, size_t size)
 {
 	struct fast_class *c = &tc.cls[cls];
 	uint64_t gen = atomic_load(&conn_gen);
 	int tries;
+
+	if (!conn_mapped)
+		return NULL;
 
 	if (tc.gen != gen) {
 		/* Forked or remapped: these leases are not ours to use. */
@@ -189,48 +166,6 @@ fast_alloc_slow(uint32_t cls, size_t size)
 			return NULL;	/* the socket path decides */
 	}
 	return NULL;
-}
-
-/*
- * The fast path: two branches (a private block to hand out; caches of this
- * generation) before the pop.  NULL means "ask the daemon".
- */
-void *
-fast_alloc(size_t size)
-{
-	uint32_t cls = (uint32_t)slab_class_of(size);
-	struct fast_class *c = &tc.cls[cls];
-
-	if (__builtin_expect(c->mask != 0 &&
-	    tc.gen == atomic_load_explicit(&conn_gen, memory_order_relaxed),
-	    1))
-		return pop(c, cls, size);
-	return fast_alloc_slow(cls, size);
-}
-
-/* Frees a small block that slab_block_lookup() found live. */
-int
-fast_free(uintptr_t addr, const struct slab_block *b, size_t *req)
-{
-	struct fast_class *c = &tc.cls[b->cls];
-	uint64_t bit = UINT64_C(1) << (b->index % 64);
-	uint16_t side;
-
-	(void)addr;
-	side = atomic_exchange(&slab_sides(&conn_seg, b->slab)[b->index], 0);
-	if (side == 0)
-		return -EINVAL;
-	*req = slab_class_size[b->cls] - (side - 1u);
-	if (c->leased && c->slab == b->slab && c->word == b->index / 64 &&
-	    tc.gen == atomic_load_explicit(&conn_gen, memory_order_relaxed)) {
-		c->mask |= bit;
-		atomic_store_explicit(&rec_of(c)->mask, c->mask,
-		    memory_order_release);
-		return 0;
-	}
-	atomic_fetch_and(&slab_bitmap(&conn_seg, b->slab)[b->index / 64],
-	    ~bit);
-	return 0;
 }
 
 /* This thread's private sets and leases go back (thread exit, detach). */

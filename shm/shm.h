@@ -190,9 +190,26 @@ int	 seg_parse_size(const char *, uint64_t *);
 
 /* shm/slab.c: size classes and block operations */
 extern const uint32_t slab_class_size[SHM_NCLASSES];
+extern const uint64_t slab_class_magic[SHM_NCLASSES];	/* ceil(2^48/size) */
 extern const uint16_t slab_class_nblocks[SHM_NCLASSES];
-int	 slab_class_of(size_t size);
 int	 slab_class_aligned(size_t size, size_t alignment);
+
+/* The class of a request, or -1 when it needs whole slabs.  One compare
+ * for the 16-byte steps, a bit scan for the rest. */
+static inline int
+slab_class_of(size_t size)
+{
+	size_t m;
+	int p;
+
+	if (size <= 128)
+		return size == 0 ? 0 : (int)((size - 1) >> 4);
+	if (size > SHM_SMALL_MAX)
+		return -1;
+	m = size - 1;
+	p = 63 - __builtin_clzll(m);
+	return 8 + (p - 7) * 4 + (int)(m >> (p - 2)) - 4;
+}
 
 static inline struct shm_slab *
 slab_of(const struct shm_seg *seg, uintptr_t addr)
@@ -240,12 +257,68 @@ struct slab_block {
 	uint64_t usable;	/* usable size */
 };
 
-int	 slab_block_lookup(const struct shm_seg *, uintptr_t, struct slab_block *);
+/*
+ * Resolves a pointer to the live block that starts there.  Anything else
+ * (outside the data area, inside a block, a free or never-used block, a
+ * tail of an extent) is -EINVAL, and nothing is written.  Inline: it is
+ * half of every aclfree().
+ */
+static inline int
+slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
+    struct slab_block *b)
+{
+	uint64_t s, off;
+	uint32_t w, cls, cs, i;
+	uint16_t side;
+
+	if (!seg_in_data(seg, addr))
+		return -22;	/* EINVAL, without <errno.h> in every user */
+	s = slab_index(seg, addr);
+	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
+	off = addr - slab_addr(seg, s);
+	if (__builtin_expect(SHM_SLAB_STATE(w) == SHM_SMALL, 1)) {
+		cls = SHM_SLAB_CLS(w);
+		if (cls >= SHM_NCLASSES)
+			return -22;
+		cs = slab_class_size[cls];
+		/* off / cs without a divide: exact for off < 2^22. */
+		i = (uint32_t)((off * slab_class_magic[cls]) >> 48);
+		if (off != (uint64_t)i * cs || i >= slab_class_nblocks[cls])
+			return -22;
+		side = atomic_load_explicit(&slab_sides(seg, s)[i],
+		    memory_order_acquire);
+		if (side == 0 || side > cs + 1)
+			return -22;
+		b->slab = s;
+		b->index = i;
+		b->cls = cls;
+		b->req = cs - (side - 1u);
+		b->usable = cs;
+		return 0;
+	}
+	if (SHM_SLAB_STATE(w) != SHM_LARGE_HEAD || off != 0 ||
+	    seg->slabs[s].run == 0)
+		return -22;
+	b->slab = s;
+	b->index = 0;
+	b->cls = UINT32_MAX;
+	b->req = seg->slabs[s].req;
+	b->usable = (uint64_t)seg->slabs[s].run << SHM_SLAB_SHIFT;
+	return 0;
+}
+
+/* Makes a claimed block live: its side entry records the request. */
+static inline void
+slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
+    size_t req)
+{
+	atomic_store_explicit(&slab_sides(seg, s)[i],
+	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
+}
+
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
 int	 slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
 	    uint64_t *claimed);
-void	 slab_set_live(struct shm_seg *, uint64_t s, uint32_t i, uint32_t cls,
-	    size_t req);
 int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
 int	 slab_reclaim(struct shm_seg *, uint64_t s);
 uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,

@@ -33,22 +33,14 @@ const uint16_t slab_class_nblocks[SHM_NCLASSES] = {
 	NB(5120), NB(6144), NB(7168), NB(8192),
 };
 
-/* The class of a request, or -1 when it needs whole slabs.  Branch-light:
- * one compare for the 16-byte steps, a bit scan for the rest. */
-int
-slab_class_of(size_t size)
-{
-	size_t m;
-	int p;
-
-	if (size <= 128)
-		return size == 0 ? 0 : (int)((size - 1) >> 4);
-	if (size > SHM_SMALL_MAX)
-		return -1;
-	m = size - 1;
-	p = 63 - __builtin_clzll(m);
-	return 8 + (p - 7) * 4 + (int)(m >> (p - 2)) - 4;
-}
+#define MG(c)	((UINT64_C(1) << 48) + (c) - 1) / (c)
+const uint64_t slab_class_magic[SHM_NCLASSES] = {
+	MG(16), MG(32), MG(48), MG(64), MG(80), MG(96), MG(112), MG(128),
+	MG(160), MG(192), MG(224), MG(256), MG(320), MG(384), MG(448),
+	MG(512), MG(640), MG(768), MG(896), MG(1024), MG(1280), MG(1536),
+	MG(1792), MG(2048), MG(2560), MG(3072), MG(3584), MG(4096),
+	MG(5120), MG(6144), MG(7168), MG(8192),
+};
 
 /* The smallest class that holds size and whose every block is aligned to
  * alignment (a power of two), or -1 when only an extent will do. */
@@ -89,59 +81,6 @@ slab_is(const struct shm_seg *seg, uint64_t s, uint32_t cls)
 	uint32_t w = atomic_load(&seg->slabs[s].word);
 
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls;
-}
-
-/*
- * Resolves a pointer to the live block that starts there.  Anything else
- * (outside the data area, inside a block, a free or never-used block, a
- * tail of an extent) is -EINVAL, and nothing is written.
- */
-int
-slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
-    struct slab_block *b)
-{
-	uint64_t s, off;
-	uint32_t w, cls, cs, i;
-	uint16_t side;
-
-	if (!seg_in_data(seg, addr))
-		return -EINVAL;
-	s = slab_index(seg, addr);
-	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
-	off = addr - slab_addr(seg, s);
-	switch (SHM_SLAB_STATE(w)) {
-	case SHM_SMALL:
-		cls = SHM_SLAB_CLS(w);
-		if (cls >= SHM_NCLASSES)
-			return -EINVAL;
-		cs = slab_class_size[cls];
-		if (off % cs != 0)
-			return -EINVAL;
-		i = (uint32_t)(off / cs);
-		if (i >= slab_class_nblocks[cls])
-			return -EINVAL;
-		side = atomic_load_explicit(&slab_sides(seg, s)[i],
-		    memory_order_acquire);
-		if (side == 0 || side > cs + 1)
-			return -EINVAL;
-		b->slab = s;
-		b->index = i;
-		b->cls = cls;
-		b->req = cs - (side - 1u);
-		b->usable = cs;
-		return 0;
-	case SHM_LARGE_HEAD:
-		if (off != 0 || seg->slabs[s].run == 0)
-			return -EINVAL;
-		b->slab = s;
-		b->index = 0;
-		b->cls = UINT32_MAX;
-		b->req = seg->slabs[s].req;
-		b->usable = (uint64_t)seg->slabs[s].run << SHM_SLAB_SHIFT;
-		return 0;
-	default:
-		return -EINVAL;
-	}
 }
 
 /*
@@ -205,14 +144,6 @@ slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
 	}
 	*claimed = got;
 	return 0;
-}
-
-void
-slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
-    size_t req)
-{
-	atomic_store_explicit(&slab_sides(seg, s)[i],
-	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
 }
 
 /*

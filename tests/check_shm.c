@@ -95,6 +95,19 @@ START_TEST(slab_class_of_bounds)
 }
 END_TEST
 
+/* The lookup divides by multiplying: exact for every offset in a slab. */
+START_TEST(slab_class_magic_divides)
+{
+	uint64_t off;
+	int c;
+
+	for (c = 0; c < SHM_NCLASSES; c++)
+		for (off = 0; off < SHM_SLAB_SIZE; off++)
+			ck_assert_uint_eq((off * slab_class_magic[c]) >> 48,
+			    off / slab_class_size[c]);
+}
+END_TEST
+
 START_TEST(slab_class_aligned_power_of_two)
 {
 	size_t a;
@@ -449,6 +462,7 @@ shm_suite(void)
 	TCase *tc = tcase_create("shm");
 
 	tcase_add_test(tc, slab_class_of_bounds);
+	tcase_add_test(tc, slab_class_magic_divides);
 	tcase_add_test(tc, slab_class_aligned_power_of_two);
 	tcase_add_test(tc, seg_geometry_layout);
 	tcase_add_test(tc, seg_parse_size_suffixes);
