@@ -76,6 +76,7 @@ main(int argc, char **argv)
 {
 	struct config cfg;
 	struct heap heap;
+	struct stat st, sock_st;
 	int rc, lfd, lockfd, activated;
 
 	config_defaults(&cfg);
@@ -113,6 +114,9 @@ main(int argc, char **argv)
 		    strerror(-lfd));
 		return 1;
 	}
+	memset(&sock_st, 0, sizeof(sock_st));
+	if (!activated && stat(cfg.socket_path, &sock_st) == -1)
+		log_warn("%s", cfg.socket_path);
 	if (!cfg.foreground && !activated && getenv("NOTIFY_SOCKET") == NULL &&
 	    detach(lockfd) != 0) {
 		log_warn("fork");
@@ -125,7 +129,10 @@ main(int argc, char **argv)
 		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
 		    cfg.socket_path, cfg.socket_path);
 	rc = server_run(&cfg, &heap, lfd, argc, argv);
-	if (!activated)
+	/* Remove the socket only if it is still the one we bound: a daemon
+	 * started while we stopped may own the path by now. */
+	if (!activated && stat(cfg.socket_path, &st) == 0 &&
+	    st.st_dev == sock_st.st_dev && st.st_ino == sock_st.st_ino)
 		unlink(cfg.socket_path);
 	heap_close(&heap);
 	config_free(&cfg);
