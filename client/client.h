@@ -56,6 +56,7 @@ struct fast_class {
 	uint32_t word;
 	uint32_t rec;		/* lease record, valid if leased */
 	uint32_t leased;
+	uint32_t cursor;	/* where scan_class() goes on looking */
 };
 
 struct fast_cache {

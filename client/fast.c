@@ -78,8 +78,10 @@ lease_drop(struct fast_class *c, int tell_daemon)
 	memset(c, 0, sizeof(*c));
 }
 
+/* Asks for a slab of cls: a new lease, or (renew) ours moved to another
+ * slab.  Afterwards c->slab is the leased slab and no word is current. */
 static int
-lease_take(struct fast_class *c, uint32_t cls)
+lease_take(struct fast_class *c, uint32_t cls, int renew)
 {
 	uint8_t abuf[1024];
 	struct frame_arena a;
@@ -89,6 +91,7 @@ lease_take(struct fast_class *c, uint32_t cls)
 	int rc;
 
 	m.cls = cls;
+	m.renew = renew ? c->rec + 1 : 0;
 	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
 	q.lease = &m;
 	frame_arena_init(&a, abuf, sizeof(abuf));
@@ -100,44 +103,93 @@ lease_take(struct fast_class *c, uint32_t cls)
 		return -EPROTO;
 	c->slab = (uint32_t)r->lease->slab;
 	c->rec = r->lease->record;
-	c->word = 0;
+	c->word = UINT32_MAX;
 	c->mask = 0;
 	c->leased = 1;
 	return 0;
 }
 
-/* Claims the next word of the leased slab with free blocks.  1 when the
- * private set is refilled, 0 when the slab is full or no longer ours. */
+/*
+ * Claims the first word of slab s, from word w0 on, that has free blocks;
+ * it becomes the private set.  1 on success, 0 when the slab is full, -1
+ * when it is no longer of class cls.  The record says where the claim goes
+ * before it is made, so a crash in between can be accounted for.
+ */
 static int
-refill(struct fast_class *c, uint32_t cls)
+claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 {
+	_Atomic uint64_t *bm = slab_bitmap(&conn_seg, s);
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
 	struct shm_lease *l = rec_of(c);
-	uint64_t got;
+	uint64_t valid, got;
+	int rc;
 
 	for (k = 0; k < nw; k++) {
-		w = (c->word + k) % nw;
-		atomic_store(&l->word, w);
+		w = (w0 + k) % nw;
+		valid = slab_word_valid(cls, w);
+		if ((atomic_load_explicit(&bm[w], memory_order_relaxed) &
+		    valid) == valid)
+			continue;
+		atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
+		atomic_store_explicit(&l->word, w, memory_order_relaxed);
 		atomic_store(&l->pending, 1);
-		if (slab_claim_word(&conn_seg, c->slab, cls, w, &got) != 0) {
+		rc = slab_claim_word(&conn_seg, s, cls, w, &got);
+		if (rc != 0 || got == 0) {
 			atomic_store(&l->pending, 0);
-			return 0;
+			if (rc != 0)
+				return -1;
+			continue;
 		}
-		if (got != 0) {
-			atomic_store(&l->mask, got);
-			atomic_store(&l->pending, 0);
-			c->word = w;
-			c->mask = got;
-			return 1;
-		}
+		atomic_store(&l->mask, got);
+		atomic_store(&l->pending, 0);
+		c->slab = s;
+		c->word = w;
+		c->mask = got;
+		return 1;
 	}
-	atomic_store(&l->pending, 0);
+	return 0;
+}
+
+/*
+ * Looks through the slab table, from this class's cursor, for another slab
+ * of the class with free blocks that nobody else leases: blocks freed by
+ * anyone are reused without asking the daemon.  Bounded, so a heap whose
+ * slabs of this class are all full costs one scan, then a lease.
+ */
+static int
+scan_class(struct fast_class *c, uint32_t cls)
+{
+	uint32_t i, s, w, n, lease, limit;
+
+	/* Nothing above the high-water mark has ever been in use. */
+	n = (uint32_t)atomic_load_explicit(&conn_seg.sb->slab_hwm,
+	    memory_order_relaxed);
+	if (n > conn_seg.nslabs)
+		n = (uint32_t)conn_seg.nslabs;
+	limit = n < 4096 ? n : 4096;
+
+	for (i = 0; i < limit; i++) {
+		s = c->cursor++;
+		if (c->cursor >= n)
+			c->cursor = 0;
+		if (s >= n || s == c->slab)
+			continue;
+		w = atomic_load_explicit(&conn_seg.slabs[s].word,
+		    memory_order_relaxed);
+		lease = SHM_SLAB_LEASE(w);
+		if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls ||
+		    (lease != 0 && lease != c->rec + 1))
+			continue;
+		if (claim_in(c, cls, s, 0) > 0)
+			return 1;
+	}
 	return 0;
 }
 
 /* Everything but popping a private block: a new generation, refilling
- * from the leased slab, a new lease.  NULL sends the caller to the socket
- * path, which decides (and reports) what is possible. */
+ * from the current slab, from other slabs of the class, from a new lease.
+ * NULL sends the caller to the socket path, which decides (and reports)
+ * what is possible. */
 __attribute__((noinline)) void *
 fast_alloc_slow(uint32_t cls, size_t size)
 {
@@ -147,7 +199,6 @@ fast_alloc_slow(uint32_t cls, size_t size)
 
 	if (!conn_mapped)
 		return NULL;
-
 	if (tc.gen != gen) {
 		/* Forked or remapped: these leases are not ours to use. */
 		memset(tc.cls, 0, sizeof(tc.cls));
@@ -158,12 +209,16 @@ fast_alloc_slow(uint32_t cls, size_t size)
 		pthread_setspecific(exit_key, &tc);
 		tc.keyed = 1;
 	}
+	if (c->mask != 0)
+		return pop(c, cls, size);
+	if (!c->leased && lease_take(c, cls, 0) != 0)
+		return NULL;
 	for (tries = 0; tries < 3; tries++) {
-		if (c->leased && refill(c, cls))
+		if (claim_in(c, cls, c->slab, c->word + 1) > 0 ||
+		    scan_class(c, cls) > 0)
 			return pop(c, cls, size);
-		lease_drop(c, 1);
-		if (lease_take(c, cls) != 0)
-			return NULL;	/* the socket path decides */
+		if (lease_take(c, cls, 1) != 0)
+			return NULL;
 	}
 	return NULL;
 }

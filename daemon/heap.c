@@ -41,11 +41,16 @@ free_set(struct heap *h, uint64_t s)
 		h->free_hint = s / 64;
 }
 
+/* A slab leaves the free pool.  The high-water mark tells clients how far
+ * up the slab table their scans for free blocks need to look. */
 static inline void
 free_clear(struct heap *h, uint64_t s)
 {
 	h->free_map[s / 64] &= ~(UINT64_C(1) << (s % 64));
 	h->nfree--;
+	if (s + 1 > atomic_load_explicit(&h->seg.sb->slab_hwm,
+	    memory_order_relaxed))
+		atomic_store(&h->seg.sb->slab_hwm, s + 1);
 }
 
 static inline int
@@ -129,6 +134,21 @@ lease_owner_alive(const struct shm_lease *l)
 	return start != 0 && start == l->owner_start;
 }
 
+/* Clears the lease mark a record put on its slab's word. */
+static void
+lease_unmark(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t s = seg->leases[rec].slab, w;
+
+	if (s >= seg->nslabs)
+		return;
+	w = atomic_load(&seg->slabs[s].word);
+	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
+		atomic_store(&seg->slabs[s].word,
+		    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
+}
+
 /*
  * Returns what a lease record holds privately (claimed, never handed out)
  * to the pool, clears the slab's lease mark and frees the record.  Only for
@@ -140,18 +160,19 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word;
+	uint32_t w, word, set;
 	_Atomic uint16_t *sd;
 
 	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
 		return -EINVAL;
 	l = &seg->leases[rec];
-	if (l->slab < seg->nslabs) {
-		w = atomic_load(&seg->slabs[l->slab].word);
-		word = atomic_load(&l->word);
-		mask = atomic_load(&l->mask);
-		sd = slab_sides(seg, l->slab);
-		if (word < SHM_BITMAP_WORDS && SHM_SLAB_STATE(w) == SHM_SMALL) {
+	set = atomic_load(&l->set_slab);
+	word = atomic_load(&l->word);
+	mask = atomic_load(&l->mask);
+	if (set < seg->nslabs && word < SHM_BITMAP_WORDS && mask != 0) {
+		w = atomic_load(&seg->slabs[set].word);
+		sd = slab_sides(seg, set);
+		if (SHM_SLAB_STATE(w) == SHM_SMALL) {
 			while (mask != 0) {
 				bit = mask & -mask;
 				mask &= mask - 1;
@@ -159,15 +180,14 @@ heap_lease_release(struct heap *h, uint32_t rec)
 				if (atomic_load(&sd[word * 64 +
 				    __builtin_ctzll(bit)]) == 0)
 					atomic_fetch_and(&slab_bitmap(seg,
-					    l->slab)[word], ~bit);
+					    set)[word], ~bit);
 			}
 		}
-		if (SHM_SLAB_LEASE(w) == rec + 1)
-			atomic_store(&seg->slabs[l->slab].word,
-			    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
 	}
+	lease_unmark(h, rec);
 	atomic_store(&l->mask, 0);
 	atomic_store(&l->pending, 0);
+	atomic_store(&l->set_slab, 0);
 	l->slab = 0;
 	l->owner_start = 0;
 	l->owner_pid = 0;
@@ -724,8 +744,12 @@ heap_free(struct heap *h, uintptr_t addr, uint64_t *req)
 	if ((rc = slab_free_small(seg, addr, &r)) != 0)
 		return rc;
 	*req = r;
+	/* Only a free that emptied its bitmap word can have emptied the
+	 * slab: skip the 64-word scan otherwise. */
 	w = atomic_load(&seg->slabs[b.slab].word);
-	if (SHM_SLAB_LEASE(w) == 0 && slab_empty(seg, b.slab))
+	if (SHM_SLAB_LEASE(w) == 0 && atomic_load_explicit(&slab_bitmap(seg,
+	    b.slab)[b.index / 64], memory_order_relaxed) == 0 &&
+	    slab_empty(seg, b.slab))
 		reclaim_one(h, b.cls, b.slab);
 	h->dirty = 1;
 	return 0;
@@ -900,46 +924,64 @@ heap_root_remove(struct heap *h, const char *name)
  * Leases a slab of cls to a client: a partly used unleased slab of the class
  * if there is one, else a fresh slab.  The lease record in the segment is
  * where the client keeps its private set, so a crash can give it back.
+ * renew (record + 1) moves a lease the connection holds to a new slab
+ * instead of taking a new record: one round trip when a slab is full.
  */
 int
 heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
-    uint64_t *slab, uint32_t *recp)
+    uint32_t renew, uint64_t *slab, uint32_t *recp)
 {
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
-	uint32_t rec, i, w;
+	uint32_t rec, i, w, best_free = 0, f;
 	int64_t s = -1;
 
 	if (cls >= SHM_NCLASSES)
 		return -EINVAL;
-	for (rec = 0; rec < SHM_LEASES; rec++)
-		if (seg->leases[rec].owner_pid == 0)
-			break;
-	if (rec == SHM_LEASES)
-		return -EBUSY;
+	if (renew != 0) {
+		rec = renew - 1;
+		if (rec >= SHM_LEASES || h->owners[rec].conn != c ||
+		    seg->leases[rec].cls != cls)
+			return -EINVAL;
+	} else {
+		for (rec = 0; rec < SHM_LEASES; rec++)
+			if (seg->leases[rec].owner_pid == 0)
+				break;
+		if (rec == SHM_LEASES)
+			return -EBUSY;
+	}
+	/* The unleased slab of the class with the most room, if it has at
+	 * least a quarter of its blocks free. */
 	for (i = 0; i < h->class_n[cls]; i++) {
 		uint32_t t = h->class_slabs[cls][i];
 
 		w = atomic_load(&seg->slabs[t].word);
-		if (SHM_SLAB_LEASE(w) == 0 && h->cur[cls] != t + 1 &&
-		    slab_claimed(seg, t) * 2 < slab_class_nblocks[cls]) {
+		if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1)
+			continue;
+		f = slab_class_nblocks[cls] - slab_claimed(seg, t);
+		if (f * 4 >= slab_class_nblocks[cls] && f > best_free) {
+			best_free = f;
 			s = t;
-			break;
 		}
 	}
 	if (s < 0 && (s = small_slab_new(h, cls)) < 0)
 		return (int)s;
 	l = &seg->leases[rec];
+	if (renew != 0)
+		lease_unmark(h, rec);
+	else {
+		l->cls = (uint8_t)cls;
+		l->owner_start = heap_proc_start(pid);
+		atomic_store(&l->word, 0);
+		atomic_store(&l->mask, 0);
+		atomic_store(&l->pending, 0);
+		atomic_store(&l->set_slab, (uint32_t)s);
+		l->owner_pid = (uint32_t)pid;
+		h->owners[rec].conn = c;
+	}
 	l->slab = (uint32_t)s;
-	l->cls = (uint8_t)cls;
-	l->owner_start = heap_proc_start(pid);
-	atomic_store(&l->word, 0);
-	atomic_store(&l->mask, 0);
-	atomic_store(&l->pending, 0);
-	l->owner_pid = (uint32_t)pid;
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
 	    rec + 1));
-	h->owners[rec].conn = c;
 	*slab = (uint64_t)s;
 	*recp = rec;
 	h->dirty = 1;

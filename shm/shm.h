@@ -114,17 +114,20 @@ struct shm_root {
 	_Atomic uint64_t value;
 };
 
-/* One cache line.  owner_pid and owner_start are the daemon's; slab, word and
- * mask belong to the client thread holding the lease. */
+/* One cache line.  owner_pid, owner_start, slab and cls are the daemon's;
+ * set_slab, word, pending and mask belong to the client thread holding the
+ * lease, which may claim in any slab of its class (a lease is affinity,
+ * not ownership) and says here where its private set lies. */
 struct shm_lease {
 	uint32_t owner_pid;	/* 0 = record unused */
-	uint32_t slab;		/* leased slab */
+	uint32_t slab;		/* leased slab (marked in its slab word) */
 	uint64_t owner_start;	/* owner's start time (clock ticks) */
 	_Atomic uint32_t word;	/* bitmap word the private set lies in */
 	_Atomic uint32_t pending;	/* 1 while a word claim is in flight */
 	_Atomic uint64_t mask;	/* private set: claimed, not handed out */
+	_Atomic uint32_t set_slab;	/* slab the private set lies in */
 	uint8_t cls;
-	uint8_t pad[31];
+	uint8_t pad[27];
 };
 
 struct shm_super {
@@ -145,6 +148,7 @@ struct shm_super {
 	uint64_t created;	/* unix time of format */
 	_Atomic uint64_t generation;	/* bumped by each checkpoint */
 	_Atomic uint64_t epoch;	/* bumped by each daemon start */
+	_Atomic uint64_t slab_hwm;	/* no slab at or above is in use */
 };
 
 /* A mapped segment as a process sees it.  sb is where it is mapped here:
@@ -305,6 +309,19 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	b->req = seg->slabs[s].req;
 	b->usable = (uint64_t)seg->slabs[s].run << SHM_SLAB_SHIFT;
 	return 0;
+}
+
+/* Bits of word w that stand for real blocks of a class. */
+static inline uint64_t
+slab_word_valid(uint32_t cls, uint32_t w)
+{
+	uint32_t n = slab_class_nblocks[cls];
+
+	if (n >= (w + 1) * 64)
+		return ~UINT64_C(0);
+	if (n <= w * 64)
+		return 0;
+	return (UINT64_C(1) << (n - w * 64)) - 1;
 }
 
 /* Makes a claimed block live: its side entry records the request. */

@@ -62,19 +62,6 @@ slab_class_aligned(size_t size, size_t alignment)
 	return -1;
 }
 
-/* Bits of word w that stand for real blocks of a class. */
-static inline uint64_t
-word_valid(uint32_t cls, uint32_t w)
-{
-	uint32_t n = slab_class_nblocks[cls];
-
-	if (n >= (w + 1) * 64)
-		return ~UINT64_C(0);
-	if (n <= w * 64)
-		return 0;
-	return (UINT64_C(1) << (n - w * 64)) - 1;
-}
-
 static inline int
 slab_is(const struct shm_seg *seg, uint64_t s, uint32_t cls)
 {
@@ -98,7 +85,7 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
-		valid = word_valid(cls, w);
+		valid = slab_word_valid(cls, w);
 		cur = atomic_load_explicit(&bm[w], memory_order_relaxed);
 		while ((~cur & valid) != 0) {
 			bit = UINT64_C(1) << __builtin_ctzll(~cur & valid);
@@ -129,7 +116,7 @@ slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
     uint64_t *claimed)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
-	uint64_t valid = word_valid(cls, w), old, got;
+	uint64_t valid = slab_word_valid(cls, w), old, got;
 
 	if (atomic_load_explicit(&bm[w], memory_order_relaxed) == valid) {
 		*claimed = 0;
