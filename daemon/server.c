@@ -297,7 +297,9 @@ reply_send(struct conn *c, Aclheap__Reply *r)
 		c->closing = 1;
 		return;
 	}
-	frame_pack_reply(r, c->out + c->out_len, c->out_cap - c->out_len);
+	/* Packed in place: the size is known, no second sizing pass. */
+	protobuf_c_message_pack(&r->base, c->out + c->out_len + FRAME_HDR);
+	frame_put_len(c->out + c->out_len, (uint32_t)n);
 	c->out_len += n + FRAME_HDR;
 }
 
@@ -644,18 +646,20 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	static Aclheap__Root roots[SHM_ROOTS], *rootp[SHM_ROOTS];
 	static Aclheap__ClassStats cs[SHM_NCLASSES], *csp[SHM_NCLASSES];
 	static uint8_t rbuf[READ_MAX];
+	/* Reply bodies are initialised where they are used: the hot
+	 * requests (Alloc, Free) should not pay for the others. */
 	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
-	Aclheap__AllocReply ar = ACLHEAP__ALLOC_REPLY__INIT;
-	Aclheap__FreeReply fr = ACLHEAP__FREE_REPLY__INIT;
-	Aclheap__Root rt = ACLHEAP__ROOT__INIT;
-	Aclheap__RootListReply rl = ACLHEAP__ROOT_LIST_REPLY__INIT;
-	Aclheap__StatsReply sr = ACLHEAP__STATS_REPLY__INIT;
-	Aclheap__VerifyReply vr = ACLHEAP__VERIFY_REPLY__INIT;
-	Aclheap__ReadReply rr = ACLHEAP__READ_REPLY__INIT;
-	Aclheap__BlocksReply br = ACLHEAP__BLOCKS_REPLY__INIT;
-	Aclheap__ClientsReply clr = ACLHEAP__CLIENTS_REPLY__INIT;
-	Aclheap__LeaseReply lr = ACLHEAP__LEASE_REPLY__INIT;
-	Aclheap__Empty ok = ACLHEAP__EMPTY__INIT;
+	Aclheap__AllocReply ar;
+	Aclheap__FreeReply fr;
+	Aclheap__Root rt;
+	Aclheap__RootListReply rl;
+	Aclheap__StatsReply sr;
+	Aclheap__VerifyReply vr;
+	Aclheap__ReadReply rr;
+	Aclheap__BlocksReply br;
+	Aclheap__ClientsReply clr;
+	Aclheap__LeaseReply lr;
+	static Aclheap__Empty ok = ACLHEAP__EMPTY__INIT;
 	struct shm_report rep;
 	char err[512];
 	uintptr_t addr;
@@ -693,6 +697,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    " bytes in the heap", q->alloc->size);
 			break;
 		}
+		aclheap__alloc_reply__init(&ar);
 		ar.addr = addr;
 		ar.usable = usable;
 		r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
@@ -706,6 +711,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    "block", q->free->addr);
 			break;
 		}
+		aclheap__free_reply__init(&fr);
 		fr.size = v;
 		r.body_case = ACLHEAP__REPLY__BODY_FREE;
 		r.free = &fr;
@@ -719,6 +725,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    q->realloc->size);
 			break;
 		}
+		aclheap__alloc_reply__init(&ar);
 		ar.addr = addr;
 		ar.usable = usable;
 		r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
@@ -730,6 +737,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	case ACLHEAP__REQUEST__BODY_ROOT_GET:
 		if ((rc = heap_root_get(heap, q->root_get->name, &v)) != 0)
 			break;
+		aclheap__root__init(&rt);
 		rt.name = q->root_get->name;
 		rt.value = v;
 		r.body_case = ACLHEAP__REPLY__BODY_ROOT;
@@ -752,12 +760,14 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			rootp[n] = &roots[n];
 			n++;
 		}
+		aclheap__root_list_reply__init(&rl);
 		rl.n_roots = (size_t)n;
 		rl.roots = rootp;
 		r.body_case = ACLHEAP__REPLY__BODY_ROOTS;
 		r.roots = &rl;
 		break;
 	case ACLHEAP__REQUEST__BODY_STATS:
+		aclheap__stats_reply__init(&sr);
 		fill_stats(&sr, cs, csp);
 		r.body_case = ACLHEAP__REPLY__BODY_STATS;
 		r.stats = &sr;
@@ -782,6 +792,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	case ACLHEAP__REQUEST__BODY_VERIFY:
 		if ((rc = shm_check(&heap->seg, &rep, err, sizeof(err))) != 0)
 			break;
+		aclheap__verify_reply__init(&vr);
 		vr.blocks_live = rep.blocks_live;
 		vr.blocks_orphaned = rep.blocks_orphaned;
 		vr.slabs_small = rep.slabs_small;
@@ -811,24 +822,28 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			break;
 		}
 		memcpy(rbuf, (void *)(uintptr_t)v, q->read->len);
+		aclheap__read_reply__init(&rr);
 		rr.data.data = rbuf;
 		rr.data.len = q->read->len;
 		r.body_case = ACLHEAP__REPLY__BODY_READ;
 		r.read = &rr;
 		break;
 	case ACLHEAP__REQUEST__BODY_BLOCKS:
+		aclheap__blocks_reply__init(&br);
 		do_blocks(c, &r, q->blocks, &br);
 		break;
 	case ACLHEAP__REQUEST__BODY_CLIENTS:
+		aclheap__clients_reply__init(&clr);
 		do_clients(&r, &clr);
 		break;
 	case ACLHEAP__REQUEST__BODY_LEASE:
-		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls, &v,
-		    &rec)) != 0) {
+		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
+		    q->lease->renew, &v, &rec)) != 0) {
 			snprintf(err, sizeof(err), "no slab to lease for class "
 			    "%u", q->lease->cls);
 			break;
 		}
+		aclheap__lease_reply__init(&lr);
 		lr.slab = v;
 		lr.record = rec;
 		r.body_case = ACLHEAP__REPLY__BODY_LEASE;
