@@ -1,0 +1,988 @@
+/*
+ * aclheap_bench.c: the project's benchmark.  One run prints one table in
+ * which every figure is a ratio against a baseline measured in the same
+ * run on the same machine: glibc malloc for allocation, a raw Unix-socket
+ * ping-pong for the socket path, a bare libevent echo server for daemon
+ * throughput, raw write+fsync and raw read for checkpoints and loads.
+ * Each figure is the median of REPS repetitions, with its spread.
+ *
+ *   make bench                       build and run
+ *   bench/aclheap_bench [-r REPS] [-q]   (-q: skip the 16 GiB heap)
+ *
+ *   bench/aclheap_bench -o N          only section N (see main)
+ *
+ * It starts its own aclheapd (ACLHEAP_BUILDDIR/aclheapd) on a private
+ * socket, state folder and base, and removes everything it made.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "aclheap.h"
+#include "client/client.h"
+
+#define RING		10000
+#define RING_OPS	2000000
+#define PAIRS		10000000
+#define RTT_OPS		20000
+#define PIPE_BATCH	64
+#define PIPE_OPS	200000
+
+static int reps = 5;
+static int quick;	/* -q: no 16 GiB heap */
+static int only;	/* -o N: only section N (1 alloc, 2 memory, 3 socket,
+			 * 4 throughput, 5 persistence, 6 big heap) */
+static char dir[64], sockp[128], statep[128], logp[128];
+static pid_t daemon_pid = -1;
+
+static double
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct stat3 {
+	double med, lo, hi;
+};
+
+static struct stat3
+summarize(double *v, int n)
+{
+	struct stat3 s;
+
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	s.lo = v[0];
+	s.hi = v[n - 1];
+	return s;
+}
+
+/* --- the daemon ------------------------------------------------------- */
+
+static void
+daemon_start(const char *size)
+{
+	const char *b = getenv("ACLHEAP_BUILDDIR");
+	char prog[512];
+	struct sockaddr_un sun;
+	double end;
+	int fd;
+
+	snprintf(prog, sizeof(prog), "%s/aclheapd", b ? b : ".");
+	if ((daemon_pid = fork()) == 0) {
+		fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(prog, prog, "--foreground", "--socket", sockp,
+		    "--state-dir", statep, "--base", "0x380000000000", "--size",
+		    size, "--config", "/dev/null", "--checkpoint-interval", "0",
+		    (char *)NULL);
+		_exit(127);
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, sockp, strlen(sockp) + 1);
+	end = now_ns() + 60e9;
+	while (now_ns() < end) {
+		if (waitpid(daemon_pid, NULL, WNOHANG) == daemon_pid) {
+			fprintf(stderr, "aclheapd exited; see %s\n", logp);
+			exit(1);
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			return;
+		}
+		close(fd);
+		usleep(2000);
+	}
+	fprintf(stderr, "aclheapd did not come up\n");
+	exit(1);
+}
+
+static void
+daemon_stop(void)
+{
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGTERM);
+		waitpid(daemon_pid, NULL, 0);
+	}
+	daemon_pid = -1;
+}
+
+static void
+heap_unlink(void)
+{
+	char p[256], hex[64], name[96];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/heap.id", statep);
+	if ((f = fopen(p, "r")) != NULL) {
+		if (fscanf(f, "%63s", hex) == 1) {
+			snprintf(name, sizeof(name), "/aclheap-%s", hex);
+			shm_unlink(name);
+		}
+		fclose(f);
+	}
+}
+
+static void
+cleanup(void)
+{
+	char cmd[128];
+
+	daemon_stop();
+	heap_unlink();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* --- allocation ------------------------------------------------------- */
+
+typedef void *(*alloc_fn)(size_t);
+typedef void (*free_fn)(void *);
+
+static void
+acl_free_void(void *p)
+{
+	aclfree(p);
+}
+
+static double
+pairs(alloc_fn a, free_fn f)
+{
+	double t0 = now_ns();
+	int i;
+
+	for (i = 0; i < PAIRS; i++) {
+		void *p = a(64);
+
+		__asm__ volatile("" : : "r"(p) : "memory");
+		f(p);
+	}
+	return (now_ns() - t0) / PAIRS;
+}
+
+struct ring_arg {
+	alloc_fn a;
+	free_fn f;
+	uint64_t seed;
+	double ns;
+	uint64_t requested;
+	int keep;
+};
+
+static inline uint64_t
+xs(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* 10,000 live blocks of 8..1024 bytes, replaced at random, each new block
+ * written.  ns per replacement. */
+static void *
+ring_run(void *arg)
+{
+	struct ring_arg *r = arg;
+	static _Thread_local void *slot[RING];
+	static _Thread_local uint32_t sz[RING];
+	uint64_t s = r->seed, req = 0;
+	double t0;
+	int i, k;
+
+	for (i = 0; i < RING; i++) {
+		sz[i] = 8 + (uint32_t)(xs(&s) % 1017);
+		slot[i] = r->a(sz[i]);
+		memset(slot[i], i, sz[i]);
+	}
+	t0 = now_ns();
+	for (i = 0; i < RING_OPS; i++) {
+		k = (int)(xs(&s) % RING);
+		r->f(slot[k]);
+		sz[k] = 8 + (uint32_t)(xs(&s) % 1017);
+		slot[k] = r->a(sz[k]);
+		memset(slot[k], i, sz[k]);
+	}
+	r->ns = (now_ns() - t0) / RING_OPS;
+	for (i = 0; i < RING; i++)
+		req += sz[i];
+	r->requested = req;
+	if (!r->keep)
+		for (i = 0; i < RING; i++)
+			r->f(slot[i]);
+	return NULL;
+}
+
+/* Throughput (replacements per µs) of n threads, each with its ring. */
+static double
+ring_threads(alloc_fn a, free_fn f, int n)
+{
+	struct ring_arg r[4];
+	pthread_t t[4];
+	double tp = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].a = a;
+		r[i].f = f;
+		r[i].seed = 0x9e3779b97f4a7c15ULL + (uint64_t)i;
+		pthread_create(&t[i], NULL, ring_run, &r[i]);
+	}
+	for (i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		tp += 1e3 / r[i].ns;
+	}
+	return tp;
+}
+
+/* Throughput of n processes, each with its ring (in the shared heap for
+ * aclheap, in their own heaps for glibc). */
+static double
+ring_procs(int acl, int n)
+{
+	int p[4][2], i;
+	double tp = 0, ns;
+	pid_t pid[4];
+
+	for (i = 0; i < n; i++) {
+		if (pipe(p[i]) != 0)
+			exit(1);
+		if ((pid[i] = fork()) == 0) {
+			struct ring_arg r;
+
+			memset(&r, 0, sizeof(r));
+			r.a = acl ? aclmalloc : malloc;
+			r.f = acl ? acl_free_void : free;
+			r.seed = 77 + (uint64_t)i;
+			ring_run(&r);
+			if (write(p[i][1], &r.ns, sizeof(r.ns)) != sizeof(r.ns))
+				_exit(1);
+			_exit(0);
+		}
+		close(p[i][1]);
+	}
+	for (i = 0; i < n; i++) {
+		if (read(p[i][0], &ns, sizeof(ns)) != sizeof(ns))
+			exit(1);
+		close(p[i][0]);
+		waitpid(pid[i], NULL, 0);
+		tp += 1e3 / ns;
+	}
+	return tp;
+}
+
+/* --- the socket path -------------------------------------------------- */
+
+static long
+pack_alloc(uint8_t *buf, size_t cap, uint64_t id, uint64_t size)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc m = ACLHEAP__ALLOC__INIT;
+
+	m.size = size;
+	q.id = id;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &m;
+	return frame_pack_request(&q, buf, cap);
+}
+
+static long
+pack_free(uint8_t *buf, size_t cap, uint64_t id, uint64_t addr)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Free m = ACLHEAP__FREE__INIT;
+
+	m.addr = addr;
+	q.id = id;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &m;
+	return frame_pack_request(&q, buf, cap);
+}
+
+/* Alloc+Free of 64 bytes over the socket through the library's own
+ * request path: ns per pair (two round trips). */
+static double
+socket_pairs(size_t *req_len, size_t *rep_len)
+{
+	static uint8_t abuf[8192];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc am = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free fm = ACLHEAP__FREE__INIT;
+	Aclheap__Reply *r;
+	uint64_t addr;
+	double t0;
+	int i;
+
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	am.size = 64;
+	t0 = now_ns();
+	for (i = 0; i < RTT_OPS; i++) {
+		q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+		q.alloc = &am;
+		if (conn_request(&q, &r, &a, NULL) != 0)
+			exit(1);
+		addr = r->alloc->addr;
+		fm.addr = addr;
+		q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+		q.free = &fm;
+		if (conn_request(&q, &r, &a, NULL) != 0)
+			exit(1);
+	}
+	if (req_len != NULL) {
+		uint8_t b[128];
+		Aclheap__Reply rep = ACLHEAP__REPLY__INIT;
+		Aclheap__AllocReply ar = ACLHEAP__ALLOC_REPLY__INIT;
+
+		*req_len = (size_t)pack_alloc(b, sizeof(b), 12345, 64);
+		ar.addr = addr;
+		ar.usable = 64;
+		rep.id = 12345;
+		rep.body_case = ACLHEAP__REPLY__BODY_ALLOC;
+		rep.alloc = &ar;
+		*rep_len = (size_t)frame_pack_reply(&rep, b, sizeof(b));
+	}
+	return (now_ns() - t0) / RTT_OPS;
+}
+
+static void
+full_io(int fd, void *buf, size_t n, int wr)
+{
+	char *p = buf;
+	ssize_t k;
+
+	while (n > 0) {
+		k = wr ? write(fd, p, n) : read(fd, p, n);
+		if (k <= 0)
+			exit(1);
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+/* A raw ping-pong of the same frame sizes between two processes on a
+ * Unix stream socket, same number of round trips as socket_pairs(). */
+static double
+raw_pingpong(size_t req_len, size_t rep_len)
+{
+	uint8_t buf[256];
+	double t0, ns;
+	int sv[2], i;
+	pid_t pid;
+
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	memset(buf, 1, sizeof(buf));
+	if ((pid = fork()) == 0) {
+		close(sv[0]);
+		for (i = 0; i < 2 * RTT_OPS; i++) {
+			full_io(sv[1], buf, req_len, 0);
+			full_io(sv[1], buf, rep_len, 1);
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	t0 = now_ns();
+	for (i = 0; i < 2 * RTT_OPS; i++) {
+		full_io(sv[0], buf, req_len, 1);
+		full_io(sv[0], buf, rep_len, 0);
+	}
+	ns = (now_ns() - t0) / RTT_OPS;
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+	return ns;
+}
+
+static int
+connect_to(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+		exit(1);
+	return fd;
+}
+
+/*
+ * One pipelining client: batches of 64 Allocs, then 64 Frees of what came
+ * back, each batch in one write.  With echo != 0 the same bytes go to an
+ * echo server instead, and the replies are read back as equal-sized
+ * frames.  Returns requests per second.
+ */
+static void
+pipe_client(const char *path, int echo, int wfd)
+{
+	static uint8_t out[PIPE_BATCH * 64], in[FRAME_MAX + 4];
+	static uint8_t abuf[16384];
+	uint64_t addr[PIPE_BATCH];
+	struct frame_arena a;
+	double t0, rate;
+	size_t off, got, want, have;
+	int fd = connect_to(path), i, n, done = 0;
+	uint32_t len;
+
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if (!echo) {
+		Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+		Aclheap__Hello h = ACLHEAP__HELLO__INIT;
+		int pfd = -1;
+
+		h.version = PROTOCOL_VERSION;
+		q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
+		q.hello = &h;
+		n = (int)frame_pack_request(&q, out, sizeof(out));
+		frame_send(fd, out, (size_t)n, -1);
+		if (frame_recv(fd, in, sizeof(in), &len, &pfd) != 0)
+			exit(1);
+		if (pfd >= 0)
+			close(pfd);
+	}
+	for (i = 0; i < PIPE_BATCH; i++)
+		addr[i] = 0x380000100000 + (uint64_t)i * 64;
+	t0 = now_ns();
+	while (done < PIPE_OPS) {
+		for (n = 0; n < 2; n++) {
+			off = 0;
+			for (i = 0; i < PIPE_BATCH; i++)
+				off += (size_t)(n == 0 ?
+				    pack_alloc(out + off, sizeof(out) - off,
+				    (uint64_t)i, 64) :
+				    pack_free(out + off, sizeof(out) - off,
+				    (uint64_t)i, addr[i]));
+			full_io(fd, out, off, 1);
+			if (echo) {
+				/* The echo returns what we sent; decode it as
+				 * the daemon's replies are decoded, so both
+				 * servers face the same client. */
+				full_io(fd, in, off, 0);
+				for (i = 0, got = 0; i < PIPE_BATCH; i++) {
+					frame_peek(in + got, off - got, &len);
+					frame_arena_reset(&a);
+					if (frame_unpack_request(&a, in + got + 4,
+					    len) == NULL)
+						exit(1);
+					got += 4 + len;
+				}
+				done += PIPE_BATCH;
+				continue;
+			}
+			/* Read the replies in as few reads as the kernel
+			 * allows, as the echo client does, then parse. */
+			for (i = 0, got = 0, have = 0; i < PIPE_BATCH; i++) {
+				Aclheap__Reply *r;
+
+				while (frame_peek(in + got, have - got, &len) <= 0
+				    || have - got < 4 + len) {
+					ssize_t k;
+
+					if (got > 0) {
+						memmove(in, in + got, have - got);
+						have -= got;
+						got = 0;
+					}
+					k = read(fd, in + have, sizeof(in) - have);
+					if (k <= 0)
+						exit(1);
+					have += (size_t)k;
+				}
+				want = len;
+				frame_arena_reset(&a);
+				r = frame_unpack_reply(&a, in + got + 4, want);
+				if (r == NULL || r->error != 0)
+					exit(1);
+				if (n == 0)
+					addr[i] = r->alloc->addr;
+				got += 4 + want;
+			}
+			done += PIPE_BATCH;
+		}
+	}
+	rate = done / ((now_ns() - t0) / 1e9);
+	if (write(wfd, &rate, sizeof(rate)) != sizeof(rate))
+		_exit(1);
+	close(fd);
+}
+
+static double
+pipelined(const char *path, int echo, int clients)
+{
+	int p[2], i;
+	double total = 0, r;
+	pid_t pid[8];
+
+	if (pipe(p) != 0)
+		exit(1);
+	for (i = 0; i < clients; i++)
+		if ((pid[i] = fork()) == 0) {
+			close(p[0]);
+			pipe_client(path, echo, p[1]);
+			_exit(0);
+		}
+	close(p[1]);
+	for (i = 0; i < clients; i++) {
+		if (read(p[0], &r, sizeof(r)) != sizeof(r))
+			exit(1);
+		total += r;
+	}
+	for (i = 0; i < clients; i++)
+		waitpid(pid[i], NULL, 0);
+	close(p[0]);
+	return total;
+}
+
+/* The baseline server: libevent read events, echo everything back. */
+static void
+echo_read(evutil_socket_t fd, short what, void *arg)
+{
+	static uint8_t buf[65536];
+	struct event *ev = *(struct event **)arg;
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	(void)what;
+	if (n <= 0) {
+		event_free(ev);
+		free(arg);
+		close(fd);
+		return;
+	}
+	full_io(fd, buf, (size_t)n, 1);
+}
+
+static void
+echo_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct event_base *eb = arg;
+	struct event **evp = malloc(sizeof(*evp));
+	int fd = accept(lfd, NULL, NULL);
+
+	(void)what;
+	*evp = event_new(eb, fd, EV_READ | EV_PERSIST, echo_read, evp);
+	event_add(*evp, NULL);
+}
+
+static pid_t
+echo_server(const char *path)
+{
+	struct sockaddr_un sun;
+	int lfd;
+	pid_t pid;
+
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    listen(lfd, 16) != 0)
+		exit(1);
+	if ((pid = fork()) == 0) {
+		struct event_base *eb = event_base_new();
+		struct event *ev = event_new(eb, lfd, EV_READ | EV_PERSIST,
+		    echo_accept, eb);
+
+		event_add(ev, NULL);
+		event_base_dispatch(eb);
+		_exit(0);
+	}
+	close(lfd);
+	return pid;
+}
+
+/* --- persistence ------------------------------------------------------ */
+
+/* Writes bytes of a buffer to a file in the state folder, fsync: ns. */
+static double
+raw_write(uint64_t bytes)
+{
+	char path[256];
+	size_t chunk = 4 << 20;
+	char *buf = malloc(chunk);
+	uint64_t done = 0;
+	double t0;
+	int fd;
+
+	memset(buf, 0x5a, chunk);
+	snprintf(path, sizeof(path), "%s/raw.bin", statep);
+	t0 = now_ns();
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	while (done < bytes) {
+		size_t n = bytes - done < chunk ? bytes - done : chunk;
+
+		full_io(fd, buf, n, 1);
+		done += n;
+	}
+	fsync(fd);
+	close(fd);
+	t0 = now_ns() - t0;
+	free(buf);
+	return t0;
+}
+
+static void
+drop_caches(void)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+	sync();
+	if (fd >= 0) {
+		if (write(fd, "3\n", 2) != 2)
+			(void)0;
+		close(fd);
+	}
+}
+
+static double
+raw_read(const char *path)
+{
+	size_t chunk = 4 << 20;
+	char *buf = malloc(chunk);
+	double t0 = now_ns();
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	while ((n = read(fd, buf, chunk)) > 0)
+		;
+	close(fd);
+	free(buf);
+	return now_ns() - t0;
+}
+
+static uint64_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* ms the daemon's log says the last image load took. */
+static double
+logged_load_ms(void)
+{
+	char line[1024];
+	double ms = -1;
+	FILE *f = fopen(logp, "r");
+	char *p;
+
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if ((p = strstr(line, "bytes) in ")) != NULL &&
+		    strstr(line, "loaded image") != NULL)
+			ms = strtod(p + 10, NULL);
+	if (f != NULL)
+		fclose(f);
+	return ms;
+}
+
+/* --- the table -------------------------------------------------------- */
+
+static void
+row(const char *what, struct stat3 s, const char *goal, const char *unit)
+{
+	printf("| %-52s | %6.2f | %6.2f-%-6.2f | %-8s |%s\n", what, s.med,
+	    s.lo, s.hi, goal, unit);
+}
+
+static double v[16], w[16], ratio[16];
+
+/* Memory first, on a fresh heap: one ring kept live, then the figures. */
+static void
+sec_memory(void)
+{
+	struct ring_arg r;
+	struct aclheap_stats st;
+	struct stat3 s;
+	int i;
+
+	memset(&r, 0, sizeof(r));
+	r.a = aclmalloc;
+	r.f = acl_free_void;
+	r.seed = 4242;
+	r.keep = 1;
+	ring_run(&r);
+	aclheap_stats(&st);
+	for (i = 0; i < reps; i++)
+		ratio[i] = (double)st.bytes_in_use / (double)r.requested;
+	s = summarize(ratio, reps);
+	row("memory: slab bytes in use / bytes requested (ring)", s,
+	    "<= 1.2", "");
+	printf("|   %" PRIu64 " B in slabs for %" PRIu64 " B requested; "
+	    "counting per-slab metadata (8.5 KiB/slab): %.2f\n",
+	    st.bytes_in_use, r.requested, (double)st.bytes_in_use *
+	    (1 + 8704.0 / 65536) / (double)r.requested);
+}
+
+static void
+sec_alloc(void)
+{
+	double x[16], g1[16];
+	struct stat3 s;
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		v[i] = pairs(aclmalloc, acl_free_void);
+		w[i] = pairs(malloc, free);
+		ratio[i] = v[i] / w[i];
+	}
+	s = summarize(ratio, reps);
+	row("64 B alloc+free pairs, 1 thread: aclheap / glibc", s, "<= 1.5",
+	    "");
+	printf("|   aclheap %.2f ns, glibc %.2f ns per pair\n",
+	    summarize(v, reps).med, summarize(w, reps).med);
+
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads(aclmalloc, acl_free_void, 1);
+		w[i] = ring_threads(malloc, free, 1);
+		ratio[i] = w[i] / v[i];		/* time ratio */
+	}
+	s = summarize(ratio, reps);
+	row("ring 10k x 8..1024 B, 1 thread: aclheap / glibc", s, "<= 1.5",
+	    "");
+	printf("|   aclheap %.1f ns, glibc %.1f ns per replacement\n",
+	    1e3 / summarize(v, reps).med, 1e3 / summarize(w, reps).med);
+	memcpy(x, v, sizeof(x));
+	memcpy(g1, w, sizeof(g1));
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads(aclmalloc, acl_free_void, 2);
+		w[i] = ring_threads(malloc, free, 2);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row("ring, 2 threads: aclheap / glibc", s, "<= 1.5", "");
+	for (i = 0; i < reps; i++)
+		ratio[i] = v[i] / summarize(x, reps).med;
+	s = summarize(ratio, reps);
+	row("ring, 2 threads / 1 thread throughput (aclheap)", s, ">= 1.8",
+	    "");
+	printf("|   glibc on this machine: %.2f\n", summarize(w, reps).med /
+	    summarize(g1, reps).med);
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_procs(1, 2);
+		w[i] = ring_procs(0, 2);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row("ring, 2 processes sharing the heap / glibc", s, "", "");
+}
+
+static void
+sec_socket(void)
+{
+	struct stat3 s;
+	size_t ql = 0, pl = 0;
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		v[i] = socket_pairs(&ql, &pl);
+		w[i] = raw_pingpong(ql, pl);
+		ratio[i] = v[i] / w[i];
+	}
+	s = summarize(ratio, reps);
+	row("socket Alloc+Free round trips / raw ping-pong", s, "<= 1.3",
+	    "");
+	printf("|   aclheap %.2f us, raw %.2f us per Alloc+Free (%zu/%zu B "
+	    "frames)\n", summarize(v, reps).med / 1e3,
+	    summarize(w, reps).med / 1e3, ql, pl);
+}
+
+static void
+sec_throughput(void)
+{
+	char echo_path[160], what[80];
+	int nc[] = { 1, 2, 4 }, n, i;
+	struct stat3 s;
+	pid_t ep;
+
+	snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", dir);
+	ep = echo_server(echo_path);
+	for (n = 0; n < 3; n++) {
+		for (i = 0; i < reps; i++) {
+			v[i] = pipelined(sockp, 0, nc[n]);
+			w[i] = pipelined(echo_path, 1, nc[n]);
+			ratio[i] = v[i] / w[i];
+		}
+		s = summarize(ratio, reps);
+		snprintf(what, sizeof(what), "daemon throughput, %d pipelining "
+		    "client%s / libevent echo", nc[n], nc[n] > 1 ? "s" : "");
+		row(what, s, ">= 0.7", "");
+		printf("|   aclheapd %.0f k req/s, echo %.0f k msg/s\n",
+		    summarize(v, reps).med / 1e3, summarize(w, reps).med / 1e3);
+	}
+	kill(ep, SIGTERM);
+	waitpid(ep, NULL, 0);
+}
+
+/* Checkpoint and load of 256 MiB of data against raw disk I/O. */
+static void
+sec_persist(void)
+{
+	char img[256];
+	uint64_t bytes = 0;
+	struct stat3 s;
+	void *blk;
+	int i;
+
+	snprintf(img, sizeof(img), "%s/heap.img", statep);
+	for (i = 0; i < 16; i++) {
+		blk = aclmalloc(16 << 20);
+		memset(blk, i + 1, 16 << 20);
+	}
+	for (i = 0; i < reps; i++) {
+		double t0 = now_ns();
+
+		if (aclheap_checkpoint() != 0) {
+			fprintf(stderr, "checkpoint: %s\n",
+			    aclheap_last_error());
+			exit(1);
+		}
+		v[i] = now_ns() - t0;
+		bytes = file_size(img);
+		w[i] = raw_write(bytes);
+		ratio[i] = w[i] / v[i];		/* throughput ratio */
+	}
+	s = summarize(ratio, reps);
+	row("checkpoint throughput / raw write+fsync", s, ">= 0.8", "");
+	printf("|   %.0f MiB image: checkpoint %.0f MB/s, raw %.0f MB/s\n",
+	    bytes / 1048576.0, bytes / (summarize(v, reps).med / 1e3),
+	    bytes / (summarize(w, reps).med / 1e3));
+	aclheap_detach();
+	for (i = 0; i < reps; i++) {
+		daemon_stop();
+		heap_unlink();
+		drop_caches();
+		daemon_start("1G");
+		v[i] = logged_load_ms() * 1e6;
+		drop_caches();
+		w[i] = raw_read(img);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row("image load throughput / raw read", s, ">= 0.8", "");
+	printf("|   load %.0f MB/s, raw read %.0f MB/s (page cache %s)\n",
+	    bytes / (summarize(v, reps).med / 1e3),
+	    bytes / (summarize(w, reps).med / 1e3),
+	    access("/proc/sys/vm/drop_caches", W_OK) == 0 ? "dropped" :
+	    "warm");
+	if (aclheap_attach(sockp) != 0)
+		exit(1);
+}
+
+/* A 16 GiB heap holding 10 MiB: time of one checkpoint. */
+static void
+sec_big(void)
+{
+	char img[256];
+	struct stat3 s;
+	void *p;
+	int i;
+
+	aclheap_detach();
+	daemon_stop();
+	heap_unlink();
+	snprintf(img, sizeof(img), "rm -rf %s", statep);
+	if (system(img) != 0)
+		exit(1);
+	snprintf(img, sizeof(img), "%s/heap.img", statep);
+	daemon_start("16G");
+	if (aclheap_attach(sockp) != 0)
+		exit(1);
+	p = aclmalloc(10 << 20);
+	memset(p, 7, 10 << 20);
+	for (i = 0; i < reps; i++) {
+		double t0 = now_ns();
+
+		aclheap_checkpoint();
+		v[i] = (now_ns() - t0) / 1e6;
+	}
+	s = summarize(v, reps);
+	printf("| %-52s | %6.1f | %6.1f-%-6.1f | %-8s | ms, image %.1f MiB\n",
+	    "checkpoint of a 16 GiB heap holding 10 MiB", s.med, s.lo, s.hi,
+	    "", file_size(img) / 1048576.0);
+}
+
+int
+main(int argc, char **argv)
+{
+	int c;
+
+	while ((c = getopt(argc, argv, "r:qo:")) != -1) {
+		if (c == 'o')
+			only = atoi(optarg);
+		else if (c == 'r')
+			reps = atoi(optarg) > 0 && atoi(optarg) <= 16 ?
+			    atoi(optarg) : 5;
+		else if (c == 'q')
+			quick = 1;
+		else {
+			fprintf(stderr, "usage: aclheap_bench [-r REPS] [-q] "
+			    "[-o SECTION]\n");
+			return 2;
+		}
+	}
+	snprintf(dir, sizeof(dir), "/tmp/aclheap-bench-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	snprintf(sockp, sizeof(sockp), "%s/sock", dir);
+	snprintf(statep, sizeof(statep), "%s/state", dir);
+	snprintf(logp, sizeof(logp), "%s/daemon.log", dir);
+	atexit(cleanup);
+	setenv("ACLHEAP_SOCKET", sockp, 1);
+	daemon_start("1G");
+	if (aclheap_attach(sockp) != 0) {
+		fprintf(stderr, "attach: %s\n", aclheap_last_error());
+		return 1;
+	}
+	printf("aclheap %s benchmark: medians of %d runs (spread min-max)\n\n",
+	    PACKAGE_VERSION, reps);
+	printf("| %-52s | %6s | %-13s | %-8s |\n", "figure", "ratio",
+	    "spread", "goal");
+	printf("|%s|\n", "------------------------------------------------------"
+	    "-----------------------------------");
+	if (!only || only == 2)
+		sec_memory();
+	if (!only || only == 1)
+		sec_alloc();
+	if (!only || only == 3)
+		sec_socket();
+	if (!only || only == 4)
+		sec_throughput();
+	if (!only || only == 5)
+		sec_persist();
+	if ((!only && !quick) || only == 6)
+		sec_big();
+	return 0;
+}
