@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -131,7 +132,9 @@ td_wait_ready(struct td *t)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", t->sock);
+	if (strlen(t->sock) >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, t->sock, strlen(t->sock));
 	while (now_ms() < end) {
 		if (waitpid(t->pid, &status, WNOHANG) == t->pid) {
 			t->pid = -1;
