@@ -95,15 +95,33 @@ must_read(const char *path)
 }
 
 /*
- * Starts argv with stdout and stderr into the fixture's log, and without
- * the systemd variables this test may have inherited.
+ * Starts the daemon on the fixture's socket, state folder, base and size,
+ * with config as its config file and the programs in front of it (NULL:
+ * none).  Its output goes to the fixture's log; the systemd variables this
+ * test may have inherited do not reach it.
  */
 static void
-spawn(struct td *t, const char *const *argv)
+spawn(struct td *t, const char *const *front, const char *config)
 {
+	const char *argv[32];
 	pid_t pid;
-	int fd;
+	int fd, n = 0;
 
+	for (; front != NULL && *front != NULL; front++)
+		argv[n++] = *front;
+	argv[n++] = td_prog("aclheapd");
+	argv[n++] = "--foreground";
+	argv[n++] = "--socket";
+	argv[n++] = t->sock;
+	argv[n++] = "--state-dir";
+	argv[n++] = t->state;
+	argv[n++] = "--base";
+	argv[n++] = t->base;
+	argv[n++] = "--size";
+	argv[n++] = t->size;
+	argv[n++] = "--config";
+	argv[n++] = config;
+	argv[n] = NULL;
 	ck_assert_int_ne(pid = fork(), -1);
 	if (pid == 0) {
 		fd = open(t->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -407,37 +425,25 @@ END_TEST
 START_TEST(test_socket_activation)
 {
 	const char *tool = find_tool("systemd-socket-activate");
-	const char *argv[24];
+	const char *front[5];
 	char exe[512], self[64];
 	struct aclheap_stats st;
 	struct stat before, after;
 	struct td t;
 	uint64_t end;
 	void *p;
-	int n = 0, status;
+	int status;
 	ssize_t len;
 
 	ck_assert_msg(tool != NULL, "systemd-socket-activate not found "
 	    "(Debian: systemd)");
 	td_init(&t, "activate");
-	argv[n++] = tool;
-	argv[n++] = "-l";
-	argv[n++] = t.sock;
-	argv[n++] = "--";
-	argv[n++] = td_prog("aclheapd");
-	argv[n++] = "--foreground";
-	argv[n++] = "--socket";
-	argv[n++] = t.sock;
-	argv[n++] = "--state-dir";
-	argv[n++] = t.state;
-	argv[n++] = "--base";
-	argv[n++] = t.base;
-	argv[n++] = "--size";
-	argv[n++] = t.size;
-	argv[n++] = "--config";
-	argv[n++] = "/dev/null";
-	argv[n] = NULL;
-	spawn(&t, argv);
+	front[0] = tool;
+	front[1] = "-l";
+	front[2] = t.sock;
+	front[3] = "--";
+	front[4] = NULL;
+	spawn(&t, front, "/dev/null");
 
 	/* Listening, but no daemon yet: the process is still the activator
 	 * and nothing has touched the state folder. */
@@ -757,31 +763,17 @@ last_checkpoint(struct td *t)
  */
 START_TEST(test_hup_reload)
 {
-	const char *argv[16];
 	char conf[400], text[512];
 	struct probe *pr, *pr2, *pr3;
 	uint64_t n0, r0, n1, r1, n2, r2;
 	struct td t;
 	void *big, *p;
-	int n = 0, i, ck, status;
+	int i, ck, status;
 
 	td_init(&t, "hup");
 	snprintf(conf, sizeof(conf), "%s/aclheapd.conf", t.dir);
 	write_file(conf, "log-level = info\n");
-	argv[n++] = td_prog("aclheapd");
-	argv[n++] = "--foreground";
-	argv[n++] = "--socket";
-	argv[n++] = t.sock;
-	argv[n++] = "--state-dir";
-	argv[n++] = t.state;
-	argv[n++] = "--base";
-	argv[n++] = t.base;
-	argv[n++] = "--size";
-	argv[n++] = t.size;
-	argv[n++] = "--config";
-	argv[n++] = conf;
-	argv[n] = NULL;
-	spawn(&t, argv);
+	spawn(&t, NULL, conf);
 	ck_assert_msg(td_wait_ready(&t) == 0, "not ready: %s", td_log(&t));
 
 	/* Large blocks go through the daemon, not a leased slab. */
