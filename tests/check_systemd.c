@@ -536,8 +536,9 @@ notify_wait(struct notify *n, const char *want, int ms)
 		rc = poll(&pfd, 1, now < end ? (int)(end - now) : 0);
 		if (rc == -1 && errno == EINTR)
 			continue;
+		/* The time is up, and nothing is queued. */
 		if (rc <= 0)
-			break;		/* the time is up, and nothing is queued */
+			break;
 		if ((len = recv(n->fd, buf, sizeof(buf) - 1, 0)) <= 0)
 			continue;
 		buf[len] = '\0';
