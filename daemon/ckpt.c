@@ -63,6 +63,7 @@ static struct job *running;
 static struct waiter queue[MAX_WAITERS];
 static int nqueue;
 static struct ckpt_result last;
+static int final;		/* ckpt_sync runs: the daemon is stopping */
 
 void
 image_path(const struct config *c, char *buf, size_t len, const char *suffix)
@@ -205,6 +206,14 @@ job_finish(struct job *j)
 	} else if (r.error != 0)
 		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
 		    r.message);
+	/* At a stop the status stays "final checkpoint" until the end. */
+	if (!final) {
+		if (r.error != 0)
+			notify_status("serving; %s failed: %s", j->dump ?
+			    "dump" : "checkpoint", r.message);
+		else
+			notify_status("serving");
+	}
 	for (i = 0; i < j->nw; i++) {
 		if (j->w[i].fn != NULL)
 			j->w[i].fn(j->w[i].arg, &r);
@@ -234,6 +243,8 @@ job_start(void)
 	nqueue = k;
 	if (!dump)
 		H->dirty = 0;
+	if (!final)
+		notify_status("%s", dump ? "writing a dump" : "checkpointing");
 	if ((rc = pthread_create(&thread, NULL, job_thread, j)) != 0) {
 		j->res.error = rc;
 		snprintf(j->res.message, sizeof(j->res.message),
@@ -357,6 +368,7 @@ ckpt_busy(void)
 int
 ckpt_sync(struct ckpt_result *out)
 {
+	final = 1;
 	job_reap();
 	while (nqueue > 0) {
 		if (job_start() != 0)
@@ -424,6 +436,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	int fd, sfd, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Reading a large image takes a while: say so in systemctl status. */
+	notify_status("loading image %s", path);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		log_errx("%s: %s", path, strerror(errno));
 		return -errno;
