@@ -139,9 +139,14 @@ sock_connect(const char *path)
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		saved = errno;
 		close(fd);
-		conn_seterr("cannot connect to aclheapd at %s: %s (is the "
-		    "daemon running? start it with 'aclheapd' or set "
-		    "ACLHEAP_SOCKET)", path, strerror(saved));
+		if (saved == EACCES || saved == EPERM)
+			conn_seterr("cannot connect to aclheapd at %s: %s (the "
+			    "socket is there; ask to be added to its group or "
+			    "allow list)", path, strerror(saved));
+		else
+			conn_seterr("cannot connect to aclheapd at %s: %s (is "
+			    "the daemon running? start it with 'aclheapd' or "
+			    "set ACLHEAP_SOCKET)", path, strerror(saved));
 		return -saved;
 	}
 	return fd;

@@ -113,7 +113,11 @@ server_listen(const struct config *c, int *activated)
 	snprintf(dir, sizeof(dir), "%s", c->socket_path);
 	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+		/* Our umask is 077; the folder must let the socket's group
+		 * reach the 0660 socket inside. */
+		if (mkdir(dir, 0755) == 0)
+			(void)chmod(dir, 0755);
+		else if (errno != EEXIST) {
 			log_warn("socket folder %s", dir);
 			return -errno;
 		}
