@@ -1175,50 +1175,31 @@ cmd_verify(int argc, char **argv)
 	return 0;
 }
 
-/* The per-class scan the daemon's heap_stats() does, on a loaded image. */
+/* The figures the daemon's status reports, from a loaded image. */
 static void
 figures_from_seg(const struct shm_seg *seg, struct figures *f)
 {
-	uint64_t s, req;
-	uint32_t w, cls, used, claimed;
+	struct shm_stats st;
 	int i;
 
+	shm_stats(seg, &st);
 	memset(f, 0, sizeof(*f));
 	f->ncls = SHM_NCLASSES;
-	for (i = 0; i < SHM_NCLASSES; i++)
+	for (i = 0; i < SHM_NCLASSES; i++) {
 		f->cls[i].block_size = slab_class_size[i];
-	f->slabs_total = seg->nslabs;
-	for (s = 0; s < seg->nslabs; s++) {
-		w = atomic_load(&seg->slabs[s].word);
-		switch (SHM_SLAB_STATE(w)) {
-		case SHM_SMALL:
-			cls = SHM_SLAB_CLS(w);
-			used = slab_used(seg, s, cls, &req);
-			claimed = slab_claimed(seg, s);
-			f->cls[cls].slabs++;
-			f->cls[cls].used += used;
-			f->cls[cls].free += slab_class_nblocks[cls] - claimed;
-			f->cls[cls].req += req;
-			f->cached += claimed - used;
-			f->blocks += used;
-			f->req += req;
-			f->slabs_used++;
-			break;
-		case SHM_LARGE_HEAD:
-			f->large_blocks++;
-			f->large_bytes += (uint64_t)seg->slabs[s].run <<
-			    SHM_SLAB_SHIFT;
-			f->large_req += seg->slabs[s].req;
-			f->blocks++;
-			f->req += seg->slabs[s].req;
-			f->slabs_used += seg->slabs[s].run;
-			/* shm_check() has vouched for run. */
-			s += seg->slabs[s].run - 1;
-			break;
-		default:
-			break;
-		}
+		f->cls[i].slabs = st.cls[i].slabs;
+		f->cls[i].used = st.cls[i].used;
+		f->cls[i].free = st.cls[i].free;
+		f->cls[i].req = st.cls[i].req;
 	}
+	f->slabs_total = seg->nslabs;
+	f->slabs_used = st.slabs_used;
+	f->large_blocks = st.large_blocks;
+	f->large_bytes = st.large_bytes;
+	f->large_req = st.large_req;
+	f->blocks = st.blocks;
+	f->req = st.req;
+	f->cached = st.cached;
 }
 
 static int

@@ -75,15 +75,6 @@ struct heap {
 	uint64_t nlimbo, limbo_cap;
 };
 
-struct heap_stats {
-	struct {
-		uint64_t slabs, used, free, cached, req;
-	} cls[SHM_NCLASSES];
-	uint64_t slabs_used;
-	uint64_t blocks, req, cached;
-	uint64_t large_blocks, large_bytes, large_req;
-	uint64_t roots;
-};
 
 struct event_base;
 struct conn;
@@ -135,7 +126,6 @@ void	 heap_conn_gone(struct heap *, struct conn *);
 uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);
 uint32_t heap_reap_leases(struct heap *);
 uint32_t heap_conn_leases(const struct heap *, const struct conn *);
-void	 heap_stats(struct heap *, struct heap_stats *);
 void	 heap_thaw(struct heap *);
 uint64_t heap_proc_start(pid_t);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);

@@ -451,13 +451,13 @@ static void
 fill_stats(Aclheap__StatsReply *s, Aclheap__ClassStats *cs,
     Aclheap__ClassStats **csp)
 {
-	static struct heap_stats st;
+	static struct shm_stats st;
 	const struct ckpt_result *lc = ckpt_last();
 	struct shm_seg *seg = &heap->seg;
 	static char img[4096];
 	int i;
 
-	heap_stats(heap, &st);
+	shm_stats(&heap->seg, &st);
 	image_path(cfg, img, sizeof(img), "");
 	s->version = PACKAGE_VERSION;
 	s->heap_base = seg->base;

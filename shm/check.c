@@ -191,3 +191,60 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 	}
 	return 0;
 }
+
+/*
+ * The heap's figures, per class and in all; what a live status and an
+ * offline inspect report.  Reads only.
+ */
+void
+shm_stats(const struct shm_seg *seg, struct shm_stats *st)
+{
+	uint64_t s, req;
+	uint32_t w, cls, used, claimed;
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&((struct shm_slab *)&seg->slabs[s])->word);
+		switch (SHM_SLAB_STATE(w)) {
+		case SHM_SMALL:
+			cls = SHM_SLAB_CLS(w);
+			if (cls >= SHM_NCLASSES)
+				break;
+			used = slab_used(seg, s, cls, &req);
+			claimed = slab_claimed(seg, s);
+			if (claimed < used || claimed > slab_class_nblocks[cls])
+				claimed = used;	/* a claim in flight */
+			st->cls[cls].slabs++;
+			st->cls[cls].used += used;
+			st->cls[cls].free += slab_class_nblocks[cls] - claimed;
+			st->cls[cls].cached += claimed - used;
+			st->cls[cls].req += req;
+			st->slabs_used++;
+			break;
+		case SHM_LARGE_HEAD:
+			if (seg->slabs[s].run == 0 ||
+			    seg->slabs[s].run > seg->nslabs - s)
+				break;
+			st->large_blocks++;
+			st->large_bytes += (uint64_t)seg->slabs[s].run <<
+			    SHM_SLAB_SHIFT;
+			st->large_req += seg->slabs[s].req;
+			st->slabs_used += seg->slabs[s].run;
+			s += seg->slabs[s].run - 1;
+			break;
+		default:
+			break;
+		}
+	}
+	st->blocks = st->large_blocks;
+	st->req = st->large_req;
+	for (i = 0; i < SHM_NCLASSES; i++) {
+		st->blocks += st->cls[i].used;
+		st->req += st->cls[i].req;
+		st->cached += st->cls[i].cached;
+	}
+	for (i = 0; i < SHM_ROOTS; i++)
+		if (seg->roots[i].name[0] != '\0')
+			st->roots++;
+}

@@ -354,4 +354,16 @@ struct shm_report {
 int	 shm_check(const struct shm_seg *, struct shm_report *, char *err,
 	    size_t errlen);
 
+/* Figures for status and inspect: one pass over the slab table. */
+struct shm_stats {
+	struct {
+		uint64_t slabs, used, free, cached, req;
+	} cls[SHM_NCLASSES];
+	uint64_t slabs_used;		/* small slabs + extent slabs */
+	uint64_t blocks, req, cached;	/* live blocks, their requests */
+	uint64_t large_blocks, large_bytes, large_req;
+	uint64_t roots;
+};
+void	 shm_stats(const struct shm_seg *, struct shm_stats *);
+
 #endif /* ACLHEAP_SHM_H */
