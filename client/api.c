@@ -16,8 +16,6 @@
 #include "aclheap.h"
 #include "client/client.h"
 
-#define SMALL_ARENA	4096
-
 static int
 fail_errno(int rc)
 {
@@ -25,32 +23,36 @@ fail_errno(int rc)
 	return rc;
 }
 
+/* The block an Alloc or Realloc reply names, checked to lie in the heap. */
+static void *
+reply_block(int rc, const Aclheap__Reply *r)
+{
+	if (rc != 0) {
+		fail_errno(rc);
+		return NULL;
+	}
+	if (!seg_in_data(&conn_seg, (uintptr_t)r->alloc->addr)) {
+		conn_seterr("aclheapd answered Alloc with no block in the heap");
+		errno = EPROTO;
+		return NULL;
+	}
+	return (void *)(uintptr_t)r->alloc->addr;
+}
+
 static void *
 alloc_remote(size_t size, size_t alignment)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Alloc m = ACLHEAP__ALLOC__INIT;
-	Aclheap__Reply *r;
+	Aclheap__Reply *r = NULL;
 	int rc;
 
 	m.size = size;
 	m.alignment = alignment;
 	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
 	q.alloc = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
-		fail_errno(rc);
-		return NULL;
-	}
-	if (r->body_case != ACLHEAP__REPLY__BODY_ALLOC ||
-	    !seg_in_data(&conn_seg, (uintptr_t)r->alloc->addr)) {
-		conn_seterr("aclheapd answered Alloc with no block in the heap");
-		errno = EPROTO;
-		return NULL;
-	}
-	return (void *)(uintptr_t)r->alloc->addr;
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r);
+	return reply_block(rc, r);
 }
 
 static __attribute__((noinline)) void *
@@ -106,8 +108,6 @@ aclmalloc_flags(size_t size, unsigned flags)
 static size_t
 free_remote(uintptr_t addr)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Free m = ACLHEAP__FREE__INIT;
 	Aclheap__Reply *r;
@@ -116,13 +116,8 @@ free_remote(uintptr_t addr)
 	m.addr = addr;
 	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
 	q.free = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_FREE, &r)) != 0) {
 		fail_errno(rc);
-		return 0;
-	}
-	if (r->body_case != ACLHEAP__REPLY__BODY_FREE) {
-		errno = EPROTO;
 		return 0;
 	}
 	return (size_t)r->free->size;
@@ -226,11 +221,9 @@ aclcalloc(size_t n, size_t size)
 API void *
 aclrealloc(void *p, size_t size)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Realloc m = ACLHEAP__REALLOC__INIT;
-	Aclheap__Reply *r;
+	Aclheap__Reply *r = NULL;
 	struct slab_block b;
 	int rc;
 
@@ -252,16 +245,8 @@ aclrealloc(void *p, size_t size)
 	m.size = size;
 	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
 	q.realloc = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0) {
-		fail_errno(rc);
-		return NULL;
-	}
-	if (r->body_case != ACLHEAP__REPLY__BODY_ALLOC) {
-		errno = EPROTO;
-		return NULL;
-	}
-	return (void *)(uintptr_t)r->alloc->addr;
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r);
+	return reply_block(rc, r);
 }
 
 API void *
@@ -297,12 +282,12 @@ aclheap_contains(const void *p)
 	    a - conn_seg.base < conn_seg.size;
 }
 
+/* Checks a root name here, so a bad one costs no round trip, then asks. */
 static int
-root_call(Aclheap__Request *q, Aclheap__Reply **r, struct frame_arena *a,
-    uint8_t *abuf, const char *name)
+root_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
+    Aclheap__Reply **r, const char *name)
 {
 	size_t n;
-	int rc;
 
 	conn_clearerr();
 	n = name != NULL ? strlen(name) : 0;
@@ -316,17 +301,12 @@ root_call(Aclheap__Request *q, Aclheap__Reply **r, struct frame_arena *a,
 			conn_seterr("root names are printable ASCII");
 			return -EINVAL;
 		}
-	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
-		return rc;
-	frame_arena_init(a, abuf, SMALL_ARENA);
-	return conn_request(q, r, a, NULL);
+	return conn_call(q, want, r);
 }
 
 API int
 aclheap_root_set(const char *name, void *p)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Root m = ACLHEAP__ROOT__INIT;
 	Aclheap__Reply *r;
@@ -335,14 +315,12 @@ aclheap_root_set(const char *name, void *p)
 	m.value = (uintptr_t)p;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
 	q.root_set = &m;
-	return root_call(&q, &r, &a, abuf, name);
+	return root_call(&q, ACLHEAP__REPLY__BODY_OK, &r, name);
 }
 
 API void *
 aclheap_root_get(const char *name)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__RootGet m = ACLHEAP__ROOT_GET__INIT;
 	Aclheap__Reply *r;
@@ -351,12 +329,8 @@ aclheap_root_get(const char *name)
 	m.name = (char *)name;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
 	q.root_get = &m;
-	if ((rc = root_call(&q, &r, &a, abuf, name)) != 0) {
+	if ((rc = root_call(&q, ACLHEAP__REPLY__BODY_ROOT, &r, name)) != 0) {
 		errno = -rc;
-		return NULL;
-	}
-	if (r->body_case != ACLHEAP__REPLY__BODY_ROOT) {
-		errno = EPROTO;
 		return NULL;
 	}
 	errno = 0;
@@ -366,8 +340,6 @@ aclheap_root_get(const char *name)
 API int
 aclheap_root_cas(const char *name, void *expected, void *desired)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__RootCas m = ACLHEAP__ROOT_CAS__INIT;
 	Aclheap__Reply *r;
@@ -377,14 +349,12 @@ aclheap_root_cas(const char *name, void *expected, void *desired)
 	m.desired = (uintptr_t)desired;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
 	q.root_cas = &m;
-	return root_call(&q, &r, &a, abuf, name);
+	return root_call(&q, ACLHEAP__REPLY__BODY_OK, &r, name);
 }
 
 API int
 aclheap_root_remove(const char *name)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__RootRemove m = ACLHEAP__ROOT_REMOVE__INIT;
 	Aclheap__Reply *r;
@@ -392,7 +362,7 @@ aclheap_root_remove(const char *name)
 	m.name = (char *)name;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_REMOVE;
 	q.root_remove = &m;
-	return root_call(&q, &r, &a, abuf, name);
+	return root_call(&q, ACLHEAP__REPLY__BODY_OK, &r, name);
 }
 
 API int
@@ -412,30 +382,24 @@ aclheap_detach(void)
 API int
 aclheap_checkpoint(void)
 {
-	uint8_t abuf[SMALL_ARENA];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Checkpoint m = ACLHEAP__CHECKPOINT__INIT;
 	Aclheap__Reply *r;
 	int rc;
 
 	conn_clearerr();
-	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
-		return rc;
 	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
 	q.checkpoint = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
-		return rc == -EPERM || rc == -ECONNRESET || rc == -ETIMEDOUT ||
-		    rc == -ENOMEM || rc == -EBUSY ? rc : -EIO;
-	return r->body_case == ACLHEAP__REPLY__BODY_CHECKPOINT ? 0 : -EPROTO;
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_CHECKPOINT, &r);
+	/* What the daemon could not write (disk full, ...) is EIO. */
+	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EACCES)
+		rc = -EIO;
+	return rc;
 }
 
 API int
 aclheap_stats(struct aclheap_stats *out)
 {
-	static _Thread_local uint8_t abuf[16384];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Stats m = ACLHEAP__STATS__INIT;
 	Aclheap__Reply *r;
@@ -447,15 +411,10 @@ aclheap_stats(struct aclheap_stats *out)
 		conn_seterr("aclheap_stats(NULL)");
 		return -EINVAL;
 	}
-	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
-		return rc;
 	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
 	q.stats = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_STATS, &r)) != 0)
 		return rc;
-	if (r->body_case != ACLHEAP__REPLY__BODY_STATS)
-		return -EPROTO;
 	s = r->stats;
 	memset(out, 0, sizeof(*out));
 	out->base = (uintptr_t)s->heap_base;

@@ -420,3 +420,31 @@ conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 	}
 	return rc;
 }
+
+/*
+ * One request on behalf of the API: attaches first if needed, and checks
+ * that the reply carries the body `want` (ACLHEAP__REPLY__BODY_OK for
+ * requests that answer with nothing).  The reply lives in the calling
+ * thread's arena until its next call.  0 or a negative errno, with the
+ * thread's last error set.
+ */
+int
+conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
+    Aclheap__Reply **rp)
+{
+	static _Thread_local uint8_t abuf[16384];
+	struct frame_arena a;
+	int rc;
+
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((rc = conn_request(q, rp, &a, NULL)) != 0)
+		return rc;
+	if ((*rp)->body_case != want) {
+		conn_seterr("aclheapd answered %s with the wrong reply",
+		    frame_body_name(q));
+		return -EPROTO;
+	}
+	return 0;
+}

@@ -54,8 +54,6 @@ key_init(void)
 static void
 lease_drop(struct fast_class *c, int tell_daemon)
 {
-	uint8_t abuf[1024];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__ReleaseSlab m = ACLHEAP__RELEASE_SLAB__INIT;
 	Aclheap__Reply *r;
@@ -72,8 +70,7 @@ lease_drop(struct fast_class *c, int tell_daemon)
 		m.record = c->rec;
 		q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
 		q.release = &m;
-		frame_arena_init(&a, abuf, sizeof(abuf));
-		(void)conn_request(&q, &r, &a, NULL);
+		(void)conn_call(&q, ACLHEAP__REPLY__BODY_OK, &r);
 	}
 	memset(c, 0, sizeof(*c));
 }
@@ -83,8 +80,6 @@ lease_drop(struct fast_class *c, int tell_daemon)
 static int
 lease_take(struct fast_class *c, uint32_t cls, int renew)
 {
-	uint8_t abuf[1024];
-	struct frame_arena a;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__LeaseSlab m = ACLHEAP__LEASE_SLAB__INIT;
 	Aclheap__Reply *r;
@@ -94,11 +89,9 @@ lease_take(struct fast_class *c, uint32_t cls, int renew)
 	m.renew = renew ? c->rec + 1 : 0;
 	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
 	q.lease = &m;
-	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_LEASE, &r)) != 0)
 		return rc;
-	if (r->body_case != ACLHEAP__REPLY__BODY_LEASE ||
-	    r->lease->slab >= conn_seg.nslabs ||
+	if (r->lease->slab >= conn_seg.nslabs ||
 	    r->lease->record >= SHM_LEASES)
 		return -EPROTO;
 	c->slab = (uint32_t)r->lease->slab;
