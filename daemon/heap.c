@@ -741,7 +741,7 @@ heap_free(struct heap *h, uintptr_t addr, uint64_t *req)
 		h->dirty = 1;
 		return 0;
 	}
-	if ((rc = slab_free_small(seg, addr, &r)) != 0)
+	if ((rc = slab_free_block(seg, &b, &r)) != 0)
 		return rc;
 	*req = r;
 	/* Only a free that emptied its bitmap word can have emptied the

@@ -211,49 +211,34 @@ conn_close(struct conn *c)
 	}
 }
 
-/* Writes what is queued.  0, or -1 when the connection was closed. */
+/* Writes what is queued, the passed descriptor (if any) with its byte.
+ * 0, or -1 when the connection was closed. */
 static int
 conn_flush(struct conn *c)
 {
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr msg;
-	struct iovec iov;
 	size_t end;
-	ssize_t n;
+	long n;
+	int pass;
 
 	while (c->out_off < c->out_len) {
-		memset(&msg, 0, sizeof(msg));
 		end = c->out_len;
 		if (c->passfd >= 0 && c->out_off < c->passfd_at)
 			end = c->passfd_at;
-		iov.iov_base = c->out + c->out_off;
-		iov.iov_len = end - c->out_off;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		if (c->passfd >= 0 && c->out_off == c->passfd_at) {
-			memset(&u, 0, sizeof(u));
-			msg.msg_control = u.b;
-			msg.msg_controllen = sizeof(u.b);
-			u.h.cmsg_level = SOL_SOCKET;
-			u.h.cmsg_type = SCM_RIGHTS;
-			u.h.cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(&u.h), &c->passfd, sizeof(int));
+		pass = c->passfd >= 0 && c->out_off == c->passfd_at ?
+		    c->passfd : -1;
+		n = frame_sendmsg(c->fd, c->out + c->out_off, end - c->out_off,
+		    pass, MSG_DONTWAIT);
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			event_add(c->wev, NULL);
+			return 0;
 		}
-		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				event_add(c->wev, NULL);
-				return 0;
-			}
+		if (n < 0) {
 			conn_close(c);
 			return -1;
 		}
-		if (msg.msg_control != NULL) {
+		if (pass >= 0) {
 			close(c->passfd);
 			c->passfd = -1;
 		}

@@ -123,11 +123,12 @@ frame_unpack_reply(struct frame_arena *a, const uint8_t *buf, size_t len)
 }
 
 /*
- * Writes a whole frame to a blocking socket, passing passfd (if >= 0) with
- * the first byte.  Never raises SIGPIPE.
+ * One sendmsg() of len bytes, passing passfd (if >= 0) with the first of
+ * them, never raising SIGPIPE.  Bytes sent, or -errno.  The daemon's
+ * non-blocking writer and frame_send() share it.
  */
-int
-frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
+long
+frame_sendmsg(int fd, const uint8_t *buf, size_t len, int passfd, int flags)
 {
 	union {
 		struct cmsghdr h;
@@ -137,27 +138,37 @@ frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
 	struct iovec iov;
 	ssize_t n;
 
+	memset(&msg, 0, sizeof(msg));
+	iov.iov_base = (void *)buf;
+	iov.iov_len = len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (passfd >= 0) {
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.b;
+		msg.msg_controllen = sizeof(u.b);
+		u.h.cmsg_level = SOL_SOCKET;
+		u.h.cmsg_type = SCM_RIGHTS;
+		u.h.cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(&u.h), &passfd, sizeof(int));
+	}
+	n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+	return n == -1 ? -errno : (long)n;
+}
+
+/* Writes a whole frame to a blocking socket, passing passfd (if >= 0)
+ * with its first byte. */
+int
+frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
+{
+	long n;
+
 	while (len > 0) {
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = (void *)buf;
-		iov.iov_len = len;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		if (passfd >= 0) {
-			memset(&u, 0, sizeof(u));
-			msg.msg_control = u.b;
-			msg.msg_controllen = sizeof(u.b);
-			u.h.cmsg_level = SOL_SOCKET;
-			u.h.cmsg_type = SCM_RIGHTS;
-			u.h.cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(&u.h), &passfd, sizeof(int));
-		}
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		n = frame_sendmsg(fd, buf, len, passfd, 0);
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			return (int)n;
 		passfd = -1;
 		buf += n;
 		len -= (size_t)n;

@@ -46,6 +46,7 @@ Aclheap__Request *frame_unpack_request(struct frame_arena *, const uint8_t *,
 	    size_t);
 Aclheap__Reply *frame_unpack_reply(struct frame_arena *, const uint8_t *,
 	    size_t);
+long	 frame_sendmsg(int fd, const uint8_t *, size_t, int passfd, int flags);
 int	 frame_send(int fd, const uint8_t *, size_t, int passfd);
 int	 frame_recv(int fd, uint8_t *, size_t cap, uint32_t *len, int *fdp);
 const char *frame_body_name(const Aclheap__Request *);

@@ -336,6 +336,7 @@ slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
 int	 slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
 	    uint64_t *claimed);
+int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
 int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
 int	 slab_reclaim(struct shm_seg *, uint64_t s);
 uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,

@@ -134,30 +134,40 @@ slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
 }
 
 /*
- * Frees a small block: validates it, takes its side entry, clears its bit.
- * Returns 0 with *req, -EINVAL for anything that is not a live small block
- * (then nothing was written), -EOPNOTSUPP for a large block (the daemon frees
- * those).
+ * Frees a small block that slab_block_lookup() found live: takes its side
+ * entry, clears its bit.  -EINVAL when a racing free took it first.
+ */
+int
+slab_free_block(struct shm_seg *seg, const struct slab_block *b, size_t *req)
+{
+	uint16_t side;
+	uint64_t bit;
+
+	side = atomic_exchange(&slab_sides(seg, b->slab)[b->index], 0);
+	if (side == 0)
+		return -EINVAL;
+	bit = UINT64_C(1) << (b->index % 64);
+	atomic_fetch_and(&slab_bitmap(seg, b->slab)[b->index / 64], ~bit);
+	*req = slab_class_size[b->cls] - (side - 1u);
+	return 0;
+}
+
+/*
+ * Frees a small block: validates it, then slab_free_block().  -EINVAL for
+ * anything that is not a live small block (then nothing was written),
+ * -EOPNOTSUPP for a large block (the daemon frees those).
  */
 int
 slab_free_small(struct shm_seg *seg, uintptr_t addr, size_t *req)
 {
 	struct slab_block b;
-	uint16_t side;
-	uint64_t bit;
 	int rc;
 
 	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
 		return rc;
 	if (b.cls == UINT32_MAX)
 		return -EOPNOTSUPP;
-	side = atomic_exchange(&slab_sides(seg, b.slab)[b.index], 0);
-	if (side == 0)
-		return -EINVAL;		/* lost a race with another free */
-	bit = UINT64_C(1) << (b.index % 64);
-	atomic_fetch_and(&slab_bitmap(seg, b.slab)[b.index / 64], ~bit);
-	*req = slab_class_size[b.cls] - (side - 1u);
-	return 0;
+	return slab_free_block(seg, &b, req);
 }
 
 int
