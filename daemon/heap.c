@@ -557,8 +557,14 @@ take_run(struct heap *h, uint64_t n, uint64_t align)
 {
 	int64_t s = find_run(h, n, align);
 
-	if (s < 0 && !h->frozen && heap_reclaim_sweep(h) > 0)
-		s = find_run(h, n, align);
+	if (s < 0 && !h->frozen) {
+		int got = heap_reclaim_sweep(h);
+
+		if (got > 0) {
+			log_debug("reclaimed %d empty slabs on demand", got);
+			s = find_run(h, n, align);
+		}
+	}
 	return s;
 }
 

@@ -1018,6 +1018,10 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	if ((n = heap_reap_leases(heap)) > 0)
 		log_info("returned %u leases of processes that are gone", n);
+	/* Slabs that clients emptied with local frees go back to the pool
+	 * (and their memory to the system) without waiting for a shortage. */
+	if ((n = (uint32_t)heap_reclaim_sweep(heap)) > 0)
+		log_debug("reclaimed %u empty slabs", n);
 }
 
 static void

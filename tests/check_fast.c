@@ -1,0 +1,342 @@
+/*
+ * check_fast.c: the fast path under stress.  Processes and threads claim
+ * blocks in shared slabs while the daemon reclaims emptied slabs (a small
+ * heap makes it do so all the time); every block carries its owner's tag
+ * and a pattern, checked at free, so a block handed out twice is caught.
+ * Clients are killed in the middle of claiming; what they held privately
+ * must come back.
+ */
+#include "config.h"
+
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aclheap.h"
+#include "client/client.h"
+#include "tests/testutil.h"
+
+static struct td td;
+
+static void
+up(void)
+{
+	td_init(&td, "fast");
+	snprintf(td.size, sizeof(td.size), "8M");	/* ~110 slabs */
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+}
+
+static void
+down(void)
+{
+	td_cleanup(&td);
+}
+
+struct tagged {
+	uint64_t owner;		/* pid << 16 | thread */
+	uint64_t seq;
+	uint64_t size;
+};
+
+static uint64_t
+xs(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void
+stamp(unsigned char *p, size_t size, uint64_t owner, uint64_t seq)
+{
+	struct tagged t = { owner, seq, size };
+	size_t j;
+
+	if (size < sizeof(t)) {
+		memset(p, (int)(seq & 0xff), size);
+		return;
+	}
+	memcpy(p, &t, sizeof(t));
+	for (j = sizeof(t); j < size; j++)
+		p[j] = (unsigned char)(owner + seq + j);
+}
+
+static int
+verify(const unsigned char *p, size_t size, uint64_t owner, uint64_t seq)
+{
+	struct tagged t;
+	size_t j;
+
+	if (size < sizeof(t)) {
+		for (j = 0; j < size; j++)
+			if (p[j] != (unsigned char)(seq & 0xff))
+				return -1;
+		return 0;
+	}
+	memcpy(&t, p, sizeof(t));
+	if (t.owner != owner || t.seq != seq || t.size != size)
+		return -1;
+	for (j = sizeof(t); j < size; j++)
+		if (p[j] != (unsigned char)(owner + seq + j))
+			return -1;
+	return 0;
+}
+
+/*
+ * Fills up to n blocks of random sizes (ENOMEM is fine: the heap is small
+ * on purpose), checks and frees them, again and again for ms.  Returns 0,
+ * or 1 at the first block found changed or freed with the wrong size.
+ */
+static int
+churn(uint64_t owner, int ms, int n)
+{
+	unsigned char **p = calloc((size_t)n, sizeof(*p));
+	size_t *sz = calloc((size_t)n, sizeof(*sz));
+	uint64_t end = now_ms() + (uint64_t)ms, seed = owner | 1, seq = 0;
+	int i, k, rc = 0;
+
+	while (rc == 0 && now_ms() < end) {
+		for (k = 0; k < n; k++) {
+			uint64_t r = xs(&seed) % 100;
+
+			/* Few classes, so slabs fill and empty often; an
+			 * extent now and then. */
+			sz[k] = r < 60 ? 33 + xs(&seed) % 32 : r < 98 ?
+			    1500 + xs(&seed) % 500 : 70000;
+			if ((p[k] = aclmalloc(sz[k])) == NULL) {
+				if (errno != ENOMEM) {
+					fprintf(stderr, "aclmalloc: %s\n",
+					    aclheap_last_error());
+					rc = 1;
+				}
+				break;
+			}
+			stamp(p[k], sz[k], owner, seq + (uint64_t)k);
+		}
+		/* Free in a shuffled order, checking every byte first. */
+		for (i = 0; i < k; i++) {
+			int j = (int)(xs(&seed) % (uint64_t)k);
+			unsigned char *tp = p[i];
+			size_t ts = sz[i];
+
+			p[i] = p[j], sz[i] = sz[j];
+			p[j] = tp, sz[j] = ts;
+		}
+		for (i = 0; i < k && rc == 0; i++) {
+			uint64_t s;
+
+			for (s = seq; s < seq + (uint64_t)k; s++)
+				if (verify(p[i], sz[i], owner, s) == 0)
+					break;
+			if (s == seq + (uint64_t)k) {
+				fprintf(stderr, "block %p of %zu bytes was "
+				    "changed by someone else\n", (void *)p[i],
+				    sz[i]);
+				rc = 1;
+			} else if (aclfree(p[i]) != sz[i]) {
+				fprintf(stderr, "aclfree(%p) lost its size\n",
+				    (void *)p[i]);
+				rc = 1;
+			}
+		}
+		seq += (uint64_t)n;
+	}
+	free(p);
+	free(sz);
+	return rc;
+}
+
+struct thr {
+	uint64_t owner;
+	int rc;
+};
+
+static void *
+churn_thread(void *arg)
+{
+	struct thr *t = arg;
+
+	t->rc = churn(t->owner, 4000, 800);
+	return NULL;
+}
+
+static void
+wait_no_orphans(uint64_t live, uint64_t max_orphans)
+{
+	struct shm_report rep;
+	char err[256];
+	uint64_t end = now_ms() + 20000;
+
+	for (;;) {
+		ck_assert_msg(shm_check(&conn_seg, &rep, err, sizeof(err)) == 0,
+		    "%s", err);
+		if ((rep.blocks_orphaned <= max_orphans &&
+		    rep.blocks_live == live) || now_ms() > end)
+			break;
+		msleep(50);
+	}
+	ck_assert_uint_eq(rep.blocks_live, live);
+	ck_assert_uint_le(rep.blocks_orphaned, max_orphans);
+}
+
+/* Processes and threads racing for blocks while slabs are reclaimed and
+ * reused under them: nobody ever gets a block somebody else holds. */
+START_TEST(claims_race_reclaim)
+{
+	enum { PROCS = 3, THREADS = 2 };
+	pid_t pid[PROCS];
+	int k, st;
+
+	for (k = 0; k < PROCS; k++) {
+		if ((pid[k] = fork()) == 0) {
+			struct thr t[THREADS];
+			pthread_t th[THREADS];
+			int i, rc = 0;
+
+			for (i = 0; i < THREADS; i++) {
+				t[i].owner = (uint64_t)getpid() << 16 |
+				    (uint64_t)i;
+				pthread_create(&th[i], NULL, churn_thread,
+				    &t[i]);
+			}
+			for (i = 0; i < THREADS; i++) {
+				pthread_join(th[i], NULL);
+				rc |= t[i].rc;
+			}
+			_exit(rc);
+		}
+	}
+	for (k = 0; k < PROCS; k++) {
+		st = wait_child(pid[k], 60000);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "process %d: status %d", k, st);
+	}
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	wait_no_orphans(0, 0);
+	/* Slabs were really taken back and reused: the daemon said so. */
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "reclaimed"));
+}
+END_TEST
+
+/* Blocks allocated by one process are freed by another, locally. */
+START_TEST(free_across_processes)
+{
+	enum { N = 2000 };
+	uintptr_t *tab = aclcalloc(N, sizeof(*tab));
+	int i, st;
+	pid_t pid;
+
+	for (i = 0; i < N; i++) {
+		tab[i] = (uintptr_t)aclmalloc((size_t)(i % 500));
+		ck_assert_uint_ne(tab[i], 0);
+		memset((void *)tab[i], i & 0xff, (size_t)(i % 500));
+	}
+	if ((pid = fork()) == 0) {
+		for (i = 0; i < N; i++)
+			if (aclfree((void *)tab[i]) != (size_t)(i % 500))
+				_exit(1);
+		_exit(0);
+	}
+	st = wait_child(pid, 30000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (i = 0; i < N; i++) {
+		errno = 0;
+		ck_assert_uint_eq(aclfree((void *)tab[i]), 0);
+		ck_assert_int_eq(errno, EINVAL);
+	}
+	/* Everything freed is found again by the fast path. */
+	ck_assert_int_eq(churn((uint64_t)getpid() << 16, 300, 200), 0);
+	aclfree(tab);
+	wait_no_orphans(0, 64 * SHM_NCLASSES);
+}
+END_TEST
+
+/* A client killed at random moments while claiming: the heap checks out
+ * each time, and what it held privately goes back (at most one word of
+ * blocks in the few instructions between a claim and its record). */
+START_TEST(killed_while_claiming)
+{
+	struct shm_report rep;
+	char err[256];
+	uint64_t live_before;
+	int i, st;
+	pid_t pid;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_assert_int_eq(shm_check(&conn_seg, &rep, err, sizeof(err)), 0);
+	live_before = rep.blocks_live;
+	for (i = 0; i < 12; i++) {
+		int p[2];
+		char c;
+
+		ck_assert_int_eq(pipe(p), 0);
+		if ((pid = fork()) == 0) {
+			uint64_t seed = (uint64_t)getpid();
+			int n = 0;
+
+			close(p[0]);
+			if (write(p[1], "x", 1) != 1)
+				_exit(2);
+			for (;;) {
+				void *q = aclmalloc(xs(&seed) % 3000);
+
+				if (q == NULL)
+					continue;
+				if (n < 64)
+					n++;	/* the first 64 stay allocated */
+				else
+					aclfree(q);
+			}
+		}
+		close(p[1]);
+		ck_assert_int_eq(read(p[0], &c, 1), 1);
+		close(p[0]);
+		msleep(5 + i * 7);
+		kill(pid, SIGKILL);
+		st = wait_child(pid, 10000);
+		ck_assert(WIFSIGNALED(st));
+		ck_assert_msg(shm_check(&conn_seg, &rep, err, sizeof(err)) == 0,
+		    "after kill %d: %s", i, err);
+	}
+	/* The private sets come back; the blocks each client kept (up to 64
+	 * each) stay, as persistent data does. */
+	{
+		uint64_t end = now_ms() + 20000;
+
+		do {
+			ck_assert_int_eq(shm_check(&conn_seg, &rep, err,
+			    sizeof(err)), 0);
+			if (rep.blocks_orphaned <= 64)
+				break;
+			msleep(50);
+		} while (now_ms() < end);
+		ck_assert_uint_le(rep.blocks_orphaned, 64);
+		ck_assert_uint_le(rep.blocks_live, live_before + 12 * 65);
+		ck_assert_uint_ge(rep.blocks_live, live_before + 12);
+	}
+	/* And the daemon serves a fresh client. */
+	ck_assert_int_eq(churn((uint64_t)getpid() << 16, 300, 100), 0);
+}
+END_TEST
+
+Suite *
+fast_suite(void)
+{
+	Suite *s = suite_create("fast");
+	TCase *tc = tcase_create("fast");
+
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_test(tc, claims_race_reclaim);
+	tcase_add_test(tc, free_across_processes);
+	tcase_add_test(tc, killed_while_claiming);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	return s;
+}
