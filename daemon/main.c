@@ -125,9 +125,10 @@ main(int argc, char **argv)
 	if (cfg.foreground)
 		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
 		    " MiB), images in %s\naclheapd: listening on %s\n"
-		    "aclheapd: try: ACLHEAP_SOCKET=%s aclheapctl status\n",
-		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
-		    cfg.socket_path, cfg.socket_path);
+		    "aclheapd: try: aclheapctl -s %s status (./aclheapctl in "
+		    "the build folder); stop with Ctrl-C\n", heap.seg.base,
+		    heap.seg.size >> 20, cfg.state_dir, cfg.socket_path,
+		    cfg.socket_path);
 	rc = server_run(&cfg, &heap, lfd, argc, argv);
 	/* Remove the socket only if it is still the one we bound: a daemon
 	 * started while we stopped may own the path by now. */
