@@ -62,7 +62,8 @@ static pthread_t thread;
 static struct job *running;
 static struct waiter queue[MAX_WAITERS];
 static int nqueue;
-static struct ckpt_result last;
+static struct ckpt_result last;		/* the last checkpoint that worked */
+static struct ckpt_result latest;	/* the last one tried */
 static int final;		/* ckpt_sync runs: the daemon is stopping */
 
 void
@@ -198,6 +199,8 @@ job_finish(struct job *j)
 	int i;
 
 	heap_thaw(H);
+	if (!j->dump)
+		latest = r;
 	if (r.error == 0 && !j->dump) {
 		atomic_store(&H->seg.sb->generation, j->generation);
 		last = r;
@@ -383,10 +386,11 @@ ckpt_sync(struct ckpt_result *out)
 		nqueue = 0;
 		return -ENOMEM;
 	}
+	latest.error = EIO;
+	snprintf(latest.message, sizeof(latest.message), "did not run");
 	job_reap();
-	*out = last;
-	return last.generation == atomic_load(&H->seg.sb->generation) &&
-	    last.error == 0 ? 0 : -EIO;
+	*out = latest;
+	return latest.error == 0 ? 0 : -EIO;
 }
 
 const struct ckpt_result *

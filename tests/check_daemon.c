@@ -411,6 +411,24 @@ START_TEST(term_stops_cleanly)
 }
 END_TEST
 
+/* A final checkpoint that cannot be written is an error, not a success:
+ * exit status 1 and the reason in the log. */
+START_TEST(term_reports_failed_final_checkpoint)
+{
+	char cmd[400];
+	int status;
+
+	ck_assert_ptr_nonnull(aclmalloc(10));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", td.state);
+	ck_assert_int_eq(system(cmd), 0);
+	status = td_stop(&td, SIGTERM);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "final checkpoint failed"));
+	ck_assert_ptr_null(strstr(td_log(&td), "final checkpoint 1 written"));
+}
+END_TEST
+
 START_TEST(int_stops_cleanly)
 {
 	int status = td_stop(&td, SIGINT);
@@ -598,6 +616,7 @@ daemon_suite(void)
 	tcase_add_test(tc, requests_outside_heap_refused);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
+	tcase_add_test(tc, term_reports_failed_final_checkpoint);
 	tcase_add_test(tc, int_stops_cleanly);
 	tcase_add_test(tc, usr1_checkpoints);
 	tcase_add_test(tc, second_daemon_refused);
