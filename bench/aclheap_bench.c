@@ -889,6 +889,9 @@ sec_persist(void)
 		drop_caches();
 		w[i] = raw_read(img);
 		ratio[i] = w[i] / v[i];
+		if (getenv("BENCH_DEBUG"))
+			fprintf(stderr, "load %.1f ms, raw read %.1f ms\n",
+			    v[i] / 1e6, w[i] / 1e6);
 	}
 	s = summarize(ratio, reps);
 	row("image load throughput / raw read", s, ">= 0.8", "");

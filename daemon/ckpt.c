@@ -78,8 +78,9 @@ elapsed_us(const struct timespec *t0)
 	struct timespec t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (uint64_t)(t1.tv_sec - t0->tv_sec) * 1000000 +
-	    (uint64_t)(t1.tv_nsec - t0->tv_nsec) / 1000;
+	/* Signed first: the nanoseconds part may well go down. */
+	return (uint64_t)(((int64_t)t1.tv_sec - t0->tv_sec) * 1000000 +
+	    ((int64_t)t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
 /* Writes the whole image to fd.  Runs on the thread, reads live memory. */
