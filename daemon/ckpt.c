@@ -64,6 +64,7 @@ static struct waiter queue[MAX_WAITERS];
 static int nqueue;
 static struct ckpt_result last;		/* the last checkpoint that worked */
 static struct ckpt_result latest;	/* the last one tried */
+static int start_error;		/* a job that could not start */
 static int final;		/* ckpt_sync runs: the daemon is stopping */
 
 void
@@ -235,8 +236,13 @@ job_start(void)
 	if (running != NULL || nqueue == 0)
 		return 0;
 	dump = queue[0].dump;
-	if ((j = job_prepare(dump)) == NULL)
+	if ((j = job_prepare(dump)) == NULL) {
+		log_errx("no memory to copy the heap's metadata for a %s",
+		    dump ? "dump" : "checkpoint");
+		start_error = ENOMEM;
+		event_active(done_ev, EV_READ, 0);
 		return -ENOMEM;
+	}
 	/* A checkpoint answers every checkpoint waiter; a dump only one. */
 	for (i = 0, k = 0; i < nqueue; i++) {
 		if (queue[i].dump == dump && (!dump || j->nw == 0))
@@ -250,11 +256,17 @@ job_start(void)
 	if (!final)
 		notify_status("%s", dump ? "writing a dump" : "checkpointing");
 	if ((rc = pthread_create(&thread, NULL, job_thread, j)) != 0) {
-		j->res.error = rc;
-		snprintf(j->res.message, sizeof(j->res.message),
-		    "cannot start the writer thread: %s", strerror(rc));
-		job_finish(j);
+		/* Put the waiters back; they hear of it from done_cb(), on
+		 * the loop, never from inside the request that got here. */
+		log_errx("cannot start the checkpoint writer: %s",
+		    strerror(rc));
+		memmove(queue + j->nw, queue, (size_t)nqueue * sizeof(*queue));
+		memcpy(queue, j->w, (size_t)j->nw * sizeof(*queue));
+		nqueue += j->nw;
+		heap_thaw(H);
 		job_free(j);
+		start_error = rc;
+		event_active(done_ev, EV_READ, 0);
 		return -rc;
 	}
 	running = j;
@@ -277,15 +289,35 @@ job_reap(void)
 	job_free(j);
 }
 
+/* The loop's side of the writer: reap what finished, start what waits,
+ * and tell waiters when a checkpoint could not even start. */
 static void
 done_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct ckpt_result r;
+	struct waiter w[MAX_WAITERS];
+	int i, n;
+
 	(void)fd;
 	(void)what;
 	(void)arg;
 	job_reap();
-	if (job_start() != 0)
-		log_errx("cannot start a checkpoint: out of memory");
+	if (running == NULL && start_error != 0) {
+		memset(&r, 0, sizeof(r));
+		r.error = start_error;
+		r.fd = -1;
+		snprintf(r.message, sizeof(r.message), "cannot start: %s",
+		    strerror(start_error));
+		start_error = 0;
+		n = nqueue;
+		memcpy(w, queue, (size_t)n * sizeof(*w));
+		nqueue = 0;
+		for (i = 0; i < n; i++)
+			if (w[i].fn != NULL)
+				w[i].fn(w[i].arg, &r);
+		return;
+	}
+	(void)job_start();
 }
 
 static void
@@ -336,13 +368,26 @@ ckpt_init(struct heap *h, const struct config *c, struct event_base *eb)
 int
 ckpt_request(int dump, ckpt_done_fn fn, void *arg)
 {
+	int rc, i;
+
 	if (nqueue == MAX_WAITERS)
 		return -EBUSY;
 	queue[nqueue].fn = fn;
 	queue[nqueue].arg = arg;
 	queue[nqueue].dump = dump;
 	nqueue++;
-	return job_start();
+	if ((rc = job_start()) == 0)
+		return 0;
+	/* Not started: this caller hears it now, and waits for nothing. */
+	for (i = nqueue - 1; i >= 0; i--)
+		if (queue[i].fn == fn && queue[i].arg == arg &&
+		    queue[i].dump == dump) {
+			memmove(queue + i, queue + i + 1,
+			    (size_t)(nqueue - i - 1) * sizeof(*queue));
+			nqueue--;
+			break;
+		}
+	return rc;
 }
 
 /* A waiter that goes away (client disconnected) is forgotten. */
@@ -490,6 +535,7 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		rc = -EUCLEAN;
 		goto fail;
 	}
+	image_settle(&h->seg);
 	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
 		goto fail;
 	last.generation = hdr.generation;

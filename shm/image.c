@@ -643,6 +643,49 @@ out:
 	return rc;
 }
 
+/*
+ * Makes a freshly loaded image consistent.  A checkpoint copies a slab's
+ * bitmap and its side entries at slightly different moments while clients
+ * claim and free, so they can disagree by the blocks that changed in
+ * between; and the lease records name processes that hold nothing in a
+ * reloaded heap.  The side entries say which blocks are live: each small
+ * slab's bitmap is rebuilt from them, and the leases are dropped.
+ */
+void
+image_settle(struct shm_seg *seg)
+{
+	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits;
+	uint32_t w, cls, nw, i, k;
+	_Atomic uint16_t *sd;
+
+	if (hwm > seg->nslabs)
+		hwm = seg->nslabs;
+	memset(seg->leases, 0, SHM_LEASES * sizeof(struct shm_lease));
+	for (s = 0; s < hwm; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		if (SHM_SLAB_STATE(w) != SHM_SMALL &&
+		    SHM_SLAB_STATE(w) != SHM_RECLAIMING)
+			continue;
+		cls = SHM_SLAB_CLS(w);
+		if (cls >= SHM_NCLASSES)
+			continue;	/* shm_check() will name it */
+		atomic_store(&seg->slabs[s].word,
+		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
+		sd = slab_sides(seg, s);
+		nw = (slab_class_nblocks[cls] + 63) / 64;
+		for (k = 0; k < nw; k++) {
+			bits = 0;
+			for (i = 0; i < 64 && k * 64 + i < slab_class_nblocks[cls];
+			    i++)
+				if (atomic_load_explicit(&sd[k * 64 + i],
+				    memory_order_relaxed) != 0)
+					bits |= UINT64_C(1) << i;
+			atomic_store_explicit(&slab_bitmap(seg, s)[k], bits,
+			    memory_order_relaxed);
+		}
+	}
+}
+
 static int
 put_mem(void *ctx, uint64_t off, const void *p, size_t n)
 {
@@ -699,6 +742,7 @@ image_load_offline(const char *path, struct shm_seg *seg,
 		return rc;
 	}
 	seg_bind(seg, mem, (uintptr_t)h.base, h.size);
+	image_settle(seg);
 	return 0;
 }
 

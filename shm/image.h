@@ -27,6 +27,12 @@
  *
  * Writing is temp file, fsync, rename, fsync of the folder: at every instant
  * heap.img is a whole image, the old one or the new one.
+ *
+ * An image of a heap in use is captured block by block: a slab's bitmap
+ * and its side entries are copied moments apart while clients claim and
+ * free.  Every reader therefore settles what it loaded (image_settle):
+ * bitmaps are rebuilt from the side entries, the only record of which
+ * blocks are live, and lease records are dropped.
  */
 #ifndef ACLHEAP_IMAGE_H
 #define ACLHEAP_IMAGE_H
@@ -104,5 +110,6 @@ int	 image_read(int fd, const char *path, image_put_fn, void *ctx,
 int	 image_load_offline(const char *path, struct shm_seg *,
 	    struct image_info *, char *err, size_t errlen);
 void	 image_unload_offline(struct shm_seg *);
+void	 image_settle(struct shm_seg *);
 
 #endif /* ACLHEAP_IMAGE_H */

@@ -39,6 +39,7 @@ img_up(void)
 	ck_assert_msg(seg_map(&seg, fd, IMG_BASE, IMG_SIZE, err,
 	    sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(seg_format(&seg, id), 0);
+	atomic_store(&seg.sb->slab_hwm, 101);
 	/* Slab 0: forty 64-byte blocks with patterns.  Slabs 3-5: an
 	 * extent.  Slab 100: an empty small slab.  A root. */
 	atomic_store(&seg.slabs[0].word, SHM_SLAB_WORD(SHM_SMALL, 3, 0));

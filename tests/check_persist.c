@@ -466,6 +466,98 @@ START_TEST(checkpoint_interval_writes)
 }
 END_TEST
 
+static void
+copy_file(const char *from, const char *to)
+{
+	size_t len;
+	uint8_t *b = slurp(from, &len);
+	int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
+	close(fd);
+	free(b);
+}
+
+/* Checkpoints taken while clients claim and free: each image loads and
+ * verifies, and a reboot from any of them starts. */
+START_TEST(checkpoints_under_load_load)
+{
+	const char *argv[] = { td_prog("tests/helper_client"), "churn", "3000",
+	    NULL, NULL };
+	char seeds[2][8], img[400], copy[420];
+	pid_t kids[2];
+	int k, i, st;
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	for (k = 0; k < 2; k++) {
+		snprintf(seeds[k], sizeof(seeds[k]), "%d", 30 + k);
+		argv[3] = seeds[k];
+		if ((kids[k] = fork()) == 0) {
+			execv(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+	}
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(aclheap_checkpoint(), 0);
+		snprintf(copy, sizeof(copy), "%s.%d", img, i);
+		copy_file(img, copy);
+	}
+	for (k = 0; k < 2; k++) {
+		st = wait_child(kids[k], 60000);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	for (i = 0; i < 8; i++) {
+		snprintf(copy, sizeof(copy), "%s.%d", img, i);
+		image_verifies(copy, NULL);
+	}
+	td_stop(&td, SIGKILL);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	snprintf(copy, sizeof(copy), "%s.%d", img, 4);
+	copy_file(copy, img);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+}
+END_TEST
+
+/* A large block freed while a checkpoint streams: the live heap checks
+ * out at once, and a daemon killed then restarts on it. */
+START_TEST(large_free_during_checkpoint)
+{
+	char tmp[400], err[512];
+	void *big[10], *victim;
+	uint64_t end;
+	pid_t kid;
+	int i, st;
+
+	td_stop(&td, SIGKILL);
+	td_shm_unlink(&td);
+	snprintf(td.size, sizeof(td.size), "512M");
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	for (i = 0; i < 10; i++) {
+		big[i] = aclmalloc(20 << 20);
+		ck_assert_ptr_nonnull(big[i]);
+		memset(big[i], i, 20 << 20);
+	}
+	victim = big[3];
+	snprintf(tmp, sizeof(tmp), "%s/heap.img.tmp", td.state);
+	if ((kid = fork()) == 0)
+		_exit(aclheap_checkpoint() == 0 ? 0 : 1);
+	end = now_ms() + 20000;
+	while (access(tmp, F_OK) != 0 && now_ms() < end)
+		;
+	ck_assert_uint_eq(aclfree(victim), 20 << 20);
+	ck_assert_uint_eq(aclfree(aclrealloc(big[5], 100000)), 100000);
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	st = wait_child(kid, 60000);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	restart(SIGKILL);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "adopted live segment"));
+	ck_assert_uint_eq(aclheap_usable_size(big[4]), 20 << 20);
+}
+END_TEST
+
 Suite *
 persist_suite(void)
 {
@@ -485,6 +577,8 @@ persist_suite(void)
 	tcase_add_test(tc, different_heap_refused);
 	tcase_add_test(tc, client_follows_reloaded_heap);
 	tcase_add_test(tc, checkpoint_interval_writes);
+	tcase_add_test(tc, checkpoints_under_load_load);
+	tcase_add_test(tc, large_free_during_checkpoint);
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);
 	return s;
