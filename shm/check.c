@@ -111,20 +111,106 @@ free_slab_settled(const struct shm_seg *seg, uint64_t s)
 	return 0;
 }
 
+/*
+ * One position of the slab table: a free slab, a small slab, a whole
+ * extent (*next skips its tails).  Fills r only on success.
+ */
+static int
+check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
+    struct shm_report *r, uint64_t *next, char *err, size_t errlen)
+{
+	const struct shm_slab *sl = &seg->slabs[s];
+	uint64_t t, n, h;
+	uint32_t w, st;
+	int rc;
+
+	*next = s + 1;
+	w = atomic_load(&((struct shm_slab *)sl)->word);
+	st = SHM_SLAB_STATE(w);
+	/* The daemon raises the mark before it puts a slab to use: a slab
+	 * seen in use is below the mark read after it. */
+	if (st != SHM_FREE && s >= *hwm)
+		*hwm = atomic_load(&((struct shm_super *)seg->sb)->slab_hwm);
+	if (st != SHM_FREE && s >= *hwm)
+		FAIL("slab %" PRIu64 " is in use above the high-water mark %"
+		    PRIu64, s, *hwm);
+	switch (st) {
+	case SHM_FREE:
+	case SHM_RECLAIMING:
+		if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
+			FAIL("free slab %" PRIu64 " is leased", s);
+		/* Above the high-water mark nothing was ever used: reading
+		 * those bitmaps would only make tmpfs allocate the pages. */
+		if (s < *hwm && !free_slab_settled(seg, s))
+			FAIL("free slab %" PRIu64 " has claimed blocks", s);
+		r->slabs_free++;
+		return 0;
+	case SHM_SMALL:
+		if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
+			FAIL("slab %" PRIu64 " has class %u", s,
+			    SHM_SLAB_CLS(w));
+		if (SHM_SLAB_LEASE(w) > SHM_LEASES)
+			FAIL("slab %" PRIu64 " names lease %u", s,
+			    SHM_SLAB_LEASE(w));
+		if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w), r, err,
+		    errlen)) != 0)
+			return rc;
+		r->slabs_small++;
+		return 0;
+	case SHM_LARGE_HEAD:
+		n = sl->run;
+		if (n == 0 || n > seg->nslabs - s)
+			FAIL("extent at slab %" PRIu64 " runs %" PRIu64
+			    " slabs past the end", s, n);
+		if (sl->req > n * SHM_SLAB_SIZE)
+			FAIL("extent at slab %" PRIu64 " records %" PRIu64
+			    " bytes in %" PRIu64 " slabs", s, sl->req, n);
+		for (t = s + 1; t < s + n; t++) {
+			w = atomic_load(&((struct shm_slab *)
+			    &seg->slabs[t])->word);
+			if (SHM_SLAB_STATE(w) != SHM_LARGE_TAIL ||
+			    seg->slabs[t].run != s)
+				FAIL("extent at slab %" PRIu64 ": slab %"
+				    PRIu64 " is not its tail", s, t);
+		}
+		r->slabs_large += n;
+		r->large_blocks++;
+		r->blocks_live++;
+		r->bytes_requested += sl->req;
+		r->bytes_live += n * SHM_SLAB_SIZE;
+		*next = s + n;
+		return 0;
+	case SHM_LARGE_TAIL:
+		/* On a live heap the head may have turned HEAD after we
+		 * passed it (an extent is made tails first): then this tail
+		 * is accounted for, as the walk will not see it again. */
+		h = sl->run;
+		if (h < s && SHM_SLAB_STATE(atomic_load(&((struct shm_slab *)
+		    &seg->slabs[h])->word)) == SHM_LARGE_HEAD &&
+		    h + seg->slabs[h].run > s)
+			return 0;
+		FAIL("slab %" PRIu64 " is an extent tail without a head", s);
+	default:
+		FAIL("slab %" PRIu64 " has state %u", s, st);
+	}
+}
+
 int
 shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
     size_t errlen)
 {
-	struct shm_report tmp, *r = rep != NULL ? rep : &tmp;
-	const struct shm_slab *sl;
-	uint64_t s, t, n;
-	uint32_t w, st;
-	int rc, i;
+	struct shm_report tmp, part, *r = rep != NULL ? rep : &tmp;
+	uint64_t s, next, hwm;
+	int rc, i, tries;
 
 	memset(r, 0, sizeof(*r));
 	if ((rc = seg_super_check(seg->sb, seg->base, seg->size, err,
 	    errlen)) != 0)
 		return -EUCLEAN;
+	hwm = atomic_load(&((struct shm_super *)seg->sb)->slab_hwm);
+	if (hwm > seg->nslabs)
+		FAIL("high-water mark %" PRIu64 " is past the %" PRIu64
+		    " slabs", hwm, seg->nslabs);
 	for (i = 0; i < SHM_ROOTS; i++) {
 		if (seg->roots[i].name[0] == '\0')
 			continue;
@@ -132,62 +218,27 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 			FAIL("root %d has a malformed name", i);
 		r->roots++;
 	}
-	for (s = 0; s < seg->nslabs; s++) {
-		sl = &seg->slabs[s];
-		w = atomic_load(&((struct shm_slab *)sl)->word);
-		st = SHM_SLAB_STATE(w);
-		switch (st) {
-		case SHM_FREE:
-		case SHM_RECLAIMING:
-			if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
-				FAIL("free slab %" PRIu64 " is leased", s);
-			if (!free_slab_settled(seg, s))
-				FAIL("free slab %" PRIu64 " has claimed blocks",
-				    s);
-			r->slabs_free++;
-			break;
-		case SHM_SMALL:
-			if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
-				FAIL("slab %" PRIu64 " has class %u", s,
-				    SHM_SLAB_CLS(w));
-			if (SHM_SLAB_LEASE(w) > SHM_LEASES)
-				FAIL("slab %" PRIu64 " names lease %u", s,
-				    SHM_SLAB_LEASE(w));
-			if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w),
-			    r, err, errlen)) != 0)
-				return rc;
-			r->slabs_small++;
-			break;
-		case SHM_LARGE_HEAD:
-			n = sl->run;
-			if (n == 0 || n > seg->nslabs - s)
-				FAIL("extent at slab %" PRIu64 " runs %" PRIu64
-				    " slabs past the end", s, n);
-			if (sl->req > n * SHM_SLAB_SIZE)
-				FAIL("extent at slab %" PRIu64 " records %"
-				    PRIu64 " bytes in %" PRIu64 " slabs", s,
-				    sl->req, n);
-			for (t = s + 1; t < s + n; t++) {
-				w = atomic_load(&((struct shm_slab *)
-				    &seg->slabs[t])->word);
-				if (SHM_SLAB_STATE(w) != SHM_LARGE_TAIL ||
-				    seg->slabs[t].run != s)
-					FAIL("extent at slab %" PRIu64 ": slab %"
-					    PRIu64 " is not its tail", s, t);
-			}
-			r->slabs_large += n;
-			r->large_blocks++;
-			r->blocks_live++;
-			r->bytes_requested += sl->req;
-			r->bytes_live += n * SHM_SLAB_SIZE;
-			s += n - 1;
-			break;
-		case SHM_LARGE_TAIL:
-			FAIL("slab %" PRIu64 " is an extent tail without a head",
-			    s);
-		default:
-			FAIL("slab %" PRIu64 " has state %u", s, st);
+	for (s = 0; s < seg->nslabs; s = next) {
+		/* A live heap changes under the walk; only a breakage that
+		 * stays put through several looks is reported. */
+		for (tries = 0;; tries++) {
+			memset(&part, 0, sizeof(part));
+			rc = check_slab(seg, s, &hwm, &part, &next, err,
+			    errlen);
+			if (rc == 0 || tries == 3)
+				break;
+			sched_yield();
 		}
+		if (rc != 0)
+			return rc;
+		r->slabs_free += part.slabs_free;
+		r->slabs_small += part.slabs_small;
+		r->slabs_large += part.slabs_large;
+		r->blocks_live += part.blocks_live;
+		r->blocks_orphaned += part.blocks_orphaned;
+		r->bytes_requested += part.bytes_requested;
+		r->bytes_live += part.bytes_live;
+		r->large_blocks += part.large_blocks;
 	}
 	return 0;
 }

@@ -280,7 +280,11 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	s = slab_index(seg, addr);
 	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
 	off = addr - slab_addr(seg, s);
-	if (__builtin_expect(SHM_SLAB_STATE(w) == SHM_SMALL, 1)) {
+	/* RECLAIMING keeps its class and its blocks: a live block holds its
+	 * bit, so the reclaim of its slab cannot succeed; it is looked up
+	 * like any other. */
+	if (__builtin_expect(SHM_SLAB_STATE(w) == SHM_SMALL, 1) ||
+	    SHM_SLAB_STATE(w) == SHM_RECLAIMING) {
 		cls = SHM_SLAB_CLS(w);
 		if (cls >= SHM_NCLASSES)
 			return -22;

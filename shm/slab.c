@@ -194,6 +194,10 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 
 	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0)
 		return -EBUSY;
+	/* A slab with blocks is left alone without ever showing RECLAIMING:
+	 * the Dekker dance below is only for the race with a new claim. */
+	if (!slab_empty(seg, s))
+		return -EBUSY;
 	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_RECLAIMING,
 	    SHM_SLAB_CLS(w), 0));
 	if (!slab_empty(seg, s)) {

@@ -601,6 +601,42 @@ START_TEST(allow_user_admits_other_uid)
 }
 END_TEST
 
+/* Memory a heap takes from /dev/shm, from its segment's blocks. */
+static uint64_t
+shm_bytes(const struct td *t)
+{
+	char idpath[400], name[200], hex[64];
+	struct stat st;
+	FILE *f;
+
+	snprintf(idpath, sizeof(idpath), "%s/heap.id", t->state);
+	ck_assert_ptr_nonnull(f = fopen(idpath, "r"));
+	ck_assert_int_eq(fscanf(f, "%63s", hex), 1);
+	fclose(f);
+	snprintf(name, sizeof(name), "/dev/shm/aclheap-%s", hex);
+	ck_assert_int_eq(stat(name, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* An empty corner of a big heap costs nothing: a fresh 4 GiB heap takes
+ * only its slab table from /dev/shm, before and after a verify. */
+START_TEST(big_empty_heap_costs_little)
+{
+	struct td t;
+	const char *verify[] = { td_prog("aclheapctl"), "-s", t.sock, "verify",
+	    NULL };
+	char out[4096];
+
+	td_init(&t, "sparse");
+	snprintf(t.size, sizeof(t.size), "4G");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	ck_assert_uint_lt(shm_bytes(&t), 2 << 20);
+	ck_assert_msg(run_cmd(out, sizeof(out), verify) == 0, "%s", out);
+	ck_assert_uint_lt(shm_bytes(&t), 2 << 20);
+	td_cleanup(&t);
+}
+END_TEST
+
 Suite *
 daemon_suite(void)
 {
@@ -624,6 +660,7 @@ daemon_suite(void)
 	tcase_add_test(tc, config_file_settings);
 	tcase_add_test(tc, allow_list_refuses_other_uid);
 	tcase_add_test(tc, allow_user_admits_other_uid);
+	tcase_add_test(tc, big_empty_heap_costs_little);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

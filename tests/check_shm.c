@@ -32,6 +32,8 @@ scratch_up(void)
 	ck_assert_msg(seg_map(&seg, fd, UNIT_BASE, UNIT_SIZE, err,
 	    sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(seg_format(&seg, id), 0);
+	/* The tests set slab states by hand, anywhere. */
+	atomic_store(&seg.sb->slab_hwm, seg.nslabs);
 }
 
 static void
@@ -438,6 +440,10 @@ START_TEST(shm_check_finds_broken_invariants)
 	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
 	check_fails("tail without a head");
 	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	/* A slab in use above the high-water mark. */
+	atomic_store(&seg.sb->slab_hwm, 10);
+	check_fails("above the high-water mark");
+	atomic_store(&seg.sb->slab_hwm, seg.nslabs);
 	/* A bad root name. */
 	memcpy(seg.roots[3].name, "ok\x01", 4);
 	check_fails("root 3");
