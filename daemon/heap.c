@@ -91,9 +91,30 @@ class_remove(struct heap *h, uint32_t cls, uint64_t s)
 	}
 }
 
+/* Threads of a process, from /proc/PID/status; 0 if it cannot be read. */
+static long
+proc_threads(pid_t pid)
+{
+	char path[64], line[256];
+	long n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "Threads:", 8) == 0)
+			n = strtol(line + 8, NULL, 10);
+	fclose(f);
+	return n;
+}
+
 /*
- * Process start time, to tell a live lease owner from a reused pid; 0 when
- * the process is gone or a zombie (it will never touch the heap again).
+ * Process start time, to tell a live lease owner from a reused pid.  0 when
+ * the process is gone or a zombie with no thread left; UINT64_MAX when
+ * /proc will not say (then it counts as alive: releasing a live process's
+ * leases would hand its private blocks out twice).  A zombie leader whose
+ * other threads still run is alive: its threads go on allocating.
  */
 uint64_t
 heap_proc_start(pid_t pid)
@@ -105,22 +126,22 @@ heap_proc_start(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return 0;
+		return errno == ENOENT || errno == ESRCH ? 0 : UINT64_MAX;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return n == 0 || errno == ESRCH ? 0 : UINT64_MAX;
 	buf[n] = '\0';
 	/* Field 2 is "(comm)" and may hold spaces: skip past its ')'. */
 	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
-		return 0;
-	if (p[2] == 'Z' || p[2] == 'X')
+		return UINT64_MAX;
+	if ((p[2] == 'Z' || p[2] == 'X') && proc_threads(pid) <= 1)
 		return 0;
 	for (i = 2; i < 22 && p != NULL; i++)
 		p = strchr(p + 1, ' ');
 	if (p != NULL)
 		start = strtoull(p + 1, NULL, 10);
-	return start;
+	return start != 0 ? start : UINT64_MAX;
 }
 
 static int
@@ -131,7 +152,7 @@ lease_owner_alive(const struct shm_lease *l)
 	if (l->owner_pid == 0)
 		return 0;
 	start = heap_proc_start((pid_t)l->owner_pid);
-	return start != 0 && start == l->owner_start;
+	return start == UINT64_MAX || (start != 0 && start == l->owner_start);
 }
 
 /* Clears the lease mark a record put on its slab's word. */
@@ -205,7 +226,7 @@ heap_rebuild(struct heap *h)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t s, words = (seg->nslabs + 63) / 64;
-	uint32_t w, i;
+	uint32_t w, i, n, kept;
 	int rc;
 
 	free(h->free_map);
@@ -224,9 +245,10 @@ heap_rebuild(struct heap *h)
 		w = atomic_load(&seg->slabs[s].word);
 		switch (SHM_SLAB_STATE(w)) {
 		case SHM_RECLAIMING:
-			w = SHM_SLAB_WORD(slab_empty(seg, s) ? SHM_FREE :
-			    SHM_SMALL, slab_empty(seg, s) ? 0 :
-			    SHM_SLAB_CLS(w), 0);
+			/* A crash in the middle of a reclaim: finish it or
+			 * undo it, deciding once. */
+			w = slab_empty(seg, s) ? SHM_SLAB_WORD(SHM_FREE, 0, 0) :
+			    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0);
 			atomic_store(&seg->slabs[s].word, w);
 			if (SHM_SLAB_STATE(w) == SHM_FREE) {
 				free_set(h, s);
@@ -234,6 +256,8 @@ heap_rebuild(struct heap *h)
 			}
 			/* FALLTHROUGH */
 		case SHM_SMALL:
+			if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
+				return -EUCLEAN;
 			if ((rc = class_add(h, SHM_SLAB_CLS(w), s)) != 0)
 				return rc;
 			break;
@@ -249,12 +273,18 @@ heap_rebuild(struct heap *h)
 	}
 	/* Leases of processes that are gone give back their private sets;
 	 * those of live ones stay until the owner reconnects or dies. */
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0, n = 0, kept = 0; i < SHM_LEASES; i++) {
 		if (seg->leases[i].owner_pid == 0)
 			continue;
-		if (!lease_owner_alive(&seg->leases[i]))
+		if (!lease_owner_alive(&seg->leases[i])) {
 			heap_lease_release(h, i);
+			n++;
+		} else
+			kept++;
 	}
+	if (n > 0 || kept > 0)
+		log_info("leases: returned %u of processes that are gone, kept "
+		    "%u of live ones", n, kept);
 	return 0;
 }
 
@@ -434,13 +464,19 @@ heap_open(struct heap *h, const struct config *c)
 		} else if ((rc = heap_format(h, c)) != 0)
 			return rc;
 	}
+	/* Validate before deriving anything: the rebuild indexes by class
+	 * and walks extents, and the segment is writable by every client. */
+	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
+		log_errx("heap fails its check: %s", err);
+		return -EUCLEAN;
+	}
 	atomic_fetch_add(&h->seg.sb->epoch, 1);
 	if ((rc = heap_rebuild(h)) != 0) {
 		log_errx("cannot rebuild the heap's state: %s", strerror(-rc));
 		return rc;
 	}
 	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
-		log_errx("heap fails its check: %s", err);
+		log_errx("heap fails its check after the rebuild: %s", err);
 		return -EUCLEAN;
 	}
 	return 0;
@@ -460,14 +496,35 @@ heap_close(struct heap *h)
 	h->seg.fd = -1;
 }
 
-/* Gives a freed run of slabs back: punched out, marked free.  While a
- * checkpoint runs, it waits in limbo instead. */
+/* The memory of a freed run goes back to the system and the run to the
+ * free pool. */
+static void
+slabs_give_back(struct heap *h, uint64_t s, uint64_t n)
+{
+	uint64_t t;
+
+	seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	for (t = s; t < s + n; t++)
+		free_set(h, t);
+}
+
+/*
+ * Frees a run of slabs.  The shared slab table says FREE at once, so the
+ * segment is consistent at every instant (a crash now leaves no extent
+ * without its head).  While a checkpoint streams slabs, the memory and
+ * the reuse wait in limbo: the checkpoint still copies the run's data.
+ */
 static void
 slabs_release(struct heap *h, uint64_t s, uint64_t n)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t t;
 
+	for (t = s; t < s + n; t++) {
+		seg->slabs[t].run = 0;
+		seg->slabs[t].req = 0;
+		atomic_store(&seg->slabs[t].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	}
 	if (h->frozen) {
 		if (h->nlimbo == h->limbo_cap) {
 			uint64_t cap = h->limbo_cap ? h->limbo_cap * 2 : 64;
@@ -484,13 +541,7 @@ slabs_release(struct heap *h, uint64_t s, uint64_t n)
 		return;
 	}
 now:
-	seg_decommit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
-	for (t = s; t < s + n; t++) {
-		seg->slabs[t].run = 0;
-		seg->slabs[t].req = 0;
-		atomic_store(&seg->slabs[t].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
-		free_set(h, t);
-	}
+	slabs_give_back(h, s, n);
 }
 
 void
@@ -501,7 +552,7 @@ heap_thaw(struct heap *h)
 	h->frozen = 0;
 	h->nlimbo = 0;
 	for (i = 0; i < n; i++)
-		slabs_release(h, h->limbo[2 * i], h->limbo[2 * i + 1]);
+		slabs_give_back(h, h->limbo[2 * i], h->limbo[2 * i + 1]);
 }
 
 /* First fit: n free slabs starting at an address aligned to align. */
@@ -560,10 +611,10 @@ take_run(struct heap *h, uint64_t n, uint64_t align)
 	if (s < 0 && !h->frozen) {
 		int got = heap_reclaim_sweep(h);
 
-		if (got > 0) {
-			log_debug("reclaimed %d empty slabs on demand", got);
+		log_debug("out of free slabs: reclaimed %d empty ones on "
+		    "demand", got);
+		if (got > 0)
 			s = find_run(h, n, align);
-		}
 	}
 	return s;
 }
@@ -1036,10 +1087,13 @@ heap_reap_leases(struct heap *h)
 uint32_t
 heap_conn_adopt(struct heap *h, struct conn *c, pid_t pid)
 {
+	uint64_t start = heap_proc_start(pid);
 	uint32_t i, n = 0;
 
 	for (i = 0; i < SHM_LEASES; i++) {
+		/* Same pid and same start: the same process, not a reuse. */
 		if (h->seg.leases[i].owner_pid == (uint32_t)pid &&
+		    h->seg.leases[i].owner_start == start &&
 		    h->owners[i].conn == NULL) {
 			h->owners[i].conn = c;
 			n++;
