@@ -1342,6 +1342,8 @@ cmd_clients(int argc, char **argv)
 			    ci->pid, user, ci->name, ci->leases, ci->requests,
 			    fmt_time(t, sizeof(t), ci->since));
 	}
+	if (!json && cr->total > cr->n_clients)
+		printf("(and %u more)\n", cr->total - (unsigned)cr->n_clients);
 	if (json)
 		jclose(']');
 	return 0;

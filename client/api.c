@@ -51,7 +51,7 @@ alloc_remote(size_t size, size_t alignment)
 	m.alignment = alignment;
 	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
 	q.alloc = &m;
-	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r);
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r, 0);
 	return reply_block(rc, r);
 }
 
@@ -116,7 +116,7 @@ free_remote(uintptr_t addr)
 	m.addr = addr;
 	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
 	q.free = &m;
-	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_FREE, &r)) != 0) {
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_FREE, &r, 0)) != 0) {
 		fail_errno(rc);
 		return 0;
 	}
@@ -245,7 +245,7 @@ aclrealloc(void *p, size_t size)
 	m.size = size;
 	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
 	q.realloc = &m;
-	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r);
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_ALLOC, &r, 0);
 	return reply_block(rc, r);
 }
 
@@ -301,7 +301,7 @@ root_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
 			conn_seterr("root names are printable ASCII");
 			return -EINVAL;
 		}
-	return conn_call(q, want, r);
+	return conn_call(q, want, r, 0);
 }
 
 API int
@@ -390,7 +390,7 @@ aclheap_checkpoint(void)
 	conn_clearerr();
 	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
 	q.checkpoint = &m;
-	rc = conn_call(&q, ACLHEAP__REPLY__BODY_CHECKPOINT, &r);
+	rc = conn_call(&q, ACLHEAP__REPLY__BODY_CHECKPOINT, &r, 0);
 	/* What the daemon could not write (disk full, ...) is EIO. */
 	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EACCES)
 		rc = -EIO;
@@ -413,7 +413,7 @@ aclheap_stats(struct aclheap_stats *out)
 	}
 	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
 	q.stats = &m;
-	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_STATS, &r)) != 0)
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_STATS, &r, 0)) != 0)
 		return rc;
 	s = r->stats;
 	memset(out, 0, sizeof(*out));

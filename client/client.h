@@ -37,8 +37,11 @@ int	 conn_attach(const char *path);
 void	 conn_detach(void);
 int	 conn_request(Aclheap__Request *, Aclheap__Reply **,
 	    struct frame_arena *, int *fdp);
+int	 conn_request_flags(Aclheap__Request *, Aclheap__Reply **,
+	    struct frame_arena *, int *fdp, int flags);
+#define CONN_NOWAIT	0x1	/* fail at once when the daemon is away */
 int	 conn_call(Aclheap__Request *, Aclheap__Reply__BodyCase,
-	    Aclheap__Reply **);
+	    Aclheap__Reply **, int flags);
 void	 conn_seterr(const char *, ...) __attribute__((format(printf, 1, 2)));
 const char *conn_lasterr(void);
 void	 conn_clearerr(void);

@@ -155,7 +155,7 @@ sock_connect(const char *path)
 /* One request and its reply on the open socket.  Lock held. */
 static int
 roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
-    int *fdp)
+    int *fdp, int *sent)
 {
 	static uint8_t buf[FRAME_HDR + FRAME_MAX];	/* under the lock */
 	Aclheap__Reply *r;
@@ -168,8 +168,10 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		conn_seterr("request too large for one frame");
 		return -EMSGSIZE;
 	}
+	*sent = 0;
 	if ((rc = frame_send(conn_fd, buf, (size_t)n, -1)) != 0)
 		return rc == -EPIPE ? -ECONNRESET : rc;
+	*sent = 1;
 	if ((rc = frame_recv(conn_fd, buf, sizeof(buf), &len, fdp)) != 0)
 		return rc;
 	frame_arena_reset(a);
@@ -209,7 +211,7 @@ hello(const char *path)
 	Aclheap__HelloReply *hr;
 	struct stat st;
 	char err[512];
-	int fd, sfd = -1, rc;
+	int fd, sfd = -1, rc, sent;
 
 	if ((fd = sock_connect(path)) < 0)
 		return fd;
@@ -221,7 +223,7 @@ hello(const char *path)
 	q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
 	q.hello = &h;
 	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = roundtrip(&q, &r, &a, &sfd)) != 0) {
+	if ((rc = roundtrip(&q, &r, &a, &sfd, &sent)) != 0) {
 		if (rc == -ECONNRESET)
 			conn_seterr("aclheapd at %s closed the connection at "
 			    "Hello", path);
@@ -242,6 +244,13 @@ hello(const char *path)
 	}
 	hr = r->hello;
 	privileged = hr->privileged != 0;
+	if ((uint64_t)st.st_size != hr->size) {
+		/* Mapping past the object's end would fault on touch. */
+		conn_seterr("segment from %s is %lld bytes, the heap %llu", path,
+		    (long long)st.st_size, (unsigned long long)hr->size);
+		rc = -EPROTO;
+		goto fail;
+	}
 	if (!conn_mapped) {
 		if ((rc = seg_map(&conn_seg, sfd, hr->heap_base, hr->size, err,
 		    sizeof(err))) != 0) {
@@ -368,13 +377,43 @@ now_ms(void)
  * up to the reconnect budget.  0 or a negative errno (the reply's own error
  * included, with its message as the thread's last error).
  */
+/*
+ * Requests that may be sent again when the daemon went away after getting
+ * them: doing them twice does what doing them once does.  An Alloc, Free,
+ * Realloc, RootCas, RootRemove or Dump whose reply was lost may or may not
+ * have happened; sending it again could free someone else's new block, so
+ * the caller gets ECONNRESET instead.
+ */
+static int
+idempotent(const Aclheap__Request *q)
+{
+	switch (q->body_case) {
+	case ACLHEAP__REQUEST__BODY_ALLOC:
+	case ACLHEAP__REQUEST__BODY_FREE:
+	case ACLHEAP__REQUEST__BODY_REALLOC:
+	case ACLHEAP__REQUEST__BODY_ROOT_CAS:
+	case ACLHEAP__REQUEST__BODY_ROOT_REMOVE:
+	case ACLHEAP__REQUEST__BODY_DUMP:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 int
 conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
     int *fdp)
 {
+	return conn_request_flags(q, rp, a, fdp, 0);
+}
+
+int
+conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
+    struct frame_arena *a, int *fdp, int flags)
+{
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
 	long deadline = -1;
-	int rc;
+	int rc, sent = 0;
 
 	pthread_once(&once, init_once);
 	pthread_mutex_lock(&lock);
@@ -391,17 +430,30 @@ conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		} else
 			rc = 0;
 		if (rc == 0) {
-			rc = roundtrip(q, rp, a, fdp);
+			rc = roundtrip(q, rp, a, fdp, &sent);
+			if (rc == 0 && (*rp)->error == ESHUTDOWN) {
+				/* The daemon is stopping and did not do it:
+				 * safe to send again to the next one. */
+				rc = -ECONNRESET;
+				sent = 0;
+			}
 			if (rc == 0)
 				break;
 			drop();
+			if (sent && !idempotent(q)) {
+				conn_seterr("aclheapd at %s went away while "
+				    "handling %s; it may or may not have been "
+				    "done", sock_path, frame_body_name(q));
+				rc = -ECONNRESET;
+				break;
+			}
 		}
 		/* Only a daemon that is away is worth waiting for. */
 		if (rc != -ECONNRESET && rc != -ECONNREFUSED && rc != -ENOENT &&
-		    rc != -EPIPE)
+		    rc != -EPIPE && rc != -ESHUTDOWN)
 			break;
-		if (!conn_mapped)
-			break;	/* first attach: fail fast */
+		if (!conn_mapped || (flags & CONN_NOWAIT))
+			break;	/* first attach, or asked not to wait */
 		if (deadline < 0)
 			deadline = now_ms() + reconnect_budget_ms();
 		if (now_ms() >= deadline) {
@@ -430,7 +482,7 @@ conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
  */
 int
 conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
-    Aclheap__Reply **rp)
+    Aclheap__Reply **rp, int flags)
 {
 	static _Thread_local uint8_t abuf[16384];
 	struct frame_arena a;
@@ -439,7 +491,7 @@ conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
 		return rc;
 	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = conn_request(q, rp, &a, NULL)) != 0)
+	if ((rc = conn_request_flags(q, rp, &a, NULL, flags)) != 0)
 		return rc;
 	if ((*rp)->body_case != want) {
 		conn_seterr("aclheapd answered %s with the wrong reply",

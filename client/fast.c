@@ -70,7 +70,9 @@ lease_drop(struct fast_class *c, int tell_daemon)
 		m.record = c->rec;
 		q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
 		q.release = &m;
-		(void)conn_call(&q, ACLHEAP__REPLY__BODY_OK, &r);
+		/* Never wait for an absent daemon here (thread exit): the
+		 * reaper returns the lease when the process goes. */
+		(void)conn_call(&q, ACLHEAP__REPLY__BODY_OK, &r, CONN_NOWAIT);
 	}
 	memset(c, 0, sizeof(*c));
 }
@@ -89,7 +91,7 @@ lease_take(struct fast_class *c, uint32_t cls, int renew)
 	m.renew = renew ? c->rec + 1 : 0;
 	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
 	q.lease = &m;
-	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_LEASE, &r)) != 0)
+	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_LEASE, &r, 0)) != 0)
 		return rc;
 	if (r->lease->slab >= conn_seg.nslabs ||
 	    r->lease->record >= SHM_LEASES)
@@ -130,7 +132,7 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 		if (rc != 0 || got == 0) {
 			atomic_store(&l->pending, 0);
 			if (rc != 0)
-				return -1;
+				goto none;
 			continue;
 		}
 		atomic_store(&l->mask, got);
@@ -140,7 +142,15 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 		c->mask = got;
 		return 1;
 	}
-	return 0;
+	rc = 0;
+none:
+	/* The record goes back to naming the current word: frees into it
+	 * keep the mirrored mask true (the daemon returns those bits from
+	 * the slab and word the record names). */
+	atomic_store_explicit(&l->set_slab, c->slab, memory_order_relaxed);
+	atomic_store_explicit(&l->word, c->word, memory_order_relaxed);
+	atomic_store(&l->mask, c->mask);
+	return rc != 0 ? -1 : 0;
 }
 
 /*

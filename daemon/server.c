@@ -608,8 +608,9 @@ do_clients(Aclheap__Reply *r, Aclheap__ClientsReply *cr)
 	struct conn *c;
 	size_t n = 0;
 
+	/* 700 entries of at most ~80 bytes stay under the frame cap. */
 	TAILQ_FOREACH(c, &conns, link) {
-		if (n == 1024)
+		if (n == 700)
 			break;
 		aclheap__client_info__init(&cis[n]);
 		cis[n].pid = (uint32_t)c->pid;
@@ -624,6 +625,7 @@ do_clients(Aclheap__Reply *r, Aclheap__ClientsReply *cr)
 	}
 	cr->n_clients = n;
 	cr->clients = ci;
+	cr->total = (uint32_t)nconns;
 	r->body_case = ACLHEAP__REPLY__BODY_CLIENTS;
 	r->clients = cr;
 }
@@ -955,6 +957,42 @@ conn_read(evutil_socket_t fd, short what, void *arg)
 	conn_process(c);
 }
 
+/*
+ * At a stop: every request already here (buffered, or in the socket) is
+ * answered ESHUTDOWN, "not done", so its sender can safely send it again
+ * to the next daemon instead of wondering whether it happened.
+ */
+static int
+conn_refuse_pending(struct conn *c)
+{
+	Aclheap__Request *q;
+	size_t off = 0;
+	uint32_t len;
+	ssize_t n;
+	uint8_t *p;
+
+	if (c->in_cap < FRAME_HDR + FRAME_MAX &&
+	    (p = realloc(c->in, FRAME_HDR + FRAME_MAX)) != NULL) {
+		c->in = p;
+		c->in_cap = FRAME_HDR + FRAME_MAX;
+	}
+	while (c->in_len < c->in_cap && (n = recv(c->fd, c->in + c->in_len,
+	    c->in_cap - c->in_len, MSG_DONTWAIT)) > 0)
+		c->in_len += (size_t)n;
+	while (frame_peek(c->in + off, c->in_len - off, &len) > 0 &&
+	    c->in_len - off >= FRAME_HDR + len) {
+		frame_arena_reset(&arena);
+		q = frame_unpack_request(&arena, c->in + off + FRAME_HDR, len);
+		off += FRAME_HDR + len;
+		if (q != NULL)
+			reply_error(c, q->id, ESHUTDOWN, "aclheapd is stopping; "
+			    "not done");
+	}
+	c->in_len = 0;
+	c->closing = 0;
+	return conn_flush(c);	/* -1: it closed the connection itself */
+}
+
 static void
 sig_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -1092,7 +1130,8 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 	event_del(accept_ev);
 	stopping = 1;
 	while ((cn = TAILQ_FIRST(&conns)) != NULL)
-		conn_close(cn);
+		if (conn_refuse_pending(cn) == 0)
+			conn_close(cn);
 	if (ckpt_sync(&res) != 0) {
 		log_errx("final checkpoint failed: %s", res.message);
 		status = 1;

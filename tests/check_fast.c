@@ -111,8 +111,12 @@ churn(uint64_t owner, int ms, int n)
 			sz[k] = r < 60 ? 33 + xs(&seed) % 32 : r < 98 ?
 			    1500 + xs(&seed) % 500 : 70000;
 			if ((p[k] = aclmalloc(sz[k])) == NULL) {
-				if (errno != ENOMEM) {
-					fprintf(stderr, "aclmalloc: %s\n",
+				/* ENOMEM: the heap is small on purpose;
+				 * ECONNRESET: the daemon went away in the
+				 * middle of an extent's Alloc. */
+				if (errno != ENOMEM && errno != ECONNRESET) {
+					fprintf(stderr, "aclmalloc: %s (%s)\n",
+					    strerror(errno),
 					    aclheap_last_error());
 					rc = 1;
 				}
@@ -326,6 +330,118 @@ START_TEST(killed_while_claiming)
 }
 END_TEST
 
+static int ready_fd = -1;
+
+static void *
+worker(void *arg)
+{
+	int *rc = arg;
+	void *p = aclmalloc(48);	/* a lease and a private set */
+
+	if (p == NULL || write(ready_fd, "r", 1) != 1)
+		exit(2);
+	*rc = churn((uint64_t)getpid() << 16 | 7, 2500, 300);
+	exit(*rc);
+}
+
+/* A process whose main thread has exited while another thread allocates
+ * is alive: a daemon restart must not take its private blocks away. */
+START_TEST(zombie_leader_keeps_leases)
+{
+	char err[512];
+	int st;
+	pid_t pid;
+
+	int rd[2];
+	char c;
+
+	ck_assert_int_eq(pipe(rd), 0);
+	if ((pid = fork()) == 0) {
+		static int rc;
+		pthread_t t;
+
+		ready_fd = rd[1];
+		pthread_create(&t, NULL, worker, &rc);
+		pthread_exit(NULL);
+	}
+	close(rd[1]);
+	ck_assert_int_eq(read(rd[0], &c, 1), 1);	/* the worker holds leases */
+	close(rd[0]);
+	/* Wait until only the worker runs: the leader is a zombie. */
+	{
+		char path[64], line[128];
+		uint64_t end = now_ms() + 10000;
+		int zombie = 0;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+		while (!zombie && now_ms() < end) {
+			FILE *f = fopen(path, "r");
+
+			while (f != NULL && fgets(line, sizeof(line), f))
+				if (strncmp(line, "State:", 6) == 0 &&
+				    strchr(line, 'Z') != NULL)
+					zombie = 1;
+			if (f != NULL)
+				fclose(f);
+		}
+		ck_assert(zombie);
+	}
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	/* While the worker goes on: its blocks keep their bits. */
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	{
+		uint64_t end = now_ms() + 1500;
+
+		while (now_ms() < end)
+			ck_assert_msg(shm_check(&conn_seg, NULL, err,
+			    sizeof(err)) == 0, "%s", err);
+	}
+	st = wait_child(pid, 30000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker: %d", st);
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+}
+END_TEST
+
+/* Live blocks in slabs nobody leases (the daemon's own) stay live while
+ * the daemon sweeps for empty slabs. */
+START_TEST(live_blocks_survive_sweeps)
+{
+	enum { N = 3000 };
+	static void *p[N];
+	uint64_t end;
+	int i, bad = 0;
+	pid_t pid;
+
+	for (i = 0; i < N; i++) {
+		/* 32-byte alignment goes to the daemon: unleased slabs. */
+		p[i] = aclmemalign(32, 40);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	/* Another process exhausts the heap and keeps asking for more:
+	 * each refusal makes the daemon sweep every small slab. */
+	if ((pid = fork()) == 0) {
+		uint64_t stop = now_ms() + 4000;
+
+		while (aclmalloc(1 << 20) != NULL)
+			;
+		while (now_ms() < stop)
+			(void)aclmalloc(1 << 20);
+		_exit(0);
+	}
+	end = now_ms() + 4000;
+	while (now_ms() < end)
+		for (i = 0; i < N; i++)
+			bad += aclheap_usable_size(p[i]) != 64;
+	ck_assert_int_eq(WEXITSTATUS(wait_child(pid, 30000)), 0);
+	ck_assert_int_eq(bad, 0);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "on demand"));
+	for (i = 0; i < N; i++)
+		ck_assert_uint_eq(aclfree(p[i]), 40);
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -336,6 +452,8 @@ fast_suite(void)
 	tcase_add_test(tc, claims_race_reclaim);
 	tcase_add_test(tc, free_across_processes);
 	tcase_add_test(tc, killed_while_claiming);
+	tcase_add_test(tc, zombie_leader_keeps_leases);
+	tcase_add_test(tc, live_blocks_survive_sweeps);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
