@@ -36,6 +36,12 @@
  *                         now serves a different heap than the one mapped
  *   ETIMEDOUT             the daemon went away and did not come back within
  *                         $ACLHEAP_RECONNECT_TIMEOUT seconds (default 5)
+ *   ECONNRESET            the daemon went away while handling a request
+ *                         that is not safe to repeat (an extent's alloc or
+ *                         free, realloc, root_cas, root_remove): it may or
+ *                         may not have been done.  Requests that are safe
+ *                         to repeat, and those a stopping daemon answered
+ *                         "not done", are sent again once it is back.
  *
  * Threads and fork
  * ----------------
