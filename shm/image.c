@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -126,6 +127,103 @@ out:
 	free(buf);
 	XXH3_freeState(st);
 	return rc;
+}
+
+/*
+ * The runs of slabs in use in a slab table (a copy taken at the cut), as
+ * (first, count) pairs of at most IMAGE_RUN_MAX slabs.  *runs is malloc'd.
+ */
+int
+image_runs(const struct shm_slab *slabs, uint64_t nslabs, uint64_t **runs,
+    uint64_t *nruns)
+{
+	uint64_t s, cap = 64, first = 0, n = 0, *r, *p;
+	uint32_t st;
+
+	*nruns = 0;
+	if ((r = malloc(cap * 16)) == NULL)
+		return -ENOMEM;
+	for (s = 0; s <= nslabs; s++) {
+		st = s < nslabs ? SHM_SLAB_STATE(atomic_load(
+		    &((struct shm_slab *)slabs)[s].word)) : SHM_FREE;
+		if (st != SHM_FREE && n < IMAGE_RUN_MAX) {
+			if (n++ == 0)
+				first = s;
+			continue;
+		}
+		if (n > 0) {
+			if (*nruns == cap) {
+				if ((p = reallocarray(r, cap * 2, 16)) == NULL) {
+					free(r);
+					return -ENOMEM;
+				}
+				r = p;
+				cap *= 2;
+			}
+			r[2 * *nruns] = first;
+			r[2 * *nruns + 1] = n;
+			(*nruns)++;
+			n = 0;
+		}
+		if (st != SHM_FREE) {
+			first = s;
+			n = 1;
+		}
+	}
+	*runs = r;
+	return 0;
+}
+
+/*
+ * A whole image: the header, the metadata copy, then each run's bitmaps,
+ * side arrays and data read from the segment, then the end marker.
+ */
+int
+image_write(int fd, const struct shm_seg *seg, const uint8_t identity[16],
+    const uint8_t *meta, uint64_t meta_len, const uint64_t *runs,
+    uint64_t nruns, uint64_t generation)
+{
+	struct image_header hdr;
+	const void *parts[3];
+	size_t lens[3];
+	uint64_t i, f, n, sections = 0;
+	int rc;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.magic = IMAGE_MAGIC;
+	hdr.version = IMAGE_VERSION;
+	hdr.layout = SHM_VERSION;
+	memcpy(hdr.identity, identity, 16);
+	hdr.base = seg->base;
+	hdr.size = seg->size;
+	hdr.slab_size = SHM_SLAB_SIZE;
+	hdr.nslabs = seg->nslabs;
+	hdr.generation = generation;
+	hdr.time = (uint64_t)time(NULL);
+	hdr.meta_len = meta_len;
+	if ((rc = image_write_header(fd, &hdr)) != 0)
+		return rc;
+	parts[0] = meta;
+	lens[0] = meta_len;
+	if ((rc = image_write_section(fd, IMG_META, 0, 0, parts, lens, 1))
+	    != 0)
+		return rc;
+	sections++;
+	for (i = 0; i < nruns; i++) {
+		f = runs[2 * i];
+		n = runs[2 * i + 1];
+		parts[0] = (const void *)slab_bitmap(seg, f);
+		lens[0] = n * SHM_BITMAP_BYTES;
+		parts[1] = (const void *)slab_sides(seg, f);
+		lens[1] = n * SHM_SIDE_BYTES;
+		parts[2] = (const void *)slab_addr(seg, f);
+		lens[2] = n << SHM_SLAB_SHIFT;
+		if ((rc = image_write_section(fd, IMG_RUN, f, n, parts, lens,
+		    3)) != 0)
+			return rc;
+		sections++;
+	}
+	return image_write_section(fd, IMG_END, 0, sections, NULL, NULL, 0);
 }
 
 /* fsync the file, rename it into place, fsync the folder.  Closes fd. */

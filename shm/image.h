@@ -90,6 +90,11 @@ int	 image_write_header(int fd, const struct image_header *);
 int	 image_write_section(int fd, uint32_t type, uint64_t first,
 	    uint64_t count, const void *const *parts, const size_t *lens,
 	    int nparts);
+int	 image_runs(const struct shm_slab *, uint64_t nslabs, uint64_t **runs,
+	    uint64_t *nruns);
+int	 image_write(int fd, const struct shm_seg *, const uint8_t identity[16],
+	    const uint8_t *meta, uint64_t meta_len, const uint64_t *runs,
+	    uint64_t nruns, uint64_t generation);
 int	 image_commit(int fd, const char *dir, const char *tmpname,
 	    const char *name, char *err, size_t errlen);
 int	 image_read_header(int fd, struct image_header *, char *err,
