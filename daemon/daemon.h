@@ -167,6 +167,8 @@ int	 server_listen(const struct config *, int *activated);
 int	 server_run(struct config *, struct heap *, int lfd, int argc,
 	    char **argv);
 int	 server_client_count(void);
+int	 server_setup(struct config *, struct heap *, struct event_base *);
+struct conn *server_conn_new(int fd);
 
 /* daemon/notify.c */
 void	 notify_ready(void);

@@ -321,12 +321,54 @@ reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
 	reply_send(c, &r);
 }
 
-static void
-accept_cb(evutil_socket_t lfd, short what, void *arg)
+/*
+ * A connection on an accepted socket: its peer's credentials, its events.
+ * NULL (fd closed, reason logged) when it cannot be set up.  The fuzzer
+ * calls this with one end of a socketpair.
+ */
+struct conn *
+server_conn_new(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct conn *c;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
+	    (c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("new connection");
+		close(fd);
+		return NULL;
+	}
+	c->fd = fd;
+	c->pid = cred.pid;
+	c->uid = cred.uid;
+	c->gid = cred.gid;
+	c->passfd = -1;
+	c->since = time(NULL);
+	snprintf(c->name, sizeof(c->name), "?");
+	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read, c);
+	c->wev = event_new(base, fd, EV_WRITE, conn_write, c);
+	if (c->rev == NULL || c->wev == NULL ||
+	    (c->in = malloc(IN_INIT)) == NULL) {
+		log_warnx("new connection: out of memory");
+		if (c->rev)
+			event_free(c->rev);
+		if (c->wev)
+			event_free(c->wev);
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	c->in_cap = IN_INIT;
+	TAILQ_INSERT_TAIL(&conns, c, link);
+	nconns++;
+	event_add(c->rev, NULL);
+	return c;
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
 	int fd;
 
 	(void)what;
@@ -347,36 +389,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			log_warn("accept");
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
-	    (c = calloc(1, sizeof(*c))) == NULL) {
-		log_warn("new connection");
-		close(fd);
-		return;
-	}
-	c->fd = fd;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
-	c->gid = cred.gid;
-	c->passfd = -1;
-	c->since = time(NULL);
-	snprintf(c->name, sizeof(c->name), "?");
-	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read, c);
-	c->wev = event_new(base, fd, EV_WRITE, conn_write, c);
-	if (c->rev == NULL || c->wev == NULL ||
-	    (c->in = malloc(IN_INIT)) == NULL) {
-		log_warnx("new connection: out of memory");
-		if (c->rev)
-			event_free(c->rev);
-		if (c->wev)
-			event_free(c->wev);
-		close(fd);
-		free(c);
-		return;
-	}
-	c->in_cap = IN_INIT;
-	TAILQ_INSERT_TAIL(&conns, c, link);
-	nconns++;
-	event_add(c->rev, NULL);
+	(void)server_conn_new(fd);
 }
 
 static const char *
@@ -1026,6 +1039,23 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * What serving needs besides sockets and signals: the settings, the heap,
+ * the loop, the decoding arena and the checkpointer.  server_run() calls
+ * it; so does the dispatch fuzzer, which then feeds connections made with
+ * server_conn_new() and runs the loop itself.
+ */
+int
+server_setup(struct config *c, struct heap *h, struct event_base *eb)
+{
+	cfg = c;
+	heap = h;
+	base = eb;
+	started = time(NULL);
+	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
+	return ckpt_init(h, c, eb);
+}
+
+/*
  * Runs the loop until TERM or INT, then writes the final checkpoint.
  * Returns the exit status.
  */
@@ -1034,21 +1064,20 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	struct event *sev[4];
+	struct event_base *eb;
 	struct ckpt_result res;
 	struct conn *cn;
 	uint64_t wd;
 	size_t i;
 	int status = 0;
 
-	cfg = c;
-	heap = h;
 	saved_argc = argc;
 	saved_argv = argv;
-	started = time(NULL);
-	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
 	signal(SIGPIPE, SIG_IGN);
-	if ((base = event_base_new()) == NULL)
+	if ((eb = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	if (server_setup(c, h, eb) != 0)
+		fatalx("cannot set up checkpoints");
 	for (i = 0; i < 4; i++) {
 		sev[i] = evsignal_new(base, sigs[i], sig_cb, NULL);
 		if (sev[i] == NULL || evsignal_add(sev[i], NULL) != 0)
@@ -1057,8 +1086,6 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 	accept_ev = event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	if (accept_ev == NULL || event_add(accept_ev, NULL) != 0)
 		fatalx("cannot watch the socket");
-	if (ckpt_init(h, c, base) != 0)
-		fatalx("cannot set up checkpoints");
 	{
 		struct timeval tv = { 2, 0 };
 
