@@ -54,6 +54,7 @@ Suite	*ctl_suite(void);
 Suite	*systemd_suite(void);
 Suite	*fast_suite(void);
 Suite	*fault_suite(void);
+Suite	*fuzz_suite(void);
 
 int	 check_run(Suite *(*const *suites)(void), int n);
 

@@ -1,0 +1,157 @@
+/*
+ * fuzz_image.c: the image loader on hostile files.
+ *
+ * The input, less its first byte, is an image file.  It is read with
+ * image_read() into scratch memory, as `aclheapctl verify IMAGE` does, and
+ * an image that loads is then checked twice: by shm_check() as it is, and
+ * after heap_rebuild(), in the order heap_open() runs them when the daemon
+ * starts on an image.  Neither may fault, whatever the image says.  The
+ * reader must store bytes only inside the segment the header describes and
+ * must name the file in every refusal.
+ *
+ * Checksums would stop nearly every mutation at the first hash, so when the
+ * first byte is odd the harness recomputes each checksum it can find
+ * (header, section headers, payloads) before reading: the mutations then
+ * reach the structure behind the hashes.
+ *
+ * Heaps are limited to 64 MiB here: a hostile header may describe 16 TiB,
+ * which the reader accepts as a size and which only costs time to check.
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "tests/fuzz/fuzz.h"
+
+#define FUZZ_SIZE_MAX	(UINT64_C(64) << 20)
+#define FUZZ_PATH	"fuzz.img"
+
+struct scratch {
+	uint8_t *mem;
+	uint64_t size;
+};
+
+static void
+die(const char *what, const char *detail)
+{
+	fprintf(stderr, "fuzz_image: %s%s%s\n", what, detail ? ": " : "",
+	    detail ? detail : "");
+	abort();
+}
+
+static int
+put_checked(void *ctx, uint64_t off, const void *p, size_t n)
+{
+	struct scratch *s = ctx;
+
+	if (off > s->size || n > s->size - off)
+		die("image_read stores bytes outside the segment", NULL);
+	memcpy(s->mem + off, p, n);
+	return 0;
+}
+
+static void
+fix_hashes(uint8_t *b, size_t len)
+{
+	struct image_header h;
+	struct image_section s;
+	uint64_t x;
+	size_t pos;
+
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, b, sizeof(h));
+	h.hash = image_hash(&h, offsetof(struct image_header, hash));
+	memcpy(b, &h, sizeof(h));
+	pos = sizeof(h);
+	while (len - pos >= sizeof(s)) {
+		memcpy(&s, b + pos, sizeof(s));
+		s.hash = image_hash(&s, offsetof(struct image_section, hash));
+		memcpy(b + pos, &s, sizeof(s));
+		pos += sizeof(s);
+		if (s.len > len - pos || len - pos - s.len < sizeof(x))
+			break;
+		x = image_hash(b + pos, s.len);
+		memcpy(b + pos + s.len, &x, sizeof(x));
+		pos += s.len + sizeof(x);
+	}
+}
+
+/* heap_open()'s order: rebuild the derived state, then check. */
+static void
+rebuild_and_check(const struct shm_seg *seg)
+{
+	struct heap h;
+	char err[1024];
+	int i;
+
+	memset(&h, 0, sizeof(h));
+	h.seg = *seg;
+	if (heap_rebuild(&h) == 0)
+		(void)shm_check(&h.seg, NULL, err, sizeof(err));
+	/* Not heap_close(): the scratch is not mapped at the heap's base. */
+	free(h.free_map);
+	for (i = 0; i < SHM_NCLASSES; i++)
+		free(h.class_slabs[i]);
+	free(h.limbo);
+}
+
+int
+fuzz_image_one(const uint8_t *data, size_t size)
+{
+	struct image_header h;
+	struct image_info info;
+	struct scratch sc = { NULL, 0 };
+	struct shm_seg seg;
+	char err[1024];
+	uint8_t *b = NULL;
+	int fd = -1, rc;
+
+	if (size < 1)
+		return 0;
+	if ((b = malloc(size)) == NULL)
+		return 0;
+	memcpy(b, data + 1, size - 1);
+	if (data[0] & 1)
+		fix_hashes(b, size - 1);
+	if ((fd = memfd_create("fuzz-image", MFD_CLOEXEC)) == -1)
+		die("memfd_create", strerror(errno));
+	if (size > 1 && write(fd, b, size - 1) != (ssize_t)(size - 1))
+		die("write", strerror(errno));
+	/* What image_load_offline() does, with a put that checks bounds. */
+	if (image_read_header(fd, &h, err, sizeof(err)) != 0 ||
+	    h.size < SHM_SIZE_MIN || h.size > FUZZ_SIZE_MAX)
+		goto out;
+	sc.size = h.size;
+	sc.mem = mmap(NULL, h.size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sc.mem == MAP_FAILED)
+		die("mmap", strerror(errno));
+	err[0] = '\0';
+	rc = image_read(fd, FUZZ_PATH, put_checked, &sc, &info, err,
+	    sizeof(err));
+	if (rc != 0) {
+		if (rc != -ENOMEM && strstr(err, FUZZ_PATH) == NULL)
+			die("a refusal does not name the file", err);
+		goto out;
+	}
+	seg_bind(&seg, sc.mem, (uintptr_t)h.base, h.size);
+	(void)shm_check(&seg, NULL, err, sizeof(err));
+	rebuild_and_check(&seg);
+out:
+	if (sc.mem != NULL && sc.mem != MAP_FAILED)
+		munmap(sc.mem, sc.size);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	return 0;
+}
+
+FUZZ_ENTRY(fuzz_image_one)
