@@ -85,40 +85,56 @@ replay_dir(const char *dir, const char *name, harness_fn fn)
 	return ran;
 }
 
-static void
-replay(const char *name, harness_fn fn, int min_seeds)
+static int
+seeds(const char *name, harness_fn fn, int min)
 {
-	int seeds = replay_dir("corpus", name, fn);
+	int n = replay_dir("corpus", name, fn);
 
-	ck_assert_msg(seeds >= min_seeds, "tests/fuzz/corpus/%s has %d seeds, "
-	    "expected at least %d", name, seeds, min_seeds);
-	(void)replay_dir("regress", name, fn);
+	ck_assert_msg(n >= min, "tests/fuzz/corpus/%s has %d seeds, expected "
+	    "at least %d", name, n, min);
+	return n;
 }
 
+/* The seeds must reach past the first checks, or fuzzing from them
+ * would mostly test refusals: each frame seed decodes, the dispatch
+ * seeds get answers, the image seeds load and verify.  Then the inputs
+ * that once crashed. */
 START_TEST(fuzz_frame_inputs)
 {
 	static const uint8_t empty[1];
+	int n;
 
 	ck_assert_int_eq(fuzz_frame_one(empty, 0), 0);
-	replay("frame", fuzz_frame_one, 10);
+	n = seeds("frame", fuzz_frame_one, 10);
+	ck_assert_uint_ge(fuzz_frame_decoded, (uint64_t)n);
+	replay_dir("regress", "frame", fuzz_frame_one);
 }
 END_TEST
 
 START_TEST(fuzz_dispatch_inputs)
 {
 	static const uint8_t empty[1];
+	int n;
 
 	ck_assert_int_eq(fuzz_dispatch_one(empty, 0), 0);
-	replay("dispatch", fuzz_dispatch_one, 10);
+	n = seeds("dispatch", fuzz_dispatch_one, 10);
+	/* Hello and one more request at least, nearly all served. */
+	ck_assert_uint_ge(fuzz_dispatch_replies, 2 * (uint64_t)n);
+	ck_assert_uint_ge(fuzz_dispatch_served, fuzz_dispatch_replies * 3 / 4);
+	replay_dir("regress", "dispatch", fuzz_dispatch_one);
 }
 END_TEST
 
 START_TEST(fuzz_image_inputs)
 {
 	static const uint8_t empty[1];
+	int n;
 
 	ck_assert_int_eq(fuzz_image_one(empty, 0), 0);
-	replay("image", fuzz_image_one, 2);
+	n = seeds("image", fuzz_image_one, 2);
+	ck_assert_uint_eq(fuzz_image_loaded, (uint64_t)n);
+	ck_assert_uint_eq(fuzz_image_checked, (uint64_t)n);
+	replay_dir("regress", "image", fuzz_image_one);
 }
 END_TEST
 

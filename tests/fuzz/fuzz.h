@@ -15,12 +15,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The counters say how far inputs got, so a replay can tell a seed that
+ * reaches deep from one that is refused at its first byte.
+ */
+
 /* tests/fuzz/fuzz_frame.c: framing, then decoding as Request and Reply */
 int	 fuzz_frame_one(const uint8_t *, size_t);
+extern uint64_t fuzz_frame_decoded;	/* frames decoded as either */
+
 /* tests/fuzz/fuzz_dispatch.c: one connection's bytes through the daemon */
 int	 fuzz_dispatch_one(const uint8_t *, size_t);
+extern uint64_t fuzz_dispatch_replies;	/* replies read */
+extern uint64_t fuzz_dispatch_served;	/* of which without an error */
+
 /* tests/fuzz/fuzz_image.c: an image file through the loader */
 int	 fuzz_image_one(const uint8_t *, size_t);
+extern uint64_t fuzz_image_loaded;	/* images that loaded */
+extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
 
 #ifdef FUZZ_LIBFUZZER
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);

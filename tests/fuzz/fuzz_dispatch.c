@@ -43,6 +43,8 @@
 #define FUZZ_SIZE	(UINT64_C(8) << 20)
 #define MAX_FDS		8
 
+uint64_t fuzz_dispatch_replies, fuzz_dispatch_served;
+
 static struct config cfg;
 static struct heap heap;
 static struct event_base *eb;
@@ -130,6 +132,7 @@ drain(int cfd)
 		char b[CMSG_SPACE(MAX_FDS * sizeof(int))];
 	} u;
 	struct frame_arena a;
+	Aclheap__Reply *r;
 	struct cmsghdr *c;
 	struct msghdr msg;
 	struct iovec iov;
@@ -176,10 +179,13 @@ drain(int cfd)
 			if (rc == 0 || rlen - off - FRAME_HDR < len)
 				break;
 			frame_arena_init(&a, abuf, sizeof(abuf));
-			if (frame_unpack_reply(&a, rbuf + off + FRAME_HDR,
-			    len) == NULL)
+			if ((r = frame_unpack_reply(&a, rbuf + off + FRAME_HDR,
+			    len)) == NULL)
 				die("the daemon sent a reply that does not "
 				    "decode (%u bytes)", len);
+			fuzz_dispatch_replies++;
+			if (r->error == 0)
+				fuzz_dispatch_served++;
 		}
 		memmove(rbuf, rbuf + off, rlen - off);
 		rlen -= off;

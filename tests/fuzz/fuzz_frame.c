@@ -20,6 +20,8 @@
 
 #define ARENA	(256 * 1024)	/* the daemon's arena size */
 
+uint64_t fuzz_frame_decoded;
+
 static uint8_t abuf[2][ARENA];
 static uint8_t pbuf[2][FRAME_HDR + FRAME_MAX];
 
@@ -119,10 +121,13 @@ fuzz_frame_one(const uint8_t *data, size_t size)
 		if ((q = frame_unpack_request(&a, body, len)) != NULL) {
 			(void)frame_body_name(q);
 			roundtrip_request(q, off);
+			fuzz_frame_decoded++;
 		}
 		frame_arena_reset(&a);
-		if ((r = frame_unpack_reply(&a, body, len)) != NULL)
+		if ((r = frame_unpack_reply(&a, body, len)) != NULL) {
 			roundtrip_reply(r, off);
+			fuzz_frame_decoded++;
+		}
 		off += FRAME_HDR + len;
 	}
 	return 0;

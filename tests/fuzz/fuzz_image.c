@@ -33,6 +33,8 @@
 #define FUZZ_SIZE_MAX	(UINT64_C(64) << 20)
 #define FUZZ_PATH	"fuzz.img"
 
+uint64_t fuzz_image_loaded, fuzz_image_checked;
+
 struct scratch {
 	uint8_t *mem;
 	uint64_t size;
@@ -126,6 +128,8 @@ fuzz_image_one(const uint8_t *data, size_t size)
 	if (size > 1 && write(fd, b, size - 1) != (ssize_t)(size - 1))
 		die("write", strerror(errno));
 	/* What image_load_offline() does, with a put that checks bounds. */
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		die("lseek", strerror(errno));
 	if (image_read_header(fd, &h, err, sizeof(err)) != 0 ||
 	    h.size < SHM_SIZE_MIN || h.size > FUZZ_SIZE_MAX)
 		goto out;
@@ -143,7 +147,9 @@ fuzz_image_one(const uint8_t *data, size_t size)
 		goto out;
 	}
 	seg_bind(&seg, sc.mem, (uintptr_t)h.base, h.size);
-	(void)shm_check(&seg, NULL, err, sizeof(err));
+	fuzz_image_loaded++;
+	if (shm_check(&seg, NULL, err, sizeof(err)) == 0)
+		fuzz_image_checked++;
 	rebuild_and_check(&seg);
 out:
 	if (sc.mem != NULL && sc.mem != MAP_FAILED)
