@@ -178,7 +178,9 @@ heap_lease_release(struct heap *h, uint32_t rec)
 /*
  * Rebuilds everything derived from the segment: free map, class lists,
  * lease owners.  Resolves what a crash can leave half done: a RECLAIMING
- * slab, lease records of dead processes.
+ * slab, lease records of dead processes.  It runs before shm_check() (a
+ * RECLAIMING slab only checks out once resolved), so it trusts nothing it
+ * indexes with: a class or an extent length out of range is -EUCLEAN.
  */
 int
 heap_rebuild(struct heap *h)
@@ -202,6 +204,21 @@ heap_rebuild(struct heap *h)
 		h->owners[i].conn = NULL;
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
+		if ((SHM_SLAB_STATE(w) == SHM_SMALL ||
+		    SHM_SLAB_STATE(w) == SHM_RECLAIMING) &&
+		    SHM_SLAB_CLS(w) >= SHM_NCLASSES) {
+			log_errx("slab %" PRIu64 " has size class %u; there "
+			    "are %d", s, SHM_SLAB_CLS(w), SHM_NCLASSES);
+			return -EUCLEAN;
+		}
+		if (SHM_SLAB_STATE(w) == SHM_LARGE_HEAD &&
+		    (seg->slabs[s].run == 0 ||
+		    seg->slabs[s].run > seg->nslabs - s)) {
+			log_errx("extent at slab %" PRIu64 " claims %u slabs of "
+			    "the %" PRIu64 " left", s, seg->slabs[s].run,
+			    seg->nslabs - s);
+			return -EUCLEAN;
+		}
 		switch (SHM_SLAB_STATE(w)) {
 		case SHM_RECLAIMING:
 			w = SHM_SLAB_WORD(slab_empty(seg, s) ? SHM_FREE :
@@ -390,12 +407,16 @@ fail:
 
 /*
  * Adopts the live segment, else loads the image, else formats a new heap.
- * Then rebuilds the derived state and runs the validator.
+ * Then rebuilds the derived state and runs the validator.  A segment made
+ * here from the image (or formatted) that fails is removed again: left in
+ * /dev/shm, it would be adopted at the next start in place of the image.
+ * An adopted one stays, since it may hold writes the image does not.
  */
 int
 heap_open(struct heap *h, const struct config *c)
 {
 	char path[4096], err[1024];
+	const char *from = "the live segment";
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -411,19 +432,30 @@ heap_open(struct heap *h, const struct config *c)
 		if (access(path, F_OK) == 0) {
 			if ((rc = ckpt_load(h, c, path)) != 0)
 				return rc;
+			from = path;
 		} else if ((rc = heap_format(h, c)) != 0)
 			return rc;
+		else
+			from = "the new heap";
 	}
 	atomic_fetch_add(&h->seg.sb->epoch, 1);
 	if ((rc = heap_rebuild(h)) != 0) {
-		log_errx("cannot rebuild the heap's state: %s", strerror(-rc));
-		return rc;
+		log_errx("cannot rebuild the heap's state from %s: %s", from,
+		    strerror(-rc));
+		goto fail;
 	}
 	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
-		log_errx("heap fails its check: %s", err);
-		return -EUCLEAN;
+		log_errx("heap from %s fails its check: %s", from, err);
+		rc = -EUCLEAN;
+		goto fail;
 	}
 	return 0;
+fail:
+	if (!h->adopted) {
+		seg_unmap(&h->seg);
+		seg_unlink(h->identity);
+	}
+	return rc;
 }
 
 void
