@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,22 @@ main(int argc, char **argv)
 {
 	struct config cfg;
 	struct heap heap;
+	sigset_t sigs;
 	int rc, lfd, lockfd, activated;
 
+	/*
+	 * The signals the loop handles wait, blocked, until server_run()
+	 * watches them: before that their default action would end the
+	 * daemon, and the socket already accepts clients (and an admin's
+	 * kill -USR1) before the loop runs.  A TERM during a long image load
+	 * is then a graceful stop once the heap is up.
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	config_defaults(&cfg);
 	if ((rc = config_parse_args(&cfg, argc, argv)) != 0)
 		return rc > 0 ? 0 : 2;

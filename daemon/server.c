@@ -1065,6 +1065,7 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	struct event *sev[4];
 	struct event_base *eb;
+	sigset_t blocked;
 	struct ckpt_result res;
 	struct conn *cn;
 	uint64_t wd;
@@ -1078,11 +1079,15 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		fatalx("event_base_new failed");
 	if (server_setup(c, h, eb) != 0)
 		fatalx("cannot set up checkpoints");
+	sigemptyset(&blocked);
 	for (i = 0; i < 4; i++) {
 		sev[i] = evsignal_new(base, sigs[i], sig_cb, NULL);
 		if (sev[i] == NULL || evsignal_add(sev[i], NULL) != 0)
 			fatalx("cannot watch signal %d", sigs[i]);
+		sigaddset(&blocked, sigs[i]);
 	}
+	/* main() blocked them until now; any that came are delivered. */
+	sigprocmask(SIG_UNBLOCK, &blocked, NULL);
 	accept_ev = event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	if (accept_ev == NULL || event_add(accept_ev, NULL) != 0)
 		fatalx("cannot watch the socket");

@@ -435,6 +435,41 @@ START_TEST(usr1_checkpoints)
 }
 END_TEST
 
+/* A signal that comes as soon as the socket exists, before the loop
+ * watches signals, waits for it instead of killing the daemon. */
+START_TEST(early_signal_waits_for_the_loop)
+{
+	char img[400];
+	struct stat st;
+	struct td t2;
+	uint64_t end;
+	int i, status;
+
+	for (i = 0; i < 5; i++) {
+		td_init(&t2, "early");
+		ck_assert_int_eq(td_start_env(&t2, NULL, NULL), 0);
+		end = now_ms() + 20000;
+		while (stat(t2.sock, &st) != 0)
+			ck_assert_msg(now_ms() < end, "no socket: %s",
+			    td_log(&t2));
+		kill(t2.pid, SIGUSR1);
+		snprintf(img, sizeof(img), "%s/heap.img", t2.state);
+		while (stat(img, &st) != 0) {
+			ck_assert_msg(waitpid(t2.pid, &status, WNOHANG) == 0,
+			    "trial %d: aclheapd died, status %d", i, status);
+			ck_assert_msg(now_ms() < end, "no checkpoint: %s",
+			    td_log(&t2));
+			msleep(5);
+		}
+		status = td_stop(&t2, SIGTERM);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "trial %d: status %d", i, status);
+		td_cleanup(&t2);
+	}
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+}
+END_TEST
+
 START_TEST(second_daemon_refused)
 {
 	struct td t2;
@@ -600,6 +635,7 @@ daemon_suite(void)
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, int_stops_cleanly);
 	tcase_add_test(tc, usr1_checkpoints);
+	tcase_add_test(tc, early_signal_waits_for_the_loop);
 	tcase_add_test(tc, second_daemon_refused);
 	tcase_add_test(tc, options_checked);
 	tcase_add_test(tc, config_file_settings);
