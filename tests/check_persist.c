@@ -169,6 +169,21 @@ START_TEST(reboot_after_crash_keeps_last_checkpoint)
 }
 END_TEST
 
+/* Polls until heap.img is another file than ino (a checkpoint renamed a
+ * new one over it), 30 s at most. */
+static void
+wait_replaced(const char *img, ino_t ino)
+{
+	uint64_t end = now_ms() + 30000;
+	struct stat st;
+
+	while (stat(img, &st) != 0 || st.st_ino == ino) {
+		ck_assert_msg(now_ms() < end, "no checkpoint within 30 s:\n%s",
+		    td_log(&td));
+		msleep(10);
+	}
+}
+
 /* SIGKILL at random moments during checkpoints: heap.img is always a whole
  * image (the previous or the new one) that loads and verifies. */
 START_TEST(kill_during_checkpoint)
@@ -193,8 +208,16 @@ START_TEST(kill_during_checkpoint)
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
 	image_verifies(img, &last);
 	for (trial = 0; trial < 16; trial++) {
+		struct stat st;
+
+		ck_assert_int_eq(stat(img, &st), 0);
 		kill(td.pid, SIGUSR1);
-		msleep((int)(rand_r(&seed) % 120));
+		if (trial % 4 == 1)
+			/* A 90 MiB image can take longer than any pause
+			 * below: some kills must come after one is done. */
+			wait_replaced(img, st.st_ino);
+		else
+			msleep((int)(rand_r(&seed) % 120));
 		td_stop(&td, SIGKILL);
 		image_verifies(img, &gen);
 		ck_assert(gen == last || gen == last + 1);
