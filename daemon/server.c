@@ -16,14 +16,17 @@
 #include "config.h"
 
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,6 +76,7 @@ static struct config *cfg;
 static struct heap *heap;
 static time_t started;
 static int accept_paused;
+static int conn_max;		/* what the descriptor limit allows, 0: any */
 static int saved_argc;
 static char **saved_argv;
 static uint8_t arena_buf[256 * 1024];
@@ -200,11 +204,56 @@ conn_close(struct conn *c)
 	free(c->in);
 	free(c->out);
 	free(c);
-	if (accept_paused) {
+	if (accept_paused && (conn_max == 0 || nconns < conn_max)) {
 		accept_paused = 0;
 		event_add(accept_ev, NULL);
 		log_notice("accepting connections again");
 	}
+}
+
+/* Stops accepting until a connection goes away; says so once. */
+static void
+accept_pause(const char *why)
+{
+	if (accept_paused)
+		return;
+	log_warnx("%d clients, %s: not accepting until one leaves", nconns,
+	    why);
+	accept_paused = 1;
+	event_del(accept_ev);
+}
+
+/*
+ * Connections may use the descriptors that are free when the loop starts,
+ * less FD_RESERVE for the daemon's own work: a checkpoint opens two, a
+ * dump one and one to pass it, each Hello passes a duplicate of the
+ * segment's, and the lease reaper reads /proc.  Without the reserve, idle
+ * clients could take the last descriptor and every checkpoint would fail.
+ */
+#define FD_RESERVE	16
+
+static void
+conn_limit_init(void)
+{
+	struct rlimit rl;
+	struct dirent *e;
+	DIR *d;
+	int open_fds = -1;	/* the one opendir() holds */
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX)
+		return;
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			open_fds++;
+	closedir(d);
+	conn_max = (int)rl.rlim_cur - open_fds - FD_RESERVE;
+	if (conn_max < 1)
+		conn_max = 1;
+	log_debug("descriptor limit %d: up to %d clients", (int)rl.rlim_cur,
+	    conn_max);
 }
 
 /* Writes what is queued.  0, or -1 when the connection was closed. */
@@ -363,6 +412,8 @@ server_conn_new(int fd)
 	TAILQ_INSERT_TAIL(&conns, c, link);
 	nconns++;
 	event_add(c->rev, NULL);
+	if (conn_max > 0 && nconns >= conn_max && accept_ev != NULL)
+		accept_pause("all the descriptor limit (RLIMIT_NOFILE) allows");
 	return c;
 }
 
@@ -375,16 +426,9 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 	(void)arg;
 	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd == -1) {
-		if (errno == EMFILE || errno == ENFILE) {
-			/* Stop accepting until a connection goes away. */
-			if (!accept_paused) {
-				log_warnx("out of file descriptors with %d "
-				    "clients: not accepting until one leaves",
-				    nconns);
-				accept_paused = 1;
-				event_del(accept_ev);
-			}
-		} else if (errno != EAGAIN && errno != EINTR &&
+		if (errno == EMFILE || errno == ENFILE)
+			accept_pause("out of file descriptors");
+		else if (errno != EAGAIN && errno != EINTR &&
 		    errno != ECONNABORTED)
 			log_warn("accept");
 		return;
@@ -838,8 +882,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	case ACLHEAP__REQUEST__BODY_LEASE:
 		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls, &v,
 		    &rec)) != 0) {
-			snprintf(err, sizeof(err), "no slab to lease for class "
-			    "%u", q->lease->cls);
+			snprintf(err, sizeof(err), rc == -EMFILE ? "aclheapd "
+			    "is out of descriptors" : "no slab to lease for "
+			    "class %u", q->lease->cls);
 			break;
 		}
 		lr.slab = v;
@@ -1098,6 +1143,7 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		if (reap_ev == NULL || event_add(reap_ev, &tv) != 0)
 			fatalx("cannot set up the lease reaper");
 	}
+	conn_limit_init();
 	if ((wd = notify_watchdog_usec()) > 0) {
 		struct timeval tv = { (time_t)(wd / 1000000),
 		    (suseconds_t)(wd % 1000000) };
