@@ -137,6 +137,7 @@ uint32_t heap_reap_leases(struct heap *);
 uint32_t heap_conn_leases(const struct heap *, const struct conn *);
 void	 heap_stats(struct heap *, struct heap_stats *);
 void	 heap_thaw(struct heap *);
+#define PROC_UNKNOWN	UINT64_MAX	/* heap_proc_start(): cannot tell */
 uint64_t heap_proc_start(pid_t);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
 

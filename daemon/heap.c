@@ -88,7 +88,9 @@ class_remove(struct heap *h, uint32_t cls, uint64_t s)
 
 /*
  * Process start time, to tell a live lease owner from a reused pid; 0 when
- * the process is gone or a zombie (it will never touch the heap again).
+ * the process is gone or a zombie (it will never touch the heap again),
+ * PROC_UNKNOWN when /proc cannot be read just now (out of descriptors):
+ * a process must never be taken for dead only because we could not look.
  */
 uint64_t
 heap_proc_start(pid_t pid)
@@ -100,7 +102,7 @@ heap_proc_start(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return 0;
+		return errno == ENOENT || errno == ESRCH ? 0 : PROC_UNKNOWN;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -126,6 +128,8 @@ lease_owner_alive(const struct shm_lease *l)
 	if (l->owner_pid == 0)
 		return 0;
 	start = heap_proc_start((pid_t)l->owner_pid);
+	if (start == PROC_UNKNOWN)
+		return 1;	/* ask again later */
 	return start != 0 && start == l->owner_start;
 }
 
@@ -940,10 +944,15 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint32_t rec, i, w;
+	uint64_t start;
 	int64_t s = -1;
 
 	if (cls >= SHM_NCLASSES)
 		return -EINVAL;
+	/* Without the owner's start time the lease could not be told from
+	 * one of a later process with the same pid. */
+	if ((start = heap_proc_start(pid)) == PROC_UNKNOWN)
+		return -EMFILE;
 	for (rec = 0; rec < SHM_LEASES; rec++)
 		if (seg->leases[rec].owner_pid == 0)
 			break;
@@ -964,7 +973,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	l = &seg->leases[rec];
 	l->slab = (uint32_t)s;
 	l->cls = (uint8_t)cls;
-	l->owner_start = heap_proc_start(pid);
+	l->owner_start = start;
 	atomic_store(&l->word, 0);
 	atomic_store(&l->mask, 0);
 	atomic_store(&l->pending, 0);
