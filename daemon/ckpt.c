@@ -202,9 +202,14 @@ job_finish(struct job *j)
 		last = r;
 		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes in %" PRIu64
 		    " ms", r.generation, r.bytes, r.duration_us / 1000);
-	} else if (r.error != 0)
+	} else if (r.error != 0) {
 		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
 		    r.message);
+		/* Nothing was saved: the interval timer must try again,
+		 * even if the heap does not change meanwhile. */
+		if (!j->dump)
+			H->dirty = 1;
+	}
 	for (i = 0; i < j->nw; i++) {
 		if (j->w[i].fn != NULL)
 			j->w[i].fn(j->w[i].arg, &r);
