@@ -22,6 +22,7 @@ struct td {
 	char log[300];
 	char base[32];
 	char size[32];
+	int nofile;		/* the daemon's RLIMIT_NOFILE, 0: inherit */
 	pid_t pid;
 };
 
