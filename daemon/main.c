@@ -78,7 +78,7 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct heap heap;
 	sigset_t sigs;
-	int rc, lfd, lockfd, activated;
+	int rc, lfd, lockfd = -1, activated, status = 1, opened = 0;
 
 	/*
 	 * The signals the loop handles wait, blocked, until server_run()
@@ -94,10 +94,14 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	config_defaults(&cfg);
-	if ((rc = config_parse_args(&cfg, argc, argv)) != 0)
-		return rc > 0 ? 0 : 2;
-	if (config_finish(&cfg) != 0)
-		return 2;
+	if ((rc = config_parse_args(&cfg, argc, argv)) != 0) {
+		status = rc > 0 ? 0 : 2;
+		goto out;
+	}
+	if (config_finish(&cfg) != 0) {
+		status = 2;
+		goto out;
+	}
 	log_init(cfg.log_level, !isatty(STDERR_FILENO));
 	umask(077);
 	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
@@ -113,25 +117,26 @@ main(int argc, char **argv)
 			}
 		if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
 			log_warn("state folder %s", cfg.state_dir);
-			return 1;
+			goto out;
 		}
 	}
 	if ((lockfd = lock_state(cfg.state_dir)) == -1)
-		return 1;
+		goto out;
 	notify_status("opening heap");
+	opened = 1;
 	if (heap_open(&heap, &cfg) != 0)
-		return 1;
+		goto out;
 	notify_status("%s heap", heap.adopted ? "adopted live" :
 	    heap.loaded ? "loaded" : "formatted new");
 	if ((lfd = server_listen(&cfg, &activated)) < 0) {
 		log_errx("cannot listen on %s: %s", cfg.socket_path,
 		    strerror(-lfd));
-		return 1;
+		goto out;
 	}
 	if (!cfg.foreground && !activated && getenv("NOTIFY_SOCKET") == NULL &&
 	    detach(lockfd) != 0) {
 		log_warn("fork");
-		return 1;
+		goto out;
 	}
 	if (cfg.foreground)
 		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
@@ -139,11 +144,15 @@ main(int argc, char **argv)
 		    "aclheapd: try: ACLHEAP_SOCKET=%s aclheapctl status\n",
 		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
 		    cfg.socket_path, cfg.socket_path);
-	rc = server_run(&cfg, &heap, lfd, argc, argv);
+	status = server_run(&cfg, &heap, lfd, argc, argv);
 	if (!activated)
 		unlink(cfg.socket_path);
-	heap_close(&heap);
+out:
+	/* Everything freed, so that LeakSanitizer sees real leaks only. */
+	if (opened)
+		heap_close(&heap);
 	config_free(&cfg);
-	close(lockfd);
-	return rc;
+	if (lockfd >= 0)
+		close(lockfd);
+	return status;
 }
