@@ -613,7 +613,7 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 {
 	struct shm_seg *seg = &h->seg;
 	uint32_t i, w;
-	int64_t s;
+	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
 	long b;
 
 	for (;;) {
