@@ -721,6 +721,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	int rc = 0, i, n;
 
 	c->requests++;
+	err[0] = '\0';
 	r.id = q->id;
 	if (q->body_case == ACLHEAP__REQUEST__BODY_HELLO) {
 		if (c->hello) {
@@ -757,8 +758,6 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		break;
 	case ACLHEAP__REQUEST__BODY_FREE:
 		if ((rc = heap_free(heap, q->free->addr, &v)) != 0) {
-			log_debug("pid %d: refused free of 0x%" PRIx64, (int)c->pid,
-			    q->free->addr);
 			snprintf(err, sizeof(err), "0x%" PRIx64 " is not a live "
 			    "block", q->free->addr);
 			break;
@@ -857,8 +856,6 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		v = q->read->addr;
 		if (q->read->len > READ_MAX || !addr_ok(v) ||
 		    q->read->len > heap->seg.base + heap->seg.size - v) {
-			log_debug("pid %d: refused read of %u bytes at 0x%"
-			    PRIx64, (int)c->pid, q->read->len, v);
 			rc = -ERANGE;
 			snprintf(err, sizeof(err), "0x%" PRIx64 "+%u is not "
 			    "inside the heap 0x%" PRIxPTR "-0x%" PRIxPTR
@@ -922,6 +919,11 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		else if (rc == -ENOSPC)
 			snprintf(err, sizeof(err), "the root table is full "
 			    "(%d roots)", SHM_ROOTS);
+		else if (err[0] == '\0')
+			snprintf(err, sizeof(err), "%s", strerror(-rc));
+		/* Every refusal, for whoever debugs a client. */
+		log_debug("pid %d: refused %s: %s", (int)c->pid,
+		    frame_body_name(q), err);
 	} else if (r.body_case == ACLHEAP__REPLY__BODY__NOT_SET) {
 		r.body_case = ACLHEAP__REPLY__BODY_OK;
 		r.ok = &ok;

@@ -352,8 +352,174 @@ START_TEST(requests_outside_heap_refused)
 	raw_send(fd, &q);
 	ck_assert_int_eq(raw_reply(fd)->error, EINVAL);
 	close(fd);
-	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused read"));
-	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused free of 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "<7>"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused read: 0x1000+16"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused free: 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused root_get: root "
+	    "names are"));
+}
+END_TEST
+
+static Aclheap__Reply *
+raw_call(int fd, Aclheap__Request *q)
+{
+	raw_send(fd, q);
+	return raw_reply(fd);
+}
+
+/* Live blocks, requested bytes and roots, as the daemon counts them. */
+static void
+raw_counts(int fd, uint64_t out[3])
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Stats st = ACLHEAP__STATS__INIT;
+	Aclheap__Reply *r;
+
+	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+	q.stats = &st;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->body_case, ACLHEAP__REPLY__BODY_STATS);
+	out[0] = r->stats->blocks_in_use;
+	out[1] = r->stats->bytes_requested;
+	out[2] = r->stats->roots;
+}
+
+/*
+ * The rest of the bad-input table at the wire: root names that are not
+ * 1 to 63 printable bytes for every root request, frees and reallocs of
+ * what is not the start of a live block, sizes past the heap, leases of
+ * classes that do not exist and of records that are not the caller's.
+ * Each gets its errno, changes nothing, and is logged at debug.
+ */
+START_TEST(bad_requests_change_nothing)
+{
+	static char long_name[SHM_ROOT_NAME_MAX + 2];
+	static const char *const bad_names[] = { "", "tab\there", "\x7f",
+	    "caf\xc3\xa9", long_name };
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Realloc re = ACLHEAP__REALLOC__INIT;
+	Aclheap__Root rs = ACLHEAP__ROOT__INIT;
+	Aclheap__RootCas rc = ACLHEAP__ROOT_CAS__INIT;
+	Aclheap__RootRemove rr = ACLHEAP__ROOT_REMOVE__INIT;
+	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
+	Aclheap__ReleaseSlab rel = ACLHEAP__RELEASE_SLAB__INIT;
+	Aclheap__Reply *r;
+	uint64_t before[3], after[3], blk, big, heap_size = UINT64_C(64) << 20;
+	size_t i;
+	int fd = raw_hello();
+	char *log;
+
+	memset(long_name, 'n', SHM_ROOT_NAME_MAX + 1);
+	/* Something to aim at: a small block, an extent, a root. */
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	a.size = 100;
+	blk = raw_call(fd, &q)->alloc->addr;
+	a.size = 200000;
+	big = raw_call(fd, &q)->alloc->addr;
+	rs.name = "kept";
+	rs.value = blk;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &rs;
+	ck_assert_int_eq(raw_call(fd, &q)->error, 0);
+	raw_counts(fd, before);
+
+	for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		rs.name = (char *)bad_names[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+		q.root_set = &rs;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+		rc.name = (char *)bad_names[i];
+		rc.desired = blk;
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
+		q.root_cas = &rc;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+		rr.name = (char *)bad_names[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_REMOVE;
+		q.root_remove = &rr;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	}
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	f.addr = blk + 16;			/* inside a block */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = big + 65536;			/* inside an extent */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = TEST_BASE + heap_size;		/* just past the heap */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = TEST_BASE;			/* the superblock */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
+	q.realloc = &re;
+	re.addr = 0xdeadbeef;
+	re.size = 10;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	re.addr = blk;
+	re.size = heap_size;			/* more than the heap */
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	a.size = heap_size + 1;
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	a.size = UINT64_MAX;
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	a.size = 10;
+	a.alignment = UINT64_C(1) << 40;	/* past the 1 GiB maximum */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
+	q.lease = &ls;
+	ls.cls = SHM_NCLASSES;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
+	q.release = &rel;
+	rel.record = 3;				/* not ours */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	rel.record = UINT32_MAX;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+
+	/* Nothing changed: same blocks and roots, the root as it was, the
+	 * block still live with its size, and the heap checks out. */
+	raw_counts(fd, after);
+	ck_assert_int_eq(memcmp(before, after, sizeof(before)), 0);
+	{
+		Aclheap__RootGet g = ACLHEAP__ROOT_GET__INIT;
+
+		g.name = "kept";
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
+		q.root_get = &g;
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->root->value, blk);
+	}
+	{
+		Aclheap__Verify v = ACLHEAP__VERIFY__INIT;
+
+		q.body_case = ACLHEAP__REQUEST__BODY_VERIFY;
+		q.verify = &v;
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->verify->blocks_live, 2);
+	}
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	f.addr = blk;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_eq(r->free->size, 100);
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);	/* twice */
+	close(fd);
+	log = td_log(&td);
+	ck_assert_ptr_nonnull(strstr(log, "<7>"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_set: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_cas: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_remove: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused realloc: 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(log, "refused alloc: no room"));
+	ck_assert_ptr_nonnull(strstr(log, "refused lease:"));
+	ck_assert_ptr_nonnull(strstr(log, "refused release: lease 3 is not "
+	    "yours"));
 }
 END_TEST
 
@@ -631,6 +797,7 @@ daemon_suite(void)
 	tcase_add_test(tc, request_before_hello_refused);
 	tcase_add_test(tc, pipelined_requests);
 	tcase_add_test(tc, requests_outside_heap_refused);
+	tcase_add_test(tc, bad_requests_change_nothing);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, int_stops_cleanly);
