@@ -59,6 +59,12 @@ for name in frame dispatch image; do
 		grep -E 'ERROR|SUMMARY|artifact|fuzz_[a-z]*:' "$log" | head -20
 		echo "--- last lines of $log"
 		tail -30 "$log"
+		# The input itself, for a CI log that outlives the build.
+		for a in "$work/$name"-*; do
+			[ -f "$a" ] || continue
+			echo "--- $a ($(wc -c <"$a") bytes), base64:"
+			head -c 65536 "$a" | base64 -w 76
+		done
 	fi
 done
 exit "$status"
