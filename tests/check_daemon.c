@@ -784,6 +784,35 @@ START_TEST(allow_user_admits_other_uid)
 }
 END_TEST
 
+/* --allow-group admits a user by its group and no one else: nobody in
+ * group nogroup gets in, nobody in group daemon is refused. */
+START_TEST(allow_group_admits_its_members)
+{
+	char out[4096];
+	const char *extra[] = { "--allow-group", "nogroup", "--socket-mode",
+	    "0666", NULL };
+	const char *member[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=nogroup", "--clear-groups", NULL, "fill", "grp", "20",
+	    "5", NULL };
+	const char *other[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=daemon", "--clear-groups", NULL, "addr", "grp", NULL };
+
+	if (geteuid() != 0)
+		ck_abort_msg("this test must run as root");
+	td_cleanup(&td);
+	td_init(&td, "group");
+	ck_assert_int_eq(td_start(&td, extra), 0);
+	member[4] = td_stage(&td, "tests/helper_client");
+	other[4] = member[4];
+	ck_assert_msg(run_cmd(out, sizeof(out), member) == 0, "%s", out);
+	ck_assert_int_eq(run_cmd(out, sizeof(out), other), 1);
+	ck_assert_msg(strstr(out, "not allowed") != NULL, "%s", out);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "not on the allow list"));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_assert_ptr_nonnull(aclheap_root_get("grp"));
+}
+END_TEST
+
 Suite *
 daemon_suite(void)
 {
@@ -808,6 +837,7 @@ daemon_suite(void)
 	tcase_add_test(tc, config_file_settings);
 	tcase_add_test(tc, allow_list_refuses_other_uid);
 	tcase_add_test(tc, allow_user_admits_other_uid);
+	tcase_add_test(tc, allow_group_admits_its_members);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
