@@ -813,6 +813,32 @@ START_TEST(allow_group_admits_its_members)
 }
 END_TEST
 
+/* The default base, which must stay clear of the usual process layout and
+ * of AddressSanitizer's shadow (the sanitizer build runs this too). */
+START_TEST(default_base_works)
+{
+	char base[32];
+	unsigned char *p;
+
+	td_cleanup(&td);
+	td_init(&td, "defbase");
+	snprintf(base, sizeof(base), "0x%llx",
+	    (unsigned long long)SHM_BASE_DEFAULT);
+	snprintf(td.base, sizeof(td.base), "%s", base);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	p = aclmalloc(100000);
+	ck_assert_msg(p != NULL, "%s", aclheap_last_error());
+	ck_assert_uint_ge((uintptr_t)p, SHM_BASE_DEFAULT);
+	ck_assert_uint_lt((uintptr_t)p, SHM_BASE_DEFAULT + (64 << 20));
+	memset(p, 0x11, 100000);
+	ck_assert_uint_eq(aclfree(p), 100000);
+	p = aclmalloc(100);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 0x22, 100);
+	ck_assert_uint_eq(aclfree(p), 100);
+}
+END_TEST
+
 Suite *
 daemon_suite(void)
 {
@@ -838,6 +864,7 @@ daemon_suite(void)
 	tcase_add_test(tc, allow_list_refuses_other_uid);
 	tcase_add_test(tc, allow_user_admits_other_uid);
 	tcase_add_test(tc, allow_group_admits_its_members);
+	tcase_add_test(tc, default_base_works);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
