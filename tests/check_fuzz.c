@@ -131,7 +131,7 @@ START_TEST(fuzz_image_inputs)
 	int n;
 
 	ck_assert_int_eq(fuzz_image_one(empty, 0), 0);
-	n = seeds("image", fuzz_image_one, 2);
+	n = seeds("image", fuzz_image_one, 4);
 	ck_assert_uint_eq(fuzz_image_loaded, (uint64_t)n);
 	ck_assert_uint_eq(fuzz_image_checked, (uint64_t)n);
 	replay_dir("regress", "image", fuzz_image_one);

@@ -34,6 +34,9 @@ int	 fuzz_image_one(const uint8_t *, size_t);
 extern uint64_t fuzz_image_loaded;	/* images that loaded */
 extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
 
+/* tests/fuzz/seed_image.c: a valid 4 MiB heap image, malloc'd */
+int	 fuzz_seed_image(int filled, uint8_t **, size_t *);
+
 #ifdef FUZZ_LIBFUZZER
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 #define FUZZ_ENTRY(fn)							\

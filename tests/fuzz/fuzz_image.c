@@ -9,10 +9,19 @@
  * reader must store bytes only inside the segment the header describes and
  * must name the file in every refusal.
  *
- * Checksums would stop nearly every mutation at the first hash, so when the
- * first byte is odd the harness recomputes each checksum it can find
- * (header, section headers, payloads) before reading: the mutations then
- * reach the structure behind the hashes.
+ * The first byte says how the rest is read:
+ *
+ *   bit 0  fix checksums: checksums would stop nearly every mutation at
+ *          the first hash, so the harness recomputes each one it can find
+ *          (header, section headers, payloads) and the mutations reach the
+ *          structure behind them
+ *   bit 1  patch mode: the rest is not a file but edits of a valid image
+ *          (seed_image.c), each | offset (4 bytes, LE) | n | n bytes |;
+ *          the offset is into the metadata (superblock, roots, leases,
+ *          slab table), or into the whole file when its top bit is set.
+ *          Checksums are then always fixed.  A few bytes of input reach
+ *          any field of a 330 KB image, which whole-file mutation rarely
+ *          does.
  *
  * Heaps are limited to 64 MiB here: a hostile header may describe 16 TiB,
  * which the reader accepts as a size and which only costs time to check.
@@ -25,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -86,6 +96,47 @@ fix_hashes(uint8_t *b, size_t len)
 	}
 }
 
+/* The seed image edited as the patch list says.  0, or -1 for no image. */
+static int
+apply_patches(const uint8_t *p, size_t n, uint8_t **out, size_t *outlen)
+{
+	static uint8_t *seed;
+	static size_t seedlen;
+	const size_t meta_at = sizeof(struct image_header) +
+	    sizeof(struct image_section);
+	struct image_header h;
+	uint32_t off;
+	size_t len, at, k;
+	uint8_t *b;
+
+	if (seed == NULL && fuzz_seed_image(1, &seed, &seedlen) != 0)
+		die("cannot make the seed image", NULL);
+	if ((b = malloc(seedlen)) == NULL)
+		return -1;
+	memcpy(b, seed, seedlen);
+	memcpy(&h, b, sizeof(h));
+	while (n >= 5) {
+		off = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+		    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+		len = p[4];
+		p += 5;
+		n -= 5;
+		if (len > n)
+			len = n;
+		if (off & 0x80000000u)
+			at = (off & 0x7fffffffu) % seedlen;
+		else
+			at = meta_at + off % h.meta_len;
+		for (k = 0; k < len && at + k < seedlen; k++)
+			b[at + k] = p[k];
+		p += len;
+		n -= len;
+	}
+	*out = b;
+	*outlen = seedlen;
+	return 0;
+}
+
 /* heap_open()'s order: rebuild the derived state, then check. */
 static void
 rebuild_and_check(const struct shm_seg *seg)
@@ -114,18 +165,27 @@ fuzz_image_one(const uint8_t *data, size_t size)
 	struct shm_seg seg;
 	char err[1024];
 	uint8_t *b = NULL;
+	size_t blen;
 	int fd = -1, rc;
 
 	if (size < 1)
 		return 0;
-	if ((b = malloc(size)) == NULL)
-		return 0;
-	memcpy(b, data + 1, size - 1);
-	if (data[0] & 1)
-		fix_hashes(b, size - 1);
+	log_init(LOG_CRIT, 1);	/* heap_rebuild() says why it refuses */
+	if (data[0] & 2) {
+		if (apply_patches(data + 1, size - 1, &b, &blen) != 0)
+			return 0;
+		fix_hashes(b, blen);
+	} else {
+		if ((b = malloc(size)) == NULL)
+			return 0;
+		blen = size - 1;
+		memcpy(b, data + 1, blen);
+		if (data[0] & 1)
+			fix_hashes(b, blen);
+	}
 	if ((fd = memfd_create("fuzz-image", MFD_CLOEXEC)) == -1)
 		die("memfd_create", strerror(errno));
-	if (size > 1 && write(fd, b, size - 1) != (ssize_t)(size - 1))
+	if (blen > 0 && write(fd, b, blen) != (ssize_t)blen)
 		die("write", strerror(errno));
 	/* What image_load_offline() does, with a put that checks bounds. */
 	if (lseek(fd, 0, SEEK_SET) != 0)

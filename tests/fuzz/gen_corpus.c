@@ -6,9 +6,10 @@
  *   frame/     one frame of each request and of each reply body
  *   dispatch/  Hello followed by each request, and whole sessions whose
  *              addresses are those the fuzz heap hands out from empty
- *   image/     images of a 4 MiB heap: empty, and with small blocks, an
- *              extent, roots, a lease record and a slab caught reclaiming;
- *              each prefixed by the byte 0x01 (the harness fixes checksums)
+ *   image/     images of a 4 MiB heap (seed_image.c): empty, and with
+ *              small blocks, an extent, roots, a lease record and a slab
+ *              caught reclaiming, each prefixed by the byte 0x01 (the
+ *              harness fixes checksums); and two patch-mode inputs
  *
  * The output is committed; rerun this after a change to the wire format or
  * the image format.  Identities and times are fixed so reruns are stable.
@@ -28,12 +29,11 @@
 
 #include "proto/proto.h"
 #include "shm/image.h"
+#include "tests/fuzz/fuzz.h"
 
 /* Must match tests/fuzz/fuzz_dispatch.c. */
 #define FUZZ_BASE	UINT64_C(0x330000000000)
 #define FUZZ_SIZE	(UINT64_C(8) << 20)
-#define IMG_BASE	UINT64_C(0x340000000000)
-#define IMG_SIZE	(UINT64_C(4) << 20)
 
 static const char *outdir;
 static uint8_t stream[1 << 20];
@@ -322,84 +322,50 @@ replies(void)
 	spit("frame", "reply-error", stream, (size_t)n);
 }
 
-/* A 4 MiB heap in a memory file, written as an image. */
+/* The seed images, with the byte that has the harness fix checksums. */
 static void
 image(const char *name, int filled)
 {
-	static const uint8_t id[16] = { 0xac, 0x1e, 0xa9, 0x00, 0xf0, 0x22 };
-	struct shm_seg seg;
-	uint64_t *runs, nruns, len;
-	uint32_t hint = 0, i;
-	uint8_t *meta, *b;
-	struct stat st;
-	char errbuf[512];
-	long blk;
-	int fd, ifd;
+	uint8_t *b, *f;
+	size_t len;
 
-	if ((fd = memfd_create("gen-corpus", MFD_CLOEXEC)) == -1 ||
-	    ftruncate(fd, (off_t)IMG_SIZE) == -1)
-		err(1, "memfd");
-	if (seg_map(&seg, fd, IMG_BASE, IMG_SIZE, errbuf, sizeof(errbuf)) != 0)
-		errx(1, "%s", errbuf);
-	if (seg_format(&seg, id) != 0)
-		errx(1, "seg_format");
-	seg.sb->created = 1700000000;
-	if (filled) {
-		/* Slab 0: small blocks of class 3 (64 bytes). */
-		atomic_store(&seg.slabs[0].word, SHM_SLAB_WORD(SHM_SMALL, 3, 0));
-		for (i = 0; i < 20; i++) {
-			blk = slab_claim_one(&seg, 0, 3, &hint);
-			slab_set_live(&seg, 0, (uint32_t)blk, 3, 40 + i);
-			memset((void *)(slab_addr(&seg, 0) + (uintptr_t)blk *
-			    64), (int)i, 40 + i);
-		}
-		/* Slab 1: an extent of one slab. */
-		seg.slabs[1].run = 1;
-		seg.slabs[1].req = 30000;
-		atomic_store(&seg.slabs[1].word,
-		    SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
-		memset((void *)slab_addr(&seg, 1), 0x5a, 30000);
-		/* Slab 2: caught between RECLAIMING and FREE by a crash. */
-		atomic_store(&seg.slabs[2].word,
-		    SHM_SLAB_WORD(SHM_RECLAIMING, 7, 0));
-		/* A lease record of a process that is gone, on slab 0. */
-		seg.leases[0].owner_pid = 999999;
-		seg.leases[0].slab = 0;
-		seg.leases[0].cls = 3;
-		strcpy(seg.roots[0].name, "list");
-		atomic_store(&seg.roots[0].value, slab_addr(&seg, 0));
-		strcpy(seg.roots[1].name, "extent");
-		atomic_store(&seg.roots[1].value, slab_addr(&seg, 1));
-	}
-	len = seg.sb->bitmaps_off;
-	if ((meta = malloc(len)) == NULL)
+	if (fuzz_seed_image(filled, &b, &len) != 0)
+		errx(1, "cannot make the seed image");
+	if ((f = malloc(len + 1)) == NULL)
 		err(1, "malloc");
-	memcpy(meta, seg.sb, len);
-	if (image_runs(seg.slabs, seg.nslabs, &runs, &nruns) != 0)
-		errx(1, "image_runs");
-	if ((ifd = memfd_create("gen-image", MFD_CLOEXEC)) == -1 ||
-	    write(ifd, "\x01", 1) != 1 ||
-	    image_write(ifd, &seg, id, meta, len, runs, nruns, 3) != 0 ||
-	    fstat(ifd, &st) == -1)
-		errx(1, "image_write");
-	if ((b = malloc((size_t)st.st_size)) == NULL ||
-	    pread(ifd, b, (size_t)st.st_size, 0) != st.st_size)
-		err(1, "read back");
-	{
-		/* A fixed time, so that reruns write the same bytes. */
-		struct image_header h;
-
-		memcpy(&h, b + 1, sizeof(h));
-		h.time = 1700000000;
-		h.hash = image_hash(&h, offsetof(struct image_header, hash));
-		memcpy(b + 1, &h, sizeof(h));
-	}
-	spit("image", name, b, (size_t)st.st_size);
+	f[0] = 0x01;
+	memcpy(f + 1, b, len);
+	spit("image", name, f, len + 1);
+	free(f);
 	free(b);
-	free(meta);
-	free(runs);
-	close(ifd);
-	seg_unmap(&seg);
+}
+
+/*
+ * Patch mode (first byte 0x02): edits of the seed image, each a 4-byte
+ * offset into its metadata, a length and the bytes.  One seed edits
+ * nothing; the other writes slab 0's state word with the value it has.
+ */
+static void
+patches(void)
+{
+	struct shm_geom g;
+	uint8_t p[16];
+	size_t n = 0;
+
+	if (seg_geometry(UINT64_C(4) << 20, &g) != 0)
+		errx(1, "geometry");
+	p[n++] = 0x02;
+	spit("image", "patch-none", p, n);
+	p[n++] = (uint8_t)g.slabs_off;
+	p[n++] = (uint8_t)(g.slabs_off >> 8);
+	p[n++] = (uint8_t)(g.slabs_off >> 16);
+	p[n++] = (uint8_t)(g.slabs_off >> 24);
+	p[n++] = 4;
+	p[n++] = SHM_SMALL;
+	p[n++] = 3;
+	p[n++] = 0;
+	p[n++] = 0;
+	spit("image", "patch-slab0", p, n);
 }
 
 int
@@ -421,5 +387,6 @@ main(int argc, char **argv)
 	replies();
 	image("empty-heap", 0);
 	image("small-heap", 1);
+	patches();
 	return 0;
 }
