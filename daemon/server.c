@@ -718,6 +718,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	uintptr_t addr;
 	uint64_t v, usable;
 	uint32_t rec;
+	ssize_t got = 0;
 	int rc = 0, i, n;
 
 	c->requests++;
@@ -864,7 +865,25 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    heap->seg.size), READ_MAX);
 			break;
 		}
-		memcpy(rbuf, (void *)(uintptr_t)v, q->read->len);
+		/* Through the descriptor, not the mapping: a page nobody
+		 * committed reads as zeros instead of being allocated, which
+		 * on a full /dev/shm would be SIGBUS here. */
+		for (n = 0; (uint32_t)n < q->read->len; n += (int)got) {
+			got = pread(heap->seg.fd, rbuf + n, q->read->len -
+			    (uint32_t)n, (off_t)(v - heap->seg.base) + n);
+			if (got == -1 && errno == EINTR) {
+				got = 0;
+				continue;
+			}
+			if (got <= 0)
+				break;
+		}
+		if ((uint32_t)n < q->read->len) {
+			rc = -EIO;
+			snprintf(err, sizeof(err), "reading the heap: %s",
+			    got == -1 ? strerror(errno) : "short read");
+			break;
+		}
 		rr.data.data = rbuf;
 		rr.data.len = q->read->len;
 		r.body_case = ACLHEAP__REPLY__BODY_READ;
