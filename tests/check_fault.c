@@ -93,6 +93,28 @@ verify_live(void)
 	return r->verify->blocks_live;
 }
 
+/* Read (aclheapctl hexdump) of len bytes at addr: the reply's error. */
+static int
+read_at(uintptr_t addr, uint32_t len)
+{
+	static uint8_t abuf[FRAME_MAX + 4096];
+	struct frame_arena a;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Read m = ACLHEAP__READ__INIT;
+	Aclheap__Reply *r;
+	int rc;
+
+	m.addr = addr;
+	m.len = len;
+	q.body_case = ACLHEAP__REQUEST__BODY_READ;
+	q.read = &m;
+	frame_arena_init(&a, abuf, sizeof(abuf));
+	rc = conn_request(&q, &r, &a, NULL);
+	if (rc == 0)
+		ck_assert_uint_eq(r->read->data.len, len);
+	return -rc;
+}
+
 static void
 heap_checks_out(void)
 {
@@ -184,6 +206,21 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 	ck_assert_uint_gt(total, 32 << 20);
 	ck_assert_uint_lt(total, 64 << 20);
 	heap_checks_out();
+	/* A full /dev/shm does not stop a checkpoint (the state folder is
+	 * elsewhere). */
+	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
+	heap_checks_out();
+	/* Bytes nobody committed read as zeros; reading them must not
+	 * fault the daemon either. */
+	for (k = 1; k <= 64; k++) {
+		uint64_t s = conn_seg.nslabs - k;
+
+		ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(
+		    &conn_seg.slabs[s].word)), SHM_FREE);
+		ck_assert_int_eq(read_at(slab_addr(&conn_seg, s), 16384), 0);
+		ck_assert_int_eq(read_at(conn_seg.base + conn_seg.sb->sides_off +
+		    s * SHM_SIDE_BYTES, 8192), 0);
+	}
 	for (i = 0; i < n; i++)
 		ck_assert_uint_eq(aclfree(blk[i]), req[i]);
 	p = aclmalloc(32 << 20);
@@ -192,6 +229,40 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 	ck_assert_uint_eq(aclfree(p), 32 << 20);
 	heap_checks_out();
 	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+}
+END_TEST
+
+/*
+ * A heap far bigger than /dev/shm is fine as long as what is used fits:
+ * 16 GiB on 64 MiB.  Its bitmaps alone would take 128 MiB, so nothing may
+ * touch those of unused slabs: not the check at start-up, not Verify, not
+ * a checkpoint, not a client's shm_check().
+ */
+START_TEST(sparse_heap_bigger_than_shm)
+{
+	void *p[8];
+	int i;
+
+	private_tmpfs("/dev/shm", "64m");
+	td_init(&td, "sparse");
+	snprintf(td.size, sizeof(td.size), "16G");
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	for (i = 0; i < 8; i++) {
+		p[i] = aclmalloc(i % 2 ? 1 << 20 : 1000);
+		ck_assert_msg(p[i] != NULL, "%s", aclheap_last_error());
+		memset(p[i], i, aclheap_usable_size(p[i]));
+	}
+	heap_checks_out();
+	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
+	for (i = 0; i < 8; i++)
+		ck_assert_uint_eq(aclfree(p[i]), i % 2 ? 1 << 20 : 1000);
+	heap_checks_out();
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+	/* And it comes back from the image, still within 64 MiB. */
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+	heap_checks_out();
 }
 END_TEST
 
@@ -467,6 +538,7 @@ fault_suite(void)
 
 	tcase_add_checked_fixture(tc, NULL, down);
 	tcase_add_test(tc, tiny_shm_gives_enomem_not_sigbus);
+	tcase_add_test(tc, sparse_heap_bigger_than_shm);
 	tcase_add_test(tc, checkpoint_disk_full_keeps_image);
 	tcase_add_test(tc, checkpoint_retried_when_room_returns);
 	tcase_add_test(tc, fd_exhaustion_pauses_accept);
