@@ -171,24 +171,30 @@ log_waits_for(const char *what)
  * A 1 GiB heap on a 64 MiB /dev/shm: allocations fail with ENOMEM once the
  * memory is gone, every byte of every block handed out can be written (a
  * page the daemon did not commit would be SIGBUS here), the daemon goes on
- * verifying and freeing, and freed memory can be had again.
+ * verifying, checkpointing and freeing, the image comes back into the same
+ * /dev/shm after a reboot with every byte writable again, and freed memory
+ * can be had again.
  */
-START_TEST(tiny_shm_gives_enomem_not_sigbus)
+enum { MAXB = 200000 };
+static void *blk[MAXB];
+static size_t req[MAXB];
+static size_t nblk;
+
+/*
+ * Allocates blocks of shrinking sizes until each size fails, which must be
+ * with ENOMEM, writing every byte of each (every other block all zeros:
+ * an image keeps those as holes).  The bytes requested.
+ */
+static size_t
+fill_until_enomem(void)
 {
-	enum { MAXB = 200000 };
 	static const size_t sizes[] = { 1 << 20, 100000, 5000, 700, 100, 16 };
-	static void *blk[MAXB];
-	static size_t req[MAXB];
-	size_t n = 0, i, k, total = 0;
+	size_t k, total = 0;
 	void *p;
 
-	private_tmpfs("/dev/shm", "64m");
-	td_init(&td, "tinyshm");
-	snprintf(td.size, sizeof(td.size), "1G");
-	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		for (;;) {
-			ck_assert_uint_lt(n, MAXB);
+			ck_assert_uint_lt(nblk, MAXB);
 			errno = 0;
 			if ((p = aclmalloc(sizes[k])) == NULL) {
 				ck_assert_msg(errno == ENOMEM, "aclmalloc(%zu): "
@@ -196,12 +202,26 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 				    aclheap_last_error());
 				break;
 			}
-			memset(p, 0xa5, aclheap_usable_size(p));
-			blk[n] = p;
-			req[n++] = sizes[k];
+			memset(p, nblk % 2 ? 0xa5 : 0, aclheap_usable_size(p));
+			blk[nblk] = p;
+			req[nblk++] = sizes[k];
 			total += sizes[k];
 		}
 	}
+	return total;
+}
+
+START_TEST(tiny_shm_gives_enomem_not_sigbus)
+{
+	size_t n, i, k, total;
+	void *p;
+
+	private_tmpfs("/dev/shm", "64m");
+	td_init(&td, "tinyshm");
+	snprintf(td.size, sizeof(td.size), "1G");
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	total = fill_until_enomem();
+	n = nblk;
 	/* Most of /dev/shm went to blocks before the first ENOMEM. */
 	ck_assert_uint_gt(total, 32 << 20);
 	ck_assert_uint_lt(total, 64 << 20);
@@ -210,6 +230,23 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 	 * elsewhere). */
 	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
 	heap_checks_out();
+	/* After a reboot (nobody maps the old segment any more) the image
+	 * fits the same /dev/shm again... */
+	aclheap_detach();
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	for (i = 0; i < n; i++)
+		ck_assert_uint_eq(((unsigned char *)blk[i])[req[i] - 1],
+		    i % 2 ? 0xa5 : 0);
+	/* ...with the all-zero blocks committed again: whatever room is
+	 * left goes to new blocks, and then every byte of the old ones can
+	 * still be written. */
+	(void)fill_until_enomem();
+	for (i = 0; i < nblk; i++)
+		memset(blk[i], 0x77, aclheap_usable_size(blk[i]));
 	/* Bytes nobody committed read as zeros; reading them must not
 	 * fault the daemon either. */
 	for (k = 1; k <= 64; k++) {
@@ -221,7 +258,7 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 		ck_assert_int_eq(read_at(conn_seg.base + conn_seg.sb->sides_off +
 		    s * SHM_SIDE_BYTES, 8192), 0);
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < nblk; i++)
 		ck_assert_uint_eq(aclfree(blk[i]), req[i]);
 	p = aclmalloc(32 << 20);
 	ck_assert_msg(p != NULL, "after the frees: %s", aclheap_last_error());
