@@ -877,7 +877,9 @@ cmd_roots(int argc, char **argv)
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_LIST;
 	q.root_list = &m;
 	rl = ctl_request("roots", &q, ACLHEAP__REPLY__BODY_ROOTS, NULL)->roots;
-	qsort(rl->roots, rl->n_roots, sizeof(rl->roots[0]), root_cmp);
+	/* No roots decode as a NULL array, which qsort() may not be given. */
+	if (rl->n_roots > 0)
+		qsort(rl->roots, rl->n_roots, sizeof(rl->roots[0]), root_cmp);
 	if (json)
 		jopen(NULL, '[');
 	else if (rl->n_roots == 0)

@@ -208,9 +208,14 @@ job_finish(struct job *j)
 		last = r;
 		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes in %" PRIu64
 		    " ms", r.generation, r.bytes, r.duration_us / 1000);
-	} else if (r.error != 0)
+	} else if (r.error != 0) {
 		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
 		    r.message);
+		/* Nothing was saved: the interval timer must try again,
+		 * even if the heap does not change meanwhile. */
+		if (!j->dump)
+			H->dirty = 1;
+	}
 	/* At a stop the status stays "final checkpoint" until the end. */
 	if (!final) {
 		if (r.error != 0)
@@ -450,14 +455,12 @@ struct loader {
 };
 
 static int
-put_fd(void *ctx, uint64_t off, const void *p, size_t n)
+pwrite_all(int fd, const char *b, size_t n, uint64_t off)
 {
-	struct loader *l = ctx;
-	const char *b = p;
 	ssize_t w;
 
 	while (n > 0) {
-		w = pwrite(l->fd, b, n, (off_t)off);
+		w = pwrite(fd, b, n, (off_t)off);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -466,6 +469,108 @@ put_fd(void *ctx, uint64_t off, const void *p, size_t n)
 		b += w;
 		off += (uint64_t)w;
 		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+all_zero(const char *b, size_t n)
+{
+	uint64_t x = 0, v;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&v, b + i, 8);
+		x |= v;
+	}
+	for (; i < n; i++)
+		x |= (uint8_t)b[i];
+	return x == 0;
+}
+
+/*
+ * Stores what is not zero, a 4 KiB page of the segment at a time, runs of
+ * pages in one write: the new object reads as zeros already, and writing
+ * zeros would allocate pages for nothing (the bitmaps and side arrays of
+ * extents are all zeros and never committed).  What must be committed,
+ * load_commit() commits.
+ */
+static int
+put_fd(void *ctx, uint64_t off, const void *p, size_t n)
+{
+	struct loader *l = ctx;
+	const char *b = p, *run = NULL;
+	uint64_t run_off = 0;
+	size_t w;
+	int rc;
+
+	while (n > 0) {
+		w = 4096 - (size_t)(off % 4096);
+		if (w > n)
+			w = n;
+		if (!all_zero(b, w)) {
+			if (run == NULL) {
+				run = b;
+				run_off = off;
+			}
+		} else if (run != NULL) {
+			if ((rc = pwrite_all(l->fd, run, (size_t)(b - run),
+			    run_off)) != 0)
+				return rc;
+			run = NULL;
+		}
+		b += w;
+		off += w;
+		n -= w;
+	}
+	if (run != NULL)
+		return pwrite_all(l->fd, run, (size_t)(b - run), run_off);
+	return 0;
+}
+
+/*
+ * Commits what the allocator promises is committed (seg.c: memory is
+ * committed before it is handed out): the metadata, the bitmap, side
+ * array and data of every small slab, the data of every extent.  put_fd()
+ * left zeros as holes, so a /dev/shm too small for the heap shows up here
+ * as ENOMEM, not later as SIGBUS in a client.  An extent whose length is
+ * out of range is left to heap_rebuild() to refuse.
+ */
+static int
+load_commit(const struct shm_seg *seg)
+{
+	const struct shm_super *sb = seg->sb;
+	uint64_t s, run;
+	uint32_t w;
+	int rc;
+
+	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0)
+		return rc;
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		switch (SHM_SLAB_STATE(w)) {
+		case SHM_SMALL:
+		case SHM_RECLAIMING:
+			if ((rc = seg_commit(seg->fd, sb->bitmaps_off +
+			    s * SHM_BITMAP_BYTES, SHM_BITMAP_BYTES)) != 0 ||
+			    (rc = seg_commit(seg->fd, sb->sides_off +
+			    s * SHM_SIDE_BYTES, SHM_SIDE_BYTES)) != 0 ||
+			    (rc = seg_commit(seg->fd, sb->data_off +
+			    (s << SHM_SLAB_SHIFT), SHM_SLAB_SIZE)) != 0)
+				return rc;
+			break;
+		case SHM_LARGE_HEAD:
+			run = seg->slabs[s].run;
+			if (run == 0 || run > seg->nslabs - s)
+				break;
+			if ((rc = seg_commit(seg->fd, sb->data_off +
+			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
+				return rc;
+			s += run - 1;
+			break;
+		default:
+			break;
+		}
 	}
 	return 0;
 }
@@ -533,6 +638,11 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		log_errx("refusing image %s: its superblock does not match "
 		    "its header: %s", path, rc ? err : "identity");
 		rc = -EUCLEAN;
+		goto fail;
+	}
+	if ((rc = load_commit(&h->seg)) != 0) {
+		log_errx("cannot load image %s: the heap it holds does not fit "
+		    "in /dev/shm: %s", path, strerror(-rc));
 		goto fail;
 	}
 	image_settle(&h->seg);

@@ -127,6 +127,7 @@ uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);
 uint32_t heap_reap_leases(struct heap *);
 uint32_t heap_conn_leases(const struct heap *, const struct conn *);
 void	 heap_thaw(struct heap *);
+#define PROC_UNKNOWN	UINT64_MAX	/* heap_proc_start(): cannot tell */
 uint64_t heap_proc_start(pid_t);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
 
@@ -157,6 +158,8 @@ int	 server_listen(const struct config *, int *activated);
 int	 server_run(struct config *, struct heap *, int lfd, int argc,
 	    char **argv);
 int	 server_client_count(void);
+int	 server_setup(struct config *, struct heap *, struct event_base *);
+struct conn *server_conn_new(int fd);
 
 /* daemon/notify.c */
 void	 notify_ready(void);

@@ -111,10 +111,11 @@ proc_threads(pid_t pid)
 
 /*
  * Process start time, to tell a live lease owner from a reused pid.  0 when
- * the process is gone or a zombie with no thread left; UINT64_MAX when
- * /proc will not say (then it counts as alive: releasing a live process's
- * leases would hand its private blocks out twice).  A zombie leader whose
- * other threads still run is alive: its threads go on allocating.
+ * the process is gone or a zombie with no thread left; PROC_UNKNOWN when
+ * /proc will not say (out of descriptors, say: then it counts as alive,
+ * since releasing a live process's leases would hand its private blocks
+ * out twice).  A zombie leader whose other threads still run is alive:
+ * its threads go on allocating.
  */
 uint64_t
 heap_proc_start(pid_t pid)
@@ -126,7 +127,7 @@ heap_proc_start(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return errno == ENOENT || errno == ESRCH ? 0 : UINT64_MAX;
+		return errno == ENOENT || errno == ESRCH ? 0 : PROC_UNKNOWN;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -152,7 +153,9 @@ lease_owner_alive(const struct shm_lease *l)
 	if (l->owner_pid == 0)
 		return 0;
 	start = heap_proc_start((pid_t)l->owner_pid);
-	return start == UINT64_MAX || (start != 0 && start == l->owner_start);
+	if (start == PROC_UNKNOWN)
+		return 1;	/* ask again later */
+	return start != 0 && start == l->owner_start;
 }
 
 /* Clears the lease mark a record put on its slab's word. */
@@ -219,7 +222,9 @@ heap_lease_release(struct heap *h, uint32_t rec)
 /*
  * Rebuilds everything derived from the segment: free map, class lists,
  * lease owners.  Resolves what a crash can leave half done: a RECLAIMING
- * slab, lease records of dead processes.
+ * slab, lease records of dead processes.  It runs before shm_check() (a
+ * RECLAIMING slab only checks out once resolved), so it trusts nothing it
+ * indexes with: a class or an extent length out of range is -EUCLEAN.
  */
 int
 heap_rebuild(struct heap *h)
@@ -243,6 +248,21 @@ heap_rebuild(struct heap *h)
 		h->owners[i].conn = NULL;
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
+		if ((SHM_SLAB_STATE(w) == SHM_SMALL ||
+		    SHM_SLAB_STATE(w) == SHM_RECLAIMING) &&
+		    SHM_SLAB_CLS(w) >= SHM_NCLASSES) {
+			log_errx("slab %" PRIu64 " has size class %u; there "
+			    "are %d", s, SHM_SLAB_CLS(w), SHM_NCLASSES);
+			return -EUCLEAN;
+		}
+		if (SHM_SLAB_STATE(w) == SHM_LARGE_HEAD &&
+		    (seg->slabs[s].run == 0 ||
+		    seg->slabs[s].run > seg->nslabs - s)) {
+			log_errx("extent at slab %" PRIu64 " claims %u slabs of "
+			    "the %" PRIu64 " left", s, seg->slabs[s].run,
+			    seg->nslabs - s);
+			return -EUCLEAN;
+		}
 		switch (SHM_SLAB_STATE(w)) {
 		case SHM_RECLAIMING:
 			/* A crash in the middle of a reclaim: finish it or
@@ -440,12 +460,16 @@ fail:
 
 /*
  * Adopts the live segment, else loads the image, else formats a new heap.
- * Then rebuilds the derived state and runs the validator.
+ * Then rebuilds the derived state and runs the validator.  A segment made
+ * here from the image (or formatted) that fails is removed again: left in
+ * /dev/shm, it would be adopted at the next start in place of the image.
+ * An adopted one stays, since it may hold writes the image does not.
  */
 int
 heap_open(struct heap *h, const struct config *c)
 {
 	char path[4096], err[1024];
+	const char *from = "the live segment";
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -461,25 +485,38 @@ heap_open(struct heap *h, const struct config *c)
 		if (access(path, F_OK) == 0) {
 			if ((rc = ckpt_load(h, c, path)) != 0)
 				return rc;
+			from = path;
 		} else if ((rc = heap_format(h, c)) != 0)
 			return rc;
+		else
+			from = "the new heap";
 	}
 	/* Validate before deriving anything: the rebuild indexes by class
 	 * and walks extents, and the segment is writable by every client. */
 	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
-		log_errx("heap fails its check: %s", err);
-		return -EUCLEAN;
+		log_errx("heap from %s fails its check: %s", from, err);
+		rc = -EUCLEAN;
+		goto fail;
 	}
 	atomic_fetch_add(&h->seg.sb->epoch, 1);
 	if ((rc = heap_rebuild(h)) != 0) {
-		log_errx("cannot rebuild the heap's state: %s", strerror(-rc));
-		return rc;
+		log_errx("cannot rebuild the heap's state from %s: %s", from,
+		    strerror(-rc));
+		goto fail;
 	}
 	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
-		log_errx("heap fails its check after the rebuild: %s", err);
-		return -EUCLEAN;
+		log_errx("heap from %s fails its check after the rebuild: %s",
+		    from, err);
+		rc = -EUCLEAN;
+		goto fail;
 	}
 	return 0;
+fail:
+	if (!h->adopted) {
+		seg_unmap(&h->seg);
+		seg_unlink(h->identity);
+	}
+	return rc;
 }
 
 void
@@ -654,7 +691,7 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 {
 	struct shm_seg *seg = &h->seg;
 	uint32_t i, w;
-	int64_t s;
+	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
 	long b;
 
 	for (;;) {
@@ -991,6 +1028,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint32_t rec, i, w, best_free = 0, f;
+	uint64_t start = 0;
 	int64_t s = -1;
 
 	if (cls >= SHM_NCLASSES)
@@ -1001,6 +1039,10 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		    seg->leases[rec].cls != cls)
 			return -EINVAL;
 	} else {
+		/* Without the owner's start time the lease could not be
+		 * told from one of a later process with the same pid. */
+		if ((start = heap_proc_start(pid)) == PROC_UNKNOWN)
+			return -EMFILE;
 		for (rec = 0; rec < SHM_LEASES; rec++)
 			if (seg->leases[rec].owner_pid == 0)
 				break;
@@ -1028,7 +1070,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		lease_unmark(h, rec);
 	else {
 		l->cls = (uint8_t)cls;
-		l->owner_start = heap_proc_start(pid);
+		l->owner_start = start;
 		atomic_store(&l->word, 0);
 		atomic_store(&l->mask, 0);
 		atomic_store(&l->pending, 0);

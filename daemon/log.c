@@ -63,6 +63,10 @@ log_level_parse(const char *s)
 
 static void
 vlog(int pri, const char *fmt, va_list ap, const char *tail)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+vlog(int pri, const char *fmt, va_list ap, const char *tail)
 {
 	char buf[1024];
 	int saved = errno;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,13 +78,31 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct heap heap;
 	struct stat st, sock_st;
-	int rc, lfd, lockfd, activated;
+	sigset_t sigs;
+	int rc, lfd, lockfd = -1, activated, status = 1, opened = 0;
 
+	/*
+	 * The signals the loop handles wait, blocked, until server_run()
+	 * watches them: before that their default action would end the
+	 * daemon, and the socket already accepts clients (and an admin's
+	 * kill -USR1) before the loop runs.  A TERM during a long image load
+	 * is then a graceful stop once the heap is up.
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	config_defaults(&cfg);
-	if ((rc = config_parse_args(&cfg, argc, argv)) != 0)
-		return rc > 0 ? 0 : 2;
-	if (config_finish(&cfg) != 0)
-		return 2;
+	if ((rc = config_parse_args(&cfg, argc, argv)) != 0) {
+		status = rc > 0 ? 0 : 2;
+		goto out;
+	}
+	if (config_finish(&cfg) != 0) {
+		status = 2;
+		goto out;
+	}
 	log_init(cfg.log_level, !isatty(STDERR_FILENO));
 	umask(077);
 	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
@@ -99,20 +118,21 @@ main(int argc, char **argv)
 			}
 		if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
 			log_warn("state folder %s", cfg.state_dir);
-			return 1;
+			goto out;
 		}
 	}
 	if ((lockfd = lock_state(cfg.state_dir)) == -1)
-		return 1;
+		goto out;
 	notify_status("opening heap");
+	opened = 1;
 	if (heap_open(&heap, &cfg) != 0)
-		return 1;
+		goto out;
 	notify_status("%s heap", heap.adopted ? "adopted live" :
 	    heap.loaded ? "loaded" : "formatted new");
 	if ((lfd = server_listen(&cfg, &activated)) < 0) {
 		log_errx("cannot listen on %s: %s", cfg.socket_path,
 		    strerror(-lfd));
-		return 1;
+		goto out;
 	}
 	memset(&sock_st, 0, sizeof(sock_st));
 	if (!activated && stat(cfg.socket_path, &sock_st) == -1)
@@ -120,7 +140,7 @@ main(int argc, char **argv)
 	if (!cfg.foreground && !activated && getenv("NOTIFY_SOCKET") == NULL &&
 	    detach(lockfd) != 0) {
 		log_warn("fork");
-		return 1;
+		goto out;
 	}
 	if (cfg.foreground)
 		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
@@ -129,14 +149,18 @@ main(int argc, char **argv)
 		    "the build folder); stop with Ctrl-C\n", heap.seg.base,
 		    heap.seg.size >> 20, cfg.state_dir, cfg.socket_path,
 		    cfg.socket_path);
-	rc = server_run(&cfg, &heap, lfd, argc, argv);
+	status = server_run(&cfg, &heap, lfd, argc, argv);
 	/* Remove the socket only if it is still the one we bound: a daemon
 	 * started while we stopped may own the path by now. */
 	if (!activated && stat(cfg.socket_path, &st) == 0 &&
 	    st.st_dev == sock_st.st_dev && st.st_ino == sock_st.st_ino)
 		unlink(cfg.socket_path);
-	heap_close(&heap);
+out:
+	/* Everything freed, so that LeakSanitizer sees real leaks only. */
+	if (opened)
+		heap_close(&heap);
 	config_free(&cfg);
-	close(lockfd);
-	return rc;
+	if (lockfd >= 0)
+		close(lockfd);
+	return status;
 }

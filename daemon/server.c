@@ -16,14 +16,17 @@
 #include "config.h"
 
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,6 +76,7 @@ static struct config *cfg;
 static struct heap *heap;
 static time_t started;
 static int accept_paused;
+static int conn_max;		/* what the descriptor limit allows, 0: any */
 static int saved_argc;
 static char **saved_argv;
 static uint8_t arena_buf[256 * 1024];
@@ -204,11 +208,56 @@ conn_close(struct conn *c)
 	free(c->in);
 	free(c->out);
 	free(c);
-	if (accept_paused) {
+	if (accept_paused && (conn_max == 0 || nconns < conn_max)) {
 		accept_paused = 0;
 		event_add(accept_ev, NULL);
 		log_notice("accepting connections again");
 	}
+}
+
+/* Stops accepting until a connection goes away; says so once. */
+static void
+accept_pause(const char *why)
+{
+	if (accept_paused)
+		return;
+	log_warnx("%d clients, %s: not accepting until one leaves", nconns,
+	    why);
+	accept_paused = 1;
+	event_del(accept_ev);
+}
+
+/*
+ * Connections may use the descriptors that are free when the loop starts,
+ * less FD_RESERVE for the daemon's own work: a checkpoint opens two, a
+ * dump one and one to pass it, each Hello passes a duplicate of the
+ * segment's, and the lease reaper reads /proc.  Without the reserve, idle
+ * clients could take the last descriptor and every checkpoint would fail.
+ */
+#define FD_RESERVE	16
+
+static void
+conn_limit_init(void)
+{
+	struct rlimit rl;
+	struct dirent *e;
+	DIR *d;
+	int open_fds = -1;	/* the one opendir() holds */
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX)
+		return;
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			open_fds++;
+	closedir(d);
+	conn_max = (int)rl.rlim_cur - open_fds - FD_RESERVE;
+	if (conn_max < 1)
+		conn_max = 1;
+	log_debug("descriptor limit %d: up to %d clients", (int)rl.rlim_cur,
+	    conn_max);
 }
 
 /* Writes what is queued, the passed descriptor (if any) with its byte.
@@ -312,37 +361,23 @@ reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
 	reply_send(c, &r);
 }
 
-static void
-accept_cb(evutil_socket_t lfd, short what, void *arg)
+/*
+ * A connection on an accepted socket: its peer's credentials, its events.
+ * NULL (fd closed, reason logged) when it cannot be set up.  The fuzzer
+ * calls this with one end of a socketpair.
+ */
+struct conn *
+server_conn_new(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct conn *c;
-	int fd;
 
-	(void)what;
-	(void)arg;
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1) {
-		if (errno == EMFILE || errno == ENFILE) {
-			/* Stop accepting until a connection goes away. */
-			if (!accept_paused) {
-				log_warnx("out of file descriptors with %d "
-				    "clients: not accepting until one leaves",
-				    nconns);
-				accept_paused = 1;
-				event_del(accept_ev);
-			}
-		} else if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
-			log_warn("accept");
-		return;
-	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
 	    (c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("new connection");
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->fd = fd;
 	c->pid = cred.pid;
@@ -362,12 +397,34 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			event_free(c->wev);
 		close(fd);
 		free(c);
-		return;
+		return NULL;
 	}
 	c->in_cap = IN_INIT;
 	TAILQ_INSERT_TAIL(&conns, c, link);
 	nconns++;
 	event_add(c->rev, NULL);
+	if (conn_max > 0 && nconns >= conn_max && accept_ev != NULL)
+		accept_pause("all the descriptor limit (RLIMIT_NOFILE) allows");
+	return c;
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	int fd;
+
+	(void)what;
+	(void)arg;
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno == EMFILE || errno == ENFILE)
+			accept_pause("out of file descriptors");
+		else if (errno != EAGAIN && errno != EINTR &&
+		    errno != ECONNABORTED)
+			log_warn("accept");
+		return;
+	}
+	(void)server_conn_new(fd);
 }
 
 static const char *
@@ -656,9 +713,11 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	uintptr_t addr;
 	uint64_t v, usable;
 	uint32_t rec;
+	ssize_t got = 0;
 	int rc = 0, i, n;
 
 	c->requests++;
+	err[0] = '\0';
 	r.id = q->id;
 	if (q->body_case == ACLHEAP__REQUEST__BODY_HELLO) {
 		if (c->hello) {
@@ -696,8 +755,6 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		break;
 	case ACLHEAP__REQUEST__BODY_FREE:
 		if ((rc = heap_free(heap, q->free->addr, &v)) != 0) {
-			log_debug("pid %d: refused free of 0x%" PRIx64, (int)c->pid,
-			    q->free->addr);
 			snprintf(err, sizeof(err), "0x%" PRIx64 " is not a live "
 			    "block", q->free->addr);
 			break;
@@ -802,8 +859,6 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		v = q->read->addr;
 		if (q->read->len > READ_MAX || !addr_ok(v) ||
 		    q->read->len > heap->seg.base + heap->seg.size - v) {
-			log_debug("pid %d: refused read of %u bytes at 0x%"
-			    PRIx64, (int)c->pid, q->read->len, v);
 			rc = -ERANGE;
 			snprintf(err, sizeof(err), "0x%" PRIx64 "+%u is not "
 			    "inside the heap 0x%" PRIxPTR "-0x%" PRIxPTR
@@ -812,7 +867,25 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    heap->seg.size), READ_MAX);
 			break;
 		}
-		memcpy(rbuf, (void *)(uintptr_t)v, q->read->len);
+		/* Through the descriptor, not the mapping: a page nobody
+		 * committed reads as zeros instead of being allocated, which
+		 * on a full /dev/shm would be SIGBUS here. */
+		for (n = 0; (uint32_t)n < q->read->len; n += (int)got) {
+			got = pread(heap->seg.fd, rbuf + n, q->read->len -
+			    (uint32_t)n, (off_t)(v - heap->seg.base) + n);
+			if (got == -1 && errno == EINTR) {
+				got = 0;
+				continue;
+			}
+			if (got <= 0)
+				break;
+		}
+		if ((uint32_t)n < q->read->len) {
+			rc = -EIO;
+			snprintf(err, sizeof(err), "reading the heap: %s",
+			    got == -1 ? strerror(errno) : "short read");
+			break;
+		}
 		aclheap__read_reply__init(&rr);
 		rr.data.data = rbuf;
 		rr.data.len = q->read->len;
@@ -830,8 +903,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	case ACLHEAP__REQUEST__BODY_LEASE:
 		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
 		    q->lease->renew, &v, &rec)) != 0) {
-			snprintf(err, sizeof(err), "no slab to lease for class "
-			    "%u", q->lease->cls);
+			snprintf(err, sizeof(err), rc == -EMFILE ? "aclheapd "
+			    "is out of descriptors" : "no slab to lease for "
+			    "class %u", q->lease->cls);
 			break;
 		}
 		aclheap__lease_reply__init(&lr);
@@ -870,6 +944,11 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		else if (rc == -ENOSPC)
 			snprintf(err, sizeof(err), "the root table is full "
 			    "(%d roots)", SHM_ROOTS);
+		else if (err[0] == '\0')
+			snprintf(err, sizeof(err), "%s", strerror(-rc));
+		/* Every refusal, for whoever debugs a client. */
+		log_debug("pid %d: refused %s: %s", (int)c->pid,
+		    frame_body_name(q), err);
 	} else if (r.body_case == ACLHEAP__REPLY__BODY__NOT_SET) {
 		r.body_case = ACLHEAP__REPLY__BODY_OK;
 		r.ok = &ok;
@@ -1072,6 +1151,23 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * What serving needs besides sockets and signals: the settings, the heap,
+ * the loop, the decoding arena and the checkpointer.  server_run() calls
+ * it; so does the dispatch fuzzer, which then feeds connections made with
+ * server_conn_new() and runs the loop itself.
+ */
+int
+server_setup(struct config *c, struct heap *h, struct event_base *eb)
+{
+	cfg = c;
+	heap = h;
+	base = eb;
+	started = time(NULL);
+	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
+	return ckpt_init(h, c, eb);
+}
+
+/*
  * Runs the loop until TERM or INT, then writes the final checkpoint.
  * Returns the exit status.
  */
@@ -1080,31 +1176,33 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	struct event *sev[4];
+	struct event_base *eb;
+	sigset_t blocked;
 	struct ckpt_result res;
 	struct conn *cn;
 	uint64_t wd;
 	size_t i;
 	int status = 0;
 
-	cfg = c;
-	heap = h;
 	saved_argc = argc;
 	saved_argv = argv;
-	started = time(NULL);
-	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
 	signal(SIGPIPE, SIG_IGN);
-	if ((base = event_base_new()) == NULL)
+	if ((eb = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	if (server_setup(c, h, eb) != 0)
+		fatalx("cannot set up checkpoints");
+	sigemptyset(&blocked);
 	for (i = 0; i < 4; i++) {
 		sev[i] = evsignal_new(base, sigs[i], sig_cb, NULL);
 		if (sev[i] == NULL || evsignal_add(sev[i], NULL) != 0)
 			fatalx("cannot watch signal %d", sigs[i]);
+		sigaddset(&blocked, sigs[i]);
 	}
+	/* main() blocked them until now; any that came are delivered. */
+	sigprocmask(SIG_UNBLOCK, &blocked, NULL);
 	accept_ev = event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	if (accept_ev == NULL || event_add(accept_ev, NULL) != 0)
 		fatalx("cannot watch the socket");
-	if (ckpt_init(h, c, base) != 0)
-		fatalx("cannot set up checkpoints");
 	{
 		struct timeval tv = { 2, 0 };
 
@@ -1112,6 +1210,7 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		if (reap_ev == NULL || event_add(reap_ev, &tv) != 0)
 			fatalx("cannot set up the lease reaper");
 	}
+	conn_limit_init();
 	if ((wd = notify_watchdog_usec()) > 0) {
 		struct timeval tv = { (time_t)(wd / 1000000),
 		    (suseconds_t)(wd % 1000000) };

@@ -106,20 +106,73 @@ frame_arena_reset(struct frame_arena *a)
 	a->used = 0;
 }
 
+/*
+ * No valid message has a field numbered 0.  protobuf-c 1.4 refuses one
+ * whose tag is written in one byte, but keeps it as an unknown field when
+ * the tag is padded to more bytes, and then packs it back in the one-byte
+ * form that it refuses.  Such a message is malformed, at any depth.
+ */
+static int
+fields_valid(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const ProtobufCFieldDescriptor *f;
+	const ProtobufCMessage *const *arr, *sub;
+	const char *base = (const char *)m;
+	size_t k, n;
+	unsigned i;
+
+	for (i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return 0;
+	for (i = 0; i < d->n_fields; i++) {
+		f = &d->fields[i];
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			memcpy(&n, base + f->quantifier_offset, sizeof(n));
+			memcpy(&arr, base + f->offset, sizeof(arr));
+			for (k = 0; k < n; k++)
+				if (!fields_valid(arr[k]))
+					return 0;
+			continue;
+		}
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which;
+
+			memcpy(&which, base + f->quantifier_offset,
+			    sizeof(which));
+			if (which != f->id)
+				continue;
+		}
+		memcpy(&sub, base + f->offset, sizeof(sub));
+		if (sub != NULL && !fields_valid(sub))
+			return 0;
+	}
+	return 1;
+}
+
+/* What is refused stays in the arena, released by frame_arena_reset(). */
 Aclheap__Request *
 frame_unpack_request(struct frame_arena *a, const uint8_t *buf, size_t len)
 {
+	Aclheap__Request *q;
+
 	if (len > FRAME_MAX)
 		return NULL;
-	return aclheap__request__unpack(&a->alloc, len, buf);
+	q = aclheap__request__unpack(&a->alloc, len, buf);
+	return q != NULL && fields_valid(&q->base) ? q : NULL;
 }
 
 Aclheap__Reply *
 frame_unpack_reply(struct frame_arena *a, const uint8_t *buf, size_t len)
 {
+	Aclheap__Reply *r;
+
 	if (len > FRAME_MAX)
 		return NULL;
-	return aclheap__reply__unpack(&a->alloc, len, buf);
+	r = aclheap__reply__unpack(&a->alloc, len, buf);
+	return r != NULL && fields_valid(&r->base) ? r : NULL;
 }
 
 /*

@@ -8,11 +8,14 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shm.h"
 
@@ -98,6 +101,55 @@ check_slab_settled(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	return 0;
 }
 
+/*
+ * Whether the page holding slab s's bitmap is in memory.  The bitmaps of
+ * slabs never put to use are holes in the segment, and reading a hole
+ * through a shared mapping allocates a page: on a full /dev/shm that is
+ * SIGBUS, and on a big, sparse heap a check would commit every bitmap.  A
+ * hole reads as zeros, so a free slab whose bitmap page is not in memory
+ * has no bit set and there is nothing to check.  (A page that is swapped
+ * out is passed over too; later checks see it again.)  mincore() is asked
+ * for RESID_PAGES pages at a time.
+ */
+#define RESID_PAGES	4096
+
+struct resid {
+	uintptr_t base;		/* the bitmaps' first page */
+	uint64_t pages;		/* pages of bitmaps */
+	uint64_t first, n;	/* pages vec describes */
+	size_t page;
+	unsigned char vec[RESID_PAGES];
+};
+
+static void
+resid_init(const struct shm_seg *seg, struct resid *r)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	r->page = pg > 0 ? (size_t)pg : 4096;
+	r->base = (uintptr_t)seg->bitmaps & ~(uintptr_t)(r->page - 1);
+	r->pages = ((uintptr_t)slab_bitmap(seg, seg->nslabs) - r->base +
+	    r->page - 1) / r->page;
+	r->first = r->n = 0;
+}
+
+static int
+bitmap_resident(const struct shm_seg *seg, uint64_t s, struct resid *r)
+{
+	uint64_t p = ((uintptr_t)slab_bitmap(seg, s) - r->base) / r->page;
+
+	if (p < r->first || p >= r->first + r->n) {
+		r->first = p;
+		r->n = r->pages - p < RESID_PAGES ? r->pages - p : RESID_PAGES;
+		if (mincore((void *)(r->base + p * r->page), r->n * r->page,
+		    r->vec) == -1) {
+			r->n = 0;
+			return 1;	/* cannot tell: read it */
+		}
+	}
+	return r->vec[p - r->first] & 1;
+}
+
 static int
 free_slab_settled(const struct shm_seg *seg, uint64_t s)
 {
@@ -117,7 +169,8 @@ free_slab_settled(const struct shm_seg *seg, uint64_t s)
  */
 static int
 check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
-    struct shm_report *r, uint64_t *next, char *err, size_t errlen)
+    struct resid *res, struct shm_report *r, uint64_t *next, char *err,
+    size_t errlen)
 {
 	const struct shm_slab *sl = &seg->slabs[s];
 	uint64_t t, n, h;
@@ -139,9 +192,13 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 	case SHM_RECLAIMING:
 		if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
 			FAIL("free slab %" PRIu64 " is leased", s);
-		/* Above the high-water mark nothing was ever used: reading
-		 * those bitmaps would only make tmpfs allocate the pages. */
-		if (s < *hwm && !free_slab_settled(seg, s))
+		/* Reading a bitmap page nobody committed would make tmpfs
+		 * allocate it (SIGBUS on a full /dev/shm): above the
+		 * high-water mark nothing was ever used, and below it only
+		 * resident pages can hold a claim. */
+		if ((st == SHM_RECLAIMING || (s < *hwm &&
+		    bitmap_resident(seg, s, res))) &&
+		    !free_slab_settled(seg, s))
 			FAIL("free slab %" PRIu64 " has claimed blocks", s);
 		r->slabs_free++;
 		return 0;
@@ -200,6 +257,7 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
     size_t errlen)
 {
 	struct shm_report tmp, part, *r = rep != NULL ? rep : &tmp;
+	struct resid res;
 	uint64_t s, next, hwm;
 	int rc, i, tries;
 
@@ -211,6 +269,7 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 	if (hwm > seg->nslabs)
 		FAIL("high-water mark %" PRIu64 " is past the %" PRIu64
 		    " slabs", hwm, seg->nslabs);
+	resid_init(seg, &res);
 	for (i = 0; i < SHM_ROOTS; i++) {
 		if (seg->roots[i].name[0] == '\0')
 			continue;
@@ -223,8 +282,8 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 		 * stays put through several looks is reported. */
 		for (tries = 0;; tries++) {
 			memset(&part, 0, sizeof(part));
-			rc = check_slab(seg, s, &hwm, &part, &next, err,
-			    errlen);
+			rc = check_slab(seg, s, &hwm, &res, &part, &next,
+			    err, errlen);
 			if (rc == 0 || tries == 3)
 				break;
 			sched_yield();

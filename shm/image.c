@@ -83,12 +83,50 @@ image_write_header(int fd, const struct image_header *h)
 }
 
 /*
- * One section: its header, the parts one after the other as its payload, and
- * the payload's hash.  Parts may be live shared memory.
+ * Copies n bytes of a part into buf.  A part inside the segment src is
+ * read through the segment's descriptor when there is one: a page never
+ * committed is a hole, which pread() returns as zeros, while touching it
+ * through the mapping allocates it, and faults (SIGBUS) when /dev/shm is
+ * full.  Extents leave the bitmaps and side arrays of their slabs
+ * uncommitted, and those are part of every run.
  */
-int
-image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
-    const void *const *parts, const size_t *lens, int nparts)
+static int
+part_copy(const struct shm_seg *src, void *buf, const char *p, size_t n)
+{
+	uintptr_t a = (uintptr_t)p, lo, hi;
+	size_t got = 0;
+	ssize_t r;
+
+	if (src != NULL && src->fd >= 0) {
+		lo = (uintptr_t)src->sb;
+		hi = lo + src->size;
+		if (a >= lo && a < hi && n <= hi - a) {
+			while (got < n) {
+				r = pread(src->fd, (char *)buf + got, n - got,
+				    (off_t)(a - lo + got));
+				if (r == -1 && errno == EINTR)
+					continue;
+				if (r == -1)
+					return -errno;
+				if (r == 0)
+					return -EIO;
+				got += (size_t)r;
+			}
+			return 0;
+		}
+	}
+	memcpy(buf, p, n);
+	return 0;
+}
+
+/*
+ * One section: its header, the parts one after the other as its payload, and
+ * the payload's hash.  Parts may be live shared memory of src.
+ */
+static int
+write_section(int fd, const struct shm_seg *src, uint32_t type,
+    uint64_t first, uint64_t count, const void *const *parts,
+    const size_t *lens, int nparts)
 {
 	struct image_section s;
 	XXH3_state_t *st;
@@ -117,7 +155,9 @@ image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
 	for (i = 0; i < nparts; i++) {
 		for (off = 0; off < lens[i]; off += n) {
 			n = lens[i] - off < CHUNK ? lens[i] - off : CHUNK;
-			memcpy(buf, (const char *)parts[i] + off, n);
+			if ((rc = part_copy(src, buf, (const char *)parts[i] +
+			    off, n)) != 0)
+				goto out;
 			XXH3_64bits_update(st, buf, n);
 			if ((rc = image_write_all(fd, buf, n)) != 0)
 				goto out;
@@ -136,6 +176,14 @@ out:
 	free(buf);
 	XXH3_freeState(st);
 	return rc;
+}
+
+int
+image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
+    const void *const *parts, const size_t *lens, int nparts)
+{
+	return write_section(fd, NULL, type, first, count, parts, lens,
+	    nparts);
 }
 
 /*
@@ -227,7 +275,7 @@ image_write(int fd, const struct shm_seg *seg, const uint8_t identity[16],
 		lens[1] = n * SHM_SIDE_BYTES;
 		parts[2] = (const void *)slab_addr(seg, f);
 		lens[2] = n << SHM_SLAB_SHIFT;
-		if ((rc = image_write_section(fd, IMG_RUN, f, n, parts, lens,
+		if ((rc = write_section(fd, seg, IMG_RUN, f, n, parts, lens,
 		    3)) != 0)
 			return rc;
 		sections++;

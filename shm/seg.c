@@ -219,11 +219,19 @@ seg_map(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
 		return saved == ENOMEM ? -ENOMEM : -saved;
 	}
 	if ((uintptr_t)p != base) {
-		/* The kernel took the flag as a hint: never keep a relocation. */
+		/* The flag was taken as a hint (kernels before 4.17, and
+		 * valgrind): never keep a relocation, and still name what
+		 * is in the way. */
 		munmap(p, size);
-		snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%" PRIxPTR
-		    " is not available (kernel offered 0x%" PRIxPTR ")",
-		    base, (uintptr_t)(base + size), (uintptr_t)p);
+		if (seg_range_owner(base, base + size, owner, sizeof(owner)))
+			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
+			    PRIxPTR " is already mapped in this process by %s",
+			    base, (uintptr_t)(base + size), owner);
+		else
+			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
+			    PRIxPTR " is not available (kernel offered 0x%"
+			    PRIxPTR ")", base, (uintptr_t)(base + size),
+			    (uintptr_t)p);
 		return -EADDRINUSE;
 	}
 	seg_bind(seg, p, base, size);

@@ -63,7 +63,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		1u
+#define SHM_VERSION		2u	/* 2: slab_hwm, lease set_slab */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)

@@ -352,8 +352,174 @@ START_TEST(requests_outside_heap_refused)
 	raw_send(fd, &q);
 	ck_assert_int_eq(raw_reply(fd)->error, EINVAL);
 	close(fd);
-	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused read"));
-	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused free of 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "<7>"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused read: 0x1000+16"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused free: 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "refused root_get: root "
+	    "names are"));
+}
+END_TEST
+
+static Aclheap__Reply *
+raw_call(int fd, Aclheap__Request *q)
+{
+	raw_send(fd, q);
+	return raw_reply(fd);
+}
+
+/* Live blocks, requested bytes and roots, as the daemon counts them. */
+static void
+raw_counts(int fd, uint64_t out[3])
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Stats st = ACLHEAP__STATS__INIT;
+	Aclheap__Reply *r;
+
+	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+	q.stats = &st;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->body_case, ACLHEAP__REPLY__BODY_STATS);
+	out[0] = r->stats->blocks_in_use;
+	out[1] = r->stats->bytes_requested;
+	out[2] = r->stats->roots;
+}
+
+/*
+ * The rest of the bad-input table at the wire: root names that are not
+ * 1 to 63 printable bytes for every root request, frees and reallocs of
+ * what is not the start of a live block, sizes past the heap, leases of
+ * classes that do not exist and of records that are not the caller's.
+ * Each gets its errno, changes nothing, and is logged at debug.
+ */
+START_TEST(bad_requests_change_nothing)
+{
+	static char long_name[SHM_ROOT_NAME_MAX + 2];
+	static const char *const bad_names[] = { "", "tab\there", "\x7f",
+	    "caf\xc3\xa9", long_name };
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Realloc re = ACLHEAP__REALLOC__INIT;
+	Aclheap__Root rs = ACLHEAP__ROOT__INIT;
+	Aclheap__RootCas rc = ACLHEAP__ROOT_CAS__INIT;
+	Aclheap__RootRemove rr = ACLHEAP__ROOT_REMOVE__INIT;
+	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
+	Aclheap__ReleaseSlab rel = ACLHEAP__RELEASE_SLAB__INIT;
+	Aclheap__Reply *r;
+	uint64_t before[3], after[3], blk, big, heap_size = UINT64_C(64) << 20;
+	size_t i;
+	int fd = raw_hello();
+	char *log;
+
+	memset(long_name, 'n', SHM_ROOT_NAME_MAX + 1);
+	/* Something to aim at: a small block, an extent, a root. */
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	a.size = 100;
+	blk = raw_call(fd, &q)->alloc->addr;
+	a.size = 200000;
+	big = raw_call(fd, &q)->alloc->addr;
+	rs.name = "kept";
+	rs.value = blk;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &rs;
+	ck_assert_int_eq(raw_call(fd, &q)->error, 0);
+	raw_counts(fd, before);
+
+	for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		rs.name = (char *)bad_names[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+		q.root_set = &rs;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+		rc.name = (char *)bad_names[i];
+		rc.desired = blk;
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
+		q.root_cas = &rc;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+		rr.name = (char *)bad_names[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_REMOVE;
+		q.root_remove = &rr;
+		ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	}
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	f.addr = blk + 16;			/* inside a block */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = big + 65536;			/* inside an extent */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = TEST_BASE + heap_size;		/* just past the heap */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	f.addr = TEST_BASE;			/* the superblock */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
+	q.realloc = &re;
+	re.addr = 0xdeadbeef;
+	re.size = 10;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	re.addr = blk;
+	re.size = heap_size;			/* more than the heap */
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	a.size = heap_size + 1;
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	a.size = UINT64_MAX;
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOMEM);
+	a.size = 10;
+	a.alignment = UINT64_C(1) << 40;	/* past the 1 GiB maximum */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
+	q.lease = &ls;
+	ls.cls = SHM_NCLASSES;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
+	q.release = &rel;
+	rel.record = 3;				/* not ours */
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+	rel.record = UINT32_MAX;
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);
+
+	/* Nothing changed: same blocks and roots, the root as it was, the
+	 * block still live with its size, and the heap checks out. */
+	raw_counts(fd, after);
+	ck_assert_int_eq(memcmp(before, after, sizeof(before)), 0);
+	{
+		Aclheap__RootGet g = ACLHEAP__ROOT_GET__INIT;
+
+		g.name = "kept";
+		q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
+		q.root_get = &g;
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->root->value, blk);
+	}
+	{
+		Aclheap__Verify v = ACLHEAP__VERIFY__INIT;
+
+		q.body_case = ACLHEAP__REQUEST__BODY_VERIFY;
+		q.verify = &v;
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->verify->blocks_live, 2);
+	}
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	f.addr = blk;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_eq(r->free->size, 100);
+	ck_assert_int_eq(raw_call(fd, &q)->error, EINVAL);	/* twice */
+	close(fd);
+	log = td_log(&td);
+	ck_assert_ptr_nonnull(strstr(log, "<7>"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_set: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_cas: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused root_remove: root names"));
+	ck_assert_ptr_nonnull(strstr(log, "refused realloc: 0xdeadbeef"));
+	ck_assert_ptr_nonnull(strstr(log, "refused alloc: no room"));
+	ck_assert_ptr_nonnull(strstr(log, "refused lease:"));
+	ck_assert_ptr_nonnull(strstr(log, "refused release: lease 3 is not "
+	    "yours"));
 }
 END_TEST
 
@@ -450,6 +616,41 @@ START_TEST(usr1_checkpoints)
 	while (stat(img, &st) != 0 && now_ms() < end)
 		msleep(5);
 	ck_assert_int_eq(stat(img, &st), 0);
+}
+END_TEST
+
+/* A signal that comes as soon as the socket exists, before the loop
+ * watches signals, waits for it instead of killing the daemon. */
+START_TEST(early_signal_waits_for_the_loop)
+{
+	char img[400];
+	struct stat st;
+	struct td t2;
+	uint64_t end;
+	int i, status;
+
+	for (i = 0; i < 5; i++) {
+		td_init(&t2, "early");
+		ck_assert_int_eq(td_start_env(&t2, NULL, NULL), 0);
+		end = now_ms() + 20000;
+		while (stat(t2.sock, &st) != 0)
+			ck_assert_msg(now_ms() < end, "no socket: %s",
+			    td_log(&t2));
+		kill(t2.pid, SIGUSR1);
+		snprintf(img, sizeof(img), "%s/heap.img", t2.state);
+		while (stat(img, &st) != 0) {
+			ck_assert_msg(waitpid(t2.pid, &status, WNOHANG) == 0,
+			    "trial %d: aclheapd died, status %d", i, status);
+			ck_assert_msg(now_ms() < end, "no checkpoint: %s",
+			    td_log(&t2));
+			msleep(5);
+		}
+		status = td_stop(&t2, SIGTERM);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "trial %d: status %d", i, status);
+		td_cleanup(&t2);
+	}
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
 }
 END_TEST
 
@@ -637,6 +838,61 @@ START_TEST(big_empty_heap_costs_little)
 }
 END_TEST
 
+/* --allow-group admits a user by its group and no one else: nobody in
+ * group nogroup gets in, nobody in group daemon is refused. */
+START_TEST(allow_group_admits_its_members)
+{
+	char out[4096];
+	const char *extra[] = { "--allow-group", "nogroup", "--socket-mode",
+	    "0666", NULL };
+	const char *member[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=nogroup", "--clear-groups", NULL, "fill", "grp", "20",
+	    "5", NULL };
+	const char *other[] = { "/usr/bin/setpriv", "--reuid=nobody",
+	    "--regid=daemon", "--clear-groups", NULL, "addr", "grp", NULL };
+
+	if (geteuid() != 0)
+		ck_abort_msg("this test must run as root");
+	td_cleanup(&td);
+	td_init(&td, "group");
+	ck_assert_int_eq(td_start(&td, extra), 0);
+	member[4] = td_stage(&td, "tests/helper_client");
+	other[4] = member[4];
+	ck_assert_msg(run_cmd(out, sizeof(out), member) == 0, "%s", out);
+	ck_assert_int_eq(run_cmd(out, sizeof(out), other), 1);
+	ck_assert_msg(strstr(out, "not allowed") != NULL, "%s", out);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "not on the allow list"));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_assert_ptr_nonnull(aclheap_root_get("grp"));
+}
+END_TEST
+
+/* The default base, which must stay clear of the usual process layout and
+ * of AddressSanitizer's shadow (the sanitizer build runs this too). */
+START_TEST(default_base_works)
+{
+	char base[32];
+	unsigned char *p;
+
+	td_cleanup(&td);
+	td_init(&td, "defbase");
+	snprintf(base, sizeof(base), "0x%llx",
+	    (unsigned long long)SHM_BASE_DEFAULT);
+	snprintf(td.base, sizeof(td.base), "%s", base);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	p = aclmalloc(100000);
+	ck_assert_msg(p != NULL, "%s", aclheap_last_error());
+	ck_assert_uint_ge((uintptr_t)p, SHM_BASE_DEFAULT);
+	ck_assert_uint_lt((uintptr_t)p, SHM_BASE_DEFAULT + (64 << 20));
+	memset(p, 0x11, 100000);
+	ck_assert_uint_eq(aclfree(p), 100000);
+	p = aclmalloc(100);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 0x22, 100);
+	ck_assert_uint_eq(aclfree(p), 100);
+}
+END_TEST
+
 Suite *
 daemon_suite(void)
 {
@@ -650,17 +906,21 @@ daemon_suite(void)
 	tcase_add_test(tc, request_before_hello_refused);
 	tcase_add_test(tc, pipelined_requests);
 	tcase_add_test(tc, requests_outside_heap_refused);
+	tcase_add_test(tc, bad_requests_change_nothing);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, term_reports_failed_final_checkpoint);
 	tcase_add_test(tc, int_stops_cleanly);
 	tcase_add_test(tc, usr1_checkpoints);
+	tcase_add_test(tc, early_signal_waits_for_the_loop);
 	tcase_add_test(tc, second_daemon_refused);
 	tcase_add_test(tc, options_checked);
 	tcase_add_test(tc, config_file_settings);
 	tcase_add_test(tc, allow_list_refuses_other_uid);
 	tcase_add_test(tc, allow_user_admits_other_uid);
 	tcase_add_test(tc, big_empty_heap_costs_little);
+	tcase_add_test(tc, allow_group_admits_its_members);
+	tcase_add_test(tc, default_base_works);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -102,6 +102,33 @@ START_TEST(frame_unpack_garbage)
 }
 END_TEST
 
+/* Field number 0 never exists; protobuf-c lets it through when its tag is
+ * padded to two bytes (0x82 0x00), so frame.c refuses it at every depth. */
+START_TEST(frame_unpack_refuses_field_zero)
+{
+	static const uint8_t top[] = { 0x08, 0x3f, 0x82, 0x00, 0x00 };
+	static const uint8_t in_alloc[] = { 0x52, 0x03, 0x82, 0x00, 0x00 };
+	static const uint8_t in_root[] = { 0xc2, 0x01, 0x05, 0x0a, 0x03,
+	    0x82, 0x00, 0x00 };
+	static const uint8_t field_127[] = { 0x08, 0x3f, 0xf8, 0x07, 0x01 };
+	static const uint8_t root_ok[] = { 0xc2, 0x01, 0x05, 0x0a, 0x03,
+	    0x0a, 0x01, 0x78 };
+	struct frame_arena ar;
+
+	frame_arena_init(&ar, abuf, sizeof(abuf));
+	ck_assert_ptr_null(frame_unpack_request(&ar, top, sizeof(top)));
+	ck_assert_ptr_null(frame_unpack_reply(&ar, top, sizeof(top)));
+	ck_assert_ptr_null(frame_unpack_request(&ar, in_alloc,
+	    sizeof(in_alloc)));
+	ck_assert_ptr_null(frame_unpack_reply(&ar, in_root, sizeof(in_root)));
+	/* Unknown fields that can exist still pass, for newer peers. */
+	ck_assert_ptr_nonnull(frame_unpack_request(&ar, field_127,
+	    sizeof(field_127)));
+	ck_assert_ptr_nonnull(frame_unpack_reply(&ar, root_ok,
+	    sizeof(root_ok)));
+}
+END_TEST
+
 START_TEST(frame_arena_exhaustion)
 {
 	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
@@ -188,6 +215,7 @@ proto_suite(void)
 	tcase_add_test(tc, frame_peek_lengths);
 	tcase_add_test(tc, frame_pack_unpack_roundtrip);
 	tcase_add_test(tc, frame_unpack_garbage);
+	tcase_add_test(tc, frame_unpack_refuses_field_zero);
 	tcase_add_test(tc, frame_arena_exhaustion);
 	tcase_add_test(tc, frame_send_recv_with_fd);
 	suite_add_tcase(s, tc);

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -105,6 +106,13 @@ td_start_env(struct td *t, const char *const *extra, const char *const *env)
 		}
 		for (i = 0; env != NULL && env[i] != NULL; i++)
 			putenv((char *)env[i]);
+		if (t->nofile > 0) {
+			struct rlimit rl = { (rlim_t)t->nofile,
+			    (rlim_t)t->nofile };
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+				_exit(126);
+		}
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}

@@ -22,6 +22,7 @@ struct td {
 	char log[300];
 	char base[32];
 	char size[32];
+	int nofile;		/* the daemon's RLIMIT_NOFILE, 0: inherit */
 	pid_t pid;
 };
 
@@ -54,6 +55,7 @@ Suite	*ctl_suite(void);
 Suite	*systemd_suite(void);
 Suite	*fast_suite(void);
 Suite	*fault_suite(void);
+Suite	*fuzz_suite(void);
 
 int	 check_run(Suite *(*const *suites)(void), int n);
 

@@ -1,0 +1,52 @@
+/*
+ * fuzz.h: the fuzz harnesses' entry points.
+ *
+ * Each harness is one function from an input to a verdict: it returns 0,
+ * and anything wrong (a fault, a sanitizer report, a broken invariant) ends
+ * the process.  Built with -DFUZZ_LIBFUZZER (./configure --enable-fuzzing)
+ * a harness also defines LLVMFuzzerTestOneInput and becomes a libFuzzer
+ * program; built without, tests/check_fuzz.c calls the same function on the
+ * seed corpora and on every input that once crashed (tests/fuzz/regress/),
+ * so each finding stays fixed in an ordinary `make check`.
+ */
+#ifndef ACLHEAP_FUZZ_H
+#define ACLHEAP_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The counters say how far inputs got, so a replay can tell a seed that
+ * reaches deep from one that is refused at its first byte.
+ */
+
+/* tests/fuzz/fuzz_frame.c: framing, then decoding as Request and Reply */
+int	 fuzz_frame_one(const uint8_t *, size_t);
+extern uint64_t fuzz_frame_decoded;	/* frames decoded as either */
+
+/* tests/fuzz/fuzz_dispatch.c: one connection's bytes through the daemon */
+int	 fuzz_dispatch_one(const uint8_t *, size_t);
+extern uint64_t fuzz_dispatch_replies;	/* replies read */
+extern uint64_t fuzz_dispatch_served;	/* of which without an error */
+
+/* tests/fuzz/fuzz_image.c: an image file through the loader */
+int	 fuzz_image_one(const uint8_t *, size_t);
+extern uint64_t fuzz_image_loaded;	/* images that loaded */
+extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
+
+/* tests/fuzz/seed_image.c: a valid 4 MiB heap image, malloc'd */
+int	 fuzz_seed_image(int filled, uint8_t **, size_t *);
+
+#ifdef FUZZ_LIBFUZZER
+int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+#define FUZZ_ENTRY(fn)							\
+int									\
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)		\
+{									\
+	return fn(data, size);						\
+}
+#else
+#define FUZZ_ENTRY(fn)
+#endif
+
+#endif /* ACLHEAP_FUZZ_H */
