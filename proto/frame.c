@@ -71,7 +71,8 @@ static void *
 arena_alloc(void *ctx, size_t n)
 {
 	struct frame_arena *a = ctx;
-	size_t at = (a->used + 15) & ~(size_t)15;
+	/* 16-byte aligned in memory, whatever the buffer's own alignment. */
+	size_t at = a->used + ((16 - ((uintptr_t)a->buf + a->used) % 16) % 16);
 	void *p;
 
 	if (n > a->cap || at > a->cap - n)
