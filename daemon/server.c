@@ -624,7 +624,10 @@ do_blocks(struct conn *c, Aclheap__Reply *r, const Aclheap__Blocks *m,
 		if (SHM_SLAB_STATE(w) != SHM_SMALL)
 			continue;
 		cls = SHM_SLAB_CLS(w);
-		if (m->cls == -2 || (m->cls >= 0 && (uint32_t)m->cls != cls))
+		/* Clients can write the slab table: never index by it
+		 * unchecked. */
+		if (cls >= SHM_NCLASSES || m->cls == -2 ||
+		    (m->cls >= 0 && (uint32_t)m->cls != cls))
 			continue;
 		for (i = first; i < slab_class_nblocks[cls]; i++) {
 			if (n == BLOCKS_PAGE) {
