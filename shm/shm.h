@@ -304,8 +304,9 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 		b->usable = cs;
 		return 0;
 	}
+	/* run comes from shared memory: bounded before anyone walks it. */
 	if (SHM_SLAB_STATE(w) != SHM_LARGE_HEAD || off != 0 ||
-	    seg->slabs[s].run == 0)
+	    seg->slabs[s].run == 0 || seg->slabs[s].run > seg->nslabs - s)
 		return -22;
 	b->slab = s;
 	b->index = 0;

@@ -523,6 +523,52 @@ START_TEST(bad_requests_change_nothing)
 }
 END_TEST
 
+/* Allowed clients can write the whole segment: a slab table scribbled on
+ * must get errors, never make the daemon walk or index out of bounds. */
+START_TEST(scribbled_slab_table_survived)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Blocks bl = ACLHEAP__BLOCKS__INIT;
+	Aclheap__Reply *r;
+	unsigned char *big, *small;
+	uint64_t sb, ss;
+	int fd;
+
+	big = aclmalloc(100000);
+	small = aclmalloc(40);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_ptr_nonnull(small);
+	sb = slab_index(&conn_seg, (uintptr_t)big);
+	ss = slab_index(&conn_seg, (uintptr_t)small);
+	conn_seg.slabs[sb].run = UINT32_MAX;
+	atomic_store(&conn_seg.slabs[ss].word,
+	    SHM_SLAB_WORD(SHM_SMALL, 200, 0));
+	fd = raw_hello();
+	f.addr = (uintptr_t)big;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, EINVAL);
+	bl.cls = -1;
+	q.body_case = ACLHEAP__REQUEST__BODY_BLOCKS;
+	q.blocks = &bl;
+	raw_send(fd, &q);
+	r = raw_reply(fd);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, 0);
+	close(fd);
+	ck_assert_int_gt(td.pid, 0);
+	ck_assert_int_eq(kill(td.pid, 0), 0);
+	atomic_store(&conn_seg.slabs[ss].word, SHM_SLAB_WORD(SHM_SMALL,
+	    slab_class_of(40), 0));
+	conn_seg.slabs[sb].run = 2;
+	still_serving();
+}
+END_TEST
+
 /* A client killed at any point leaves a heap that checks out, its blocks
  * allocated, and the daemon serving. */
 START_TEST(client_killed_mid_work)
@@ -907,6 +953,7 @@ daemon_suite(void)
 	tcase_add_test(tc, pipelined_requests);
 	tcase_add_test(tc, requests_outside_heap_refused);
 	tcase_add_test(tc, bad_requests_change_nothing);
+	tcase_add_test(tc, scribbled_slab_table_survived);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, term_reports_failed_final_checkpoint);
