@@ -45,9 +45,7 @@ int	 conn_call(Aclheap__Request *, Aclheap__Reply__BodyCase,
 void	 conn_seterr(const char *, ...) __attribute__((format(printf, 1, 2)));
 const char *conn_lasterr(void);
 void	 conn_clearerr(void);
-const char *conn_socket_path(void);
 int	 conn_default_socket(char *, size_t);
-int	 conn_privileged(void);
 
 extern _Atomic uint64_t conn_gen;
 

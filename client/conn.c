@@ -36,7 +36,6 @@ static uint8_t identity[16];
 static dev_t seg_dev;
 static ino_t seg_ino;
 static uint64_t next_id = 1;
-static int privileged;
 static _Thread_local char lasterr[512] FAST_TLS;
 
 void
@@ -63,17 +62,7 @@ conn_clearerr(void)
 	lasterr[0] = '\0';
 }
 
-const char *
-conn_socket_path(void)
-{
-	return sock_path;
-}
 
-int
-conn_privileged(void)
-{
-	return privileged;
-}
 
 /* The child of fork() keeps the mapping but must not share our socket. */
 static void
@@ -243,7 +232,6 @@ hello(const char *path)
 		goto fail;
 	}
 	hr = r->hello;
-	privileged = hr->privileged != 0;
 	if ((uint64_t)st.st_size != hr->size) {
 		/* Mapping past the object's end would fault on touch. */
 		conn_seterr("segment from %s is %lld bytes, the heap %llu", path,

@@ -114,7 +114,6 @@ int	 heap_free(struct heap *, uintptr_t addr, uint64_t *req);
 int	 heap_realloc(struct heap *, uintptr_t addr, uint64_t size,
 	    uintptr_t *out, uint64_t *usable);
 int	 heap_reclaim_sweep(struct heap *);
-int	 heap_root_name_ok(const char *);
 int	 heap_root_set(struct heap *, const char *, uint64_t);
 int	 heap_root_get(struct heap *, const char *, uint64_t *);
 int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);

@@ -899,8 +899,8 @@ heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
 	return 0;
 }
 
-int
-heap_root_name_ok(const char *name)
+static int
+root_name_ok(const char *name)
 {
 	size_t i;
 
@@ -948,7 +948,7 @@ heap_root_set(struct heap *h, const char *name, uint64_t v)
 {
 	struct shm_root *r;
 
-	if (!heap_root_name_ok(name))
+	if (!root_name_ok(name))
 		return -EINVAL;
 	h->dirty = 1;
 	if ((r = root_find(h, name)) != NULL) {
@@ -963,7 +963,7 @@ heap_root_get(struct heap *h, const char *name, uint64_t *v)
 {
 	struct shm_root *r;
 
-	if (!heap_root_name_ok(name))
+	if (!root_name_ok(name))
 		return -EINVAL;
 	if ((r = root_find(h, name)) == NULL)
 		return -ENOENT;
@@ -977,7 +977,7 @@ heap_root_cas(struct heap *h, const char *name, uint64_t expected,
 {
 	struct shm_root *r;
 
-	if (!heap_root_name_ok(name))
+	if (!root_name_ok(name))
 		return -EINVAL;
 	r = root_find(h, name);
 	if (r == NULL) {
@@ -1004,7 +1004,7 @@ heap_root_remove(struct heap *h, const char *name)
 {
 	struct shm_root *r;
 
-	if (!heap_root_name_ok(name))
+	if (!root_name_ok(name))
 		return -EINVAL;
 	if ((r = root_find(h, name)) == NULL)
 		return -ENOENT;
