@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shm.h"
@@ -74,6 +75,28 @@ check_small(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 }
 
 /*
+ * How long a live heap gets to finish what it was doing before a slab that
+ * looks broken is reported: a couple of yields, then waits growing to about
+ * 85 ms in all, long enough for a daemon or client preempted in the middle
+ * of a two-step change (an extent freed head first, a claim and its side
+ * entry) to be scheduled again.  A real breakage stays put meanwhile.
+ */
+#define SETTLE_TRIES	6
+
+static void
+settle_wait(int try)
+{
+	struct timespec ts = { 0, 0 };
+
+	if (try < 2) {
+		sched_yield();
+		return;
+	}
+	ts.tv_nsec = 1000000L << (2 * (try - 2));	/* 1, 4, 16, 64 ms */
+	nanosleep(&ts, NULL);
+}
+
+/*
  * On a live heap a slab can look broken for an instant: a claim between
  * our read of a bitmap word and of a side entry, a stale claimer's bits
  * that it is about to undo.  A real breakage is stable, so a slab is only
@@ -86,11 +109,11 @@ check_slab_settled(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	struct shm_report part;
 	int tries, rc = 0;
 
-	for (tries = 0; tries < 4; tries++) {
+	for (tries = 0; tries < SETTLE_TRIES; tries++) {
 		memset(&part, 0, sizeof(part));
 		if ((rc = check_small(seg, s, cls, &part, err, errlen)) == 0)
 			break;
-		sched_yield();
+		settle_wait(tries);
 	}
 	if (rc != 0)
 		return rc;
@@ -155,10 +178,10 @@ free_slab_settled(const struct shm_seg *seg, uint64_t s)
 {
 	int tries;
 
-	for (tries = 0; tries < 4; tries++) {
+	for (tries = 0; tries < SETTLE_TRIES; tries++) {
 		if (slab_empty(seg, s))
 			return 1;
-		sched_yield();
+		settle_wait(tries);
 	}
 	return 0;
 }
@@ -286,7 +309,7 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 			    err, errlen);
 			if (rc == 0 || tries == 3)
 				break;
-			sched_yield();
+			settle_wait(tries);
 		}
 		if (rc != 0)
 			return rc;
