@@ -267,7 +267,7 @@ struct slab_block {
  * tail of an extent) is -EINVAL, and nothing is written.  Inline: it is
  * half of every aclfree().
  */
-static inline int
+static inline __attribute__((always_inline)) int
 slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
     struct slab_block *b)
 {
