@@ -162,6 +162,8 @@ aclfree(void *p)
 	struct slab_block b;
 	size_t req;
 
+	if (fast_free_hot((uintptr_t)p, &req))
+		return req;
 	if (__builtin_expect(conn_mapped && slab_block_lookup(&conn_seg,
 	    (uintptr_t)p, &b) == 0 && b.cls != UINT32_MAX &&
 	    fast_free(&b, &req) == 0, 1))

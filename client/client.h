@@ -55,6 +55,9 @@ extern _Atomic uint64_t conn_gen;
  */
 struct fast_class {
 	uint64_t mask;		/* private set of word `word` */
+	uintptr_t base;		/* the word's first block */
+	_Atomic uint16_t *sides;	/* the word's side entries */
+	_Atomic uint64_t *recmask;	/* the lease record's mask */
 	uint32_t slab;
 	uint32_t word;
 	uint32_t rec;		/* lease record, valid if leased */
@@ -62,9 +65,25 @@ struct fast_class {
 	uint32_t cursor;	/* where scan_class() goes on looking */
 };
 
+/*
+ * The current word of the class whose block this thread freed last into its
+ * own private set: a free that lands there again needs neither the slab
+ * table nor the class tables (see fast_free_hot()).
+ */
+struct fast_hot {
+	uintptr_t lo;		/* first block of the word */
+	uint64_t span;		/* bytes of its blocks; 0: no hot word */
+	uint64_t magic;		/* slab_class_magic of the class */
+	_Atomic uint16_t *sides;	/* side entries of the word's blocks */
+	_Atomic uint64_t *recmask;	/* the lease record's mask */
+	uint32_t cls;
+	uint32_t size;		/* class size */
+};
+
 struct fast_cache {
 	uint64_t gen;		/* conn_gen the leases belong to */
 	int keyed;
+	struct fast_hot hot;
 	struct fast_class cls[SHM_NCLASSES];
 };
 
@@ -81,17 +100,17 @@ fast_rec(const struct fast_class *c)
 	return &conn_seg.leases[c->rec];
 }
 
-static inline void *
+static inline __attribute__((always_inline)) void *
 fast_pop(struct fast_class *c, uint32_t cls, size_t size)
 {
-	uint32_t i = c->word * 64 + (uint32_t)__builtin_ctzll(c->mask);
+	uint32_t j = (uint32_t)__builtin_ctzll(c->mask);
+	uint32_t cs = slab_class_size[cls];
 
-	slab_set_live(&conn_seg, c->slab, i, cls, size);
-	c->mask &= c->mask - 1;
-	atomic_store_explicit(&fast_rec(c)->mask, c->mask,
+	atomic_store_explicit(&c->sides[j], (uint16_t)(cs - size + 1),
 	    memory_order_release);
-	return (void *)(slab_addr(&conn_seg, c->slab) +
-	    (uintptr_t)i * slab_class_size[cls]);
+	c->mask &= c->mask - 1;
+	atomic_store_explicit(c->recmask, c->mask, memory_order_release);
+	return (void *)(c->base + (uintptr_t)j * cs);
 }
 
 /*
@@ -99,7 +118,7 @@ fast_pop(struct fast_class *c, uint32_t cls, size_t size)
  * private block of this generation to hand out), then the pop.  NULL means
  * "ask the daemon".
  */
-static inline void *
+static inline __attribute__((always_inline)) void *
 fast_alloc(size_t size)
 {
 	uint32_t cls = (uint32_t)slab_class_of(size);
@@ -111,13 +130,49 @@ fast_alloc(size_t size)
 	return fast_alloc_slow(cls, size);
 }
 
+void	 fast_hot_set(struct fast_class *, uint32_t cls);
+
+/*
+ * Frees p if it is a block of the hot word: 1 with *req, 0 when p is
+ * anything else (the caller goes the general way, which also reports
+ * errors).
+ */
+static inline __attribute__((always_inline)) int
+fast_free_hot(uintptr_t p, size_t *req)
+{
+	struct fast_hot *h = &fast_tc.hot;
+	uint64_t d = p - h->lo, j;
+	struct fast_class *c;
+	uint16_t side;
+
+	if (d >= h->span)
+		return 0;
+	j = (d * h->magic) >> 48;
+	if (d != j * h->size || fast_tc.gen != atomic_load_explicit(&conn_gen,
+	    memory_order_relaxed))
+		return 0;
+	side = atomic_exchange_explicit(&h->sides[j], 0, memory_order_acq_rel);
+	if (__builtin_expect(side == 0 || side > h->size + 1, 0)) {
+		/* Not live, or scribbled: left as found, for the general
+		 * path to report. */
+		if (side != 0)
+			atomic_store(&h->sides[j], side);
+		return 0;
+	}
+	*req = h->size - (side - 1u);
+	c = &fast_tc.cls[h->cls];
+	c->mask |= UINT64_C(1) << j;
+	atomic_store_explicit(h->recmask, c->mask, memory_order_release);
+	return 1;
+}
+
 /*
  * Frees a small block that slab_block_lookup() found live: one exchange of
  * its side entry (so one of two racing frees loses), then back into this
  * thread's private set if it lies in its current word, else its bit is
  * cleared.  0 with *req, or -EINVAL when another free won.
  */
-static inline int
+static inline __attribute__((always_inline)) int
 fast_free(const struct slab_block *b, size_t *req)
 {
 	struct fast_class *c = &fast_tc.cls[b->cls];
@@ -133,8 +188,10 @@ fast_free(const struct slab_block *b, size_t *req)
 	    fast_tc.gen == atomic_load_explicit(&conn_gen,
 	    memory_order_relaxed)) {
 		c->mask |= bit;
-		atomic_store_explicit(&fast_rec(c)->mask, c->mask,
+		atomic_store_explicit(c->recmask, c->mask,
 		    memory_order_release);
+		if (fast_tc.hot.cls != b->cls || fast_tc.hot.span == 0)
+			fast_hot_set(c, b->cls);
 		return 0;
 	}
 	atomic_fetch_and(&slab_bitmap(&conn_seg, b->slab)[b->index / 64],

@@ -7,7 +7,10 @@
  * private set and writes the block's side entry: no system call, no lock,
  * no atomic read-modify-write.  A free takes the side entry with one atomic
  * exchange; a block of the thread's current word goes back to its private
- * set, any other has its bit cleared.
+ * set, any other has its bit cleared.  The word a thread last freed into
+ * is its hot word: a free that lands there again is recognised by address
+ * alone (fast_free_hot()), without the slab table, so a thread that frees
+ * what it just allocated pays about what malloc's thread cache does.
  *
  * The private set is mirrored in the thread's lease record in the segment
  * (plain stores to a cache line nobody else writes), so when the process
@@ -50,6 +53,30 @@ key_init(void)
 #define rec_of	fast_rec
 #define pop	fast_pop
 
+/* c's current word stops being the hot word (it changes, or goes). */
+static inline void
+hot_drop(uint32_t cls)
+{
+	if (tc.hot.cls == cls)
+		tc.hot.span = 0;
+}
+
+/* The hot word becomes c's current word. */
+void
+fast_hot_set(struct fast_class *c, uint32_t cls)
+{
+	struct fast_hot *h = &tc.hot;
+
+	h->lo = c->base;
+	h->span = (uint64_t)(64 - __builtin_clzll(slab_word_valid(cls,
+	    c->word))) * slab_class_size[cls];
+	h->magic = slab_class_magic[cls];
+	h->sides = c->sides;
+	h->recmask = c->recmask;
+	h->cls = cls;
+	h->size = slab_class_size[cls];
+}
+
 /* Gives back what the private set holds and the lease itself. */
 static void
 lease_drop(struct fast_class *c, int tell_daemon)
@@ -66,6 +93,7 @@ lease_drop(struct fast_class *c, int tell_daemon)
 		c->mask = 0;
 		atomic_store(&rec_of(c)->mask, 0);
 	}
+	hot_drop((uint32_t)(c - tc.cls));
 	if (tell_daemon) {
 		m.record = c->rec;
 		q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
@@ -98,6 +126,7 @@ lease_take(struct fast_class *c, uint32_t cls, int renew)
 		return -EPROTO;
 	c->slab = (uint32_t)r->lease->slab;
 	c->rec = r->lease->record;
+	hot_drop(cls);
 	c->word = UINT32_MAX;
 	c->mask = 0;
 	c->leased = 1;
@@ -137,8 +166,13 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 		}
 		atomic_store(&l->mask, got);
 		atomic_store(&l->pending, 0);
+		hot_drop(cls);
 		c->slab = s;
 		c->word = w;
+		c->base = slab_addr(&conn_seg, s) +
+		    (uintptr_t)w * 64 * slab_class_size[cls];
+		c->sides = slab_sides(&conn_seg, s) + w * 64;
+		c->recmask = &l->mask;
 		c->mask = got;
 		return 1;
 	}
@@ -153,6 +187,18 @@ none:
 	return rc != 0 ? -1 : 0;
 }
 
+/* Whether slab s holds blocks of cls that nobody else leases. */
+static int
+slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
+{
+	uint32_t w, lease;
+
+	w = atomic_load_explicit(&conn_seg.slabs[s].word, memory_order_relaxed);
+	lease = SHM_SLAB_LEASE(w);
+	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
+	    (lease == 0 || lease == c->rec + 1);
+}
+
 /*
  * Looks through the slab table, from this class's cursor, for another slab
  * of the class with free blocks that nobody else leases: blocks freed by
@@ -162,7 +208,7 @@ none:
 static int
 scan_class(struct fast_class *c, uint32_t cls)
 {
-	uint32_t i, s, w, n, lease, limit;
+	uint32_t i, s, n, limit;
 
 	/* Nothing above the high-water mark has ever been in use. */
 	n = (uint32_t)atomic_load_explicit(&conn_seg.sb->slab_hwm,
@@ -175,13 +221,7 @@ scan_class(struct fast_class *c, uint32_t cls)
 		s = c->cursor++;
 		if (c->cursor >= n)
 			c->cursor = 0;
-		if (s >= n || s == c->slab)
-			continue;
-		w = atomic_load_explicit(&conn_seg.slabs[s].word,
-		    memory_order_relaxed);
-		lease = SHM_SLAB_LEASE(w);
-		if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls ||
-		    (lease != 0 && lease != c->rec + 1))
+		if (s >= n || s == c->slab || !slab_adoptable(c, cls, s))
 			continue;
 		if (claim_in(c, cls, s, 0) > 0)
 			return 1;
@@ -205,6 +245,7 @@ fast_alloc_slow(uint32_t cls, size_t size)
 	if (tc.gen != gen) {
 		/* Forked or remapped: these leases are not ours to use. */
 		memset(tc.cls, 0, sizeof(tc.cls));
+		tc.hot.span = 0;
 		tc.gen = gen;
 	}
 	if (!tc.keyed) {

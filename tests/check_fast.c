@@ -444,6 +444,87 @@ START_TEST(live_blocks_survive_sweeps)
 }
 END_TEST
 
+static uint64_t
+live_blocks(void)
+{
+	struct aclheap_stats st;
+
+	ck_assert_int_eq(aclheap_stats(&st), 0);
+	return st.blocks_in_use;
+}
+
+/*
+ * A free into the hot word (the current word of the class this thread last
+ * freed into its own set) skips the slab table: it must refuse what the
+ * general path refuses, change nothing when it does, and stop applying once
+ * the word is no longer the thread's.
+ */
+START_TEST(hot_word_frees)
+{
+	enum { N = 300 };
+	static unsigned char *x[N];
+	unsigned char *a, *b, *c;
+	_Atomic uint16_t *side;
+	uint64_t before, s;
+	uint32_t cls = (uint32_t)slab_class_of(64);
+	uint16_t saved;
+	char err[512];
+	int i;
+
+	a = aclmalloc(64);
+	b = aclmalloc(64);
+	c = aclmalloc(60);
+	ck_assert(a != NULL && b != NULL && c != NULL);
+	before = live_blocks();
+	ck_assert_uint_eq(aclfree(a), 64);
+	ck_assert_uint_ne(fast_tc.hot.span, 0);
+	ck_assert_uint_lt((uintptr_t)b - fast_tc.hot.lo, fast_tc.hot.span);
+	ck_assert_uint_lt((uintptr_t)c - fast_tc.hot.lo, fast_tc.hot.span);
+
+	errno = 0;
+	ck_assert_uint_eq(aclfree(a), 0);		/* double free */
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_uint_eq(aclfree(b + 16), 0);		/* inside a block */
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_uint_eq(aclfree(b + 1), 0);
+	ck_assert_int_eq(errno, EINVAL);
+	/* A scribbled side entry is refused and left as it was. */
+	s = slab_index(&conn_seg, (uintptr_t)b);
+	side = &slab_sides(&conn_seg, s)[((uintptr_t)b - slab_addr(&conn_seg,
+	    s)) / 64];
+	saved = atomic_load(side);
+	atomic_store(side, 200);
+	errno = 0;
+	ck_assert_uint_eq(aclfree(b), 0);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(atomic_load(side), 200);
+	atomic_store(side, saved);
+	ck_assert_uint_eq(live_blocks(), before - 1);
+	ck_assert_uint_eq(aclfree(c), 60);
+	ck_assert_uint_eq(aclfree(b), 64);
+	ck_assert_uint_eq(live_blocks(), before - 3);
+
+	/* Words change under allocation; the hot word follows or goes. */
+	for (i = 0; i < N; i++) {
+		ck_assert_ptr_nonnull(x[i] = aclmalloc(64));
+		memset(x[i], i, 64);
+		ck_assert(fast_tc.hot.span == 0 ||
+		    fast_tc.hot.lo == fast_tc.cls[cls].base);
+	}
+	for (i = 0; i < N; i++) {
+		ck_assert_uint_eq(x[i][63], (unsigned char)i);
+		ck_assert_uint_eq(aclfree(x[i]), 64);
+		ck_assert(fast_tc.hot.span == 0 ||
+		    fast_tc.hot.lo == fast_tc.cls[cls].base);
+	}
+	ck_assert_uint_eq(live_blocks(), before - 3);
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -456,6 +537,7 @@ fast_suite(void)
 	tcase_add_test(tc, killed_while_claiming);
 	tcase_add_test(tc, zombie_leader_keeps_leases);
 	tcase_add_test(tc, live_blocks_survive_sweeps);
+	tcase_add_test(tc, hot_word_frees);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
