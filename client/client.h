@@ -53,6 +53,8 @@ extern _Atomic uint64_t conn_gen;
  * client/fast.c: per thread and class, a leased slab and a private set of
  * claimed blocks (see fast.c's header comment for the protocol).
  */
+#define FAST_HIST	8
+
 struct fast_class {
 	uint64_t mask;		/* private set of word `word` */
 	uintptr_t base;		/* the word's first block */
@@ -63,6 +65,8 @@ struct fast_class {
 	uint32_t rec;		/* lease record, valid if leased */
 	uint32_t leased;
 	uint32_t cursor;	/* where scan_class() goes on looking */
+	uint32_t nhist;		/* slabs leased so far (hist[nhist % 8]) */
+	uint32_t hist[FAST_HIST];	/* the last slabs this lease was on */
 };
 
 /*

@@ -126,6 +126,7 @@ lease_take(struct fast_class *c, uint32_t cls, int renew)
 		return -EPROTO;
 	c->slab = (uint32_t)r->lease->slab;
 	c->rec = r->lease->record;
+	c->hist[c->nhist++ % FAST_HIST] = c->slab;
 	hot_drop(cls);
 	c->word = UINT32_MAX;
 	c->mask = 0;
@@ -217,6 +218,15 @@ scan_class(struct fast_class *c, uint32_t cls)
 		n = (uint32_t)conn_seg.nslabs;
 	limit = n < 4096 ? n : 4096;
 
+	/* First the slabs this thread was leased: blocks it freed there
+	 * come back to it, and two threads stay out of each other's cache
+	 * lines (as a thread's blocks return to its own arena in malloc). */
+	for (i = 0; i < FAST_HIST && i < c->nhist; i++) {
+		s = c->hist[i];
+		if (s != c->slab && s < n && slab_adoptable(c, cls, s) &&
+		    claim_in(c, cls, s, 0) > 0)
+			return 1;
+	}
 	for (i = 0; i < limit; i++) {
 		s = c->cursor++;
 		if (c->cursor >= n)
