@@ -690,6 +690,76 @@ do_clients(Aclheap__Reply *r, Aclheap__ClientsReply *cr)
 	r->clients = cr;
 }
 
+/* Alloc and Free, for dispatch() and for the quick path alike: 0, or
+ * -errno with the words for it in err. */
+static int
+op_alloc(uint64_t size, uint64_t align, uintptr_t *addr, uint64_t *usable,
+    char *err, size_t errlen)
+{
+	int rc;
+
+	if (align != 0 && ((align & (align - 1)) != 0 ||
+	    align > (UINT64_C(1) << 30))) {
+		snprintf(err, errlen, "alignment %" PRIu64 " is not a power "
+		    "of two up to 1 GiB", align);
+		return -EINVAL;
+	}
+	if ((rc = heap_alloc(heap, size, align, addr, usable)) != 0)
+		snprintf(err, errlen, "no room for %" PRIu64 " bytes in the "
+		    "heap", size);
+	return rc;
+}
+
+static int
+op_free(uint64_t addr, uint64_t *size, char *err, size_t errlen)
+{
+	int rc;
+
+	if ((rc = heap_free(heap, addr, size)) != 0)
+		snprintf(err, errlen, "0x%" PRIx64 " is not a live block",
+		    addr);
+	return rc;
+}
+
+/*
+ * An Alloc or Free that quick_decode() recognised, answered in the bytes
+ * quick_encode() writes; a refusal goes out as dispatch() words it.  Only
+ * after Hello: everything before it takes the general way.
+ */
+static void
+dispatch_quick(struct conn *c, const struct quick_req *q)
+{
+	char err[128];
+	uintptr_t addr = 0;
+	uint64_t v, usable = 0;
+	size_t n;
+	int rc;
+
+	c->requests++;
+	if (q->body == ACLHEAP__REQUEST__BODY_ALLOC)
+		rc = op_alloc(q->a, q->b, &addr, &usable, err, sizeof(err));
+	else
+		rc = op_free(q->a, &v, err, sizeof(err));
+	if (rc != 0) {
+		log_debug("pid %d: refused %s: %s", (int)c->pid,
+		    q->body == ACLHEAP__REQUEST__BODY_ALLOC ? "alloc" : "free",
+		    err);
+		reply_error(c, q->id, -rc, "%s", err);
+		return;
+	}
+	if (out_reserve(c, FRAME_HDR + QUICK_MAX) != 0) {
+		c->closing = 1;
+		return;
+	}
+	n = q->body == ACLHEAP__REQUEST__BODY_ALLOC ?
+	    quick_encode(c->out + c->out_len + FRAME_HDR,
+	    ACLHEAP__REPLY__BODY_ALLOC, q->id, addr, usable) :
+	    quick_encode(c->out + c->out_len + FRAME_HDR,
+	    ACLHEAP__REPLY__BODY_FREE, q->id, v, 0);
+	frame_put_len(c->out + c->out_len, (uint32_t)n);
+	c->out_len += n + FRAME_HDR;
+}
+
 /* One request.  Everything it answers with lives until reply_send(). */
 static void
 dispatch(struct conn *c, const Aclheap__Request *q)
@@ -737,19 +807,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	}
 	switch (q->body_case) {
 	case ACLHEAP__REQUEST__BODY_ALLOC:
-		v = q->alloc->alignment;
-		if (v != 0 && ((v & (v - 1)) != 0 || v > (UINT64_C(1) << 30))) {
-			rc = -EINVAL;
-			snprintf(err, sizeof(err), "alignment %" PRIu64 " is not "
-			    "a power of two up to 1 GiB", v);
+		if ((rc = op_alloc(q->alloc->size, q->alloc->alignment, &addr,
+		    &usable, err, sizeof(err))) != 0)
 			break;
-		}
-		if ((rc = heap_alloc(heap, q->alloc->size, v, &addr,
-		    &usable)) != 0) {
-			snprintf(err, sizeof(err), "no room for %" PRIu64
-			    " bytes in the heap", q->alloc->size);
-			break;
-		}
 		aclheap__alloc_reply__init(&ar);
 		ar.addr = addr;
 		ar.usable = usable;
@@ -757,11 +817,8 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		r.alloc = &ar;
 		break;
 	case ACLHEAP__REQUEST__BODY_FREE:
-		if ((rc = heap_free(heap, q->free->addr, &v)) != 0) {
-			snprintf(err, sizeof(err), "0x%" PRIx64 " is not a live "
-			    "block", q->free->addr);
+		if ((rc = op_free(q->free->addr, &v, err, sizeof(err))) != 0)
 			break;
-		}
 		aclheap__free_reply__init(&fr);
 		fr.size = v;
 		r.body_case = ACLHEAP__REPLY__BODY_FREE;
@@ -963,6 +1020,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 static void
 conn_process(struct conn *c)
 {
+	struct quick_req qq;
 	Aclheap__Request *q;
 	size_t off = 0;
 	uint32_t len;
@@ -982,6 +1040,13 @@ conn_process(struct conn *c)
 		}
 		if (c->in_len - off < FRAME_HDR + len)
 			break;
+		if (c->hello && quick_decode(c->in + off + FRAME_HDR, len,
+		    &qq)) {
+			off += FRAME_HDR + len;
+			heap->dirty = 1;
+			dispatch_quick(c, &qq);
+			continue;
+		}
 		frame_arena_reset(&arena);
 		q = frame_unpack_request(&arena, c->in + off + FRAME_HDR, len);
 		off += FRAME_HDR + len;

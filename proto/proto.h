@@ -51,4 +51,16 @@ int	 frame_send(int fd, const uint8_t *, size_t, int passfd);
 int	 frame_recv(int fd, uint8_t *, size_t cap, uint32_t *len, int *fdp);
 const char *frame_body_name(const Aclheap__Request *);
 
+/* proto/quick.c: Alloc and Free in protobuf-c's own bytes, without it */
+struct quick_req {
+	uint64_t id;
+	int body;		/* ACLHEAP__REQUEST__BODY_ALLOC or _FREE */
+	uint64_t a;		/* Alloc: size; Free: addr */
+	uint64_t b;		/* Alloc: alignment */
+};
+#define QUICK_MAX	(11 + 2 + 2 * 11)	/* longest quick_encode() */
+int	 quick_decode(const uint8_t *, size_t, struct quick_req *);
+size_t	 quick_encode(uint8_t *, int body, uint64_t id, uint64_t f1,
+	    uint64_t f2);
+
 #endif /* ACLHEAP_PROTO_H */

@@ -206,6 +206,204 @@ START_TEST(frame_send_recv_with_fd)
 }
 END_TEST
 
+/* --- the quick path (proto/quick.c) ----------------------------------- */
+
+static uint64_t qseed = 0x2545f4914f6cdd1dULL;
+
+/* Values with every varint length, zero and the extremes among them. */
+static uint64_t
+qval(void)
+{
+	uint64_t v;
+
+	qseed ^= qseed << 13;
+	qseed ^= qseed >> 7;
+	qseed ^= qseed << 17;
+	v = qseed;
+	switch (v % 8) {
+	case 0:
+		return 0;
+	case 1:
+		return UINT64_MAX;
+	case 2:
+		return v >> 57;				/* one byte */
+	default:
+		return v >> (v % 64);
+	}
+}
+
+static long
+pack_quick_request(uint8_t *buf, size_t cap, int body, uint64_t id,
+    uint64_t a, uint64_t b)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc m = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+
+	q.id = id;
+	q.body_case = (Aclheap__Request__BodyCase)body;
+	if (body == ACLHEAP__REQUEST__BODY_ALLOC) {
+		m.size = a;
+		m.alignment = b;
+		q.alloc = &m;
+	} else {
+		f.addr = a;
+		q.free = &f;
+	}
+	return frame_pack_request(&q, buf, cap);
+}
+
+/* Whatever quick_decode() accepts, protobuf-c decodes to the same. */
+static int
+quick_agrees(const uint8_t *buf, size_t len)
+{
+	struct frame_arena ar;
+	struct quick_req qq;
+	Aclheap__Request *u;
+
+	if (!quick_decode(buf, len, &qq))
+		return 0;
+	frame_arena_init(&ar, abuf, sizeof(abuf));
+	u = frame_unpack_request(&ar, buf, len);
+	ck_assert_msg(u != NULL, "quick path accepts what protobuf-c refuses");
+	ck_assert_uint_eq(u->id, qq.id);
+	ck_assert_int_eq(u->body_case, qq.body);
+	if (qq.body == ACLHEAP__REQUEST__BODY_ALLOC) {
+		ck_assert_uint_eq(u->alloc->size, qq.a);
+		ck_assert_uint_eq(u->alloc->alignment, qq.b);
+	} else {
+		ck_assert_uint_eq(u->free->addr, qq.a);
+		ck_assert_uint_eq(qq.b, 0);
+	}
+	return 1;
+}
+
+START_TEST(quick_decode_reads_protobuf_c)
+{
+	uint8_t buf[64];
+	struct quick_req qq;
+	uint64_t id, a, b;
+	long n;
+	int i, body;
+
+	for (i = 0; i < 20000; i++) {
+		body = i % 2 ? ACLHEAP__REQUEST__BODY_FREE :
+		    ACLHEAP__REQUEST__BODY_ALLOC;
+		id = qval();
+		a = qval();
+		b = body == ACLHEAP__REQUEST__BODY_ALLOC ? qval() : 0;
+		n = pack_quick_request(buf, sizeof(buf), body, id, a, b);
+		ck_assert_int_gt(n, FRAME_HDR);
+		ck_assert_msg(quick_decode(buf + FRAME_HDR, (size_t)n -
+		    FRAME_HDR, &qq), "protobuf-c's own bytes not recognised");
+		ck_assert_uint_eq(qq.id, id);
+		ck_assert_int_eq(qq.body, body);
+		ck_assert_uint_eq(qq.a, a);
+		ck_assert_uint_eq(qq.b, b);
+	}
+}
+END_TEST
+
+/* Mutated and random messages: the quick path may decline any of them,
+ * but never accept one that protobuf-c reads differently or refuses. */
+START_TEST(quick_decode_never_disagrees)
+{
+	static const uint8_t other[][8] = {
+		{ 0x08, 0x01, 0x12, 0x00 },		/* Hello */
+		{ 0x08, 0x01, 0x62, 0x02, 0x08, 0x05 },	/* Realloc */
+		{ 0x5a, 0x02, 0x10, 0x05 },	/* Free with a field 2 */
+		{ 0x52, 0x02, 0x10, 0x05, 0x08, 0x01 },	/* length short */
+		{ 0x52, 0x04, 0x10, 0x05, 0x08, 0x01 },	/* out of order */
+		{ 0x52, 0x00, 0x08, 0x01 },	/* id after the body */
+		{ 0x08, 0x01, 0x08, 0x02, 0x52, 0x00 },	/* id twice */
+	};
+	static const size_t olen[] = { 4, 6, 4, 6, 6, 4, 6 };
+	uint8_t buf[64], m[64];
+	struct quick_req qq;
+	size_t len, k;
+	long n;
+	int i, j, accepted = 0, declined = 0;
+
+	for (k = 0; k < sizeof(olen) / sizeof(olen[0]); k++) {
+		ck_assert_msg(!quick_decode(other[k], olen[k], &qq),
+		    "message %zu is not a canonical Alloc or Free", k);
+		(void)quick_agrees(other[k], olen[k]);
+	}
+	for (i = 0; i < 200000; i++) {
+		n = pack_quick_request(buf, sizeof(buf), i % 2 ?
+		    ACLHEAP__REQUEST__BODY_FREE : ACLHEAP__REQUEST__BODY_ALLOC,
+		    qval(), qval(), qval());
+		len = (size_t)n - FRAME_HDR;
+		memcpy(m, buf + FRAME_HDR, len);
+		for (j = 0; j < 1 + (int)(qval() % 3); j++) {
+			uint64_t r = qval();
+
+			switch (r % 4) {
+			case 0:		/* a byte changed */
+				m[r / 4 % len] = (uint8_t)(r >> 40);
+				break;
+			case 1:		/* cut short */
+				len = r / 4 % (len + 1);
+				break;
+			case 2:		/* a byte more */
+				if (len < sizeof(m))
+					m[len++] = (uint8_t)(r >> 32);
+				break;
+			default:	/* a varint byte's high bit flipped */
+				m[r / 4 % len] ^= 0x80;
+				break;
+			}
+			if (len == 0)
+				break;
+		}
+		if (quick_agrees(m, len))
+			accepted++;
+		else
+			declined++;
+	}
+	/* Both ways were taken many times. */
+	ck_assert_int_gt(accepted, 1000);
+	ck_assert_int_gt(declined, 1000);
+}
+END_TEST
+
+/* The replies it writes are protobuf-c's, byte for byte. */
+START_TEST(quick_encode_writes_protobuf_c)
+{
+	Aclheap__Reply r;
+	Aclheap__AllocReply ar;
+	Aclheap__FreeReply fr;
+	uint8_t want[64], got[QUICK_MAX + 8];
+	size_t n, m;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		aclheap__reply__init(&r);
+		r.id = qval();
+		if (i % 2) {
+			aclheap__alloc_reply__init(&ar);
+			ar.addr = qval();
+			ar.usable = qval();
+			r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
+			r.alloc = &ar;
+			n = quick_encode(got, ACLHEAP__REPLY__BODY_ALLOC, r.id,
+			    ar.addr, ar.usable);
+		} else {
+			aclheap__free_reply__init(&fr);
+			fr.size = qval();
+			r.body_case = ACLHEAP__REPLY__BODY_FREE;
+			r.free = &fr;
+			n = quick_encode(got, ACLHEAP__REPLY__BODY_FREE, r.id,
+			    fr.size, 0);
+		}
+		m = protobuf_c_message_pack(&r.base, want);
+		ck_assert_uint_le(n, QUICK_MAX);
+		ck_assert_uint_eq(n, m);
+		ck_assert_msg(memcmp(got, want, n) == 0, "reply %d differs", i);
+	}
+}
+END_TEST
+
 Suite *
 proto_suite(void)
 {
@@ -218,6 +416,9 @@ proto_suite(void)
 	tcase_add_test(tc, frame_unpack_refuses_field_zero);
 	tcase_add_test(tc, frame_arena_exhaustion);
 	tcase_add_test(tc, frame_send_recv_with_fd);
+	tcase_add_test(tc, quick_decode_reads_protobuf_c);
+	tcase_add_test(tc, quick_decode_never_disagrees);
+	tcase_add_test(tc, quick_encode_writes_protobuf_c);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -6,7 +6,9 @@
  * both as a Request (what the daemon does) and as a Reply (what a client
  * does with a daemon's answer).  Whatever decodes must pack again, and the
  * packed bytes must decode and pack to the very same bytes: a message the
- * decoder accepts is one the rest of the code can hold and send.
+ * decoder accepts is one the rest of the code can hold and send.  The
+ * daemon's quick path for Alloc and Free (proto/quick.c) must decode what it
+ * accepts exactly as protobuf-c does, and write replies as it would.
  */
 #include "config.h"
 
@@ -88,6 +90,45 @@ roundtrip_reply(const Aclheap__Reply *r, size_t off)
 	same_bytes(n1, frame_pack_reply(r2, pbuf[1], sizeof(pbuf[1])), off);
 }
 
+/* quick_decode() accepts only what protobuf-c reads the same way; the
+ * reply quick_encode() writes for it is protobuf-c's. */
+static void
+quick_agrees(const uint8_t *body, uint32_t len, const Aclheap__Request *q,
+    size_t off)
+{
+	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
+	Aclheap__AllocReply ar = ACLHEAP__ALLOC_REPLY__INIT;
+	Aclheap__FreeReply fr = ACLHEAP__FREE_REPLY__INIT;
+	struct quick_req qq;
+	size_t n;
+
+	if (!quick_decode(body, len, &qq))
+		return;
+	if (q == NULL || q->id != qq.id || (int)q->body_case != qq.body ||
+	    (qq.body == ACLHEAP__REQUEST__BODY_ALLOC ? q->alloc->size !=
+	    qq.a || q->alloc->alignment != qq.b : q->free->addr != qq.a))
+		die("the quick path reads a request differently", off);
+	/* Answer with the request's own numbers as the reply's. */
+	r.id = qq.id;
+	if (qq.body == ACLHEAP__REQUEST__BODY_ALLOC) {
+		ar.addr = qq.a;
+		ar.usable = qq.b;
+		r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
+		r.alloc = &ar;
+		n = quick_encode(pbuf[1], ACLHEAP__REPLY__BODY_ALLOC, qq.id,
+		    qq.a, qq.b);
+	} else {
+		fr.size = qq.a;
+		r.body_case = ACLHEAP__REPLY__BODY_FREE;
+		r.free = &fr;
+		n = quick_encode(pbuf[1], ACLHEAP__REPLY__BODY_FREE, qq.id,
+		    qq.a, 0);
+	}
+	if (protobuf_c_message_pack(&r.base, pbuf[0]) != n ||
+	    memcmp(pbuf[0], pbuf[1], n) != 0)
+		die("the quick path writes a reply differently", off);
+}
+
 int
 fuzz_frame_one(const uint8_t *data, size_t size)
 {
@@ -118,7 +159,9 @@ fuzz_frame_one(const uint8_t *data, size_t size)
 			break;	/* incomplete: the daemon waits for more */
 		body = data + off + FRAME_HDR;
 		frame_arena_reset(&a);
-		if ((q = frame_unpack_request(&a, body, len)) != NULL) {
+		q = frame_unpack_request(&a, body, len);
+		quick_agrees(body, len, q, off);
+		if (q != NULL) {
 			(void)frame_body_name(q);
 			roundtrip_request(q, off);
 			fuzz_frame_decoded++;
