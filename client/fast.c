@@ -17,7 +17,7 @@
  * dies the daemon gives the set back: a crash leaks at most the block being
  * handed out.  Ordering that makes this hold: side entry before removing a
  * bit from the record (the daemon returns only bits whose side entry is 0),
- * record word and pending flag before a claim.
+ * record slab and word before a claim.
  *
  * Caches die with conn_gen: fork() (the child must not hand out its
  * parent's blocks) and a remap of the segment (the new object knows nothing
@@ -157,16 +157,14 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 			continue;
 		atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
 		atomic_store_explicit(&l->word, w, memory_order_relaxed);
-		atomic_store(&l->pending, 1);
+		/* The claim's fetch_or is a full barrier: the record names
+		 * the word before any bit is ours. */
 		rc = slab_claim_word(&conn_seg, s, cls, w, &got);
-		if (rc != 0 || got == 0) {
-			atomic_store(&l->pending, 0);
-			if (rc != 0)
-				goto none;
+		if (rc != 0)
+			goto none;
+		if (got == 0)
 			continue;
-		}
-		atomic_store(&l->mask, got);
-		atomic_store(&l->pending, 0);
+		atomic_store_explicit(&l->mask, got, memory_order_release);
 		hot_drop(cls);
 		c->slab = s;
 		c->word = w;
@@ -184,11 +182,12 @@ none:
 	 * the slab and word the record names). */
 	atomic_store_explicit(&l->set_slab, c->slab, memory_order_relaxed);
 	atomic_store_explicit(&l->word, c->word, memory_order_relaxed);
-	atomic_store(&l->mask, c->mask);
+	atomic_store_explicit(&l->mask, c->mask, memory_order_release);
 	return rc != 0 ? -1 : 0;
 }
 
-/* Whether slab s holds blocks of cls that nobody else leases. */
+/* Whether slab s holds blocks of cls that no other live lease leases or
+ * has as its own. */
 static int
 slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 {

@@ -115,7 +115,7 @@ struct shm_root {
 };
 
 /* One cache line.  owner_pid, owner_start, slab and cls are the daemon's;
- * set_slab, word, pending and mask belong to the client thread holding the
+ * set_slab, word and mask belong to the client thread holding the
  * lease, which may claim in any slab of its class (a lease is affinity,
  * not ownership) and says here where its private set lies. */
 struct shm_lease {
@@ -123,7 +123,7 @@ struct shm_lease {
 	uint32_t slab;		/* leased slab (marked in its slab word) */
 	uint64_t owner_start;	/* owner's start time (clock ticks) */
 	_Atomic uint32_t word;	/* bitmap word the private set lies in */
-	_Atomic uint32_t pending;	/* 1 while a word claim is in flight */
+	_Atomic uint32_t pending;	/* unused, 0 (layout 2 has it) */
 	_Atomic uint64_t mask;	/* private set: claimed, not handed out */
 	_Atomic uint32_t set_slab;	/* slab the private set lies in */
 	uint8_t cls;
