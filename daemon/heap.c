@@ -676,6 +676,7 @@ small_slab_new(struct heap *h, uint32_t cls)
 	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
 		return rc;
 	free_clear(h, (uint64_t)s);
+	seg->slabs[s].run = 0;
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
 	return s;
 }
@@ -1030,6 +1031,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	uint32_t rec, i, w, best_free = 0, f;
 	uint64_t start = 0;
 	int64_t s = -1;
+	int pass;
 
 	if (cls >= SHM_NCLASSES)
 		return -EINVAL;
@@ -1050,20 +1052,28 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			return -EBUSY;
 	}
 	/* The unleased slab of the class with the most room, if it has at
-	 * least a quarter of its blocks free. */
-	for (i = 0; i < h->class_n[cls]; i++) {
-		uint32_t t = h->class_slabs[cls][i];
+	 * least a quarter of its blocks free and no other live lease has it
+	 * as its own (affinity); then a fresh slab; then, with no fresh slab
+	 * left, any unleased slab with room. */
+	for (pass = 0; pass < 2 && s < 0; pass++) {
+		for (i = 0; i < h->class_n[cls]; i++) {
+			uint32_t t = h->class_slabs[cls][i];
 
-		w = atomic_load(&seg->slabs[t].word);
-		if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1)
-			continue;
-		f = slab_class_nblocks[cls] - slab_claimed(seg, t);
-		if (f * 4 >= slab_class_nblocks[cls] && f > best_free) {
-			best_free = f;
-			s = t;
+			w = atomic_load(&seg->slabs[t].word);
+			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
+			    (pass == 0 && slab_affine_other(seg, t, rec)))
+				continue;
+			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
+			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
+			    f > best_free) {
+				best_free = f;
+				s = t;
+			}
 		}
+		if (pass == 0 && s < 0)
+			s = small_slab_new(h, cls);
 	}
-	if (s < 0 && (s = small_slab_new(h, cls)) < 0)
+	if (s < 0)
 		return (int)s;
 	l = &seg->leases[rec];
 	if (renew != 0)
@@ -1079,6 +1089,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		h->owners[rec].conn = c;
 	}
 	l->slab = (uint32_t)s;
+	seg->slabs[s].run = rec + 1;
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
 	    rec + 1));
 	*slab = (uint64_t)s;

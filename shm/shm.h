@@ -99,7 +99,9 @@ enum shm_slab_state {
  * both in one sequentially consistent load. */
 struct shm_slab {
 	_Atomic uint32_t word;	/* state | cls << 8 | lease << 16 */
-	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head */
+	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head;
+				 * SMALL: lease record + 1 it was last leased
+				 * to (affinity, see client/fast.c), 0 none */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
@@ -327,6 +329,23 @@ slab_word_valid(uint32_t cls, uint32_t w)
 	if (n <= w * 64)
 		return 0;
 	return (UINT64_C(1) << (n - w * 64)) - 1;
+}
+
+/*
+ * Whether small slab s belongs to another live lease: its affinity names a
+ * record other than rec, and that record has an owner.  Threads leave such
+ * slabs to their owner, as malloc leaves a thread's blocks in its arena;
+ * two threads claiming in one slab write each other's cache lines on every
+ * free.  Both fields are the daemon's; a stale read costs locality only.
+ */
+static inline int
+slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec)
+{
+	uint32_t a = __atomic_load_n(&seg->slabs[s].run, __ATOMIC_RELAXED);
+
+	return a != 0 && a != rec + 1 && a <= SHM_LEASES &&
+	    __atomic_load_n(&seg->leases[a - 1].owner_pid,
+	    __ATOMIC_RELAXED) != 0;
 }
 
 /* Makes a claimed block live: its side entry records the request. */

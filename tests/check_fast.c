@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,6 +526,101 @@ START_TEST(hot_word_frees)
 }
 END_TEST
 
+/*
+ * Slabs a live thread was leased stay its own: another thread allocating
+ * the same class gets other slabs, even while the first one's slabs have
+ * holes (sharing them would put both threads' frees on the same cache
+ * lines).  Once the owner is gone, its slabs' holes are everybody's again.
+ */
+enum { AFF_N = 3000 };
+static void *aff_a[AFF_N];
+
+static void *
+aff_owner(void *arg)
+{
+	void *p;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < AFF_N; i++) {
+		if ((p = aclmalloc(64)) == NULL)
+			return (void *)1;
+		__atomic_store_n(&aff_a[i], p, __ATOMIC_RELEASE);
+	}
+	/* Holes everywhere: every other block goes back. */
+	for (i = 0; i < AFF_N; i += 2) {
+		aclfree(aff_a[i]);
+		__atomic_store_n(&aff_a[i], NULL, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static int aff_stop_fd[2];
+
+static void *
+aff_owner_waits(void *arg)
+{
+	char ch;
+
+	if (aff_owner(arg) != NULL)
+		return (void *)1;
+	/* Alive (leases held) until told to go. */
+	if (read(aff_stop_fd[0], &ch, 1) != 1)
+		return (void *)1;
+	return NULL;
+}
+
+static int
+in_owner_slabs(const void *p)
+{
+	uint64_t s = slab_index(&conn_seg, (uintptr_t)p);
+	int i;
+
+	for (i = 1; i < AFF_N; i += 2)
+		if (slab_index(&conn_seg, (uintptr_t)aff_a[i]) == s)
+			return 1;
+	return 0;
+}
+
+START_TEST(threads_keep_to_their_slabs)
+{
+	static void *b[AFF_N], *c[AFF_N];
+	pthread_t t;
+	void *rc;
+	int i, shared = 0, reused = 0;
+
+	ck_assert_int_eq(pipe(aff_stop_fd), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, aff_owner_waits, NULL), 0);
+	/* The owner has made its holes when it blocks on the pipe; poll
+	 * its last free instead of sleeping. */
+	while (__atomic_load_n(&aff_a[AFF_N - 2], __ATOMIC_ACQUIRE) != NULL ||
+	    __atomic_load_n(&aff_a[AFF_N - 1], __ATOMIC_ACQUIRE) == NULL)
+		sched_yield();
+	for (i = 0; i < AFF_N; i++) {
+		ck_assert_ptr_nonnull(b[i] = aclmalloc(64));
+		shared += in_owner_slabs(b[i]);
+	}
+	ck_assert_int_eq(shared, 0);
+	/* The owner goes (its leases with it); its holes are reused. */
+	ck_assert_int_eq(write(aff_stop_fd[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	for (i = 0; i < AFF_N; i++) {
+		ck_assert_ptr_nonnull(c[i] = aclmalloc(64));
+		reused += in_owner_slabs(c[i]);
+	}
+	ck_assert_int_gt(reused, 0);
+	for (i = 0; i < AFF_N; i++) {
+		ck_assert_uint_eq(aclfree(b[i]), 64);
+		ck_assert_uint_eq(aclfree(c[i]), 64);
+		if (aff_a[i] != NULL)
+			ck_assert_uint_eq(aclfree(aff_a[i]), 64);
+	}
+	close(aff_stop_fd[0]);
+	close(aff_stop_fd[1]);
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -538,6 +634,7 @@ fast_suite(void)
 	tcase_add_test(tc, zombie_leader_keeps_leases);
 	tcase_add_test(tc, live_blocks_survive_sweeps);
 	tcase_add_test(tc, hot_word_frees);
+	tcase_add_test(tc, threads_keep_to_their_slabs);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
