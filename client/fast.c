@@ -197,7 +197,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 	lease = SHM_SLAB_LEASE(w);
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
 	    (lease == 0 || lease == c->rec + 1) &&
-	    !slab_affine_other(&conn_seg, s, c->rec);
+	    !slab_affine_other(&conn_seg, s, c->rec, cls);
 }
 
 /*

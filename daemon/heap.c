@@ -1061,7 +1061,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 
 			w = atomic_load(&seg->slabs[t].word);
 			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
-			    (pass == 0 && slab_affine_other(seg, t, rec)))
+			    (pass == 0 && slab_affine_other(seg, t, rec, cls)))
 				continue;
 			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
 			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&

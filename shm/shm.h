@@ -332,20 +332,26 @@ slab_word_valid(uint32_t cls, uint32_t w)
 }
 
 /*
- * Whether small slab s belongs to another live lease: its affinity names a
- * record other than rec, and that record has an owner.  Threads leave such
- * slabs to their owner, as malloc leaves a thread's blocks in its arena;
- * two threads claiming in one slab write each other's cache lines on every
- * free.  Both fields are the daemon's; a stale read costs locality only.
+ * Whether small slab s of class cls belongs to another live lease: its
+ * affinity names a record other than rec that has an owner and still
+ * serves cls (a record freed and taken again for another class owns none
+ * of its old slabs).  Threads leave such slabs to their owner, as malloc
+ * leaves a thread's blocks in its arena; two threads claiming in one slab
+ * write each other's cache lines on every free.  All three fields are the
+ * daemon's; a stale read costs locality only.
  */
 static inline int
-slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec)
+slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec,
+    uint32_t cls)
 {
 	uint32_t a = __atomic_load_n(&seg->slabs[s].run, __ATOMIC_RELAXED);
+	const struct shm_lease *l;
 
-	return a != 0 && a != rec + 1 && a <= SHM_LEASES &&
-	    __atomic_load_n(&seg->leases[a - 1].owner_pid,
-	    __ATOMIC_RELAXED) != 0;
+	if (a == 0 || a == rec + 1 || a > SHM_LEASES)
+		return 0;
+	l = &seg->leases[a - 1];
+	return __atomic_load_n(&l->owner_pid, __ATOMIC_RELAXED) != 0 &&
+	    __atomic_load_n(&l->cls, __ATOMIC_RELAXED) == cls;
 }
 
 /* Makes a claimed block live: its side entry records the request. */
