@@ -200,6 +200,7 @@ struct ring_arg {
 	uint64_t requested;
 	uint64_t in_use;	/* measure: slab bytes in use at the end */
 	int measure;
+	int keep;		/* leave the blocks allocated */
 	int n;			/* live blocks; 0: RING */
 };
 
@@ -250,8 +251,9 @@ ring_run(void *arg)
 			exit(1);
 		r->in_use = st.bytes_in_use;
 	}
-	for (i = 0; i < n; i++)
-		r->f(slot[i]);
+	if (!r->keep)
+		for (i = 0; i < n; i++)
+			r->f(slot[i]);
 	free(slot);
 	free(sz);
 	return NULL;
@@ -731,38 +733,61 @@ row(const char *what, struct stat3 s, const char *goal, const char *unit)
 
 static double v[16], w[16], ratio[16];
 
-/* Memory first, on a fresh heap: slab bytes in use with a ring live, over
- * what the ring asked for; then the same with ten times the blocks, to
- * show what is fixed per size class and what grows with the heap. */
+/* A new daemon on a new, empty heap of the given size, attached. */
+static void
+fresh_heap(const char *size)
+{
+	char cmd[256];
+
+	aclheap_detach();
+	daemon_stop();
+	heap_unlink();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", statep);
+	if (system(cmd) != 0)
+		exit(1);
+	daemon_start(size);
+	if (aclheap_attach(sockp) != 0)
+		exit(1);
+}
+
+/* Memory first, each on a fresh heap: slab bytes in use with a ring live,
+ * over what the ring asked for.  Ten times the blocks first (to show what
+ * is fixed per size class and what grows with the heap), then the ring
+ * itself, which stays live for the sections after it. */
 static void
 sec_memory(void)
 {
-	static const int sizes[] = { RING, 10 * RING };
-	struct ring_arg r;
+	static const int sizes[] = { 10 * RING, RING };
+	struct ring_arg r[2];
 	struct stat3 s;
-	size_t k;
-	int i;
+	int i, k;
 
-	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
-		memset(&r, 0, sizeof(r));
-		r.a = aclmalloc;
-		r.f = acl_free_void;
-		r.seed = 4242;
-		r.measure = 1;
-		r.n = sizes[k];
-		ring_run(&r);
+	for (k = 0; k < 2; k++) {
+		memset(&r[k], 0, sizeof(r[k]));
+		r[k].a = aclmalloc;
+		r[k].f = acl_free_void;
+		r[k].seed = 4242;
+		r[k].measure = 1;
+		r[k].n = sizes[k];
+		r[k].keep = sizes[k] == RING;
+		if (k > 0)
+			fresh_heap("1G");
+		ring_run(&r[k]);
+	}
+	for (k = 1; k >= 0; k--) {
 		for (i = 0; i < reps; i++)
-			ratio[i] = (double)r.in_use / (double)r.requested;
+			ratio[i] = (double)r[k].in_use /
+			    (double)r[k].requested;
 		s = summarize(ratio, reps);
-		if (k == 0)
+		if (sizes[k] == RING)
 			row("memory: slab bytes in use / bytes requested (ring)",
 			    s, "<= 1.2", "");
 		else
 			row("memory, ring of 100k blocks (51 MB)", s, "", "");
 		printf("|   %" PRIu64 " B in slabs for %" PRIu64 " B requested; "
 		    "counting per-slab metadata (8.5 KiB/slab): %.2f\n",
-		    r.in_use, r.requested, (double)r.in_use *
-		    (1 + 8704.0 / 65536) / (double)r.requested);
+		    r[k].in_use, r[k].requested, (double)r[k].in_use *
+		    (1 + 8704.0 / 65536) / (double)r[k].requested);
 	}
 }
 
@@ -933,16 +958,8 @@ sec_big(void)
 	void *p;
 	int i;
 
-	aclheap_detach();
-	daemon_stop();
-	heap_unlink();
-	snprintf(img, sizeof(img), "rm -rf %s", statep);
-	if (system(img) != 0)
-		exit(1);
+	fresh_heap("16G");
 	snprintf(img, sizeof(img), "%s/heap.img", statep);
-	daemon_start("16G");
-	if (aclheap_attach(sockp) != 0)
-		exit(1);
 	p = aclmalloc(10 << 20);
 	memset(p, 7, 10 << 20);
 	for (i = 0; i < reps; i++) {
