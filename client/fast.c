@@ -106,9 +106,10 @@ lease_drop(struct fast_class *c, int tell_daemon)
 }
 
 /* Asks for a slab of cls: a new lease, or (renew) ours moved to another
- * slab.  Afterwards c->slab is the leased slab and no word is current. */
+ * slab, slab want - 1 if the daemon agrees.  Afterwards c->slab is the
+ * leased slab and no word is current. */
 static int
-lease_take(struct fast_class *c, uint32_t cls, int renew)
+lease_take(struct fast_class *c, uint32_t cls, int renew, uint32_t want)
 {
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__LeaseSlab m = ACLHEAP__LEASE_SLAB__INIT;
@@ -117,6 +118,7 @@ lease_take(struct fast_class *c, uint32_t cls, int renew)
 
 	m.cls = cls;
 	m.renew = renew ? c->rec + 1 : 0;
+	m.want = want;
 	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
 	q.lease = &m;
 	if ((rc = conn_call(&q, ACLHEAP__REPLY__BODY_LEASE, &r, 0)) != 0)
@@ -197,7 +199,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 	lease = SHM_SLAB_LEASE(w);
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
 	    (lease == 0 || lease == c->rec + 1) &&
-	    !slab_affine_other(&conn_seg, s, c->rec, cls);
+	    !slab_affine_other(&conn_seg, s, c->rec);
 }
 
 /*
@@ -233,6 +235,15 @@ scan_class(struct fast_class *c, uint32_t cls)
 			c->cursor = 0;
 		if (s >= n || s == c->slab || !slab_adoptable(c, cls, s))
 			continue;
+		/* A slab nobody has as its own becomes ours before we claim
+		 * in it (one round trip), or another thread could lease it
+		 * while our blocks are in it. */
+		if (__atomic_load_n(&conn_seg.slabs[s].run,
+		    __ATOMIC_RELAXED) != c->rec + 1) {
+			if (lease_take(c, cls, 1, s + 1) != 0)
+				return 0;
+			s = c->slab;
+		}
 		if (claim_in(c, cls, s, 0) > 0)
 			return 1;
 	}
@@ -265,13 +276,13 @@ fast_alloc_slow(uint32_t cls, size_t size)
 	}
 	if (c->mask != 0)
 		return pop(c, cls, size);
-	if (!c->leased && lease_take(c, cls, 0) != 0)
+	if (!c->leased && lease_take(c, cls, 0, 0) != 0)
 		return NULL;
 	for (tries = 0; tries < 3; tries++) {
 		if (claim_in(c, cls, c->slab, c->word + 1) > 0 ||
 		    scan_class(c, cls) > 0)
 			return pop(c, cls, size);
-		if (lease_take(c, cls, 1) != 0)
+		if (lease_take(c, cls, 1, 0) != 0)
 			return NULL;
 	}
 	return NULL;

@@ -119,7 +119,7 @@ int	 heap_root_get(struct heap *, const char *, uint64_t *);
 int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);
 int	 heap_root_remove(struct heap *, const char *);
 int	 heap_lease(struct heap *, struct conn *, pid_t, uint32_t cls,
-	    uint32_t renew, uint64_t *slab, uint32_t *rec);
+	    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *rec);
 int	 heap_lease_release(struct heap *, uint32_t rec);
 void	 heap_conn_gone(struct heap *, struct conn *);
 uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);

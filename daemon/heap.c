@@ -173,6 +173,23 @@ lease_unmark(struct heap *h, uint32_t rec)
 		    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
 }
 
+/* The slabs record rec had as its own are anyone's again: it is going, and
+ * may come back for another class or another thread. */
+static void
+affinity_clear(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t cls = seg->leases[rec].cls, i, t;
+
+	if (cls >= SHM_NCLASSES)
+		return;
+	for (i = 0; i < h->class_n[cls]; i++) {
+		t = h->class_slabs[cls][i];
+		if (seg->slabs[t].run == rec + 1)
+			seg->slabs[t].run = 0;
+	}
+}
+
 /*
  * Returns what a lease record holds privately (claimed, never handed out)
  * to the pool, clears the slab's lease mark and frees the record.  Only for
@@ -209,6 +226,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 		}
 	}
 	lease_unmark(h, rec);
+	affinity_clear(h, rec);
 	atomic_store(&l->mask, 0);
 	atomic_store(&l->pending, 0);
 	atomic_store(&l->set_slab, 0);
@@ -305,6 +323,17 @@ heap_rebuild(struct heap *h)
 	if (n > 0 || kept > 0)
 		log_info("leases: returned %u of processes that are gone, kept "
 		    "%u of live ones", n, kept);
+	/* An affinity must name a live record of the slab's class (a crash
+	 * can cut affinity_clear() short). */
+	for (i = 0; i < SHM_NCLASSES; i++)
+		for (n = 0; n < h->class_n[i]; n++) {
+			struct shm_slab *sl = &seg->slabs[h->class_slabs[i][n]];
+
+			if (sl->run != 0 && (sl->run > SHM_LEASES ||
+			    seg->leases[sl->run - 1].owner_pid == 0 ||
+			    seg->leases[sl->run - 1].cls != i))
+				sl->run = 0;
+		}
 	return 0;
 }
 
@@ -1016,15 +1045,17 @@ heap_root_remove(struct heap *h, const char *name)
 }
 
 /*
- * Leases a slab of cls to a client: a partly used unleased slab of the class
- * if there is one, else a fresh slab.  The lease record in the segment is
+ * Leases a slab of cls to a client: the slab it wants (want: slab + 1) if
+ * that is an unleased slab of the class that no other live lease has as
+ * its own, else a partly used unleased slab of the class, else a fresh
+ * slab.  The lease record in the segment is
  * where the client keeps its private set, so a crash can give it back.
  * renew (record + 1) moves a lease the connection holds to a new slab
  * instead of taking a new record: one round trip when a slab is full.
  */
 int
 heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
-    uint32_t renew, uint64_t *slab, uint32_t *recp)
+    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp)
 {
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
@@ -1055,13 +1086,20 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	 * least a quarter of its blocks free and no other live lease has it
 	 * as its own (affinity); then a fresh slab; then, with no fresh slab
 	 * left, any unleased slab with room. */
+	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
+		w = atomic_load(&seg->slabs[want - 1].word);
+		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
+		    SHM_SLAB_LEASE(w) == 0 &&
+		    !slab_affine_other(seg, want - 1, rec))
+			s = want - 1;
+	}
 	for (pass = 0; pass < 2 && s < 0; pass++) {
 		for (i = 0; i < h->class_n[cls]; i++) {
 			uint32_t t = h->class_slabs[cls][i];
 
 			w = atomic_load(&seg->slabs[t].word);
 			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
-			    (pass == 0 && slab_affine_other(seg, t, rec, cls)))
+			    (pass == 0 && slab_affine_other(seg, t, rec)))
 				continue;
 			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
 			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&

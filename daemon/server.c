@@ -962,7 +962,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		break;
 	case ACLHEAP__REQUEST__BODY_LEASE:
 		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
-		    q->lease->renew, &v, &rec)) != 0) {
+		    q->lease->renew, q->lease->want, &v, &rec)) != 0) {
 			snprintf(err, sizeof(err), rc == -EMFILE ? "aclheapd "
 			    "is out of descriptors" : "no slab to lease for "
 			    "class %u", q->lease->cls);

@@ -697,7 +697,8 @@ out:
  * claim and free, so they can disagree by the blocks that changed in
  * between; and the lease records name processes that hold nothing in a
  * reloaded heap.  The side entries say which blocks are live: each small
- * slab's bitmap is rebuilt from them, and the leases are dropped.
+ * slab's bitmap is rebuilt from them, and the leases (and the slabs'
+ * affinities to them) are dropped.
  */
 void
 image_settle(struct shm_seg *seg)
@@ -719,6 +720,7 @@ image_settle(struct shm_seg *seg)
 			continue;	/* shm_check() will name it */
 		atomic_store(&seg->slabs[s].word,
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
+		seg->slabs[s].run = 0;		/* no lease, no affinity */
 		sd = slab_sides(seg, s);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
 		for (k = 0; k < nw; k++) {

@@ -332,26 +332,20 @@ slab_word_valid(uint32_t cls, uint32_t w)
 }
 
 /*
- * Whether small slab s of class cls belongs to another live lease: its
- * affinity names a record other than rec that has an owner and still
- * serves cls (a record freed and taken again for another class owns none
- * of its old slabs).  Threads leave such slabs to their owner, as malloc
+ * Whether small slab s belongs to another lease: its affinity names a
+ * record other than rec.  The daemon clears a slab's affinity when the
+ * record it names is released, so a named record is a live one serving
+ * the slab's class.  Threads leave such slabs to their owner, as malloc
  * leaves a thread's blocks in its arena; two threads claiming in one slab
- * write each other's cache lines on every free.  All three fields are the
+ * write each other's cache lines on every free.  The field is the
  * daemon's; a stale read costs locality only.
  */
 static inline int
-slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec,
-    uint32_t cls)
+slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec)
 {
 	uint32_t a = __atomic_load_n(&seg->slabs[s].run, __ATOMIC_RELAXED);
-	const struct shm_lease *l;
 
-	if (a == 0 || a == rec + 1 || a > SHM_LEASES)
-		return 0;
-	l = &seg->leases[a - 1];
-	return __atomic_load_n(&l->owner_pid, __ATOMIC_RELAXED) != 0 &&
-	    __atomic_load_n(&l->cls, __ATOMIC_RELAXED) == cls;
+	return a != 0 && a != rec + 1;
 }
 
 /* Makes a claimed block live: its side entry records the request. */

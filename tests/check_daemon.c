@@ -523,6 +523,68 @@ START_TEST(bad_requests_change_nothing)
 }
 END_TEST
 
+/* LeaseSlab{cls, renew, want}: slab and record of the reply, asserted ok. */
+static void
+raw_lease(int fd, uint32_t cls, uint32_t renew, uint32_t want,
+    uint64_t *slab, uint32_t *rec)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
+	Aclheap__Reply *r;
+
+	ls.cls = cls;
+	ls.renew = renew;
+	ls.want = want;
+	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
+	q.lease = &ls;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_int_eq(r->body_case, ACLHEAP__REPLY__BODY_LEASE);
+	*slab = r->lease->slab;
+	*rec = r->lease->record;
+}
+
+/*
+ * A client may name the slab it wants to lease (one it found with free
+ * blocks); the daemon gives it only a slab of the class that is unleased
+ * and no other live lease's own, and otherwise chooses as usual.  A
+ * released lease's slabs are anyone's.
+ */
+START_TEST(lease_wants_only_free_slabs)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__ReleaseSlab rel = ACLHEAP__RELEASE_SLAB__INIT;
+	int a = raw_hello(), b = raw_hello();
+	uint64_t sa, sa2, sb, s, other;
+	uint32_t ra, rb, r2;
+
+	raw_lease(a, 3, 0, 0, &sa, &ra);
+	raw_lease(a, 3, ra + 1, 0, &sa2, &r2);	/* sa: a's own, unleased */
+	ck_assert_uint_eq(r2, ra);
+	ck_assert_uint_ne(sa2, sa);
+	raw_lease(b, 5, 0, 0, &other, &rb);	/* a slab of another class */
+	raw_lease(b, 3, 0, (uint32_t)sa + 1, &sb, &rb);
+	ck_assert_uint_ne(sb, sa);		/* a's own */
+	ck_assert_uint_ne(sb, sa2);		/* a's lease */
+	raw_lease(b, 3, rb + 1, (uint32_t)sa2 + 1, &s, &r2);
+	ck_assert_uint_ne(s, sa2);
+	raw_lease(b, 3, rb + 1, (uint32_t)other + 1, &s, &r2);
+	ck_assert_uint_ne(s, other);		/* another class */
+	raw_lease(b, 3, rb + 1, UINT32_MAX, &s, &r2);	/* no such slab */
+	ck_assert_uint_ne(s, sa);
+	ck_assert_uint_ne(s, sa2);
+	/* a lets go: its slabs are free to take. */
+	rel.record = ra;
+	q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
+	q.release = &rel;
+	ck_assert_int_eq(raw_call(a, &q)->error, 0);
+	raw_lease(b, 3, rb + 1, (uint32_t)sa + 1, &s, &r2);
+	ck_assert_uint_eq(s, sa);
+	close(a);
+	close(b);
+}
+END_TEST
+
 /* Allowed clients can write the whole segment: a slab table scribbled on
  * must get errors, never make the daemon walk or index out of bounds. */
 START_TEST(scribbled_slab_table_survived)
@@ -953,6 +1015,7 @@ daemon_suite(void)
 	tcase_add_test(tc, pipelined_requests);
 	tcase_add_test(tc, requests_outside_heap_refused);
 	tcase_add_test(tc, bad_requests_change_nothing);
+	tcase_add_test(tc, lease_wants_only_free_slabs);
 	tcase_add_test(tc, scribbled_slab_table_survived);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
