@@ -66,6 +66,7 @@ struct fast_class {
 	uint32_t leased;
 	uint32_t cursor;	/* where scan_class() goes on looking */
 	uint32_t nhist;		/* slabs leased so far (hist[nhist % 8]) */
+	uint32_t hpos;		/* where scan_class() goes on in hist */
 	uint32_t hist[FAST_HIST];	/* the last slabs this lease was on */
 };
 

@@ -138,21 +138,21 @@ lease_take(struct fast_class *c, uint32_t cls, int renew, uint32_t want)
 
 /*
  * Claims the first word of slab s, from word w0 on, that has free blocks;
- * it becomes the private set.  1 on success, 0 when the slab is full, -1
- * when it is no longer of class cls.  The record says where the claim goes
- * before it is made, so a crash in between can be accounted for.
+ * it becomes the private set.  1 on success, 0 when no word from w0 on has
+ * any, -1 when the slab is no longer of class cls.  The record says where
+ * the claim goes before it is made, so a crash in between can be accounted
+ * for.
  */
 static int
 claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 {
 	_Atomic uint64_t *bm = slab_bitmap(&conn_seg, s);
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
+	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
 	struct shm_lease *l = rec_of(c);
 	uint64_t valid, got;
 	int rc;
 
-	for (k = 0; k < nw; k++) {
-		w = (w0 + k) % nw;
+	for (w = w0; w < nw; w++) {
 		valid = slab_word_valid(cls, w);
 		if ((atomic_load_explicit(&bm[w], memory_order_relaxed) &
 		    valid) == valid)
@@ -211,7 +211,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 static int
 scan_class(struct fast_class *c, uint32_t cls)
 {
-	uint32_t i, s, n, limit;
+	uint32_t i, k, s, n, nh, limit;
 
 	/* Nothing above the high-water mark has ever been in use. */
 	n = (uint32_t)atomic_load_explicit(&conn_seg.sb->slab_hwm,
@@ -222,12 +222,20 @@ scan_class(struct fast_class *c, uint32_t cls)
 
 	/* First the slabs this thread was leased: blocks it freed there
 	 * come back to it, and two threads stay out of each other's cache
-	 * lines (as a thread's blocks return to its own arena in malloc). */
-	for (i = 0; i < FAST_HIST && i < c->nhist; i++) {
-		s = c->hist[i];
-		if (s != c->slab && s < n && slab_adoptable(c, cls, s) &&
-		    claim_in(c, cls, s, 0) > 0)
+	 * lines (as a thread's blocks return to its own arena in malloc).
+	 * They are visited like a clock hand, each word after the one
+	 * claimed last (claim_in() does not wrap around): a word is claimed
+	 * again only after all the others were, when it has gathered the
+	 * most frees, so claims are fewer and bring more blocks. */
+	nh = c->nhist < FAST_HIST ? c->nhist : FAST_HIST;
+	for (i = 0; i < nh; i++) {
+		k = (c->hpos + i) % nh;
+		s = c->hist[k];
+		if (s < n && slab_adoptable(c, cls, s) &&
+		    claim_in(c, cls, s, 0) > 0) {
+			c->hpos = k + 1;
 			return 1;
+		}
 	}
 	for (i = 0; i < limit; i++) {
 		s = c->cursor++;
