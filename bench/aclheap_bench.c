@@ -733,6 +733,43 @@ row(const char *what, struct stat3 s, const char *goal, const char *unit)
 
 static double v[16], w[16], ratio[16];
 
+/*
+ * The ring's sizes replayed without allocating: the sum over size classes
+ * of each class's highest population times its block size.  No allocator
+ * with these size classes that keeps them apart (and gives memory back only
+ * when a whole slab empties) can hold the ring in less, whatever its slab
+ * size.
+ */
+static uint64_t
+ring_class_peaks(uint64_t seed, int n)
+{
+	uint64_t pop[SHM_NCLASSES] = { 0 }, peak[SHM_NCLASSES] = { 0 }, s = seed;
+	uint64_t total = 0;
+	uint32_t *sz = calloc((size_t)n, sizeof(*sz));
+	int i, k, c;
+
+	if (sz == NULL)
+		exit(1);
+	for (i = 0; i < n; i++) {
+		sz[i] = 8 + (uint32_t)(xs(&s) % 1017);
+		c = slab_class_of(sz[i]);
+		if (++pop[c] > peak[c])
+			peak[c] = pop[c];
+	}
+	for (i = 0; i < RING_OPS; i++) {
+		k = (int)(xs(&s) % (uint64_t)n);
+		pop[slab_class_of(sz[k])]--;
+		sz[k] = 8 + (uint32_t)(xs(&s) % 1017);
+		c = slab_class_of(sz[k]);
+		if (++pop[c] > peak[c])
+			peak[c] = pop[c];
+	}
+	for (c = 0; c < SHM_NCLASSES; c++)
+		total += peak[c] * slab_class_size[c];
+	free(sz);
+	return total;
+}
+
 /* A new daemon on a new, empty heap of the given size, attached. */
 static void
 fresh_heap(const char *size)
@@ -788,6 +825,10 @@ sec_memory(void)
 		    "counting per-slab metadata (8.5 KiB/slab): %.2f\n",
 		    r[k].in_use, r[k].requested, (double)r[k].in_use *
 		    (1 + 8704.0 / 65536) / (double)r[k].requested);
+		printf("|   floor with these size classes kept apart (each "
+		    "class's peak population): %.2f\n",
+		    (double)ring_class_peaks(r[k].seed, sizes[k]) /
+		    (double)r[k].requested);
 	}
 }
 
