@@ -1062,7 +1062,7 @@ load_image(const char *what, const char *path, struct shm_seg *seg,
 		goto fail;
 	/* Checksums prove the bytes are what was written; the invariants
 	 * prove that what was written makes sense. */
-	if (shm_check(seg, rep, why, sizeof(why)) != 0) {
+	if (shm_check_still(seg, rep, why, sizeof(why)) != 0) {
 		snprintf(errbuf, sizeof(errbuf), "%s: invariants: %s", path,
 		    why);
 		image_unload_offline(seg);

@@ -521,8 +521,10 @@ heap_open(struct heap *h, const struct config *c)
 			from = "the new heap";
 	}
 	/* Validate before deriving anything: the rebuild indexes by class
-	 * and walks extents, and the segment is writable by every client. */
-	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
+	 * and walks extents, and the segment is writable by every client.
+	 * Only an adopted segment can have clients changing it now. */
+	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
+	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
 		log_errx("heap from %s fails its check: %s", from, err);
 		rc = -EUCLEAN;
 		goto fail;
@@ -533,7 +535,8 @@ heap_open(struct heap *h, const struct config *c)
 		    strerror(-rc));
 		goto fail;
 	}
-	if (shm_check(&h->seg, NULL, err, sizeof(err)) != 0) {
+	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
+	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
 		log_errx("heap from %s fails its check after the rebuild: %s",
 		    from, err);
 		rc = -EUCLEAN;

@@ -104,16 +104,17 @@ settle_wait(int try)
  */
 static int
 check_slab_settled(const struct shm_seg *seg, uint64_t s, uint32_t cls,
-    struct shm_report *r, char *err, size_t errlen)
+    int looks, struct shm_report *r, char *err, size_t errlen)
 {
 	struct shm_report part;
 	int tries, rc = 0;
 
-	for (tries = 0; tries < SETTLE_TRIES; tries++) {
+	for (tries = 0; tries < looks; tries++) {
 		memset(&part, 0, sizeof(part));
 		if ((rc = check_small(seg, s, cls, &part, err, errlen)) == 0)
 			break;
-		settle_wait(tries);
+		if (tries + 1 < looks)
+			settle_wait(tries);
 	}
 	if (rc != 0)
 		return rc;
@@ -174,14 +175,15 @@ bitmap_resident(const struct shm_seg *seg, uint64_t s, struct resid *r)
 }
 
 static int
-free_slab_settled(const struct shm_seg *seg, uint64_t s)
+free_slab_settled(const struct shm_seg *seg, uint64_t s, int looks)
 {
 	int tries;
 
-	for (tries = 0; tries < SETTLE_TRIES; tries++) {
+	for (tries = 0; tries < looks; tries++) {
 		if (slab_empty(seg, s))
 			return 1;
-		settle_wait(tries);
+		if (tries + 1 < looks)
+			settle_wait(tries);
 	}
 	return 0;
 }
@@ -192,8 +194,8 @@ free_slab_settled(const struct shm_seg *seg, uint64_t s)
  */
 static int
 check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
-    struct resid *res, struct shm_report *r, uint64_t *next, char *err,
-    size_t errlen)
+    struct resid *res, int looks, struct shm_report *r, uint64_t *next,
+    char *err, size_t errlen)
 {
 	const struct shm_slab *sl = &seg->slabs[s];
 	uint64_t t, n, h;
@@ -221,7 +223,7 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 		 * resident pages can hold a claim. */
 		if ((st == SHM_RECLAIMING || (s < *hwm &&
 		    bitmap_resident(seg, s, res))) &&
-		    !free_slab_settled(seg, s))
+		    !free_slab_settled(seg, s, looks))
 			FAIL("free slab %" PRIu64 " has claimed blocks", s);
 		r->slabs_free++;
 		return 0;
@@ -232,8 +234,8 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 		if (SHM_SLAB_LEASE(w) > SHM_LEASES)
 			FAIL("slab %" PRIu64 " names lease %u", s,
 			    SHM_SLAB_LEASE(w));
-		if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w), r, err,
-		    errlen)) != 0)
+		if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w), looks, r,
+		    err, errlen)) != 0)
 			return rc;
 		r->slabs_small++;
 		return 0;
@@ -275,9 +277,11 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 	}
 }
 
-int
-shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
-    size_t errlen)
+/* looks: how many times a slab that looks broken is read again (with
+ * growing waits between) before it is reported; 1 for a still heap. */
+static int
+check_heap(const struct shm_seg *seg, struct shm_report *rep, int looks,
+    char *err, size_t errlen)
 {
 	struct shm_report tmp, part, *r = rep != NULL ? rep : &tmp;
 	struct resid res;
@@ -305,9 +309,9 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 		 * stays put through several looks is reported. */
 		for (tries = 0;; tries++) {
 			memset(&part, 0, sizeof(part));
-			rc = check_slab(seg, s, &hwm, &res, &part, &next,
-			    err, errlen);
-			if (rc == 0 || tries == 3)
+			rc = check_slab(seg, s, &hwm, &res, looks, &part,
+			    &next, err, errlen);
+			if (rc == 0 || tries + 1 >= (looks > 1 ? 4 : 1))
 				break;
 			settle_wait(tries);
 		}
@@ -323,6 +327,20 @@ shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
 		r->large_blocks += part.large_blocks;
 	}
 	return 0;
+}
+
+int
+shm_check(const struct shm_seg *seg, struct shm_report *rep, char *err,
+    size_t errlen)
+{
+	return check_heap(seg, rep, SETTLE_TRIES, err, errlen);
+}
+
+int
+shm_check_still(const struct shm_seg *seg, struct shm_report *rep, char *err,
+    size_t errlen)
+{
+	return check_heap(seg, rep, 1, err, errlen);
 }
 
 /*

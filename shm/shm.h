@@ -378,6 +378,10 @@ struct shm_report {
 };
 int	 shm_check(const struct shm_seg *, struct shm_report *, char *err,
 	    size_t errlen);
+/* The same for a heap nobody else is changing (an image read offline, a
+ * heap before any client attaches): what looks broken is, at once. */
+int	 shm_check_still(const struct shm_seg *, struct shm_report *,
+	    char *err, size_t errlen);
 
 /* Figures for status and inspect: one pass over the slab table. */
 struct shm_stats {

@@ -51,12 +51,16 @@ make_small(uint64_t s, uint32_t cls)
 	atomic_store(&seg.slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
 }
 
+/* Both checks, the live one (which looks again before it reports) and
+ * the still one (which does not), must say the same. */
 static void
 check_ok(void)
 {
 	char err[512];
 
 	ck_assert_msg(shm_check(&seg, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(shm_check_still(&seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
 }
 
 static void
@@ -66,6 +70,11 @@ check_fails(const char *what)
 
 	ck_assert_int_eq(shm_check(&seg, NULL, err, sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, what) != NULL, "'%s' lacks '%s'", err, what);
+	err[0] = '\0';
+	ck_assert_int_eq(shm_check_still(&seg, NULL, err, sizeof(err)),
+	    -EUCLEAN);
+	ck_assert_msg(strstr(err, what) != NULL, "still: '%s' lacks '%s'", err,
+	    what);
 }
 
 START_TEST(slab_class_of_bounds)
