@@ -43,7 +43,7 @@
 #define PAIRS		10000000
 #define RTT_OPS		20000
 #define PIPE_BATCH	64
-#define PIPE_OPS	200000
+#define PIPE_OPS	1000000
 
 static int reps = 5;
 static int quick;	/* -q: no 16 GiB heap */
