@@ -147,14 +147,18 @@ fast_free_hot(uintptr_t p, size_t *req)
 {
 	struct fast_hot *h = &fast_tc.hot;
 	uint64_t d = p - h->lo, j;
-	struct fast_class *c;
+	struct fast_class *c = &fast_tc.cls[h->cls];
 	uint16_t side;
 
 	if (d >= h->span)
 		return 0;
 	j = (d * h->magic) >> 48;
-	if (d != j * h->size || fast_tc.gen != atomic_load_explicit(&conn_gen,
-	    memory_order_relaxed))
+	/* Our private bits in the word are what keep its slab of this
+	 * class: a slab with claimed bits is never reclaimed.  Without
+	 * them the slab may have been emptied by others' frees, swept and
+	 * reused for another class, and only the slab table can tell. */
+	if (d != j * h->size || c->mask == 0 || fast_tc.gen !=
+	    atomic_load_explicit(&conn_gen, memory_order_relaxed))
 		return 0;
 	side = atomic_exchange_explicit(&h->sides[j], 0, memory_order_acq_rel);
 	if (__builtin_expect(side == 0 || side > h->size + 1, 0)) {
@@ -165,7 +169,6 @@ fast_free_hot(uintptr_t p, size_t *req)
 		return 0;
 	}
 	*req = h->size - (side - 1u);
-	c = &fast_tc.cls[h->cls];
 	c->mask |= UINT64_C(1) << j;
 	atomic_store_explicit(h->recmask, c->mask, memory_order_release);
 	return 1;

@@ -622,6 +622,133 @@ START_TEST(threads_keep_to_their_slabs)
 }
 END_TEST
 
+/*
+ * The hot word is trusted by address only while the thread still holds
+ * private blocks in it: those keep its slab from being reclaimed.  Here the
+ * thread has handed out its whole word, the slab is emptied by another
+ * thread, swept, and made again for 48-byte blocks; a free of one of those
+ * at an address the old 64-byte word covered must free exactly it.
+ */
+struct stale {
+	void **p;
+	int n;
+	uint64_t slab;		/* fill: stop once a block lies here */
+	uintptr_t lo, hi;	/* ... at a 64-byte step in [lo, hi) */
+	void *hit;
+	void *keep[40000];
+	int kept;
+};
+
+static void *
+free_all(void *arg)
+{
+	struct stale *st = arg;
+	int i;
+
+	for (i = 0; i < st->n; i++)
+		if (aclfree(st->p[i]) != 64)
+			return (void *)1;
+	return NULL;
+}
+
+static void *
+fill_48(void *arg)
+{
+	struct stale *st = arg;
+	void *q;
+
+	while (st->kept < (int)(sizeof(st->keep) / sizeof(st->keep[0]))) {
+		/* Sizes 33..48: each block's request tells it apart. */
+		if ((q = aclmalloc(33 + st->kept % 16)) == NULL)
+			return (void *)1;
+		st->keep[st->kept++] = q;
+		if (slab_index(&conn_seg, (uintptr_t)q) == st->slab &&
+		    (uintptr_t)q >= st->lo && (uintptr_t)q < st->hi &&
+		    ((uintptr_t)q - st->lo) % 64 == 0 &&
+		    (uintptr_t)q != st->lo)
+			st->hit = q;
+		if (st->hit != NULL)
+			return NULL;
+	}
+	return (void *)1;
+}
+
+START_TEST(stale_hot_word_is_not_trusted)
+{
+	static struct stale st;
+	static void *blk[64];
+	uint32_t cls = (uint32_t)slab_class_of(64), w;
+	struct fast_class *c = &fast_tc.cls[cls];
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__ReleaseSlab rel = ACLHEAP__RELEASE_SLAB__INIT;
+	Aclheap__Reply *r;
+	uint64_t end, s, i48;
+	size_t want, got;
+	pthread_t t;
+	void *rc;
+	int n = 0, k;
+	char err[512];
+
+	/* Hand out the whole current word, with the hot word set on it. */
+	do {
+		ck_assert_ptr_nonnull(blk[n] = aclmalloc(64));
+		n++;
+	} while (c->mask != 0 && n < 64);
+	ck_assert_uint_eq(c->mask, 0);
+	ck_assert_uint_eq(aclfree(blk[n - 1]), 64);
+	ck_assert_uint_ne(fast_tc.hot.span, 0);
+	ck_assert_ptr_nonnull(blk[n - 1] = aclmalloc(64));
+	ck_assert_uint_eq(c->mask, 0);
+	ck_assert_uint_ne(fast_tc.hot.span, 0);
+	s = slab_index(&conn_seg, fast_tc.hot.lo);
+	ck_assert_uint_eq(slab_index(&conn_seg, (uintptr_t)blk[0]), s);
+
+	/* Another thread frees the lot; the lease goes back behind the
+	 * thread cache's back; the sweep returns the slab. */
+	st.p = blk;
+	st.n = n;
+	ck_assert_int_eq(pthread_create(&t, NULL, free_all, &st), 0);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	rel.record = c->rec;
+	q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
+	q.release = &rel;
+	ck_assert_int_eq(conn_call(&q, ACLHEAP__REPLY__BODY_OK, &r, 0), 0);
+	end = now_ms() + 20000;
+	while (SHM_SLAB_STATE(atomic_load(&conn_seg.slabs[s].word)) !=
+	    SHM_FREE && now_ms() < end)
+		msleep(20);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&conn_seg.slabs[s].word)),
+	    SHM_FREE);
+
+	/* 48-byte blocks until one lies in the old hot word's range. */
+	st.slab = s;
+	st.lo = fast_tc.hot.lo;
+	st.hi = fast_tc.hot.lo + fast_tc.hot.span;
+	ck_assert_int_eq(pthread_create(&t, NULL, fill_48, &st), 0);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	ck_assert_ptr_nonnull(st.hit);
+	for (k = 0; k < st.kept && st.keep[k] != st.hit; k++)
+		;
+	want = 33 + (size_t)k % 16;
+	/* The block the stale word would have taken: side entry j of the
+	 * old word, a different 48-byte block. */
+	w = (uint32_t)((st.lo - slab_addr(&conn_seg, s)) / (64 * 64));
+	i48 = w * 64 + ((uintptr_t)st.hit - st.lo) / 64;
+	got = aclfree(st.hit);
+	ck_assert_uint_eq(got, want);
+	ck_assert_uint_eq(aclheap_usable_size(st.hit), 0);
+	ck_assert_uint_eq(aclheap_usable_size((void *)(slab_addr(&conn_seg, s) +
+	    i48 * 48)), 48);
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	for (k = 0; k < st.kept; k++)
+		if (st.keep[k] != st.hit)
+			ck_assert_uint_ne(aclfree(st.keep[k]), 0);
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -636,6 +763,7 @@ fast_suite(void)
 	tcase_add_test(tc, live_blocks_survive_sweeps);
 	tcase_add_test(tc, hot_word_frees);
 	tcase_add_test(tc, threads_keep_to_their_slabs);
+	tcase_add_test(tc, stale_hot_word_is_not_trusted);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;
