@@ -29,15 +29,16 @@
 #define TAG_ALLOC	0x52	/* field 10, length-delimited */
 #define TAG_FREE	0x5a	/* field 11, length-delimited */
 
-/* A varint of at most 10 bytes whose value fits 64 bits. */
+/* A varint of at most max bytes (10 for a value, 5 for a length, as
+ * protobuf-c reads them) whose value fits 64 bits. */
 static int
-get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v, unsigned max)
 {
 	const uint8_t *p = *pp;
 	uint64_t x = 0;
 	unsigned s;
 
-	for (s = 0; s < 70 && p < end; s += 7) {
+	for (s = 0; s < 7 * max && p < end; s += 7) {
 		uint8_t b = *p++;
 
 		if (s == 63 && b > 1)
@@ -61,24 +62,24 @@ quick_decode(const uint8_t *buf, size_t len, struct quick_req *q)
 	q->id = q->a = q->b = 0;
 	if (p < end && *p == TAG_ID) {
 		p++;
-		if (!get_varint(&p, end, &q->id))
+		if (!get_varint(&p, end, &q->id, 10))
 			return 0;
 	}
 	if (p == end || (*p != TAG_ALLOC && *p != TAG_FREE))
 		return 0;
 	q->body = *p++ == TAG_ALLOC ? ACLHEAP__REQUEST__BODY_ALLOC :
 	    ACLHEAP__REQUEST__BODY_FREE;
-	if (!get_varint(&p, end, &n) || n != (uint64_t)(end - p))
+	if (!get_varint(&p, end, &n, 5) || n != (uint64_t)(end - p))
 		return 0;
 	if (p < end && *p == TAG_F1) {
 		p++;
-		if (!get_varint(&p, end, &q->a))
+		if (!get_varint(&p, end, &q->a, 10))
 			return 0;
 	}
 	if (q->body == ACLHEAP__REQUEST__BODY_ALLOC && p < end &&
 	    *p == TAG_F2) {
 		p++;
-		if (!get_varint(&p, end, &q->b))
+		if (!get_varint(&p, end, &q->b, 10))
 			return 0;
 	}
 	return p == end;

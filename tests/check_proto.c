@@ -316,8 +316,10 @@ START_TEST(quick_decode_never_disagrees)
 		{ 0x52, 0x04, 0x10, 0x05, 0x08, 0x01 },	/* out of order */
 		{ 0x52, 0x00, 0x08, 0x01 },	/* id after the body */
 		{ 0x08, 0x01, 0x08, 0x02, 0x52, 0x00 },	/* id twice */
+		/* a length in 6 bytes: protobuf-c allows 5 */
+		{ 0x52, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00 },
 	};
-	static const size_t olen[] = { 4, 6, 4, 6, 6, 4, 6 };
+	static const size_t olen[] = { 4, 6, 4, 6, 6, 4, 6, 7 };
 	uint8_t buf[64], m[64];
 	struct quick_req qq;
 	size_t len, k;
@@ -338,19 +340,28 @@ START_TEST(quick_decode_never_disagrees)
 		for (j = 0; j < 1 + (int)(qval() % 3); j++) {
 			uint64_t r = qval();
 
-			switch (r % 4) {
+			switch (r % 5) {
 			case 0:		/* a byte changed */
-				m[r / 4 % len] = (uint8_t)(r >> 40);
+				m[r / 5 % len] = (uint8_t)(r >> 40);
 				break;
 			case 1:		/* cut short */
-				len = r / 4 % (len + 1);
+				len = r / 5 % (len + 1);
 				break;
 			case 2:		/* a byte more */
 				if (len < sizeof(m))
 					m[len++] = (uint8_t)(r >> 32);
 				break;
+			case 3:		/* a varint padded: 0x80 put in */
+				if (len < sizeof(m)) {
+					size_t at = r / 5 % (len + 1);
+
+					memmove(m + at + 1, m + at, len - at);
+					m[at] = 0x80;
+					len++;
+				}
+				break;
 			default:	/* a varint byte's high bit flipped */
-				m[r / 4 % len] ^= 0x80;
+				m[r / 5 % len] ^= 0x80;
 				break;
 			}
 			if (len == 0)
