@@ -14,8 +14,8 @@
  *
  * The private set is mirrored in the thread's lease record in the segment
  * (plain stores to a cache line nobody else writes), so when the process
- * dies the daemon gives the set back: a crash leaks at most the block being
- * handed out.  Ordering that makes this hold: side entry before removing a
+ * dies the daemon gives the set back: a crash leaks at most the blocks of
+ * one word claim that was not recorded yet (see docs/design.md).  Ordering that makes this hold: side entry before removing a
  * bit from the record (the daemon returns only bits whose side entry is 0),
  * record slab and word before a claim.
  *
@@ -136,6 +136,24 @@ lease_take(struct fast_class *c, uint32_t cls, int renew, uint32_t want)
 	return 0;
 }
 
+/* The first word of slab s, from w0 on, with a free block of cls (a bit
+ * clear among the valid ones); the number of words when there is none. */
+static uint32_t
+word_with_room(uint32_t cls, uint32_t s, uint32_t w0)
+{
+	_Atomic uint64_t *bm = slab_bitmap(&conn_seg, s);
+	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
+	uint64_t valid;
+
+	for (w = w0; w < nw; w++) {
+		valid = slab_word_valid(cls, w);
+		if ((atomic_load_explicit(&bm[w], memory_order_relaxed) &
+		    valid) != valid)
+			break;
+	}
+	return w;
+}
+
 /*
  * Claims the first word of slab s, from word w0 on, that has free blocks;
  * it becomes the private set.  1 on success, 0 when no word from w0 on has
@@ -146,17 +164,13 @@ lease_take(struct fast_class *c, uint32_t cls, int renew, uint32_t want)
 static int
 claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 {
-	_Atomic uint64_t *bm = slab_bitmap(&conn_seg, s);
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
 	struct shm_lease *l = rec_of(c);
-	uint64_t valid, got;
+	uint64_t got;
 	int rc;
 
-	for (w = w0; w < nw; w++) {
-		valid = slab_word_valid(cls, w);
-		if ((atomic_load_explicit(&bm[w], memory_order_relaxed) &
-		    valid) == valid)
-			continue;
+	for (w = word_with_room(cls, s, w0); w < nw;
+	    w = word_with_room(cls, s, w + 1)) {
 		atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
 		atomic_store_explicit(&l->word, w, memory_order_relaxed);
 		/* The claim's fetch_or is a full barrier: the record names
@@ -202,6 +216,22 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 	    !slab_affine_other(&conn_seg, s, c->rec);
 }
 
+/* Whether slab s's affinity names our lease record. */
+static int
+slab_ours(const struct fast_class *c, uint32_t s)
+{
+	return __atomic_load_n(&conn_seg.slabs[s].run, __ATOMIC_RELAXED) ==
+	    c->rec + 1;
+}
+
+/* Whether some word of slab s has a free block of cls (what claim_in()
+ * looks for), so that adopting it is worth a round trip. */
+static int
+slab_has_room(uint32_t cls, uint32_t s)
+{
+	return word_with_room(cls, s, 0) < (slab_class_nblocks[cls] + 63u) / 64;
+}
+
 /*
  * Looks through the slab table, from this class's cursor, for another slab
  * of the class with free blocks that nobody else leases: blocks freed by
@@ -211,7 +241,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 static int
 scan_class(struct fast_class *c, uint32_t cls)
 {
-	uint32_t i, k, s, n, nh, limit;
+	uint32_t i, k, s, n, nh, limit, adopted = 0;
 
 	/* Nothing above the high-water mark has ever been in use. */
 	n = (uint32_t)atomic_load_explicit(&conn_seg.sb->slab_hwm,
@@ -223,15 +253,18 @@ scan_class(struct fast_class *c, uint32_t cls)
 	/* First the slabs this thread was leased: blocks it freed there
 	 * come back to it, and two threads stay out of each other's cache
 	 * lines (as a thread's blocks return to its own arena in malloc).
-	 * They are visited like a clock hand, each word after the one
-	 * claimed last (claim_in() does not wrap around): a word is claimed
-	 * again only after all the others were, when it has gathered the
-	 * most frees, so claims are fewer and bring more blocks. */
+	 * They are visited in turn, from the one after the slab claimed in
+	 * last, and the current slab is searched only past its current word
+	 * (claim_in() does not wrap around): a word is claimed again only
+	 * after the others were, when it has gathered the most frees, so
+	 * claims are fewer and bring more blocks.  A slab whose affinity is
+	 * no longer ours (emptied, reclaimed, made again) is left to the
+	 * scan below, which adopts it properly. */
 	nh = c->nhist < FAST_HIST ? c->nhist : FAST_HIST;
 	for (i = 0; i < nh; i++) {
 		k = (c->hpos + i) % nh;
 		s = c->hist[k];
-		if (s < n && slab_adoptable(c, cls, s) &&
+		if (s < n && slab_adoptable(c, cls, s) && slab_ours(c, s) &&
 		    claim_in(c, cls, s, 0) > 0) {
 			c->hpos = k + 1;
 			return 1;
@@ -241,14 +274,15 @@ scan_class(struct fast_class *c, uint32_t cls)
 		s = c->cursor++;
 		if (c->cursor >= n)
 			c->cursor = 0;
-		if (s >= n || s == c->slab || !slab_adoptable(c, cls, s))
+		if (s >= n || s == c->slab || !slab_adoptable(c, cls, s) ||
+		    !slab_has_room(cls, s))
 			continue;
 		/* A slab nobody has as its own becomes ours before we claim
 		 * in it (one round trip), or another thread could lease it
-		 * while our blocks are in it. */
-		if (__atomic_load_n(&conn_seg.slabs[s].run,
-		    __ATOMIC_RELAXED) != c->rec + 1) {
-			if (lease_take(c, cls, 1, s + 1) != 0)
+		 * while our blocks are in it.  At most two adoptions a scan:
+		 * past that, the caller's lease is as good. */
+		if (!slab_ours(c, s)) {
+			if (adopted++ == 2 || lease_take(c, cls, 1, s + 1) != 0)
 				return 0;
 			s = c->slab;
 		}

@@ -1093,7 +1093,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		w = atomic_load(&seg->slabs[want - 1].word);
 		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
 		    SHM_SLAB_LEASE(w) == 0 &&
-		    !slab_affine_other(seg, want - 1, rec))
+		    !slab_affine_other(seg, want - 1, rec) &&
+		    slab_has_room(h, want - 1, cls))
 			s = want - 1;
 	}
 	for (pass = 0; pass < 2 && s < 0; pass++) {
