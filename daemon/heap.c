@@ -186,7 +186,7 @@ affinity_clear(struct heap *h, uint32_t rec)
 	for (i = 0; i < h->class_n[cls]; i++) {
 		t = h->class_slabs[cls][i];
 		if (seg->slabs[t].run == rec + 1)
-			seg->slabs[t].run = 0;
+			slab_affinity_set(seg, t, 0);
 	}
 }
 
@@ -332,7 +332,8 @@ heap_rebuild(struct heap *h)
 			if (sl->run != 0 && (sl->run > SHM_LEASES ||
 			    seg->leases[sl->run - 1].owner_pid == 0 ||
 			    seg->leases[sl->run - 1].cls != i))
-				sl->run = 0;
+				slab_affinity_set(seg,
+				    h->class_slabs[i][n], 0);
 		}
 	return 0;
 }
@@ -708,7 +709,7 @@ small_slab_new(struct heap *h, uint32_t cls)
 	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
 		return rc;
 	free_clear(h, (uint64_t)s);
-	seg->slabs[s].run = 0;
+	slab_affinity_set(seg, (uint64_t)s, 0);
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
 	return s;
 }
@@ -824,6 +825,7 @@ reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
 	if (h->frozen || h->cur[cls] == s + 1 || slab_reclaim(seg, s) != 0)
 		return 0;
 	class_remove(h, cls, s);
+	slab_affinity_set(seg, s, 0);
 	seg_decommit(seg->fd, seg->sb->sides_off + s * SHM_SIDE_BYTES,
 	    SHM_SIDE_BYTES);
 	seg_decommit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE);
@@ -1131,7 +1133,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		h->owners[rec].conn = c;
 	}
 	l->slab = (uint32_t)s;
-	seg->slabs[s].run = rec + 1;
+	slab_affinity_set(seg, (uint64_t)s, rec + 1);
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
 	    rec + 1));
 	*slab = (uint64_t)s;

@@ -340,6 +340,12 @@ slab_word_valid(uint32_t cls, uint32_t w)
  * write each other's cache lines on every free.  The field is the
  * daemon's; a stale read costs locality only.
  */
+static inline void
+slab_affinity_set(struct shm_seg *seg, uint64_t s, uint32_t a)
+{
+	__atomic_store_n(&seg->slabs[s].run, a, __ATOMIC_RELAXED);
+}
+
 static inline int
 slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec)
 {
