@@ -87,15 +87,22 @@ struct fast_hot {
 
 struct fast_cache {
 	uint64_t gen;		/* conn_gen the leases belong to */
-	int keyed;
 	struct fast_hot hot;
 	struct fast_class cls[SHM_NCLASSES];
+	/* conn_call()'s arena: a reply lives here until the thread's next
+	 * request. */
+	uint8_t reply[16384] __attribute__((aligned(16)));
 };
 
-/* initial-exec: a direct %fs access instead of a __tls_get_addr call. */
+/* initial-exec: a direct %fs access instead of a __tls_get_addr call.
+ * Static TLS is scarce in a library loaded with dlopen() (glibc keeps
+ * about 1.5 KB for all of them), so only a pointer and the error text are
+ * thread-local; the cache itself is allocated per thread (fast.c). */
 #define FAST_TLS	__attribute__((tls_model("initial-exec")))
-extern _Thread_local struct fast_cache fast_tc FAST_TLS;
+extern _Thread_local struct fast_cache *fast_tcp FAST_TLS;
+#define fast_tc	(*fast_tcp)
 
+struct fast_cache *fast_thread(void);
 void	*fast_alloc_slow(uint32_t cls, size_t);
 void	 fast_flush(void);
 

@@ -465,20 +465,24 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
  * One request on behalf of the API: attaches first if needed, and checks
  * that the reply carries the body `want` (ACLHEAP__REPLY__BODY_OK for
  * requests that answer with nothing).  The reply lives in the calling
- * thread's arena until its next call.  0 or a negative errno, with the
+ * thread's arena (struct fast_cache) until its next call.  0 or a negative errno, with the
  * thread's last error set.
  */
 int
 conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
     Aclheap__Reply **rp, int flags)
 {
-	static _Thread_local uint8_t abuf[16384];
 	struct frame_arena a;
+	struct fast_cache *t;
 	int rc;
 
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
 		return rc;
-	frame_arena_init(&a, abuf, sizeof(abuf));
+	if ((t = fast_thread()) == NULL) {
+		conn_seterr("no memory for this thread's state");
+		return -ENOMEM;
+	}
+	frame_arena_init(&a, t->reply, sizeof(t->reply));
 	if ((rc = conn_request_flags(q, rp, &a, NULL, flags)) != 0)
 		return rc;
 	if ((*rp)->body_case != want) {

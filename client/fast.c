@@ -28,11 +28,22 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client/client.h"
 
-_Thread_local struct fast_cache fast_tc FAST_TLS;
+/*
+ * A thread's cache is allocated at its first slow-path allocation; until
+ * then (and after the thread's exit handler) fast_tcp points at this
+ * empty one, whose masks and hot word make every fast path go the general
+ * way.  It is const: nothing may write it, and a write would fault rather
+ * than be shared by every thread.  Only the pointer is thread-local, so
+ * the library's static TLS stays small enough for dlopen().
+ */
+static const struct fast_cache fast_empty;
+_Thread_local struct fast_cache *fast_tcp FAST_TLS =
+    (struct fast_cache *)&fast_empty;
 #define tc fast_tc
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -40,14 +51,40 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static void
 thread_exit(void *arg)
 {
-	(void)arg;
-	fast_flush();
+	struct fast_cache *t = arg;
+
+	if (fast_tcp == t) {
+		fast_flush();
+		fast_tcp = (struct fast_cache *)&fast_empty;
+	}
+	free(t);
 }
 
 static void
 key_init(void)
 {
 	pthread_key_create(&exit_key, thread_exit);
+}
+
+/* This thread's cache, allocated at its first use; NULL when there is no
+ * memory for it. */
+struct fast_cache *
+fast_thread(void)
+{
+	struct fast_cache *t;
+
+	if (fast_tcp != &fast_empty)
+		return fast_tcp;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	pthread_once(&key_once, key_init);
+	if (pthread_setspecific(exit_key, t) != 0) {
+		free(t);
+		return NULL;
+	}
+	t->gen = atomic_load(&conn_gen);
+	fast_tcp = t;
+	return t;
 }
 
 #define rec_of	fast_rec
@@ -299,11 +336,12 @@ scan_class(struct fast_class *c, uint32_t cls)
 __attribute__((noinline)) void *
 fast_alloc_slow(uint32_t cls, size_t size)
 {
-	struct fast_class *c = &tc.cls[cls];
+	struct fast_class *c;
 	uint64_t gen = atomic_load(&conn_gen);
 	int tries;
 
-	if (!conn_mapped)
+	/* Without a cache the socket path serves the thread. */
+	if (!conn_mapped || fast_thread() == NULL)
 		return NULL;
 	if (tc.gen != gen) {
 		/* Forked or remapped: these leases are not ours to use. */
@@ -311,11 +349,7 @@ fast_alloc_slow(uint32_t cls, size_t size)
 		tc.hot.span = 0;
 		tc.gen = gen;
 	}
-	if (!tc.keyed) {
-		pthread_once(&key_once, key_init);
-		pthread_setspecific(exit_key, &tc);
-		tc.keyed = 1;
-	}
+	c = &tc.cls[cls];
 	if (c->mask != 0)
 		return pop(c, cls, size);
 	if (!c->leased && lease_take(c, cls, 0, 0) != 0)

@@ -643,6 +643,25 @@ START_TEST(detach_and_reattach)
 }
 END_TEST
 
+/*
+ * A language runtime loads the library with dlopen(): its static TLS must
+ * fit what glibc keeps for such libraries (a 16 KB thread-local arena and
+ * a 3 KB thread cache once made it fail with "cannot allocate memory in
+ * static TLS block").
+ */
+START_TEST(dlopen_loads_library)
+{
+	const char *argv[] = { td_prog("tests/helper_dlopen"),
+	    td_prog(".libs/libaclheap.so"), td.sock, NULL };
+	char out[1024];
+	int rc;
+
+	rc = run_cmd(out, sizeof(out), argv);
+	ck_assert_msg(rc == 0 && strstr(out, "ok") != NULL,
+	    "helper_dlopen: status %d: %s", rc, out);
+}
+END_TEST
+
 Suite *
 client_suite(void)
 {
@@ -669,6 +688,7 @@ client_suite(void)
 	tcase_add_test(tc, attach_range_taken);
 	tcase_add_test(tc, attach_no_daemon);
 	tcase_add_test(tc, detach_and_reattach);
+	tcase_add_test(tc, dlopen_loads_library);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -678,7 +678,7 @@ START_TEST(stale_hot_word_is_not_trusted)
 	static struct stale st;
 	static void *blk[64];
 	uint32_t cls = (uint32_t)slab_class_of(64), w;
-	struct fast_class *c = &fast_tc.cls[cls];
+	struct fast_class *c;
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__ReleaseSlab rel = ACLHEAP__RELEASE_SLAB__INIT;
 	Aclheap__Reply *r;
@@ -689,7 +689,10 @@ START_TEST(stale_hot_word_is_not_trusted)
 	int n = 0, k;
 	char err[512];
 
-	/* Hand out the whole current word, with the hot word set on it. */
+	/* Hand out the whole current word, with the hot word set on it.
+	 * (The thread's cache exists once it has allocated.) */
+	ck_assert_ptr_nonnull(fast_thread());
+	c = &fast_tc.cls[cls];
 	do {
 		ck_assert_ptr_nonnull(blk[n] = aclmalloc(64));
 		n++;
