@@ -89,17 +89,21 @@ struct fast_cache {
 	uint64_t gen;		/* conn_gen the leases belong to */
 	struct fast_hot hot;
 	struct fast_class cls[SHM_NCLASSES];
-	/* conn_call()'s arena: a reply lives here until the thread's next
-	 * request. */
-	uint8_t reply[16384] __attribute__((aligned(16)));
+	char lasterr[512];	/* conn_seterr(): the last failure in words */
+	/* conn_call()'s arena, FAST_REPLY_BYTES: a reply lives here until
+	 * the thread's next request. */
+	uint8_t reply[] __attribute__((aligned(16)));
 };
+#define FAST_REPLY_BYTES	16384
 
 /* initial-exec: a direct %fs access instead of a __tls_get_addr call.
  * Static TLS is scarce in a library loaded with dlopen() (glibc keeps
- * about 1.5 KB for all of them), so only a pointer and the error text are
- * thread-local; the cache itself is allocated per thread (fast.c). */
+ * about 1 KB for all of them), so it holds only this pointer; the thread's
+ * state is allocated per thread (fast.c), and until then the pointer names
+ * fast_empty, which nothing writes. */
 #define FAST_TLS	__attribute__((tls_model("initial-exec")))
 extern _Thread_local struct fast_cache *fast_tcp FAST_TLS;
+extern const struct fast_cache fast_empty;
 #define fast_tc	(*fast_tcp)
 
 struct fast_cache *fast_thread(void);

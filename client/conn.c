@@ -36,30 +36,35 @@ static uint8_t identity[16];
 static dev_t seg_dev;
 static ino_t seg_ino;
 static uint64_t next_id = 1;
-static _Thread_local char lasterr[512] FAST_TLS;
 
+/* The thread's last error lives in its state block (client/fast.c); with
+ * no memory for one, the errno the caller sets is all there is. */
 void
 conn_seterr(const char *fmt, ...)
 {
+	struct fast_cache *t;
 	va_list ap;
 	int saved = errno;
 
-	va_start(ap, fmt);
-	vsnprintf(lasterr, sizeof(lasterr), fmt, ap);
-	va_end(ap);
+	if ((t = fast_thread()) != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(t->lasterr, sizeof(t->lasterr), fmt, ap);
+		va_end(ap);
+	}
 	errno = saved;
 }
 
 const char *
 conn_lasterr(void)
 {
-	return lasterr;
+	return fast_tcp->lasterr;
 }
 
 void
 conn_clearerr(void)
 {
-	lasterr[0] = '\0';
+	if (fast_tcp != &fast_empty)
+		fast_tcp->lasterr[0] = '\0';
 }
 
 
@@ -465,8 +470,9 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
  * One request on behalf of the API: attaches first if needed, and checks
  * that the reply carries the body `want` (ACLHEAP__REPLY__BODY_OK for
  * requests that answer with nothing).  The reply lives in the calling
- * thread's arena (struct fast_cache) until its next call.  0 or a negative errno, with the
- * thread's last error set.
+ * thread's arena (struct fast_cache) until its next call.  0 or a
+ * negative errno, with the thread's last error set (-ENOMEM without one:
+ * no memory for the thread's state).
  */
 int
 conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
@@ -478,11 +484,9 @@ conn_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
 
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
 		return rc;
-	if ((t = fast_thread()) == NULL) {
-		conn_seterr("no memory for this thread's state");
+	if ((t = fast_thread()) == NULL)
 		return -ENOMEM;
-	}
-	frame_arena_init(&a, t->reply, sizeof(t->reply));
+	frame_arena_init(&a, t->reply, FAST_REPLY_BYTES);
 	if ((rc = conn_request_flags(q, rp, &a, NULL, flags)) != 0)
 		return rc;
 	if ((*rp)->body_case != want) {

@@ -34,14 +34,16 @@
 #include "client/client.h"
 
 /*
- * A thread's cache is allocated at its first slow-path allocation; until
- * then (and after the thread's exit handler) fast_tcp points at this
- * empty one, whose masks and hot word make every fast path go the general
- * way.  It is const: nothing may write it, and a write would fault rather
- * than be shared by every thread.  Only the pointer is thread-local, so
- * the library's static TLS stays small enough for dlopen().
+ * A thread's state (cache, error text, reply arena) is allocated at its
+ * first slow-path allocation or request; until then (and after the
+ * thread's exit handler) fast_tcp points at this empty one, whose masks
+ * and hot word make every fast path go the general way and whose error
+ * text is "".  It is const: nothing may write it, and a write would fault
+ * rather than be shared by every thread.  Only the pointer is
+ * thread-local, so the library's static TLS stays small enough for
+ * dlopen().
  */
-static const struct fast_cache fast_empty;
+const struct fast_cache fast_empty;
 _Thread_local struct fast_cache *fast_tcp FAST_TLS =
     (struct fast_cache *)&fast_empty;
 #define tc fast_tc
@@ -60,10 +62,12 @@ thread_exit(void *arg)
 	free(t);
 }
 
+static int key_ok;
+
 static void
 key_init(void)
 {
-	pthread_key_create(&exit_key, thread_exit);
+	key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
 }
 
 /* This thread's cache, allocated at its first use; NULL when there is no
@@ -75,9 +79,10 @@ fast_thread(void)
 
 	if (fast_tcp != &fast_empty)
 		return fast_tcp;
-	if ((t = calloc(1, sizeof(*t))) == NULL)
-		return NULL;
+	/* Without the key the state could not be given back at exit. */
 	pthread_once(&key_once, key_init);
+	if (!key_ok || (t = calloc(1, sizeof(*t) + FAST_REPLY_BYTES)) == NULL)
+		return NULL;
 	if (pthread_setspecific(exit_key, t) != 0) {
 		free(t);
 		return NULL;
@@ -337,12 +342,14 @@ __attribute__((noinline)) void *
 fast_alloc_slow(uint32_t cls, size_t size)
 {
 	struct fast_class *c;
-	uint64_t gen = atomic_load(&conn_gen);
+	uint64_t gen;
 	int tries;
 
-	/* Without a cache the socket path serves the thread. */
+	/* Without memory for the thread's state nothing can be asked of the
+	 * daemon either; the caller's request reports ENOMEM. */
 	if (!conn_mapped || fast_thread() == NULL)
 		return NULL;
+	gen = atomic_load(&conn_gen);
 	if (tc.gen != gen) {
 		/* Forked or remapped: these leases are not ours to use. */
 		memset(tc.cls, 0, sizeof(tc.cls));
@@ -370,8 +377,11 @@ fast_flush(void)
 {
 	uint32_t i;
 
-	if (!conn_mapped || tc.gen != atomic_load(&conn_gen))
-		return;
-	for (i = 0; i < SHM_NCLASSES; i++)
+	/* Each time: giving a lease back can reconnect to a daemon that
+	 * replaced the segment, and then the rest are not ours to touch. */
+	for (i = 0; i < SHM_NCLASSES; i++) {
+		if (!conn_mapped || tc.gen != atomic_load(&conn_gen))
+			return;
 		lease_drop(&tc.cls[i], 1);
+	}
 }
