@@ -26,6 +26,14 @@ struct td {
 	pid_t pid;
 };
 
+/* aclfree(p) refuses p: returns 0, errno EINVAL (for suites that include
+ * aclheap.h). */
+#define ck_free_refused(p) do {						\
+	errno = 0;							\
+	ck_assert_uint_eq(aclfree(p), 0);				\
+	ck_assert_int_eq(errno, EINVAL);				\
+} while (0)
+
 /* tests/testutil.c */
 void	 td_init(struct td *, const char *tag);
 int	 td_start(struct td *, const char *const *extra);
