@@ -131,6 +131,25 @@ td_start(struct td *t, const char *const *extra)
 }
 
 /* Connects until the daemon accepts: 0, or -1 if it exited or took 20 s. */
+/* The segment the daemon's heap.id names, "/aclheap-HEX": 0, or -1. */
+static int
+shm_name_of(const struct td *t, char *name, size_t len)
+{
+	char path[400], hex[64];
+	FILE *f;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "%s/heap.id", t->state);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fscanf(f, "%63s", hex) == 1) {
+		snprintf(name, len, "/aclheap-%s", hex);
+		rc = 0;
+	}
+	fclose(f);
+	return rc;
+}
+
 int
 td_wait_ready(struct td *t)
 {
@@ -152,6 +171,10 @@ td_wait_ready(struct td *t)
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(fd);
+			/* Remembered for td_cleanup(), whatever the test does
+			 * to the state folder. */
+			if (shm_name_of(t, t->shm, sizeof(t->shm)) != 0)
+				t->shm[0] = '\0';
 			return 0;
 		}
 		close(fd);
@@ -213,18 +236,16 @@ td_stop(struct td *t, int sig)
 int
 td_shm_unlink(struct td *t)
 {
-	char path[400], hex[64], name[80];
-	FILE *f;
+	char name[sizeof(t->shm)];
 	int rc = -1;
 
-	snprintf(path, sizeof(path), "%s/heap.id", t->state);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	if (fscanf(f, "%63s", hex) == 1) {
-		snprintf(name, sizeof(name), "/aclheap-%s", hex);
+	name[0] = '\0';
+	if (shm_name_of(t, name, sizeof(name)) == 0)
 		rc = shm_unlink(name);
-	}
-	fclose(f);
+	/* A test may have removed the state folder since the daemon was
+	 * ready: the segment named then goes too. */
+	if (t->shm[0] != '\0' && strcmp(t->shm, name) != 0)
+		(void)shm_unlink(t->shm);
 	return rc;
 }
 

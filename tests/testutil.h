@@ -24,6 +24,7 @@ struct td {
 	char size[32];
 	int nofile;		/* the daemon's RLIMIT_NOFILE, 0: inherit */
 	pid_t pid;
+	char shm[96];		/* its segment's name, once it was ready */
 };
 
 /* aclfree(p) refuses p: returns 0, errno EINVAL (for suites that include
