@@ -71,16 +71,14 @@ struct fast_class {
 };
 
 /*
- * The current word of the class whose block this thread freed last into its
- * own private set: a free that lands there again needs neither the slab
- * table nor the class tables (see fast_free_hot()).
+ * The class whose current word this thread freed into last: a free that
+ * lands in that word again needs neither the slab table nor the class
+ * tables (see fast_free_hot()).  The word itself is the class's (base,
+ * sides, recmask); kept here is what the free divides by.
  */
 struct fast_hot {
-	uintptr_t lo;		/* first block of the word */
-	uint64_t span;		/* bytes of its blocks; 0: no hot word */
+	uint64_t span;		/* bytes of the word's blocks; 0: none */
 	uint64_t magic;		/* slab_class_magic of the class */
-	_Atomic uint16_t *sides;	/* side entries of the word's blocks */
-	_Atomic uint64_t *recmask;	/* the lease record's mask */
 	uint32_t cls;
 	uint32_t size;		/* class size */
 };
@@ -157,8 +155,8 @@ static inline __attribute__((always_inline)) int
 fast_free_hot(uintptr_t p, size_t *req)
 {
 	struct fast_hot *h = &fast_tc.hot;
-	uint64_t d = p - h->lo, j;
 	struct fast_class *c = &fast_tc.cls[h->cls];
+	uint64_t d = p - c->base, j;
 	uint16_t side;
 
 	if (d >= h->span)
@@ -171,17 +169,17 @@ fast_free_hot(uintptr_t p, size_t *req)
 	if (d != j * h->size || c->mask == 0 || fast_tc.gen !=
 	    atomic_load_explicit(&conn_gen, memory_order_relaxed))
 		return 0;
-	side = atomic_exchange_explicit(&h->sides[j], 0, memory_order_acq_rel);
+	side = atomic_exchange_explicit(&c->sides[j], 0, memory_order_acq_rel);
 	if (__builtin_expect(side == 0 || side > h->size + 1, 0)) {
 		/* Not live, or scribbled: left as found, for the general
 		 * path to report. */
 		if (side != 0)
-			atomic_store(&h->sides[j], side);
+			atomic_store(&c->sides[j], side);
 		return 0;
 	}
 	*req = h->size - (side - 1u);
 	c->mask |= UINT64_C(1) << j;
-	atomic_store_explicit(h->recmask, c->mask, memory_order_release);
+	atomic_store_explicit(c->recmask, c->mask, memory_order_release);
 	return 1;
 }
 

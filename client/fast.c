@@ -109,12 +109,9 @@ fast_hot_set(struct fast_class *c, uint32_t cls)
 {
 	struct fast_hot *h = &tc.hot;
 
-	h->lo = c->base;
 	h->span = (uint64_t)(64 - __builtin_clzll(slab_word_valid(cls,
 	    c->word))) * slab_class_size[cls];
 	h->magic = slab_class_magic[cls];
-	h->sides = c->sides;
-	h->recmask = c->recmask;
 	h->cls = cls;
 	h->size = slab_class_size[cls];
 }

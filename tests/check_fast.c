@@ -461,6 +461,24 @@ live_blocks(void)
  * general path refuses, change nothing when it does, and stop applying once
  * the word is no longer the thread's.
  */
+/* Where the hot word starts: its class's current word. */
+static uintptr_t
+hot_lo(void)
+{
+	return fast_tc.cls[fast_tc.hot.cls].base;
+}
+
+/* No hot word, or cls's current word with that word's size. */
+static int
+hot_follows(uint32_t cls)
+{
+	const struct fast_class *c = &fast_tc.cls[cls];
+
+	return fast_tc.hot.span == 0 || (fast_tc.hot.cls == cls &&
+	    fast_tc.hot.span == (uint64_t)(64 - __builtin_clzll(
+	    slab_word_valid(cls, c->word))) * slab_class_size[cls]);
+}
+
 START_TEST(hot_word_frees)
 {
 	enum { N = 300 };
@@ -480,8 +498,9 @@ START_TEST(hot_word_frees)
 	before = live_blocks();
 	ck_assert_uint_eq(aclfree(a), 64);
 	ck_assert_uint_ne(fast_tc.hot.span, 0);
-	ck_assert_uint_lt((uintptr_t)b - fast_tc.hot.lo, fast_tc.hot.span);
-	ck_assert_uint_lt((uintptr_t)c - fast_tc.hot.lo, fast_tc.hot.span);
+	ck_assert_uint_eq(fast_tc.hot.cls, cls);
+	ck_assert_uint_lt((uintptr_t)b - hot_lo(), fast_tc.hot.span);
+	ck_assert_uint_lt((uintptr_t)c - hot_lo(), fast_tc.hot.span);
 
 	ck_free_refused(a);		/* double free */
 	ck_free_refused(b + 16);		/* inside a block */
@@ -504,14 +523,12 @@ START_TEST(hot_word_frees)
 	for (i = 0; i < N; i++) {
 		ck_assert_ptr_nonnull(x[i] = aclmalloc(64));
 		memset(x[i], i, 64);
-		ck_assert(fast_tc.hot.span == 0 ||
-		    fast_tc.hot.lo == fast_tc.cls[cls].base);
+		ck_assert(hot_follows(cls));
 	}
 	for (i = 0; i < N; i++) {
 		ck_assert_uint_eq(x[i][63], (unsigned char)i);
 		ck_assert_uint_eq(aclfree(x[i]), 64);
-		ck_assert(fast_tc.hot.span == 0 ||
-		    fast_tc.hot.lo == fast_tc.cls[cls].base);
+		ck_assert(hot_follows(cls));
 	}
 	ck_assert_uint_eq(live_blocks(), before - 3);
 	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
@@ -695,7 +712,7 @@ START_TEST(stale_hot_word_is_not_trusted)
 	ck_assert_ptr_nonnull(blk[n - 1] = aclmalloc(64));
 	ck_assert_uint_eq(c->mask, 0);
 	ck_assert_uint_ne(fast_tc.hot.span, 0);
-	s = slab_index(&conn_seg, fast_tc.hot.lo);
+	s = slab_index(&conn_seg, hot_lo());
 	ck_assert_uint_eq(slab_index(&conn_seg, (uintptr_t)blk[0]), s);
 
 	/* Another thread frees the lot; the lease goes back behind the
@@ -718,8 +735,8 @@ START_TEST(stale_hot_word_is_not_trusted)
 
 	/* 48-byte blocks until one lies in the old hot word's range. */
 	st.slab = s;
-	st.lo = fast_tc.hot.lo;
-	st.hi = fast_tc.hot.lo + fast_tc.hot.span;
+	st.lo = hot_lo();
+	st.hi = hot_lo() + fast_tc.hot.span;
 	ck_assert_int_eq(pthread_create(&t, NULL, fill_48, &st), 0);
 	ck_assert_int_eq(pthread_join(t, &rc), 0);
 	ck_assert_ptr_null(rc);
