@@ -109,18 +109,7 @@ spawn(struct td *t, const char *const *front, const char *config)
 
 	for (; front != NULL && *front != NULL; front++)
 		argv[n++] = *front;
-	argv[n++] = td_prog("aclheapd");
-	argv[n++] = "--foreground";
-	argv[n++] = "--socket";
-	argv[n++] = t->sock;
-	argv[n++] = "--state-dir";
-	argv[n++] = t->state;
-	argv[n++] = "--base";
-	argv[n++] = t->base;
-	argv[n++] = "--size";
-	argv[n++] = t->size;
-	argv[n++] = "--config";
-	argv[n++] = config;
+	n = td_daemon_argv(t, argv, n, config);
 	argv[n] = NULL;
 	ck_assert_int_ne(pid = fork(), -1);
 	if (pid == 0) {

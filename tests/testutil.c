@@ -72,13 +72,12 @@ td_init(struct td *t, const char *tag)
 	setenv("ACLHEAP_SOCKET", t->sock, 1);
 }
 
+/* Puts the daemon and the fixture's socket, state folder, base, size and
+ * config at argv[n]; the next free index. */
 int
-td_start_env(struct td *t, const char *const *extra, const char *const *env)
+td_daemon_argv(const struct td *t, const char **argv, int n,
+    const char *config)
 {
-	const char *argv[64];
-	int n = 0, fd, i;
-	pid_t pid;
-
 	argv[n++] = td_prog("aclheapd");
 	argv[n++] = "--foreground";
 	argv[n++] = "--socket";
@@ -90,7 +89,18 @@ td_start_env(struct td *t, const char *const *extra, const char *const *env)
 	argv[n++] = "--size";
 	argv[n++] = t->size;
 	argv[n++] = "--config";
-	argv[n++] = "/dev/null";
+	argv[n++] = config;
+	return n;
+}
+
+int
+td_start_env(struct td *t, const char *const *extra, const char *const *env)
+{
+	const char *argv[64];
+	int n, fd, i;
+	pid_t pid;
+
+	n = td_daemon_argv(t, argv, 0, "/dev/null");
 	argv[n++] = "--log-level";
 	argv[n++] = "debug";
 	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)

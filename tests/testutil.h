@@ -37,6 +37,8 @@ struct td {
 
 /* tests/testutil.c */
 void	 td_init(struct td *, const char *tag);
+int	 td_daemon_argv(const struct td *, const char **argv, int n,
+	    const char *config);
 int	 td_start(struct td *, const char *const *extra);
 int	 td_start_env(struct td *, const char *const *extra,
 	    const char *const *env);
