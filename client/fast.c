@@ -2,10 +2,10 @@
  * fast.c: small allocations without the daemon.
  *
  * Each thread keeps, per size class, a lease on one slab and a private set:
- * the free blocks of one bitmap word that it claimed in a single atomic
- * fetch_or (shm/slab.c, slab_claim_word).  An allocation pops a bit off the
- * private set and writes the block's side entry: no system call, no lock,
- * no atomic read-modify-write.  A free takes the side entry with one atomic
+ * the free blocks of one bitmap word that it claimed at once (shm/slab.c,
+ * slab_claim_word).  An allocation pops a bit off the private set and
+ * writes the block's side entry: no system call, no lock, no atomic
+ * read-modify-write.  A free takes the side entry with one atomic
  * exchange; a block of the thread's current word goes back to its private
  * set, any other has its bit cleared.  The word a thread last freed into
  * is its hot word: a free that lands there again is recognised by address
@@ -14,10 +14,11 @@
  *
  * The private set is mirrored in the thread's lease record in the segment
  * (plain stores to a cache line nobody else writes), so when the process
- * dies the daemon gives the set back: a crash leaks at most the blocks of
- * one word claim that was not recorded yet (see docs/design.md).  Ordering that makes this hold: side entry before removing a
- * bit from the record (the daemon returns only bits whose side entry is 0),
- * record slab and word before a claim.
+ * dies the daemon gives the set back.  A claim holds the slab's claim lock
+ * and records its bits before it takes them (shm/shm.h), so a crash in
+ * the middle of one leaks nothing.  Ordering that makes this hold: side
+ * entry before removing a bit from the record (the daemon returns only
+ * bits whose side entry is 0), record slab and word before the lock.
  *
  * Caches die with conn_gen: fork() (the child must not hand out its
  * parent's blocks) and a remap of the segment (the new object knows nothing
@@ -196,41 +197,49 @@ word_with_room(uint32_t cls, uint32_t s, uint32_t w0)
 /*
  * Claims the first word of slab s, from word w0 on, that has free blocks;
  * it becomes the private set.  1 on success, 0 when no word from w0 on has
- * any, -1 when the slab is no longer of class cls.  The record says where
- * the claim goes before it is made, so a crash in between can be accounted
- * for.
+ * any or another claimer is in the slab, -1 when the slab is no longer of
+ * class cls.  The record names the slab before we hold its claim lock and
+ * lists the bits before we take them (shm/shm.h), so a crash anywhere in
+ * between leaves the daemon knowing exactly what was ours.
  */
 static int
 claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 {
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
 	struct shm_lease *l = rec_of(c);
-	uint64_t got;
+	uint64_t got = 0;
 	int rc;
 
-	for (w = word_with_room(cls, s, w0); w < nw;
-	    w = word_with_room(cls, s, w + 1)) {
-		atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
+	if ((w = word_with_room(cls, s, w0)) >= nw)
+		return 0;
+	atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
+	atomic_store_explicit(&l->word, w, memory_order_relaxed);
+	/* The lock's swap is a full barrier: the record names the slab
+	 * before the lock is ours. */
+	if ((rc = slab_lock(&conn_seg, s, cls, c->rec + 1)) != 0)
+		goto none;
+	if (slab_claim_hook != NULL)
+		slab_claim_hook(SLAB_HOOK_LOCKED);
+	for (; w < nw; w = word_with_room(cls, s, w + 1)) {
 		atomic_store_explicit(&l->word, w, memory_order_relaxed);
-		/* The claim's fetch_or is a full barrier: the record names
-		 * the word before any bit is ours. */
-		rc = slab_claim_word(&conn_seg, s, cls, w, &got);
-		if (rc != 0)
-			goto none;
-		if (got == 0)
-			continue;
-		atomic_store_explicit(&l->mask, got, memory_order_release);
-		hot_drop(cls);
-		c->slab = s;
-		c->word = w;
-		c->base = slab_addr(&conn_seg, s) +
-		    (uintptr_t)w * 64 * slab_class_size[cls];
-		c->sides = slab_sides(&conn_seg, s) + w * 64;
-		c->recmask = &l->mask;
-		c->mask = got;
-		return 1;
+		if ((got = slab_claim_word(&conn_seg, s, cls, w,
+		    &l->mask)) != 0)
+			break;
 	}
-	rc = 0;
+	if (slab_claim_hook != NULL)
+		slab_claim_hook(SLAB_HOOK_TAKEN);
+	slab_unlock(&conn_seg, s);
+	if (got == 0)
+		goto none;
+	hot_drop(cls);
+	c->slab = s;
+	c->word = w;
+	c->base = slab_addr(&conn_seg, s) +
+	    (uintptr_t)w * 64 * slab_class_size[cls];
+	c->sides = slab_sides(&conn_seg, s) + w * 64;
+	c->recmask = &l->mask;
+	c->mask = got;
+	return 1;
 none:
 	/* The record goes back to naming the current word: frees into it
 	 * keep the mirrored mask true (the daemon returns those bits from
@@ -238,7 +247,7 @@ none:
 	atomic_store_explicit(&l->set_slab, c->slab, memory_order_relaxed);
 	atomic_store_explicit(&l->word, c->word, memory_order_relaxed);
 	atomic_store_explicit(&l->mask, c->mask, memory_order_release);
-	return rc != 0 ? -1 : 0;
+	return rc == -ESTALE ? -1 : 0;
 }
 
 /* Whether slab s holds blocks of cls that no other live lease leases or

@@ -169,8 +169,7 @@ lease_unmark(struct heap *h, uint32_t rec)
 		return;
 	w = atomic_load(&seg->slabs[s].word);
 	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
-		atomic_store(&seg->slabs[s].word,
-		    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
+		slab_set_lease(seg, s, 0);
 }
 
 /* The slabs record rec had as its own are anyone's again: it is going, and
@@ -193,7 +192,11 @@ affinity_clear(struct heap *h, uint32_t rec)
 /*
  * Returns what a lease record holds privately (claimed, never handed out)
  * to the pool, clears the slab's lease mark and frees the record.  Only for
- * records whose owner is gone or has handed them back.
+ * records whose owner is gone or has handed them back.  An owner that died
+ * holding a slab's claim lock had recorded every bit it was taking before
+ * taking it, and nobody else set bits there meanwhile: of those, the ones
+ * set are exactly what it took (shm/shm.h), returned here like the rest;
+ * then the lock is let go.
  */
 int
 heap_lease_release(struct heap *h, uint32_t rec)
@@ -210,10 +213,10 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	set = atomic_load(&l->set_slab);
 	word = atomic_load(&l->word);
 	mask = atomic_load(&l->mask);
-	if (set < seg->nslabs && word < SHM_BITMAP_WORDS && mask != 0) {
+	if (set < seg->nslabs) {
 		w = atomic_load(&seg->slabs[set].word);
 		sd = slab_sides(seg, set);
-		if (SHM_SLAB_STATE(w) == SHM_SMALL) {
+		if (SHM_SLAB_STATE(w) == SHM_SMALL && word < SHM_BITMAP_WORDS) {
 			while (mask != 0) {
 				bit = mask & -mask;
 				mask &= mask - 1;
@@ -224,6 +227,8 @@ heap_lease_release(struct heap *h, uint32_t rec)
 					    set)[word], ~bit);
 			}
 		}
+		if (SHM_SLAB_CLAIM(w) == rec + 1)
+			slab_unlock(seg, set);
 	}
 	lease_unmark(h, rec);
 	affinity_clear(h, rec);
@@ -324,7 +329,9 @@ heap_rebuild(struct heap *h)
 		log_info("leases: returned %u of processes that are gone, kept "
 		    "%u of live ones", n, kept);
 	/* An affinity must name a live record of the slab's class (a crash
-	 * can cut affinity_clear() short). */
+	 * can cut affinity_clear() short).  A claim lock is let go unless a
+	 * live record holds it: the daemon's own (it died in a claim, whose
+	 * one block stays claimed) or a record whose owner is gone. */
 	for (i = 0; i < SHM_NCLASSES; i++)
 		for (n = 0; n < h->class_n[i]; n++) {
 			struct shm_slab *sl = &seg->slabs[h->class_slabs[i][n]];
@@ -334,6 +341,10 @@ heap_rebuild(struct heap *h)
 			    seg->leases[sl->run - 1].cls != i))
 				slab_affinity_set(seg,
 				    h->class_slabs[i][n], 0);
+			w = SHM_SLAB_CLAIM(atomic_load(&sl->word));
+			if (w != 0 && (w > SHM_LEASES ||
+			    seg->leases[w - 1].owner_pid == 0))
+				slab_unlock(seg, h->class_slabs[i][n]);
 		}
 	return 0;
 }
@@ -746,7 +757,7 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 		for (i = 0; i < h->class_n[cls]; i++) {
 			s = h->class_slabs[cls][i];
 			w = atomic_load(&seg->slabs[s].word);
-			if (SHM_SLAB_LEASE(w) == 0 &&
+			if (SHM_SLAB_LEASE(w) == 0 && SHM_SLAB_CLAIM(w) == 0 &&
 			    slab_has_room(h, (uint64_t)s, cls))
 				break;
 		}
@@ -1134,8 +1145,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	}
 	l->slab = (uint32_t)s;
 	slab_affinity_set(seg, (uint64_t)s, rec + 1);
-	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
-	    rec + 1));
+	slab_set_lease(seg, (uint64_t)s, rec + 1);
 	*slab = (uint64_t)s;
 	*recp = rec;
 	h->dirty = 1;

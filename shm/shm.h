@@ -33,26 +33,35 @@
  *   I4  LARGE_HEAD at s with run n  =>  slabs s+1 .. s+n-1 are LARGE_TAIL
  *       with head == s, and req <= n * SHM_SLAB_SIZE
  *   I5  a bit set with side == 0 is a claimed block not yet handed out; it
- *       belongs to the lease whose record names its word, or was leaked by a
- *       client that died between claiming and recording (at most one word)
+ *       belongs to the lease whose record names its word (in its mask)
+ *   I6  a claim lock is held only on a SMALL slab, by a record in use or
+ *       by the daemon
  *
  * Who writes what
  * ---------------
- *   daemon only   super, roots, slab table (state, cls, run, head, req),
- *                 lease ownership (owner fields)
- *   claimers      bitmap bits: set with an atomic fetch_or (claim), cleared
- *                 with an atomic fetch_and (free or undo).  The daemon never
- *                 clears a bit set by someone else, except the private set of
- *                 a lease whose owner is gone.
+ *   daemon only   super, roots, slab table (state, cls, lease, run, head,
+ *                 req), lease ownership (owner fields)
+ *   claimers      the slab word's claim lock (compare-and-swap), and bitmap
+ *                 bits: set only by the lock's holder, cleared with an
+ *                 atomic fetch_and (free or undo).  The daemon never
+ *                 clears a bit set by someone else, except the private set
+ *                 of a lease whose owner is gone.
  *   bit owner     the side entry of a block whose bit it set, and its lease
  *                 record's word and mask fields (plain stores)
  *
- * A slab leaves SMALL only through shm_slab_reclaim(): the daemon stores
- * RECLAIMING, then reads the bitmap; a claimer sets its bit, then reads the
- * state.  With sequentially consistent atomics one of them sees the other:
- * either the daemon sees the bit and puts SMALL back, or the claimer sees a
- * state other than SMALL(cls) and undoes its claim.  That is the whole
- * protocol between the fast path and the daemon; see shm_block_claim().
+ * Claims.  A claimer takes the slab's claim lock with a compare-and-swap
+ * that also checks the slab is SMALL of its class, writes the bits it is
+ * about to take into its lease record (its intent), sets them with a
+ * compare-and-swap on the bitmap word, and lets the lock go.  While the
+ * lock is held nobody else sets a bit in the slab (frees only clear them),
+ * so if the holder dies, the intent bits that are set are exactly what it
+ * took: the daemon clears them and frees the lock, and a client killed in
+ * a claim leaks nothing (slab_lock(), slab_claim_word()).
+ *
+ * A slab leaves SMALL only through slab_reclaim(), which swaps the word
+ * to RECLAIMING only while nobody holds the claim lock, then reads the
+ * bitmap: every bit was set under a lock released before, so an empty
+ * bitmap stays empty, and the slab goes FREE.
  */
 #ifndef ACLHEAP_SHM_H
 #define ACLHEAP_SHM_H
@@ -63,7 +72,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		2u	/* 2: slab_hwm, lease set_slab */
+#define SHM_VERSION		3u	/* 2: slab_hwm, lease set_slab; 3: claim lock */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -95,21 +104,28 @@ enum shm_slab_state {
 	SHM_RECLAIMING = 4,
 };
 
-/* 16 bytes.  state and cls share one atomic word so that a claimer reads
- * both in one sequentially consistent load. */
+/* 16 bytes.  state, class, lease and claim lock share one atomic word, so
+ * that taking the lock checks the class in the same compare-and-swap. */
 struct shm_slab {
-	_Atomic uint32_t word;	/* state | cls << 8 | lease << 16 */
+	_Atomic uint32_t word;	/* state | cls << 4 | lease << 10 | claim << 21 */
 	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head;
 				 * SMALL: lease record + 1 it was last leased
 				 * to (affinity, see client/fast.c), 0 none */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
+/* The slab word: state (4 bits), class (6), lease record + 1 (11, 0 =
+ * none) and claim lock (11: 0 free, else the holder's record + 1 or
+ * SHM_CLAIM_DAEMON).  Daemon writes keep the claim lock as they find it. */
 #define SHM_SLAB_WORD(state, cls, lease) \
-	((uint32_t)(state) | (uint32_t)(cls) << 8 | (uint32_t)(lease) << 16)
-#define SHM_SLAB_STATE(w)	((w) & 0xffu)
-#define SHM_SLAB_CLS(w)		(((w) >> 8) & 0xffu)
-#define SHM_SLAB_LEASE(w)	((w) >> 16)	/* lease index + 1, 0 = none */
+	((uint32_t)(state) | (uint32_t)(cls) << 4 | (uint32_t)(lease) << 10)
+#define SHM_SLAB_STATE(w)	((w) & 0xfu)
+#define SHM_SLAB_CLS(w)		(((w) >> 4) & 0x3fu)
+#define SHM_SLAB_LEASE(w)	(((w) >> 10) & 0x7ffu)
+#define SHM_SLAB_CLAIM(w)	((w) >> 21)
+#define SHM_CLAIM_BITS(who)	((uint32_t)(who) << 21)
+#define SHM_CLAIM_MASK		SHM_CLAIM_BITS(0x7ffu)
+#define SHM_CLAIM_DAEMON	0x7ffu
 
 struct shm_root {
 	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
@@ -363,9 +379,17 @@ slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
 	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
 }
 
+int	 slab_lock(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t who);
+void	 slab_unlock(struct shm_seg *, uint64_t s);
+void	 slab_set_lease(struct shm_seg *, uint64_t s, uint32_t lease);
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
-int	 slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
-	    uint64_t *claimed);
+uint64_t slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
+	    _Atomic uint64_t *intent);
+
+/* Where a claim calls slab_claim_hook, for tests that kill a claimer at
+ * each point: lock held, intent recorded, bits taken. */
+enum { SLAB_HOOK_LOCKED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN };
+extern void (*slab_claim_hook)(int where);
 int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
 int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
 int	 slab_reclaim(struct shm_seg *, uint64_t s);

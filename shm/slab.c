@@ -2,12 +2,14 @@
  * slab.c: size classes and the block operations that the daemon and every
  * client perform on the shared bitmaps and side arrays.
  *
- * A block is claimed by setting its bit (fetch_or) and becomes live when its
- * claimer writes its side entry.  It is freed by taking its side entry
+ * A block is claimed by setting its bit, under the slab's claim lock (one
+ * claimer per slab at a time; a claim is a few instructions and nobody
+ * waits for the lock: a busy slab is passed over), and becomes live when
+ * its claimer writes its side entry.  It is freed by taking its side entry
  * (exchange with 0, which is what makes one of two racing frees lose) and
- * then clearing its bit (fetch_and).  Nothing here takes a lock or enters the
- * kernel; the header of shm.h has the argument that makes claims safe
- * against the daemon's reclaim.
+ * then clearing its bit (fetch_and), without the lock.  Nothing here enters
+ * the kernel; the header of shm.h has the argument that makes claims safe
+ * against the daemon's reclaim and a claimer's death.
  */
 #include "config.h"
 
@@ -62,75 +64,108 @@ slab_class_aligned(size_t size, size_t alignment)
 	return -1;
 }
 
-static inline int
-slab_is(const struct shm_seg *seg, uint64_t s, uint32_t cls)
+/*
+ * Takes slab s's claim lock for who (a lease record + 1, or
+ * SHM_CLAIM_DAEMON), if the slab is SMALL of class cls: 0, -EBUSY while
+ * someone holds it, -ESTALE when the slab is not (or no longer) of the
+ * class.  Only the holder sets bits in the slab; the compare-and-swap
+ * keeps whatever lease mark the daemon writes meanwhile.
+ */
+int
+slab_lock(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t who)
 {
-	uint32_t w = atomic_load(&seg->slabs[s].word);
+	_Atomic uint32_t *p = &seg->slabs[s].word;
+	uint32_t w = atomic_load_explicit(p, memory_order_relaxed);
 
-	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls;
+	do {
+		if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls)
+			return -ESTALE;
+		if (SHM_SLAB_CLAIM(w) != 0)
+			return -EBUSY;
+	} while (!atomic_compare_exchange_weak(p, &w,
+	    w | SHM_CLAIM_BITS(who)));
+	return 0;
+}
+
+void
+slab_unlock(struct shm_seg *seg, uint64_t s)
+{
+	atomic_fetch_and(&seg->slabs[s].word, ~SHM_CLAIM_MASK);
+}
+
+/* Daemon only: sets the lease mark of small slab s, keeping the lock. */
+void
+slab_set_lease(struct shm_seg *seg, uint64_t s, uint32_t lease)
+{
+	_Atomic uint32_t *p = &seg->slabs[s].word;
+	uint32_t w = atomic_load(p), keep = ~SHM_SLAB_WORD(0, 0, 0x7ffu);
+
+	while (!atomic_compare_exchange_weak(p, &w,
+	    (w & keep) | SHM_SLAB_WORD(0, 0, lease)))
+		;
 }
 
 /*
  * Claims one free block of slab s for class cls and returns its index, or
- * -1 when the slab is full or no longer of that class.  *hint is the word to
- * start from and is left where the search ended.  The caller makes the block
- * live with slab_set_live().
+ * -1 when the slab is full, no longer of that class, or someone else is
+ * claiming in it.  *hint is the word to start from and is left where the
+ * search ended.  The caller makes the block live with slab_set_live().
+ * For the daemon (the lock's holder is SHM_CLAIM_DAEMON).
  */
 long
 slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
-	uint64_t cur, valid, bit, old;
+	uint64_t free, bit;
 
+	if (slab_lock(seg, s, cls, SHM_CLAIM_DAEMON) != 0)
+		return -1;
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
-		valid = slab_word_valid(cls, w);
-		cur = atomic_load_explicit(&bm[w], memory_order_relaxed);
-		while ((~cur & valid) != 0) {
-			bit = UINT64_C(1) << __builtin_ctzll(~cur & valid);
-			old = atomic_fetch_or(&bm[w], bit);
-			if (old & bit) {
-				cur = old;
-				continue;
-			}
-			/* Dekker with slab_reclaim(): bit set, now look. */
-			if (!slab_is(seg, s, cls)) {
-				atomic_fetch_and(&bm[w], ~bit);
-				return -1;
-			}
-			*hint = w;
-			return (long)w * 64 + __builtin_ctzll(bit);
-		}
+		free = slab_word_valid(cls, w) &
+		    ~atomic_load_explicit(&bm[w], memory_order_relaxed);
+		if (free == 0)
+			continue;
+		/* Under the lock nobody else sets a bit here. */
+		bit = free & -free;
+		atomic_fetch_or(&bm[w], bit);
+		slab_unlock(seg, s);
+		*hint = w;
+		return (long)w * 64 + __builtin_ctzll(bit);
 	}
+	slab_unlock(seg, s);
 	return -1;
 }
 
-/*
- * Claims every free block of word w at once (the fast path's batch): sets
- * all valid bits and keeps those that were clear.  0 with *claimed (possibly
- * empty), or -ESTALE when the slab changed class under us, claim undone.
- */
-int
-slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
-    uint64_t *claimed)
-{
-	_Atomic uint64_t *bm = slab_bitmap(seg, s);
-	uint64_t valid = slab_word_valid(cls, w), old, got;
+/* A test's fault-injection point in claims (NULL outside tests). */
+void (*slab_claim_hook)(int where);
 
-	if (atomic_load_explicit(&bm[w], memory_order_relaxed) == valid) {
-		*claimed = 0;
-		return 0;
+/*
+ * Claims every free block of word w of slab s, whose claim lock the caller
+ * holds (the fast path's batch).  The bits go to *intent (the holder's
+ * lease record) before they are set, so a holder that dies has recorded
+ * all it may have taken.  Returns them, 0 when the word is full.  Under
+ * the lock bits only go from set to clear, so the swap fails only when a
+ * free came in between, and the intent only grows.
+ */
+uint64_t
+slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
+    _Atomic uint64_t *intent)
+{
+	_Atomic uint64_t *bm = &slab_bitmap(seg, s)[w];
+	uint64_t valid = slab_word_valid(cls, w), cur, want;
+
+	cur = atomic_load_explicit(bm, memory_order_relaxed);
+	for (;;) {
+		if ((want = valid & ~cur) == 0)
+			return 0;
+		atomic_store_explicit(intent, want, memory_order_release);
+		if (slab_claim_hook != NULL)
+			slab_claim_hook(SLAB_HOOK_INTENT);
+		if (atomic_compare_exchange_weak(bm, &cur, cur | want))
+			return want;
 	}
-	old = atomic_fetch_or(&bm[w], valid);
-	got = valid & ~old;
-	if (got != 0 && !slab_is(seg, s, cls)) {
-		atomic_fetch_and(&bm[w], ~got);
-		*claimed = 0;
-		return -ESTALE;
-	}
-	*claimed = got;
-	return 0;
 }
 
 /*
@@ -184,7 +219,8 @@ slab_empty(const struct shm_seg *seg, uint64_t s)
 
 /*
  * Daemon only: turns an empty, unleased small slab FREE.  -EBUSY if it holds
- * a claimed bit, in which case it stays SMALL of its class.
+ * a claimed bit or someone is claiming in it, in which case it stays SMALL
+ * of its class.
  */
 int
 slab_reclaim(struct shm_seg *seg, uint64_t s)
@@ -192,14 +228,15 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 	struct shm_slab *sl = &seg->slabs[s];
 	uint32_t w = atomic_load(&sl->word);
 
-	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0)
+	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0 ||
+	    SHM_SLAB_CLAIM(w) != 0 || !slab_empty(seg, s))
 		return -EBUSY;
-	/* A slab with blocks is left alone without ever showing RECLAIMING:
-	 * the Dekker dance below is only for the race with a new claim. */
-	if (!slab_empty(seg, s))
+	/* Only while nobody holds the claim lock; bits are set only under
+	 * it, so what was set before is seen below and nothing comes after
+	 * (a claimer's swap wants SMALL). */
+	if (!atomic_compare_exchange_strong(&sl->word, &w,
+	    SHM_SLAB_WORD(SHM_RECLAIMING, SHM_SLAB_CLS(w), 0)))
 		return -EBUSY;
-	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_RECLAIMING,
-	    SHM_SLAB_CLS(w), 0));
 	if (!slab_empty(seg, s)) {
 		atomic_store(&sl->word, w);
 		return -EBUSY;

@@ -314,7 +314,7 @@ END_TEST
 
 START_TEST(slab_claim_word_batch_and_stale)
 {
-	uint64_t got;
+	_Atomic uint64_t intent = 0;
 	uint32_t hint = 0;
 	long b;
 
@@ -322,14 +322,60 @@ START_TEST(slab_claim_word_batch_and_stale)
 	make_small(2, 0);		/* 16-byte blocks, 4096 per slab */
 	b = slab_claim_one(&seg, 2, 0, &hint);
 	ck_assert_int_eq(b, 0);
-	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 0, &got), 0);
-	ck_assert_uint_eq(got, ~UINT64_C(1));	/* all but block 0 */
-	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 0, &got), 0);
-	ck_assert_uint_eq(got, 0);		/* word full */
-	/* A claim in a slab that changed class is undone: -ESTALE. */
+	ck_assert_int_eq(slab_lock(&seg, 2, 0, 9), 0);
+	/* All but block 0, written to the intent first. */
+	ck_assert_uint_eq(slab_claim_word(&seg, 2, 0, 0, &intent),
+	    ~UINT64_C(1));
+	ck_assert_uint_eq(atomic_load(&intent), ~UINT64_C(1));
+	atomic_store(&intent, 0);
+	ck_assert_uint_eq(slab_claim_word(&seg, 2, 0, 0, &intent), 0);
+	ck_assert_uint_eq(atomic_load(&intent), 0);	/* word full */
+	slab_unlock(&seg, 2);
+	/* The lock is for a slab of the class, which it checks. */
 	make_small(2, 5);
-	ck_assert_int_eq(slab_claim_word(&seg, 2, 0, 1, &got), -ESTALE);
-	ck_assert_uint_eq(atomic_load(&slab_bitmap(&seg, 2)[1]), 0);
+	ck_assert_int_eq(slab_lock(&seg, 2, 0, 9), -ESTALE);
+	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[2].word)), 0);
+	scratch_down();
+}
+END_TEST
+
+/* One claimer at a time; the lock sits beside the lease mark, which the
+ * daemon changes without disturbing it, and keeps the slab from being
+ * reclaimed. */
+START_TEST(slab_lock_excludes)
+{
+	uint32_t hint = 0, w;
+
+	scratch_up();
+	make_small(3, 4);
+	ck_assert_int_eq(slab_lock(&seg, 3, 4, 12), 0);
+	ck_assert_int_eq(slab_lock(&seg, 3, 4, 13), -EBUSY);
+	ck_assert_int_eq(slab_claim_one(&seg, 3, 4, &hint), -1);
+	ck_assert_int_eq(slab_reclaim(&seg, 3), -EBUSY);
+	slab_set_lease(&seg, 3, SHM_LEASES);
+	w = atomic_load(&seg.slabs[3].word);
+	ck_assert_uint_eq(SHM_SLAB_STATE(w), SHM_SMALL);
+	ck_assert_uint_eq(SHM_SLAB_CLS(w), 4);
+	ck_assert_uint_eq(SHM_SLAB_LEASE(w), SHM_LEASES);
+	ck_assert_uint_eq(SHM_SLAB_CLAIM(w), 12);
+	slab_set_lease(&seg, 3, 0);
+	slab_unlock(&seg, 3);
+	ck_assert_uint_eq(atomic_load(&seg.slabs[3].word),
+	    SHM_SLAB_WORD(SHM_SMALL, 4, 0));
+	ck_assert_int_eq(slab_lock(&seg, 3, 4, SHM_CLAIM_DAEMON), 0);
+	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[3].word)),
+	    SHM_CLAIM_DAEMON);
+	slab_unlock(&seg, 3);
+	ck_assert_int_eq(slab_reclaim(&seg, 3), 0);
+	/* A free slab cannot be locked, and a lock on one is damage. */
+	ck_assert_int_eq(slab_lock(&seg, 3, 4, 12), -ESTALE);
+	check_ok();
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_FREE, 0, 0) |
+	    SHM_CLAIM_BITS(12));
+	check_fails("is locked by 12");
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_SMALL, 4, 0) |
+	    SHM_CLAIM_BITS(SHM_LEASES + 1));
+	check_fails("is locked by");
 	scratch_down();
 }
 END_TEST
@@ -494,6 +540,7 @@ shm_suite(void)
 	tcase_add_test(tc, slab_claim_one_fills_slab);
 	tcase_add_test(tc, slab_claim_one_refuses_other_class);
 	tcase_add_test(tc, slab_claim_word_batch_and_stale);
+	tcase_add_test(tc, slab_lock_excludes);
 	tcase_add_test(tc, slab_block_lookup_and_free);
 	tcase_add_test(tc, slab_side_records_size_zero);
 	tcase_add_test(tc, slab_reclaim_only_empty);

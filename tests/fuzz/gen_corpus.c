@@ -349,6 +349,7 @@ static void
 patches(void)
 {
 	struct shm_geom g;
+	uint32_t w = SHM_SLAB_WORD(SHM_SMALL, 3, 0);
 	uint8_t p[16];
 	size_t n = 0;
 
@@ -361,10 +362,10 @@ patches(void)
 	p[n++] = (uint8_t)(g.slabs_off >> 16);
 	p[n++] = (uint8_t)(g.slabs_off >> 24);
 	p[n++] = 4;
-	p[n++] = SHM_SMALL;
-	p[n++] = 3;
-	p[n++] = 0;
-	p[n++] = 0;
+	p[n++] = (uint8_t)w;
+	p[n++] = (uint8_t)(w >> 8);
+	p[n++] = (uint8_t)(w >> 16);
+	p[n++] = (uint8_t)(w >> 24);
 	spit("image", "patch-slab0", p, n);
 }
 
