@@ -124,16 +124,30 @@ lease_drop(struct fast_class *c, int tell_daemon)
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__ReleaseSlab m = ACLHEAP__RELEASE_SLAB__INIT;
 	Aclheap__Reply *r;
+	uint32_t cls = (uint32_t)(c - tc.cls);
+	int locked;
 
 	if (!c->leased)
 		return;
 	if (c->mask != 0) {
+		/* Under the slab's claim lock the bits go before the record
+		 * forgets them: if we die in between, the daemon clears bits
+		 * nobody else can have set.  Without it (someone is claiming
+		 * there) the record forgets first: dying in between leaks
+		 * them, and never lets them be handed out twice. */
+		locked = slab_lock(&conn_seg, c->slab, cls, c->rec + 1) == 0;
+		if (!locked)
+			atomic_store(&rec_of(c)->mask, 0);
 		atomic_fetch_and(&slab_bitmap(&conn_seg, c->slab)[c->word],
 		    ~c->mask);
-		c->mask = 0;
+		if (slab_claim_hook != NULL)
+			slab_claim_hook(SLAB_HOOK_DROP);
 		atomic_store(&rec_of(c)->mask, 0);
+		if (locked)
+			slab_unlock(&conn_seg, c->slab, c->rec + 1);
+		c->mask = 0;
 	}
-	hot_drop((uint32_t)(c - tc.cls));
+	hot_drop(cls);
 	if (tell_daemon) {
 		m.record = c->rec;
 		q.body_case = ACLHEAP__REQUEST__BODY_RELEASE;
@@ -226,9 +240,9 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 		    &l->mask)) != 0)
 			break;
 	}
-	if (slab_claim_hook != NULL)
+	if (got != 0 && slab_claim_hook != NULL)
 		slab_claim_hook(SLAB_HOOK_TAKEN);
-	slab_unlock(&conn_seg, s);
+	slab_unlock(&conn_seg, s, c->rec + 1);
 	if (got == 0)
 		goto none;
 	hot_drop(cls);
@@ -251,7 +265,7 @@ none:
 }
 
 /* Whether slab s holds blocks of cls that no other live lease leases or
- * has as its own. */
+ * has as its own, and nobody is claiming in. */
 static int
 slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 {
@@ -260,7 +274,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 	w = atomic_load_explicit(&conn_seg.slabs[s].word, memory_order_relaxed);
 	lease = SHM_SLAB_LEASE(w);
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-	    (lease == 0 || lease == c->rec + 1) &&
+	    (lease == 0 || lease == c->rec + 1) && SHM_SLAB_CLAIM(w) == 0 &&
 	    !slab_affine_other(&conn_seg, s, c->rec);
 }
 

@@ -173,7 +173,10 @@ lease_unmark(struct heap *h, uint32_t rec)
 }
 
 /* The slabs record rec had as its own are anyone's again: it is going, and
- * may come back for another class or another thread. */
+ * may come back for another class or another thread.  Nor does it hold a
+ * claim lock any more (its owner can only have held one in the slab its
+ * record names, which heap_lease_release() saw to; this is for anything
+ * else a crash can leave). */
 static void
 affinity_clear(struct heap *h, uint32_t rec)
 {
@@ -186,17 +189,23 @@ affinity_clear(struct heap *h, uint32_t rec)
 		t = h->class_slabs[cls][i];
 		if (seg->slabs[t].run == rec + 1)
 			slab_affinity_set(seg, t, 0);
+		slab_unlock(seg, t, rec + 1);
 	}
 }
 
 /*
  * Returns what a lease record holds privately (claimed, never handed out)
  * to the pool, clears the slab's lease mark and frees the record.  Only for
- * records whose owner is gone or has handed them back.  An owner that died
- * holding a slab's claim lock had recorded every bit it was taking before
- * taking it, and nobody else set bits there meanwhile: of those, the ones
- * set are exactly what it took (shm/shm.h), returned here like the rest;
- * then the lock is let go.
+ * records whose owner is gone or has handed them back.  The bits are
+ * cleared and the record's mask emptied under the slab's claim lock, so
+ * no claimer can take a cleared bit before the record forgets it (a crash
+ * in between would have us clear it again, out of the claimer's set):
+ * either the record's own, when its owner died holding it, or the
+ * daemon's.  An owner that died holding the lock had recorded every bit it
+ * was taking before taking it, and nobody else set bits there meanwhile:
+ * of those, the ones set are exactly what it took (shm/shm.h).  -EBUSY,
+ * nothing done, while a live claimer holds the lock: the reaper tries
+ * again.
  */
 int
 heap_lease_release(struct heap *h, uint32_t rec)
@@ -204,7 +213,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word, set;
+	uint32_t w, word, set, held = 0;
 	_Atomic uint16_t *sd;
 
 	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
@@ -213,26 +222,36 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	set = atomic_load(&l->set_slab);
 	word = atomic_load(&l->word);
 	mask = atomic_load(&l->mask);
-	if (set < seg->nslabs) {
-		w = atomic_load(&seg->slabs[set].word);
-		sd = slab_sides(seg, set);
-		if (SHM_SLAB_STATE(w) == SHM_SMALL && word < SHM_BITMAP_WORDS) {
-			while (mask != 0) {
-				bit = mask & -mask;
-				mask &= mask - 1;
-				/* Never a block its owner handed out. */
-				if (atomic_load(&sd[word * 64 +
-				    __builtin_ctzll(bit)]) == 0)
-					atomic_fetch_and(&slab_bitmap(seg,
-					    set)[word], ~bit);
+	if (set < seg->nslabs &&
+	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
+	    SHM_SMALL) {
+		/* A lock of the daemon's own is one a crash left. */
+		held = SHM_SLAB_CLAIM(w);
+		if (held != rec + 1 && held != SHM_CLAIM_DAEMON) {
+			held = 0;
+			if (mask != 0) {
+				if (slab_lock(seg, set, SHM_SLAB_CLS(w),
+				    SHM_CLAIM_DAEMON) != 0)
+					return -EBUSY;
+				held = SHM_CLAIM_DAEMON;
 			}
 		}
-		if (SHM_SLAB_CLAIM(w) == rec + 1)
-			slab_unlock(seg, set);
+		sd = slab_sides(seg, set);
+		while (mask != 0 && word < SHM_BITMAP_WORDS) {
+			bit = mask & -mask;
+			mask &= mask - 1;
+			/* Never a block its owner handed out. */
+			if (atomic_load(&sd[word * 64 +
+			    __builtin_ctzll(bit)]) == 0)
+				atomic_fetch_and(&slab_bitmap(seg, set)[word],
+				    ~bit);
+		}
 	}
+	atomic_store(&l->mask, 0);
+	if (held != 0)
+		slab_unlock(seg, set, held);
 	lease_unmark(h, rec);
 	affinity_clear(h, rec);
-	atomic_store(&l->mask, 0);
 	atomic_store(&l->pending, 0);
 	atomic_store(&l->set_slab, 0);
 	l->slab = 0;
@@ -344,7 +363,7 @@ heap_rebuild(struct heap *h)
 			w = SHM_SLAB_CLAIM(atomic_load(&sl->word));
 			if (w != 0 && (w > SHM_LEASES ||
 			    seg->leases[w - 1].owner_pid == 0))
-				slab_unlock(seg, h->class_slabs[i][n]);
+				slab_unlock(seg, h->class_slabs[i][n], w);
 		}
 	return 0;
 }
@@ -1101,11 +1120,12 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	/* The unleased slab of the class with the most room, if it has at
 	 * least a quarter of its blocks free and no other live lease has it
 	 * as its own (affinity); then a fresh slab; then, with no fresh slab
-	 * left, any unleased slab with room. */
+	 * left, any unleased slab with room.  Never one somebody is claiming
+	 * in (a client stopped there would make it useless to the lessee). */
 	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
 		w = atomic_load(&seg->slabs[want - 1].word);
 		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-		    SHM_SLAB_LEASE(w) == 0 &&
+		    SHM_SLAB_LEASE(w) == 0 && SHM_SLAB_CLAIM(w) == 0 &&
 		    !slab_affine_other(seg, want - 1, rec) &&
 		    slab_has_room(h, want - 1, cls))
 			s = want - 1;
@@ -1115,7 +1135,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			uint32_t t = h->class_slabs[cls][i];
 
 			w = atomic_load(&seg->slabs[t].word);
-			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
+			if (SHM_SLAB_LEASE(w) != 0 || SHM_SLAB_CLAIM(w) != 0 ||
+			    h->cur[cls] == t + 1 ||
 			    (pass == 0 && slab_affine_other(seg, t, rec)))
 				continue;
 			f = slab_class_nblocks[cls] - slab_claimed(seg, t);

@@ -380,15 +380,16 @@ slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
 }
 
 int	 slab_lock(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t who);
-void	 slab_unlock(struct shm_seg *, uint64_t s);
+void	 slab_unlock(struct shm_seg *, uint64_t s, uint32_t who);
 void	 slab_set_lease(struct shm_seg *, uint64_t s, uint32_t lease);
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
 uint64_t slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
 	    _Atomic uint64_t *intent);
 
 /* Where a claim calls slab_claim_hook, for tests that kill a claimer at
- * each point: lock held, intent recorded, bits taken. */
-enum { SLAB_HOOK_LOCKED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN };
+ * each point: lock held, intent recorded, bits taken; and a private set
+ * given back: bits cleared, the record not told yet. */
+enum { SLAB_HOOK_LOCKED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN, SLAB_HOOK_DROP };
 extern void (*slab_claim_hook)(int where);
 int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
 int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);

@@ -87,10 +87,16 @@ slab_lock(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t who)
 	return 0;
 }
 
+/* Lets slab s's claim lock go if who holds it (and only then). */
 void
-slab_unlock(struct shm_seg *seg, uint64_t s)
+slab_unlock(struct shm_seg *seg, uint64_t s, uint32_t who)
 {
-	atomic_fetch_and(&seg->slabs[s].word, ~SHM_CLAIM_MASK);
+	_Atomic uint32_t *p = &seg->slabs[s].word;
+	uint32_t w = atomic_load_explicit(p, memory_order_relaxed);
+
+	while (SHM_SLAB_CLAIM(w) == who &&
+	    !atomic_compare_exchange_weak(p, &w, w & ~SHM_CLAIM_MASK))
+		;
 }
 
 /* Daemon only: sets the lease mark of small slab s, keeping the lock. */
@@ -130,11 +136,11 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 		/* Under the lock nobody else sets a bit here. */
 		bit = free & -free;
 		atomic_fetch_or(&bm[w], bit);
-		slab_unlock(seg, s);
+		slab_unlock(seg, s, SHM_CLAIM_DAEMON);
 		*hint = w;
 		return (long)w * 64 + __builtin_ctzll(bit);
 	}
-	slab_unlock(seg, s);
+	slab_unlock(seg, s, SHM_CLAIM_DAEMON);
 	return -1;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -341,6 +342,13 @@ claim_trap(int where)
 		raise(trap_sig);
 }
 
+/* Who holds slab s's claim lock (a record + 1), 0 nobody. */
+static uint32_t
+slabs_claimer(uint64_t s)
+{
+	return SHM_SLAB_CLAIM(atomic_load(&conn_seg.slabs[s].word));
+}
+
 /* Slabs whose claim lock someone holds. */
 static unsigned
 slabs_locked(void)
@@ -352,6 +360,19 @@ slabs_locked(void)
 		if (SHM_SLAB_CLAIM(atomic_load(&conn_seg.slabs[s].word)) != 0)
 			n++;
 	return n;
+}
+
+/* The daemon lets a dead claimer's lock go when it returns its lease,
+ * which can wait for the reaper (the socket can close before the process
+ * is gone). */
+static void
+wait_unlocked(void)
+{
+	uint64_t end = now_ms() + 20000;
+
+	while (slabs_locked() != 0 && now_ms() < end)
+		msleep(20);
+	ck_assert_uint_eq(slabs_locked(), 0);
 }
 
 /*
@@ -441,10 +462,57 @@ START_TEST(killed_inside_a_claim)
 		    "round %u: status %d", k, st);
 		live += count_blocks(fd);
 		wait_no_orphans(live, 0);
-		ck_assert_uint_eq(slabs_locked(), 0);
+		wait_unlocked();
 	}
 	/* And the slabs serve the next client. */
 	ck_assert_int_eq(churn((uint64_t)getpid() << 16, 300, 100), 0);
+}
+END_TEST
+
+/*
+ * A client that dies while it gives back its private set (detach) has
+ * cleared the bits while its record still lists them: nobody may claim
+ * them until the daemon has seen to the record, or the daemon would clear
+ * them again out of the new claimer's set.  The client holds the slab's
+ * claim lock meanwhile; a claimer finds it busy, and once the daemon has
+ * returned the lease the bits are free and the lock is let go.
+ */
+START_TEST(killed_giving_back)
+{
+	struct slab_block b;
+	uintptr_t *p;
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	p = mmap(NULL, sizeof(*p), PROT_READ | PROT_WRITE, MAP_SHARED |
+	    MAP_ANONYMOUS, -1, 0);
+	ck_assert(p != MAP_FAILED);
+	if ((pid = fork()) == 0) {
+		*p = (uintptr_t)aclmalloc(48);	/* a lease, a private set */
+		trap_where = SLAB_HOOK_DROP;
+		trap_sig = SIGSTOP;
+		slab_claim_hook = claim_trap;
+		aclheap_detach();
+		_exit(3);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
+	ck_assert_msg(WIFSTOPPED(st), "status %d", st);
+	ck_assert_int_eq(slab_block_lookup(&conn_seg, *p, &b), 0);
+	/* Stopped with bits cleared, the record still listing them, and
+	 * the slab's claim lock held. */
+	ck_assert_uint_ne(slabs_claimer(b.slab), 0);
+	ck_assert_uint_ne(atomic_load(&conn_seg.leases[slabs_claimer(b.slab)
+	    - 1].mask), 0);
+	ck_assert_int_eq(slab_lock(&conn_seg, b.slab, b.cls, SHM_LEASES),
+	    -EBUSY);
+	kill(pid, SIGKILL);
+	st = wait_child(pid, 10000);
+	ck_assert(WIFSIGNALED(st));
+	wait_no_orphans(1, 0);
+	wait_unlocked();
+	ck_assert_int_eq(aclfree((void *)*p), 48);
+	munmap(p, sizeof(*p));
 }
 END_TEST
 
@@ -889,6 +957,7 @@ fast_suite(void)
 	tcase_add_test(tc, free_across_processes);
 	tcase_add_test(tc, killed_while_claiming);
 	tcase_add_test(tc, killed_inside_a_claim);
+	tcase_add_test(tc, killed_giving_back);
 	tcase_add_test(tc, zombie_leader_keeps_leases);
 	tcase_add_test(tc, live_blocks_survive_sweeps);
 	tcase_add_test(tc, hot_word_frees);

@@ -330,7 +330,7 @@ START_TEST(slab_claim_word_batch_and_stale)
 	atomic_store(&intent, 0);
 	ck_assert_uint_eq(slab_claim_word(&seg, 2, 0, 0, &intent), 0);
 	ck_assert_uint_eq(atomic_load(&intent), 0);	/* word full */
-	slab_unlock(&seg, 2);
+	slab_unlock(&seg, 2, 9);
 	/* The lock is for a slab of the class, which it checks. */
 	make_small(2, 5);
 	ck_assert_int_eq(slab_lock(&seg, 2, 0, 9), -ESTALE);
@@ -359,13 +359,15 @@ START_TEST(slab_lock_excludes)
 	ck_assert_uint_eq(SHM_SLAB_LEASE(w), SHM_LEASES);
 	ck_assert_uint_eq(SHM_SLAB_CLAIM(w), 12);
 	slab_set_lease(&seg, 3, 0);
-	slab_unlock(&seg, 3);
+	slab_unlock(&seg, 3, 13);	/* not the holder: nothing */
+	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[3].word)), 12);
+	slab_unlock(&seg, 3, 12);
 	ck_assert_uint_eq(atomic_load(&seg.slabs[3].word),
 	    SHM_SLAB_WORD(SHM_SMALL, 4, 0));
 	ck_assert_int_eq(slab_lock(&seg, 3, 4, SHM_CLAIM_DAEMON), 0);
 	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[3].word)),
 	    SHM_CLAIM_DAEMON);
-	slab_unlock(&seg, 3);
+	slab_unlock(&seg, 3, SHM_CLAIM_DAEMON);
 	ck_assert_int_eq(slab_reclaim(&seg, 3), 0);
 	/* A free slab cannot be locked, and a lock on one is damage. */
 	ck_assert_int_eq(slab_lock(&seg, 3, 4, 12), -ESTALE);
