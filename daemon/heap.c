@@ -204,8 +204,8 @@ affinity_clear(struct heap *h, uint32_t rec)
  * daemon's.  An owner that died holding the lock had recorded every bit it
  * was taking before taking it, and nobody else set bits there meanwhile:
  * of those, the ones set are exactly what it took (shm/shm.h).  -EBUSY,
- * nothing done, while a live claimer holds the lock: the reaper tries
- * again.
+ * nothing done, while a live claimer holds the lock: the record stays for
+ * a later pass (the reaper's, for an owner that is gone).
  */
 int
 heap_lease_release(struct heap *h, uint32_t rec)
@@ -213,7 +213,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word, set, held = 0;
+	uint32_t w, word, set, held = 0, took = 0;
 	_Atomic uint16_t *sd;
 
 	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
@@ -225,17 +225,18 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	if (set < seg->nslabs &&
 	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
 	    SHM_SMALL) {
-		/* A lock of the daemon's own is one a crash left. */
+		/* A lock of the daemon's own is one a crash left in some
+		 * release: nobody sets bits meanwhile, and heap_rebuild()
+		 * lets it go once every dead record has been seen to. */
 		held = SHM_SLAB_CLAIM(w);
-		if (held != rec + 1 && held != SHM_CLAIM_DAEMON) {
-			held = 0;
-			if (mask != 0) {
-				if (slab_lock(seg, set, SHM_SLAB_CLS(w),
-				    SHM_CLAIM_DAEMON) != 0)
-					return -EBUSY;
-				held = SHM_CLAIM_DAEMON;
-			}
+		if (held != rec + 1 && held != SHM_CLAIM_DAEMON && mask != 0) {
+			if (slab_lock(seg, set, SHM_SLAB_CLS(w),
+			    SHM_CLAIM_DAEMON) != 0)
+				return -EBUSY;
+			took = SHM_CLAIM_DAEMON;
 		}
+		if (held == rec + 1)
+			took = held;
 		sd = slab_sides(seg, set);
 		while (mask != 0 && word < SHM_BITMAP_WORDS) {
 			bit = mask & -mask;
@@ -248,8 +249,8 @@ heap_lease_release(struct heap *h, uint32_t rec)
 		}
 	}
 	atomic_store(&l->mask, 0);
-	if (held != 0)
-		slab_unlock(seg, set, held);
+	if (took != 0)
+		slab_unlock(seg, set, took);
 	lease_unmark(h, rec);
 	affinity_clear(h, rec);
 	atomic_store(&l->pending, 0);
@@ -339,8 +340,8 @@ heap_rebuild(struct heap *h)
 		if (seg->leases[i].owner_pid == 0)
 			continue;
 		if (!lease_owner_alive(&seg->leases[i])) {
-			heap_lease_release(h, i);
-			n++;
+			if (heap_lease_release(h, i) == 0)
+				n++;
 		} else
 			kept++;
 	}
@@ -1203,10 +1204,9 @@ heap_reap_leases(struct heap *h)
 	for (i = 0; i < SHM_LEASES; i++) {
 		if (h->seg.leases[i].owner_pid == 0 || h->owners[i].conn != NULL)
 			continue;
-		if (!lease_owner_alive(&h->seg.leases[i])) {
-			heap_lease_release(h, i);
+		if (!lease_owner_alive(&h->seg.leases[i]) &&
+		    heap_lease_release(h, i) == 0)
 			n++;
-		}
 	}
 	return n;
 }
