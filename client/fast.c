@@ -14,11 +14,12 @@
  *
  * The private set is mirrored in the thread's lease record in the segment
  * (plain stores to a cache line nobody else writes), so when the process
- * dies the daemon gives the set back.  A claim holds the slab's claim lock
- * and records its bits before it takes them (shm/shm.h), so a crash in
- * the middle of one leaks nothing.  Ordering that makes this hold: side
- * entry before removing a bit from the record (the daemon returns only
- * bits whose side entry is 0), record slab and word before the lock.
+ * dies the daemon gives the set back.  Only a slab's owner claims in it,
+ * announcing each claim in its record and recording its bits before it
+ * takes them (shm/shm.h), so a crash in the middle of one leaks nothing.
+ * Ordering that makes this hold: side entry before removing a bit from
+ * the record (the daemon returns only bits whose side entry is 0), record
+ * slab and word before the announcement.
  *
  * Caches die with conn_gen: fork() (the child must not hand out its
  * parent's blocks) and a remap of the segment (the new object knows nothing
@@ -125,26 +126,27 @@ lease_drop(struct fast_class *c, int tell_daemon)
 	Aclheap__ReleaseSlab m = ACLHEAP__RELEASE_SLAB__INIT;
 	Aclheap__Reply *r;
 	uint32_t cls = (uint32_t)(c - tc.cls);
-	int locked;
+	int owned;
 
 	if (!c->leased)
 		return;
 	if (c->mask != 0) {
-		/* Under the slab's claim lock the bits go before the record
-		 * forgets them: if we die in between, the daemon clears bits
-		 * nobody else can have set.  Without it (someone is claiming
-		 * there) the record forgets first: dying in between leaks
+		/* While the slab is ours and we say we are working in it,
+		 * nobody else can claim there, so the bits can go before the
+		 * record forgets them: if we die in between, the daemon
+		 * clears bits nobody has taken since.  If it is no longer
+		 * ours, the record forgets first: dying in between leaks
 		 * them, and never lets them be handed out twice. */
-		locked = slab_lock(&conn_seg, c->slab, cls, c->rec + 1) == 0;
-		if (!locked)
+		owned = slab_claim_begin(&conn_seg, c->slab, cls, c->rec) == 0;
+		if (!owned)
 			atomic_store(&rec_of(c)->mask, 0);
 		atomic_fetch_and(&slab_bitmap(&conn_seg, c->slab)[c->word],
 		    ~c->mask);
 		if (slab_claim_hook != NULL)
 			slab_claim_hook(SLAB_HOOK_DROP);
 		atomic_store(&rec_of(c)->mask, 0);
-		if (locked)
-			slab_unlock(&conn_seg, c->slab, c->rec + 1);
+		if (owned)
+			slab_claim_end(&conn_seg, c->rec);
 		c->mask = 0;
 	}
 	hot_drop(cls);
@@ -211,10 +213,10 @@ word_with_room(uint32_t cls, uint32_t s, uint32_t w0)
 /*
  * Claims the first word of slab s, from word w0 on, that has free blocks;
  * it becomes the private set.  1 on success, 0 when no word from w0 on has
- * any or another claimer is in the slab, -1 when the slab is no longer of
- * class cls.  The record names the slab before we hold its claim lock and
- * lists the bits before we take them (shm/shm.h), so a crash anywhere in
- * between leaves the daemon knowing exactly what was ours.
+ * any or the slab is no longer ours, -1 when it is no longer of class cls.
+ * The record names the slab and announces the claim before we look at the
+ * slab, and lists the bits before we take them (shm/shm.h), so a crash
+ * anywhere in between leaves the daemon knowing exactly what was ours.
  */
 static int
 claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
@@ -228,12 +230,10 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 		return 0;
 	atomic_store_explicit(&l->set_slab, s, memory_order_relaxed);
 	atomic_store_explicit(&l->word, w, memory_order_relaxed);
-	/* The lock's swap is a full barrier: the record names the slab
-	 * before the lock is ours. */
-	if ((rc = slab_lock(&conn_seg, s, cls, c->rec + 1)) != 0)
+	if ((rc = slab_claim_begin(&conn_seg, s, cls, c->rec)) != 0)
 		goto none;
 	if (slab_claim_hook != NULL)
-		slab_claim_hook(SLAB_HOOK_LOCKED);
+		slab_claim_hook(SLAB_HOOK_ANNOUNCED);
 	for (; w < nw; w = word_with_room(cls, s, w + 1)) {
 		atomic_store_explicit(&l->word, w, memory_order_relaxed);
 		if ((got = slab_claim_word(&conn_seg, s, cls, w,
@@ -242,7 +242,7 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 	}
 	if (got != 0 && slab_claim_hook != NULL)
 		slab_claim_hook(SLAB_HOOK_TAKEN);
-	slab_unlock(&conn_seg, s, c->rec + 1);
+	slab_claim_end(&conn_seg, c->rec);
 	if (got == 0)
 		goto none;
 	hot_drop(cls);
@@ -265,7 +265,7 @@ none:
 }
 
 /* Whether slab s holds blocks of cls that no other live lease leases or
- * has as its own, and nobody is claiming in. */
+ * has as its own. */
 static int
 slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 {
@@ -274,7 +274,7 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 	w = atomic_load_explicit(&conn_seg.slabs[s].word, memory_order_relaxed);
 	lease = SHM_SLAB_LEASE(w);
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-	    (lease == 0 || lease == c->rec + 1) && SHM_SLAB_CLAIM(w) == 0 &&
+	    (lease == 0 || lease == c->rec + 1) &&
 	    !slab_affine_other(&conn_seg, s, c->rec);
 }
 

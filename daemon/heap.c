@@ -169,14 +169,13 @@ lease_unmark(struct heap *h, uint32_t rec)
 		return;
 	w = atomic_load(&seg->slabs[s].word);
 	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
-		slab_set_lease(seg, s, 0);
+		atomic_store(&seg->slabs[s].word,
+		    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
 }
 
-/* The slabs record rec had as its own are anyone's again: it is going, and
- * may come back for another class or another thread.  Nor does it hold a
- * claim lock any more (its owner can only have held one in the slab its
- * record names, which heap_lease_release() saw to; this is for anything
- * else a crash can leave). */
+/* The slabs record rec had as its own are the daemon's again: it is going
+ * (its owner is gone or giving it back, so claims nothing), and may come
+ * back for another class or another thread. */
 static void
 affinity_clear(struct heap *h, uint32_t rec)
 {
@@ -189,23 +188,22 @@ affinity_clear(struct heap *h, uint32_t rec)
 		t = h->class_slabs[cls][i];
 		if (seg->slabs[t].run == rec + 1)
 			slab_affinity_set(seg, t, 0);
-		slab_unlock(seg, t, rec + 1);
 	}
 }
 
 /*
  * Returns what a lease record holds privately (claimed, never handed out)
  * to the pool, clears the slab's lease mark and frees the record.  Only for
- * records whose owner is gone or has handed them back.  The bits are
- * cleared and the record's mask emptied under the slab's claim lock, so
- * no claimer can take a cleared bit before the record forgets it (a crash
- * in between would have us clear it again, out of the claimer's set):
- * either the record's own, when its owner died holding it, or the
- * daemon's.  An owner that died holding the lock had recorded every bit it
- * was taking before taking it, and nobody else set bits there meanwhile:
- * of those, the ones set are exactly what it took (shm/shm.h).  -EBUSY,
- * nothing done, while a live claimer holds the lock: the record stays for
- * a later pass (the reaper's, for an owner that is gone).
+ * records whose owner is gone or has handed them back.  An owner that died
+ * in a claim had announced it and recorded every bit it was taking before
+ * taking it, and nobody else claims in its slab: of those, the ones set
+ * are exactly what it took (shm/shm.h), returned like the rest.
+ *
+ * In a slab the record (or nobody) owns, nobody claims a bit we clear
+ * before the record forgets it, so a crash in between only has the next
+ * start-up clear it again.  In a slab that changed owner, the new owner
+ * could, and clearing it again would take it out of its private set: so
+ * there the record forgets first (a crash in between leaks the bits).
  */
 int
 heap_lease_release(struct heap *h, uint32_t rec)
@@ -213,7 +211,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word, set, held = 0, took = 0;
+	uint32_t w, word, set, owner;
 	_Atomic uint16_t *sd;
 
 	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
@@ -222,23 +220,14 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	set = atomic_load(&l->set_slab);
 	word = atomic_load(&l->word);
 	mask = atomic_load(&l->mask);
-	if (set < seg->nslabs &&
+	if (set < seg->nslabs && word < SHM_BITMAP_WORDS &&
 	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
 	    SHM_SMALL) {
-		/* A lock of the daemon's own is one a crash left in some
-		 * release: nobody sets bits meanwhile, and heap_rebuild()
-		 * lets it go once every dead record has been seen to. */
-		held = SHM_SLAB_CLAIM(w);
-		if (held != rec + 1 && held != SHM_CLAIM_DAEMON && mask != 0) {
-			if (slab_lock(seg, set, SHM_SLAB_CLS(w),
-			    SHM_CLAIM_DAEMON) != 0)
-				return -EBUSY;
-			took = SHM_CLAIM_DAEMON;
-		}
-		if (held == rec + 1)
-			took = held;
+		owner = slab_affinity(seg, set);
+		if (owner != 0 && owner != rec + 1)
+			atomic_store(&l->mask, 0);
 		sd = slab_sides(seg, set);
-		while (mask != 0 && word < SHM_BITMAP_WORDS) {
+		while (mask != 0) {
 			bit = mask & -mask;
 			mask &= mask - 1;
 			/* Never a block its owner handed out. */
@@ -249,11 +238,9 @@ heap_lease_release(struct heap *h, uint32_t rec)
 		}
 	}
 	atomic_store(&l->mask, 0);
-	if (took != 0)
-		slab_unlock(seg, set, took);
+	atomic_store(&l->pending, 0);
 	lease_unmark(h, rec);
 	affinity_clear(h, rec);
-	atomic_store(&l->pending, 0);
 	atomic_store(&l->set_slab, 0);
 	l->slab = 0;
 	l->owner_start = 0;
@@ -349,9 +336,7 @@ heap_rebuild(struct heap *h)
 		log_info("leases: returned %u of processes that are gone, kept "
 		    "%u of live ones", n, kept);
 	/* An affinity must name a live record of the slab's class (a crash
-	 * can cut affinity_clear() short).  A claim lock is let go unless a
-	 * live record holds it: the daemon's own (it died in a claim, whose
-	 * one block stays claimed) or a record whose owner is gone. */
+	 * can cut affinity_clear() short). */
 	for (i = 0; i < SHM_NCLASSES; i++)
 		for (n = 0; n < h->class_n[i]; n++) {
 			struct shm_slab *sl = &seg->slabs[h->class_slabs[i][n]];
@@ -361,10 +346,6 @@ heap_rebuild(struct heap *h)
 			    seg->leases[sl->run - 1].cls != i))
 				slab_affinity_set(seg,
 				    h->class_slabs[i][n], 0);
-			w = SHM_SLAB_CLAIM(atomic_load(&sl->word));
-			if (w != 0 && (w > SHM_LEASES ||
-			    seg->leases[w - 1].owner_pid == 0))
-				slab_unlock(seg, h->class_slabs[i][n], w);
 		}
 	return 0;
 }
@@ -757,6 +738,7 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 	struct shm_seg *seg = &h->seg;
 	uint32_t i, w;
 	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
+	int found, pass;
 	long b;
 
 	for (;;) {
@@ -773,17 +755,22 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 			}
 			h->cur[cls] = 0;
 		}
-		/* Another slab of the class with room and no lease... */
-		for (i = 0; i < h->class_n[cls]; i++) {
-			s = h->class_slabs[cls][i];
-			w = atomic_load(&seg->slabs[s].word);
-			if (SHM_SLAB_LEASE(w) == 0 && SHM_SLAB_CLAIM(w) == 0 &&
-			    slab_has_room(h, (uint64_t)s, cls))
-				break;
-		}
+		/* Another slab of the class with room and no lease, ours
+		 * (no client's) first, then one a client has as its own
+		 * and is not claiming in right now, which becomes ours... */
+		found = 0;
+		for (pass = 0; pass < 2 && !found; pass++)
+			for (i = 0; i < h->class_n[cls] && !found; i++) {
+				s = h->class_slabs[cls][i];
+				w = atomic_load(&seg->slabs[s].word);
+				found = SHM_SLAB_LEASE(w) == 0 &&
+				    (slab_affinity(seg, (uint64_t)s) == 0) ==
+				    (pass == 0) &&
+				    slab_has_room(h, (uint64_t)s, cls) &&
+				    slab_owner_move(seg, (uint64_t)s, 0) == 0;
+			}
 		/* ...else a fresh one. */
-		if (i == h->class_n[cls] &&
-		    (s = small_slab_new(h, cls)) < 0)
+		if (!found && (s = small_slab_new(h, cls)) < 0)
 			return (int)s;
 		h->cur[cls] = (uint32_t)s + 1;
 		h->cur_hint[cls] = 0;
@@ -1126,7 +1113,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
 		w = atomic_load(&seg->slabs[want - 1].word);
 		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-		    SHM_SLAB_LEASE(w) == 0 && SHM_SLAB_CLAIM(w) == 0 &&
+		    SHM_SLAB_LEASE(w) == 0 &&
 		    !slab_affine_other(seg, want - 1, rec) &&
 		    slab_has_room(h, want - 1, cls))
 			s = want - 1;
@@ -1136,8 +1123,7 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			uint32_t t = h->class_slabs[cls][i];
 
 			w = atomic_load(&seg->slabs[t].word);
-			if (SHM_SLAB_LEASE(w) != 0 || SHM_SLAB_CLAIM(w) != 0 ||
-			    h->cur[cls] == t + 1 ||
+			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
 			    (pass == 0 && slab_affine_other(seg, t, rec)))
 				continue;
 			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
@@ -1152,6 +1138,10 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	}
 	if (s < 0)
 		return (int)s;
+	/* Ours from now on, unless its owner is claiming in it this very
+	 * moment (then the client asks again, or uses the socket). */
+	if (slab_owner_move(seg, (uint64_t)s, rec + 1) != 0)
+		return -EAGAIN;
 	l = &seg->leases[rec];
 	if (renew != 0)
 		lease_unmark(h, rec);
@@ -1166,8 +1156,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		h->owners[rec].conn = c;
 	}
 	l->slab = (uint32_t)s;
-	slab_affinity_set(seg, (uint64_t)s, rec + 1);
-	slab_set_lease(seg, (uint64_t)s, rec + 1);
+	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
+	    rec + 1));
 	*slab = (uint64_t)s;
 	*recp = rec;
 	h->dirty = 1;

@@ -212,11 +212,6 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 	if (st != SHM_FREE && s >= *hwm)
 		FAIL("slab %" PRIu64 " is in use above the high-water mark %"
 		    PRIu64, s, *hwm);
-	if (SHM_SLAB_CLAIM(w) != 0 && (st != SHM_SMALL ||
-	    (SHM_SLAB_CLAIM(w) > SHM_LEASES &&
-	    SHM_SLAB_CLAIM(w) != SHM_CLAIM_DAEMON)))
-		FAIL("slab %" PRIu64 " (state %u) is locked by %u", s, st,
-		    SHM_SLAB_CLAIM(w));
 	switch (st) {
 	case SHM_FREE:
 	case SHM_RECLAIMING:

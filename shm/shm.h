@@ -34,34 +34,38 @@
  *       with head == s, and req <= n * SHM_SLAB_SIZE
  *   I5  a bit set with side == 0 is a claimed block not yet handed out; it
  *       belongs to the lease whose record names its word (in its mask)
- *   I6  a claim lock is held only on a SMALL slab, by a record in use or
- *       by the daemon
  *
  * Who writes what
  * ---------------
  *   daemon only   super, roots, slab table (state, cls, lease, run, head,
  *                 req), lease ownership (owner fields)
- *   claimers      the slab word's claim lock (compare-and-swap), and bitmap
- *                 bits: set only by the lock's holder, cleared with an
- *                 atomic fetch_and (free or undo).  The daemon never
- *                 clears a bit set by someone else, except the private set
- *                 of a lease whose owner is gone.
+ *   claimers      bitmap bits: set only by the slab's owner (below),
+ *                 cleared with an atomic fetch_and (free).  The daemon
+ *                 never clears a bit set by someone else, except the
+ *                 private set of a lease whose owner is gone.
  *   bit owner     the side entry of a block whose bit it set, and its lease
- *                 record's word and mask fields (plain stores)
+ *                 record's word, mask and pending fields (plain stores)
  *
- * Claims.  A claimer takes the slab's claim lock with a compare-and-swap
- * that also checks the slab is SMALL of its class, writes the bits it is
- * about to take into its lease record (its intent), sets them with a
- * compare-and-swap on the bitmap word, and lets the lock go.  While the
- * lock is held nobody else sets a bit in the slab (frees only clear them),
- * so if the holder dies, the intent bits that are set are exactly what it
- * took: the daemon clears them and frees the lock, and a client killed in
- * a claim leaks nothing (slab_lock(), slab_claim_word()).
+ * Claims.  A small slab's owner is the lease record its `run` names (its
+ * affinity), or the daemon when it names none; only the owner sets bits
+ * in it.  A client claiming in a slab first announces it in its record
+ * (pending = slab + 1), then checks the slab is still SMALL of its class
+ * and still its own; it writes the bits it is about to take into its
+ * record (its intent), sets them with a compare-and-swap, and withdraws
+ * the announcement.  The daemon changes a slab's owner, or starts to
+ * reclaim it, by storing the new state and then reading the old owner's
+ * announcement, and undoes the change if it names the slab.  Both sides
+ * are sequentially consistent, so one sees the other (Dekker): a claim
+ * never lands in a slab that changed hands under it.  So if a client dies
+ * in a claim, nobody else has set bits in that slab since, and the intent
+ * bits that are set are exactly what it took: the daemon returns them
+ * with the rest of its private set, and nothing leaks
+ * (slab_claim_begin(), slab_claim_word(), slab_owner_move()).
  *
- * A slab leaves SMALL only through slab_reclaim(), which swaps the word
- * to RECLAIMING only while nobody holds the claim lock, then reads the
- * bitmap: every bit was set under a lock released before, so an empty
- * bitmap stays empty, and the slab goes FREE.
+ * A slab leaves SMALL only through slab_reclaim(), which stores
+ * RECLAIMING, reads the owner's announcement (backing off if it names the
+ * slab), then reads the bitmap: a claim either finished before (its bits
+ * are seen) or sees RECLAIMING and takes nothing.
  */
 #ifndef ACLHEAP_SHM_H
 #define ACLHEAP_SHM_H
@@ -72,7 +76,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		3u	/* 2: slab_hwm, lease set_slab; 3: claim lock */
+#define SHM_VERSION		3u	/* 2: slab_hwm, lease set_slab; 3: claims announced */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -104,28 +108,21 @@ enum shm_slab_state {
 	SHM_RECLAIMING = 4,
 };
 
-/* 16 bytes.  state, class, lease and claim lock share one atomic word, so
- * that taking the lock checks the class in the same compare-and-swap. */
+/* 16 bytes.  state and cls share one atomic word so that a claimer reads
+ * both in one sequentially consistent load. */
 struct shm_slab {
-	_Atomic uint32_t word;	/* state | cls << 4 | lease << 10 | claim << 21 */
+	_Atomic uint32_t word;	/* state | cls << 8 | lease << 16 */
 	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head;
-				 * SMALL: lease record + 1 it was last leased
-				 * to (affinity, see client/fast.c), 0 none */
+				 * SMALL: the owner, the lease record + 1 it
+				 * was last leased to (affinity), 0 the daemon */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
-/* The slab word: state (4 bits), class (6), lease record + 1 (11, 0 =
- * none) and claim lock (11: 0 free, else the holder's record + 1 or
- * SHM_CLAIM_DAEMON).  Daemon writes keep the claim lock as they find it. */
 #define SHM_SLAB_WORD(state, cls, lease) \
-	((uint32_t)(state) | (uint32_t)(cls) << 4 | (uint32_t)(lease) << 10)
-#define SHM_SLAB_STATE(w)	((w) & 0xfu)
-#define SHM_SLAB_CLS(w)		(((w) >> 4) & 0x3fu)
-#define SHM_SLAB_LEASE(w)	(((w) >> 10) & 0x7ffu)
-#define SHM_SLAB_CLAIM(w)	((w) >> 21)
-#define SHM_CLAIM_BITS(who)	((uint32_t)(who) << 21)
-#define SHM_CLAIM_MASK		SHM_CLAIM_BITS(0x7ffu)
-#define SHM_CLAIM_DAEMON	0x7ffu
+	((uint32_t)(state) | (uint32_t)(cls) << 8 | (uint32_t)(lease) << 16)
+#define SHM_SLAB_STATE(w)	((w) & 0xffu)
+#define SHM_SLAB_CLS(w)		(((w) >> 8) & 0xffu)
+#define SHM_SLAB_LEASE(w)	((w) >> 16)	/* lease index + 1, 0 = none */
 
 struct shm_root {
 	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
@@ -141,7 +138,7 @@ struct shm_lease {
 	uint32_t slab;		/* leased slab (marked in its slab word) */
 	uint64_t owner_start;	/* owner's start time (clock ticks) */
 	_Atomic uint32_t word;	/* bitmap word the private set lies in */
-	_Atomic uint32_t pending;	/* unused, 0 (layout 2 has it) */
+	_Atomic uint32_t pending;	/* slab + 1 it is claiming in, 0 none */
 	_Atomic uint64_t mask;	/* private set: claimed, not handed out */
 	_Atomic uint32_t set_slab;	/* slab the private set lies in */
 	uint8_t cls;
@@ -359,7 +356,13 @@ slab_word_valid(uint32_t cls, uint32_t w)
 static inline void
 slab_affinity_set(struct shm_seg *seg, uint64_t s, uint32_t a)
 {
-	__atomic_store_n(&seg->slabs[s].run, a, __ATOMIC_RELAXED);
+	__atomic_store_n(&seg->slabs[s].run, a, __ATOMIC_SEQ_CST);
+}
+
+static inline uint32_t
+slab_affinity(const struct shm_seg *seg, uint64_t s)
+{
+	return __atomic_load_n(&seg->slabs[s].run, __ATOMIC_SEQ_CST);
 }
 
 static inline int
@@ -379,17 +382,19 @@ slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
 	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
 }
 
-int	 slab_lock(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t who);
-void	 slab_unlock(struct shm_seg *, uint64_t s, uint32_t who);
-void	 slab_set_lease(struct shm_seg *, uint64_t s, uint32_t lease);
+int	 slab_claim_begin(struct shm_seg *, uint64_t s, uint32_t cls,
+	    uint32_t rec);
+void	 slab_claim_end(struct shm_seg *, uint32_t rec);
+int	 slab_owner_move(struct shm_seg *, uint64_t s, uint32_t to);
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
 uint64_t slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
 	    _Atomic uint64_t *intent);
 
 /* Where a claim calls slab_claim_hook, for tests that kill a claimer at
- * each point: lock held, intent recorded, bits taken; and a private set
+ * each point: announced, intent recorded, bits taken; and a private set
  * given back: bits cleared, the record not told yet. */
-enum { SLAB_HOOK_LOCKED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN, SLAB_HOOK_DROP };
+enum { SLAB_HOOK_ANNOUNCED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN,
+    SLAB_HOOK_DROP };
 extern void (*slab_claim_hook)(int where);
 int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
 int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);

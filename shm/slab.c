@@ -2,14 +2,14 @@
  * slab.c: size classes and the block operations that the daemon and every
  * client perform on the shared bitmaps and side arrays.
  *
- * A block is claimed by setting its bit, under the slab's claim lock (one
- * claimer per slab at a time; a claim is a few instructions and nobody
- * waits for the lock: a busy slab is passed over), and becomes live when
- * its claimer writes its side entry.  It is freed by taking its side entry
- * (exchange with 0, which is what makes one of two racing frees lose) and
- * then clearing its bit (fetch_and), without the lock.  Nothing here enters
- * the kernel; the header of shm.h has the argument that makes claims safe
- * against the daemon's reclaim and a claimer's death.
+ * A block is claimed by setting its bit, by the slab's owner only (a
+ * client announces each claim in its lease record first), and becomes
+ * live when its claimer writes its side entry.  It is freed by taking its
+ * side entry (exchange with 0, which is what makes one of two racing frees
+ * lose) and then clearing its bit (fetch_and), by anyone.  Nothing here
+ * takes a lock or enters the kernel; the header of shm.h has the argument
+ * that makes claims safe against the daemon's reclaim and a claimer's
+ * death.
  */
 #include "config.h"
 
@@ -64,59 +64,73 @@ slab_class_aligned(size_t size, size_t alignment)
 	return -1;
 }
 
+/* Whether lease record + 1 `who` announces a claim in slab s. */
+static int
+announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
+{
+	return who != 0 && who <= SHM_LEASES &&
+	    atomic_load(&seg->leases[who - 1].pending) == s + 1;
+}
+
 /*
- * Takes slab s's claim lock for who (a lease record + 1, or
- * SHM_CLAIM_DAEMON), if the slab is SMALL of class cls: 0, -EBUSY while
- * someone holds it, -ESTALE when the slab is not (or no longer) of the
- * class.  Only the holder sets bits in the slab; the compare-and-swap
- * keeps whatever lease mark the daemon writes meanwhile.
+ * A client's claim in slab s starts here: it announces the slab in its
+ * lease record rec, then checks the slab is SMALL of class cls and its
+ * own.  0 to go on (slab_claim_word(), then slab_claim_end()); -ESTALE
+ * when the slab is not of the class, -EBUSY when it is not ours, both
+ * with the announcement withdrawn.  The daemon stores before it reads the
+ * announcement (slab_owner_move(), slab_reclaim()); we store before we
+ * read the slab: one of the two sees the other.
  */
 int
-slab_lock(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t who)
+slab_claim_begin(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t rec)
 {
-	_Atomic uint32_t *p = &seg->slabs[s].word;
-	uint32_t w = atomic_load_explicit(p, memory_order_relaxed);
+	uint32_t w;
 
-	do {
-		if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls)
-			return -ESTALE;
-		if (SHM_SLAB_CLAIM(w) != 0)
-			return -EBUSY;
-	} while (!atomic_compare_exchange_weak(p, &w,
-	    w | SHM_CLAIM_BITS(who)));
+	atomic_store(&seg->leases[rec].pending, (uint32_t)s + 1);
+	w = atomic_load(&seg->slabs[s].word);
+	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls) {
+		slab_claim_end(seg, rec);
+		return -ESTALE;
+	}
+	if (slab_affinity(seg, s) != rec + 1) {
+		slab_claim_end(seg, rec);
+		return -EBUSY;
+	}
 	return 0;
 }
 
-/* Lets slab s's claim lock go if who holds it (and only then). */
 void
-slab_unlock(struct shm_seg *seg, uint64_t s, uint32_t who)
+slab_claim_end(struct shm_seg *seg, uint32_t rec)
 {
-	_Atomic uint32_t *p = &seg->slabs[s].word;
-	uint32_t w = atomic_load_explicit(p, memory_order_relaxed);
-
-	while (SHM_SLAB_CLAIM(w) == who &&
-	    !atomic_compare_exchange_weak(p, &w, w & ~SHM_CLAIM_MASK))
-		;
+	atomic_store_explicit(&seg->leases[rec].pending, 0,
+	    memory_order_release);
 }
 
-/* Daemon only: sets the lease mark of small slab s, keeping the lock. */
-void
-slab_set_lease(struct shm_seg *seg, uint64_t s, uint32_t lease)
+/*
+ * Daemon only: gives small slab s another owner (a lease record + 1, or 0
+ * for the daemon), unless the one it has is claiming in it right now
+ * (-EBUSY, nothing changed).
+ */
+int
+slab_owner_move(struct shm_seg *seg, uint64_t s, uint32_t to)
 {
-	_Atomic uint32_t *p = &seg->slabs[s].word;
-	uint32_t w = atomic_load(p), keep = ~SHM_SLAB_WORD(0, 0, 0x7ffu);
+	uint32_t from = slab_affinity(seg, s);
 
-	while (!atomic_compare_exchange_weak(p, &w,
-	    (w & keep) | SHM_SLAB_WORD(0, 0, lease)))
-		;
+	if (from == to)
+		return 0;
+	slab_affinity_set(seg, s, to);
+	if (announced(seg, s, from)) {
+		slab_affinity_set(seg, s, from);
+		return -EBUSY;
+	}
+	return 0;
 }
 
 /*
  * Claims one free block of slab s for class cls and returns its index, or
- * -1 when the slab is full, no longer of that class, or someone else is
- * claiming in it.  *hint is the word to start from and is left where the
- * search ended.  The caller makes the block live with slab_set_live().
- * For the daemon (the lock's holder is SHM_CLAIM_DAEMON).
+ * -1 when the slab is full or not of that class.  *hint is the word to
+ * start from and is left where the search ended.  The caller makes the
+ * block live with slab_set_live().  For the daemon, in slabs it owns.
  */
 long
 slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
@@ -125,7 +139,8 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
 	uint64_t free, bit;
 
-	if (slab_lock(seg, s, cls, SHM_CLAIM_DAEMON) != 0)
+	w = atomic_load(&seg->slabs[s].word);
+	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls)
 		return -1;
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
@@ -133,14 +148,12 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 		    ~atomic_load_explicit(&bm[w], memory_order_relaxed);
 		if (free == 0)
 			continue;
-		/* Under the lock nobody else sets a bit here. */
+		/* The owner is the only one setting bits here. */
 		bit = free & -free;
 		atomic_fetch_or(&bm[w], bit);
-		slab_unlock(seg, s, SHM_CLAIM_DAEMON);
 		*hint = w;
 		return (long)w * 64 + __builtin_ctzll(bit);
 	}
-	slab_unlock(seg, s, SHM_CLAIM_DAEMON);
 	return -1;
 }
 
@@ -148,12 +161,12 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 void (*slab_claim_hook)(int where);
 
 /*
- * Claims every free block of word w of slab s, whose claim lock the caller
- * holds (the fast path's batch).  The bits go to *intent (the holder's
- * lease record) before they are set, so a holder that dies has recorded
- * all it may have taken.  Returns them, 0 when the word is full.  Under
- * the lock bits only go from set to clear, so the swap fails only when a
- * free came in between, and the intent only grows.
+ * Claims every free block of word w of slab s, between slab_claim_begin()
+ * and slab_claim_end() (the fast path's batch).  The bits go to *intent
+ * (the claimer's lease record) before they are set, so a claimer that dies
+ * has recorded all it may have taken.  Returns them, 0 when the word is
+ * full.  Only the owner sets bits, so the swap fails only when a free came
+ * in between, and the intent only grows.
  */
 uint64_t
 slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
@@ -225,8 +238,8 @@ slab_empty(const struct shm_seg *seg, uint64_t s)
 
 /*
  * Daemon only: turns an empty, unleased small slab FREE.  -EBUSY if it holds
- * a claimed bit or someone is claiming in it, in which case it stays SMALL
- * of its class.
+ * a claimed bit or its owner is claiming in it, in which case it stays
+ * SMALL of its class.
  */
 int
 slab_reclaim(struct shm_seg *seg, uint64_t s)
@@ -235,15 +248,14 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 	uint32_t w = atomic_load(&sl->word);
 
 	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0 ||
-	    SHM_SLAB_CLAIM(w) != 0 || !slab_empty(seg, s))
+	    !slab_empty(seg, s))
 		return -EBUSY;
-	/* Only while nobody holds the claim lock; bits are set only under
-	 * it, so what was set before is seen below and nothing comes after
-	 * (a claimer's swap wants SMALL). */
-	if (!atomic_compare_exchange_strong(&sl->word, &w,
-	    SHM_SLAB_WORD(SHM_RECLAIMING, SHM_SLAB_CLS(w), 0)))
-		return -EBUSY;
-	if (!slab_empty(seg, s)) {
+	/* RECLAIMING first, then the owner's announcement, then the bits:
+	 * a claim that started before is seen by one of the two reads, one
+	 * that starts after sees RECLAIMING and takes nothing. */
+	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_RECLAIMING,
+	    SHM_SLAB_CLS(w), 0));
+	if (announced(seg, s, slab_affinity(seg, s)) || !slab_empty(seg, s)) {
 		atomic_store(&sl->word, w);
 		return -EBUSY;
 	}

@@ -605,7 +605,7 @@ START_TEST(scribbled_slab_table_survived)
 	ss = slab_index(&conn_seg, (uintptr_t)small);
 	conn_seg.slabs[sb].run = UINT32_MAX;
 	atomic_store(&conn_seg.slabs[ss].word,
-	    SHM_SLAB_WORD(SHM_SMALL, 63, 0));	/* the largest it can say */
+	    SHM_SLAB_WORD(SHM_SMALL, 200, 0));
 	fd = raw_hello();
 	f.addr = (uintptr_t)big;
 	q.body_case = ACLHEAP__REQUEST__BODY_FREE;

@@ -342,37 +342,29 @@ claim_trap(int where)
 		raise(trap_sig);
 }
 
-/* Who holds slab s's claim lock (a record + 1), 0 nobody. */
-static uint32_t
-slabs_claimer(uint64_t s)
-{
-	return SHM_SLAB_CLAIM(atomic_load(&conn_seg.slabs[s].word));
-}
-
-/* Slabs whose claim lock someone holds. */
+/* Lease records in use that announce a claim. */
 static unsigned
-slabs_locked(void)
+claims_announced(void)
 {
-	unsigned n = 0;
-	uint64_t s;
+	unsigned n = 0, i;
 
-	for (s = 0; s < conn_seg.nslabs; s++)
-		if (SHM_SLAB_CLAIM(atomic_load(&conn_seg.slabs[s].word)) != 0)
+	for (i = 0; i < SHM_LEASES; i++)
+		if (conn_seg.leases[i].owner_pid != 0 &&
+		    atomic_load(&conn_seg.leases[i].pending) != 0)
 			n++;
 	return n;
 }
 
-/* The daemon lets a dead claimer's lock go when it returns its lease,
- * which can wait for the reaper (the socket can close before the process
- * is gone). */
+/* The daemon returns a dead claimer's lease, which can wait for the
+ * reaper (the socket can close before the process is gone). */
 static void
-wait_unlocked(void)
+wait_unannounced(void)
 {
 	uint64_t end = now_ms() + 20000;
 
-	while (slabs_locked() != 0 && now_ms() < end)
+	while (claims_announced() != 0 && now_ms() < end)
 		msleep(20);
-	ck_assert_uint_eq(slabs_locked(), 0);
+	ck_assert_uint_eq(claims_announced(), 0);
 }
 
 /*
@@ -428,7 +420,7 @@ count_blocks(int fd)
  */
 START_TEST(killed_inside_a_claim)
 {
-	static const int where[] = { SLAB_HOOK_LOCKED, SLAB_HOOK_INTENT,
+	static const int where[] = { SLAB_HOOK_ANNOUNCED, SLAB_HOOK_INTENT,
 	    SLAB_HOOK_TAKEN, SLAB_HOOK_TAKEN };
 	struct shm_report rep;
 	char err[256];
@@ -449,12 +441,12 @@ START_TEST(killed_inside_a_claim)
 			pid = trapped_client(where[k], SIGSTOP, &fd);
 			ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
 			ck_assert_msg(WIFSTOPPED(st), "status %d", st);
-			ck_assert_uint_eq(slabs_locked(), 1);
+			ck_assert_uint_eq(claims_announced(), 1);
 			ck_assert_int_eq(td_stop(&td, SIGKILL), SIGKILL);
 			ck_assert_msg(td_start(&td, NULL) == 0, "%s",
 			    td_log(&td));
 			ck_assert_int_eq(aclheap_attach(NULL), 0);
-			ck_assert_uint_eq(slabs_locked(), 1);
+			ck_assert_uint_eq(claims_announced(), 1);
 			kill(pid, SIGKILL);
 			st = wait_child(pid, 10000);
 		}
@@ -462,7 +454,7 @@ START_TEST(killed_inside_a_claim)
 		    "round %u: status %d", k, st);
 		live += count_blocks(fd);
 		wait_no_orphans(live, 0);
-		wait_unlocked();
+		wait_unannounced();
 	}
 	/* And the slabs serve the next client. */
 	ck_assert_int_eq(churn((uint64_t)getpid() << 16, 300, 100), 0);
@@ -473,14 +465,15 @@ END_TEST
  * A client that dies while it gives back its private set (detach) has
  * cleared the bits while its record still lists them: nobody may claim
  * them until the daemon has seen to the record, or the daemon would clear
- * them again out of the new claimer's set.  The client holds the slab's
- * claim lock meanwhile; a claimer finds it busy, and once the daemon has
- * returned the lease the bits are free and the lock is let go.
+ * them again out of the new claimer's set.  The client owns the slab and
+ * announces what it is doing, so the daemon cannot give the slab to
+ * anyone meanwhile; once it has returned the lease the bits are free.
  */
 START_TEST(killed_giving_back)
 {
 	struct slab_block b;
 	uintptr_t *p;
+	uint32_t rec;
 	int st;
 	pid_t pid;
 
@@ -499,18 +492,21 @@ START_TEST(killed_giving_back)
 	ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
 	ck_assert_msg(WIFSTOPPED(st), "status %d", st);
 	ck_assert_int_eq(slab_block_lookup(&conn_seg, *p, &b), 0);
-	/* Stopped with bits cleared, the record still listing them, and
-	 * the slab's claim lock held. */
-	ck_assert_uint_ne(slabs_claimer(b.slab), 0);
-	ck_assert_uint_ne(atomic_load(&conn_seg.leases[slabs_claimer(b.slab)
-	    - 1].mask), 0);
-	ck_assert_int_eq(slab_lock(&conn_seg, b.slab, b.cls, SHM_LEASES),
-	    -EBUSY);
+	/* Stopped with bits cleared, its record still listing them and
+	 * announcing the slab, which it owns: the daemon's move of the slab
+	 * to another owner (done here as the daemon does it) backs off. */
+	rec = slab_affinity(&conn_seg, b.slab);
+	ck_assert_uint_ne(rec, 0);
+	ck_assert_uint_ne(atomic_load(&conn_seg.leases[rec - 1].mask), 0);
+	ck_assert_uint_eq(atomic_load(&conn_seg.leases[rec - 1].pending),
+	    b.slab + 1);
+	ck_assert_int_eq(slab_owner_move(&conn_seg, b.slab, 0), -EBUSY);
+	ck_assert_uint_eq(slab_affinity(&conn_seg, b.slab), rec);
 	kill(pid, SIGKILL);
 	st = wait_child(pid, 10000);
 	ck_assert(WIFSIGNALED(st));
 	wait_no_orphans(1, 0);
-	wait_unlocked();
+	wait_unannounced();
 	ck_assert_int_eq(aclfree((void *)*p), 48);
 	munmap(p, sizeof(*p));
 }

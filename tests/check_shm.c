@@ -322,7 +322,10 @@ START_TEST(slab_claim_word_batch_and_stale)
 	make_small(2, 0);		/* 16-byte blocks, 4096 per slab */
 	b = slab_claim_one(&seg, 2, 0, &hint);
 	ck_assert_int_eq(b, 0);
-	ck_assert_int_eq(slab_lock(&seg, 2, 0, 9), 0);
+	/* Record 9 owns the slab and announces its claim. */
+	slab_affinity_set(&seg, 2, 10);
+	ck_assert_int_eq(slab_claim_begin(&seg, 2, 0, 9), 0);
+	ck_assert_uint_eq(atomic_load(&seg.leases[9].pending), 3);
 	/* All but block 0, written to the intent first. */
 	ck_assert_uint_eq(slab_claim_word(&seg, 2, 0, 0, &intent),
 	    ~UINT64_C(1));
@@ -330,54 +333,43 @@ START_TEST(slab_claim_word_batch_and_stale)
 	atomic_store(&intent, 0);
 	ck_assert_uint_eq(slab_claim_word(&seg, 2, 0, 0, &intent), 0);
 	ck_assert_uint_eq(atomic_load(&intent), 0);	/* word full */
-	slab_unlock(&seg, 2, 9);
-	/* The lock is for a slab of the class, which it checks. */
-	make_small(2, 5);
-	ck_assert_int_eq(slab_lock(&seg, 2, 0, 9), -ESTALE);
-	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[2].word)), 0);
+	slab_claim_end(&seg, 9);
+	ck_assert_uint_eq(atomic_load(&seg.leases[9].pending), 0);
+	/* Only in a slab of the class, and only the owner. */
+	ck_assert_int_eq(slab_claim_begin(&seg, 2, 1, 9), -ESTALE);
+	ck_assert_int_eq(slab_claim_begin(&seg, 2, 0, 8), -EBUSY);
+	ck_assert_uint_eq(atomic_load(&seg.leases[8].pending), 0);
 	scratch_down();
 }
 END_TEST
 
-/* One claimer at a time; the lock sits beside the lease mark, which the
- * daemon changes without disturbing it, and keeps the slab from being
- * reclaimed. */
-START_TEST(slab_lock_excludes)
+/* While a record announces a claim in its slab, the daemon can neither
+ * give the slab to someone else nor reclaim it; otherwise it can. */
+START_TEST(announced_claim_keeps_slab)
 {
-	uint32_t hint = 0, w;
-
 	scratch_up();
 	make_small(3, 4);
-	ck_assert_int_eq(slab_lock(&seg, 3, 4, 12), 0);
-	ck_assert_int_eq(slab_lock(&seg, 3, 4, 13), -EBUSY);
-	ck_assert_int_eq(slab_claim_one(&seg, 3, 4, &hint), -1);
+	slab_affinity_set(&seg, 3, 13);
+	ck_assert_int_eq(slab_claim_begin(&seg, 3, 4, 12), 0);
+	ck_assert_int_eq(slab_owner_move(&seg, 3, 0), -EBUSY);
+	ck_assert_uint_eq(slab_affinity(&seg, 3), 13);
 	ck_assert_int_eq(slab_reclaim(&seg, 3), -EBUSY);
-	slab_set_lease(&seg, 3, SHM_LEASES);
-	w = atomic_load(&seg.slabs[3].word);
-	ck_assert_uint_eq(SHM_SLAB_STATE(w), SHM_SMALL);
-	ck_assert_uint_eq(SHM_SLAB_CLS(w), 4);
-	ck_assert_uint_eq(SHM_SLAB_LEASE(w), SHM_LEASES);
-	ck_assert_uint_eq(SHM_SLAB_CLAIM(w), 12);
-	slab_set_lease(&seg, 3, 0);
-	slab_unlock(&seg, 3, 13);	/* not the holder: nothing */
-	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[3].word)), 12);
-	slab_unlock(&seg, 3, 12);
 	ck_assert_uint_eq(atomic_load(&seg.slabs[3].word),
 	    SHM_SLAB_WORD(SHM_SMALL, 4, 0));
-	ck_assert_int_eq(slab_lock(&seg, 3, 4, SHM_CLAIM_DAEMON), 0);
-	ck_assert_uint_eq(SHM_SLAB_CLAIM(atomic_load(&seg.slabs[3].word)),
-	    SHM_CLAIM_DAEMON);
-	slab_unlock(&seg, 3, SHM_CLAIM_DAEMON);
+	/* An announcement for another slab, or by another record, is no
+	 * obstacle. */
+	atomic_store(&seg.leases[12].pending, 5);
+	ck_assert_int_eq(slab_owner_move(&seg, 3, 7), 0);
+	ck_assert_uint_eq(slab_affinity(&seg, 3), 7);
+	atomic_store(&seg.leases[12].pending, 4);
+	ck_assert_int_eq(slab_owner_move(&seg, 3, 0), 0);
+	slab_claim_end(&seg, 12);
 	ck_assert_int_eq(slab_reclaim(&seg, 3), 0);
-	/* A free slab cannot be locked, and a lock on one is damage. */
-	ck_assert_int_eq(slab_lock(&seg, 3, 4, 12), -ESTALE);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg.slabs[3].word)),
+	    SHM_FREE);
+	/* A free slab is nobody's to claim in. */
+	ck_assert_int_eq(slab_claim_begin(&seg, 3, 4, 12), -ESTALE);
 	check_ok();
-	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_FREE, 0, 0) |
-	    SHM_CLAIM_BITS(12));
-	check_fails("is locked by 12");
-	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_SMALL, 4, 0) |
-	    SHM_CLAIM_BITS(SHM_LEASES + 1));
-	check_fails("is locked by");
 	scratch_down();
 }
 END_TEST
@@ -542,7 +534,7 @@ shm_suite(void)
 	tcase_add_test(tc, slab_claim_one_fills_slab);
 	tcase_add_test(tc, slab_claim_one_refuses_other_class);
 	tcase_add_test(tc, slab_claim_word_batch_and_stale);
-	tcase_add_test(tc, slab_lock_excludes);
+	tcase_add_test(tc, announced_claim_keeps_slab);
 	tcase_add_test(tc, slab_block_lookup_and_free);
 	tcase_add_test(tc, slab_side_records_size_zero);
 	tcase_add_test(tc, slab_reclaim_only_empty);
