@@ -282,8 +282,8 @@ slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 static int
 slab_ours(const struct fast_class *c, uint32_t s)
 {
-	return __atomic_load_n(&conn_seg.slabs[s].run, __ATOMIC_RELAXED) ==
-	    c->rec + 1;
+	return SHM_SLAB_OWNER(atomic_load_explicit(&conn_seg.slabs[s].word,
+	    memory_order_relaxed)) == c->rec + 1;
 }
 
 /* Whether some word of slab s has a free block of cls (what claim_in()

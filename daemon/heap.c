@@ -169,8 +169,7 @@ lease_unmark(struct heap *h, uint32_t rec)
 		return;
 	w = atomic_load(&seg->slabs[s].word);
 	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
-		atomic_store(&seg->slabs[s].word,
-		    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0));
+		atomic_store(&seg->slabs[s].word, SHM_SLAB_LEASED(w, 0));
 }
 
 /* The slabs record rec had as its own are the daemon's again: it is going
@@ -186,7 +185,7 @@ affinity_clear(struct heap *h, uint32_t rec)
 		return;
 	for (i = 0; i < h->class_n[cls]; i++) {
 		t = h->class_slabs[cls][i];
-		if (seg->slabs[t].run == rec + 1)
+		if (slab_affinity(seg, t) == rec + 1)
 			slab_affinity_set(seg, t, 0);
 	}
 }
@@ -276,6 +275,7 @@ heap_rebuild(struct heap *h)
 	}
 	for (i = 0; i < SHM_LEASES; i++)
 		h->owners[i].conn = NULL;
+	slab_owner_move_undo(seg);
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
 		if ((SHM_SLAB_STATE(w) == SHM_SMALL ||
@@ -297,8 +297,11 @@ heap_rebuild(struct heap *h)
 		case SHM_RECLAIMING:
 			/* A crash in the middle of a reclaim: finish it or
 			 * undo it, deciding once. */
-			w = slab_empty(seg, s) ? SHM_SLAB_WORD(SHM_FREE, 0, 0) :
-			    SHM_SLAB_WORD(SHM_SMALL, SHM_SLAB_CLS(w), 0);
+			w = slab_empty(seg, s) &&
+			    !slab_announced(seg, s, SHM_SLAB_OWNER(w)) ?
+			    SHM_SLAB_WORD(SHM_FREE, 0, 0) :
+			    SHM_SLAB_OWNED(SHM_SLAB_WORD(SHM_SMALL,
+			    SHM_SLAB_CLS(w), 0), SHM_SLAB_OWNER(w));
 			atomic_store(&seg->slabs[s].word, w);
 			if (SHM_SLAB_STATE(w) == SHM_FREE) {
 				free_set(h, s);
@@ -339,11 +342,11 @@ heap_rebuild(struct heap *h)
 	 * can cut affinity_clear() short). */
 	for (i = 0; i < SHM_NCLASSES; i++)
 		for (n = 0; n < h->class_n[i]; n++) {
-			struct shm_slab *sl = &seg->slabs[h->class_slabs[i][n]];
+			uint32_t a = slab_affinity(seg, h->class_slabs[i][n]);
 
-			if (sl->run != 0 && (sl->run > SHM_LEASES ||
-			    seg->leases[sl->run - 1].owner_pid == 0 ||
-			    seg->leases[sl->run - 1].cls != i))
+			if (a != 0 && (a > SHM_LEASES ||
+			    seg->leases[a - 1].owner_pid == 0 ||
+			    seg->leases[a - 1].cls != i))
 				slab_affinity_set(seg,
 				    h->class_slabs[i][n], 0);
 		}
@@ -721,7 +724,6 @@ small_slab_new(struct heap *h, uint32_t cls)
 	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
 		return rc;
 	free_clear(h, (uint64_t)s);
-	slab_affinity_set(seg, (uint64_t)s, 0);
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
 	return s;
 }
@@ -843,7 +845,6 @@ reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
 	if (h->frozen || h->cur[cls] == s + 1 || slab_reclaim(seg, s) != 0)
 		return 0;
 	class_remove(h, cls, s);
-	slab_affinity_set(seg, s, 0);
 	seg_decommit(seg->fd, seg->sb->sides_off + s * SHM_SIDE_BYTES,
 	    SHM_SIDE_BYTES);
 	seg_decommit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE);
@@ -1124,7 +1125,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 
 			w = atomic_load(&seg->slabs[t].word);
 			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
-			    (pass == 0 && slab_affine_other(seg, t, rec)))
+			    (pass == 0 && slab_affine_other(seg, t, rec)) ||
+			    slab_announced(seg, t, SHM_SLAB_OWNER(w)))
 				continue;
 			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
 			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
@@ -1156,8 +1158,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		h->owners[rec].conn = c;
 	}
 	l->slab = (uint32_t)s;
-	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls,
-	    rec + 1));
+	atomic_store(&seg->slabs[s].word,
+	    SHM_SLAB_LEASED(atomic_load(&seg->slabs[s].word), rec + 1));
 	*slab = (uint64_t)s;
 	*recp = rec;
 	h->dirty = 1;

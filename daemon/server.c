@@ -999,6 +999,10 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    "printable ASCII bytes", SHM_ROOT_NAME_MAX);
 		else if (rc == -ENOENT)
 			snprintf(err, sizeof(err), "no such root");
+		else if (rc == -EAGAIN && q->body_case ==
+		    ACLHEAP__REQUEST__BODY_LEASE)
+			snprintf(err, sizeof(err), "the slab's owner is "
+			    "claiming in it; ask again");
 		else if (rc == -EAGAIN)
 			snprintf(err, sizeof(err), "root holds another value");
 		else if (rc == -ENOSPC)

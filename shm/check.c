@@ -212,6 +212,10 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 	if (st != SHM_FREE && s >= *hwm)
 		FAIL("slab %" PRIu64 " is in use above the high-water mark %"
 		    PRIu64, s, *hwm);
+	if (SHM_SLAB_OWNER(w) > SHM_LEASES || (SHM_SLAB_OWNER(w) != 0 &&
+	    st != SHM_SMALL && st != SHM_RECLAIMING))
+		FAIL("slab %" PRIu64 " (state %u) names owner %u", s, st,
+		    SHM_SLAB_OWNER(w));
 	switch (st) {
 	case SHM_FREE:
 	case SHM_RECLAIMING:

@@ -710,6 +710,7 @@ image_settle(struct shm_seg *seg)
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
 	memset(seg->leases, 0, SHM_LEASES * sizeof(struct shm_lease));
+	atomic_store(&seg->sb->move_slab, 0);
 	for (s = 0; s < hwm; s++) {
 		w = atomic_load(&seg->slabs[s].word);
 		if (SHM_SLAB_STATE(w) != SHM_SMALL &&

@@ -37,8 +37,8 @@
  *
  * Who writes what
  * ---------------
- *   daemon only   super, roots, slab table (state, cls, lease, run, head,
- *                 req), lease ownership (owner fields)
+ *   daemon only   super, roots, slab table (state, cls, lease, owner, run,
+ *                 head, req), lease ownership (owner fields)
  *   claimers      bitmap bits: set only by the slab's owner (below),
  *                 cleared with an atomic fetch_and (free).  The daemon
  *                 never clears a bit set by someone else, except the
@@ -46,11 +46,11 @@
  *   bit owner     the side entry of a block whose bit it set, and its lease
  *                 record's word, mask and pending fields (plain stores)
  *
- * Claims.  A small slab's owner is the lease record its `run` names (its
+ * Claims.  A small slab's owner is the lease record its word names (its
  * affinity), or the daemon when it names none; only the owner sets bits
  * in it.  A client claiming in a slab first announces it in its record
- * (pending = slab + 1), then checks the slab is still SMALL of its class
- * and still its own; it writes the bits it is about to take into its
+ * (pending = slab + 1), then checks, in one load of the slab word, that
+ * the slab is still SMALL of its class and still its own; it writes the bits it is about to take into its
  * record (its intent), sets them with a compare-and-swap, and withdraws
  * the announcement.  The daemon changes a slab's owner, or starts to
  * reclaim it, by storing the new state and then reading the old owner's
@@ -108,21 +108,27 @@ enum shm_slab_state {
 	SHM_RECLAIMING = 4,
 };
 
-/* 16 bytes.  state and cls share one atomic word so that a claimer reads
- * both in one sequentially consistent load. */
+/* 16 bytes.  state, class, lease and owner share one atomic word, so that
+ * a claimer reads them in one sequentially consistent load. */
 struct shm_slab {
-	_Atomic uint32_t word;	/* state | cls << 8 | lease << 16 */
-	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head;
-				 * SMALL: the owner, the lease record + 1 it
-				 * was last leased to (affinity), 0 the daemon */
+	_Atomic uint32_t word;	/* state | cls << 4 | lease << 10 | owner << 21 */
+	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
+/* The slab word: state (4 bits), class (6), lease record + 1 (11, 0 =
+ * none) and, for a small slab, its owner (11): the lease record + 1 it was
+ * last leased to (its affinity), 0 for the daemon.  The daemon alone
+ * writes it. */
 #define SHM_SLAB_WORD(state, cls, lease) \
-	((uint32_t)(state) | (uint32_t)(cls) << 8 | (uint32_t)(lease) << 16)
-#define SHM_SLAB_STATE(w)	((w) & 0xffu)
-#define SHM_SLAB_CLS(w)		(((w) >> 8) & 0xffu)
-#define SHM_SLAB_LEASE(w)	((w) >> 16)	/* lease index + 1, 0 = none */
+	((uint32_t)(state) | (uint32_t)(cls) << 4 | (uint32_t)(lease) << 10)
+#define SHM_SLAB_STATE(w)	((w) & 0xfu)
+#define SHM_SLAB_CLS(w)		(((w) >> 4) & 0x3fu)
+#define SHM_SLAB_LEASE(w)	(((w) >> 10) & 0x7ffu)
+#define SHM_SLAB_OWNER(w)	((w) >> 21)
+#define SHM_SLAB_LEASED(w, l)	(((w) & ~(UINT32_C(0x7ff) << 10)) | \
+	(uint32_t)(l) << 10)
+#define SHM_SLAB_OWNED(w, o)	(((w) & 0x1fffffu) | (uint32_t)(o) << 21)
 
 struct shm_root {
 	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
@@ -130,9 +136,9 @@ struct shm_root {
 };
 
 /* One cache line.  owner_pid, owner_start, slab and cls are the daemon's;
- * set_slab, word and mask belong to the client thread holding the
- * lease, which may claim in any slab of its class (a lease is affinity,
- * not ownership) and says here where its private set lies. */
+ * set_slab, word, mask and pending belong to the client thread holding
+ * the lease, which claims in the slabs of its class it owns and says here
+ * where its private set lies and where it is claiming. */
 struct shm_lease {
 	uint32_t owner_pid;	/* 0 = record unused */
 	uint32_t slab;		/* leased slab (marked in its slab word) */
@@ -164,6 +170,10 @@ struct shm_super {
 	_Atomic uint64_t generation;	/* bumped by each checkpoint */
 	_Atomic uint64_t epoch;	/* bumped by each daemon start */
 	_Atomic uint64_t slab_hwm;	/* no slab at or above is in use */
+	/* A change of a small slab's owner in progress (slab_owner_move()):
+	 * the slab + 1 and its owner before; start-up puts that owner back. */
+	_Atomic uint32_t move_slab;
+	uint32_t move_from;
 };
 
 /* A mapped segment as a process sees it.  sb is where it is mapped here:
@@ -345,30 +355,33 @@ slab_word_valid(uint32_t cls, uint32_t w)
 }
 
 /*
- * Whether small slab s belongs to another lease: its affinity names a
- * record other than rec.  The daemon clears a slab's affinity when the
- * record it names is released, so a named record is a live one serving
- * the slab's class.  Threads leave such slabs to their owner, as malloc
- * leaves a thread's blocks in its arena; two threads claiming in one slab
- * write each other's cache lines on every free.  The field is the
- * daemon's; a stale read costs locality only.
+ * A small slab's owner (affinity) is the only one to claim in it.  The
+ * daemon clears it when the record it names is released, so a named
+ * record is a live one serving the slab's class.  Threads leave others'
+ * slabs alone, as malloc leaves a thread's blocks in its arena (two
+ * threads claiming in one slab write each other's cache lines on every
+ * free).  Daemon only: small slab s's owner becomes a (a record + 1, 0
+ * itself).
  */
 static inline void
 slab_affinity_set(struct shm_seg *seg, uint64_t s, uint32_t a)
 {
-	__atomic_store_n(&seg->slabs[s].run, a, __ATOMIC_SEQ_CST);
+	uint32_t w = atomic_load(&seg->slabs[s].word);
+
+	atomic_store(&seg->slabs[s].word, SHM_SLAB_OWNED(w, a));
 }
 
 static inline uint32_t
 slab_affinity(const struct shm_seg *seg, uint64_t s)
 {
-	return __atomic_load_n(&seg->slabs[s].run, __ATOMIC_SEQ_CST);
+	return SHM_SLAB_OWNER(atomic_load(&seg->slabs[s].word));
 }
 
 static inline int
 slab_affine_other(const struct shm_seg *seg, uint64_t s, uint32_t rec)
 {
-	uint32_t a = __atomic_load_n(&seg->slabs[s].run, __ATOMIC_RELAXED);
+	uint32_t a = SHM_SLAB_OWNER(atomic_load_explicit(&seg->slabs[s].word,
+	    memory_order_relaxed));
 
 	return a != 0 && a != rec + 1;
 }
@@ -386,6 +399,8 @@ int	 slab_claim_begin(struct shm_seg *, uint64_t s, uint32_t cls,
 	    uint32_t rec);
 void	 slab_claim_end(struct shm_seg *, uint32_t rec);
 int	 slab_owner_move(struct shm_seg *, uint64_t s, uint32_t to);
+void	 slab_owner_move_undo(struct shm_seg *);
+int	 slab_announced(const struct shm_seg *, uint64_t s, uint32_t who);
 long	 slab_claim_one(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t *hint);
 uint64_t slab_claim_word(struct shm_seg *, uint64_t s, uint32_t cls, uint32_t w,
 	    _Atomic uint64_t *intent);

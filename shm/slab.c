@@ -65,8 +65,8 @@ slab_class_aligned(size_t size, size_t alignment)
 }
 
 /* Whether lease record + 1 `who` announces a claim in slab s. */
-static int
-announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
+int
+slab_announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
 {
 	return who != 0 && who <= SHM_LEASES &&
 	    atomic_load(&seg->leases[who - 1].pending) == s + 1;
@@ -75,11 +75,13 @@ announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
 /*
  * A client's claim in slab s starts here: it announces the slab in its
  * lease record rec, then checks the slab is SMALL of class cls and its
- * own.  0 to go on (slab_claim_word(), then slab_claim_end()); -ESTALE
- * when the slab is not of the class, -EBUSY when it is not ours, both
- * with the announcement withdrawn.  The daemon stores before it reads the
- * announcement (slab_owner_move(), slab_reclaim()); we store before we
- * read the slab: one of the two sees the other.
+ * own, in one load of its word (the owner of a slab read in another load
+ * could belong to another life of it).  0 to go on (slab_claim_word(),
+ * then slab_claim_end()); -ESTALE when the slab is not of the class,
+ * -EBUSY when it is not ours, both with the announcement withdrawn.  The
+ * daemon stores before it reads the announcement (slab_owner_move(),
+ * slab_reclaim()); we store before we read the slab: one of the two sees
+ * the other.
  */
 int
 slab_claim_begin(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t rec)
@@ -92,7 +94,7 @@ slab_claim_begin(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t rec)
 		slab_claim_end(seg, rec);
 		return -ESTALE;
 	}
-	if (slab_affinity(seg, s) != rec + 1) {
+	if (SHM_SLAB_OWNER(w) != rec + 1) {
 		slab_claim_end(seg, rec);
 		return -EBUSY;
 	}
@@ -109,21 +111,44 @@ slab_claim_end(struct shm_seg *seg, uint32_t rec)
 /*
  * Daemon only: gives small slab s another owner (a lease record + 1, or 0
  * for the daemon), unless the one it has is claiming in it right now
- * (-EBUSY, nothing changed).
+ * (-EBUSY, nothing changed).  The move is written down in the superblock
+ * while it is undecided: a daemon that dies between storing the new owner
+ * and undoing it would leave the slab to two claimers, so start-up puts
+ * the old owner back (slab_owner_move_undo(); always safe, as nobody was
+ * told of the move yet).
  */
 int
 slab_owner_move(struct shm_seg *seg, uint64_t s, uint32_t to)
 {
 	uint32_t from = slab_affinity(seg, s);
+	int rc = 0;
 
 	if (from == to)
 		return 0;
+	seg->sb->move_from = from;
+	atomic_store(&seg->sb->move_slab, (uint32_t)s + 1);
 	slab_affinity_set(seg, s, to);
-	if (announced(seg, s, from)) {
+	if (slab_announced(seg, s, from)) {
 		slab_affinity_set(seg, s, from);
-		return -EBUSY;
+		rc = -EBUSY;
 	}
-	return 0;
+	atomic_store(&seg->sb->move_slab, 0);
+	return rc;
+}
+
+/* Start-up: puts back the owner of a slab whose move a crash cut short. */
+void
+slab_owner_move_undo(struct shm_seg *seg)
+{
+	uint32_t m = atomic_load(&seg->sb->move_slab);
+	uint32_t w;
+
+	if (m != 0 && m <= seg->nslabs && seg->sb->move_from <= SHM_LEASES) {
+		w = atomic_load(&seg->slabs[m - 1].word);
+		if (SHM_SLAB_STATE(w) == SHM_SMALL)
+			slab_affinity_set(seg, m - 1, seg->sb->move_from);
+	}
+	atomic_store(&seg->sb->move_slab, 0);
 }
 
 /*
@@ -148,9 +173,13 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 		    ~atomic_load_explicit(&bm[w], memory_order_relaxed);
 		if (free == 0)
 			continue;
-		/* The owner is the only one setting bits here. */
+		/* The owner is the only one setting bits here, but a bit
+		 * it finds set is never taken twice. */
 		bit = free & -free;
-		atomic_fetch_or(&bm[w], bit);
+		if (atomic_fetch_or(&bm[w], bit) & bit) {
+			k--;
+			continue;
+		}
 		*hint = w;
 		return (long)w * 64 + __builtin_ctzll(bit);
 	}
@@ -250,12 +279,13 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0 ||
 	    !slab_empty(seg, s))
 		return -EBUSY;
-	/* RECLAIMING first, then the owner's announcement, then the bits:
-	 * a claim that started before is seen by one of the two reads, one
-	 * that starts after sees RECLAIMING and takes nothing. */
-	atomic_store(&sl->word, SHM_SLAB_WORD(SHM_RECLAIMING,
-	    SHM_SLAB_CLS(w), 0));
-	if (announced(seg, s, slab_affinity(seg, s)) || !slab_empty(seg, s)) {
+	/* RECLAIMING first (naming the owner, for a start-up that has to
+	 * decide), then the owner's announcement, then the bits: a claim
+	 * that started before is seen by one of the two reads, one that
+	 * starts after sees RECLAIMING and takes nothing. */
+	atomic_store(&sl->word, SHM_SLAB_OWNED(SHM_SLAB_WORD(SHM_RECLAIMING,
+	    SHM_SLAB_CLS(w), 0), SHM_SLAB_OWNER(w)));
+	if (slab_announced(seg, s, SHM_SLAB_OWNER(w)) || !slab_empty(seg, s)) {
 		atomic_store(&sl->word, w);
 		return -EBUSY;
 	}

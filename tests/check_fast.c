@@ -412,11 +412,12 @@ count_blocks(int fd)
 }
 
 /*
- * A client killed at each point of a claim (lock held; bits it is taking
+ * A client killed at each point of a claim (announced; bits it is taking
  * recorded; bits taken) leaks nothing: the daemon returns exactly what it
- * took, every block it handed out stays live, and the lock is let go.
+ * took, every block it handed out stays live, and the record is freed.
  * The last round stops the client inside a claim, crashes and restarts
- * the daemon (which must leave a live holder's lock alone), then kills it.
+ * the daemon (which must leave a live claimer's slab alone), then kills
+ * it.
  */
 START_TEST(killed_inside_a_claim)
 {

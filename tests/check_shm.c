@@ -355,7 +355,7 @@ START_TEST(announced_claim_keeps_slab)
 	ck_assert_uint_eq(slab_affinity(&seg, 3), 13);
 	ck_assert_int_eq(slab_reclaim(&seg, 3), -EBUSY);
 	ck_assert_uint_eq(atomic_load(&seg.slabs[3].word),
-	    SHM_SLAB_WORD(SHM_SMALL, 4, 0));
+	    SHM_SLAB_OWNED(SHM_SLAB_WORD(SHM_SMALL, 4, 0), 13));
 	/* An announcement for another slab, or by another record, is no
 	 * obstacle. */
 	atomic_store(&seg.leases[12].pending, 5);
@@ -367,9 +367,20 @@ START_TEST(announced_claim_keeps_slab)
 	ck_assert_int_eq(slab_reclaim(&seg, 3), 0);
 	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg.slabs[3].word)),
 	    SHM_FREE);
-	/* A free slab is nobody's to claim in. */
+	/* A free slab is nobody's to claim in, nor is an extent whose
+	 * length happens to be the record's number. */
 	ck_assert_int_eq(slab_claim_begin(&seg, 3, 4, 12), -ESTALE);
+	seg.slabs[3].run = 13;
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
+	ck_assert_int_eq(slab_claim_begin(&seg, 3, 0, 12), -ESTALE);
+	seg.slabs[3].run = 0;
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
 	check_ok();
+	/* An owner on a slab that is not small is damage. */
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_OWNED(
+	    SHM_SLAB_WORD(SHM_FREE, 0, 0), 13));
+	check_fails("names owner 13");
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
 	scratch_down();
 }
 END_TEST

@@ -59,6 +59,7 @@ uint64_t now_ms(void);
 Suite	*shm_suite(void);
 Suite	*proto_suite(void);
 Suite	*image_suite(void);
+Suite	*heap_suite(void);
 Suite	*client_suite(void);
 Suite	*daemon_suite(void);
 Suite	*persist_suite(void);

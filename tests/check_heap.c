@@ -1,0 +1,133 @@
+/*
+ * check_heap.c: the daemon's start-up decisions about a segment a crash
+ * left in the middle of something, while a live client is in the middle
+ * of a claim: a reclaim cut short, a change of a slab's owner cut short.
+ * The heap is a real segment; this process plays the client (its lease
+ * record names it, so it is alive) and calls heap_rebuild() as a
+ * restarted daemon would.
+ */
+#include "config.h"
+
+#include <sys/random.h>
+
+#include <syslog.h>
+
+#include <check.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "tests/testutil.h"
+
+#define HEAP_BASE	UINT64_C(0x318000000000)
+#define HEAP_SIZE	(UINT64_C(8) << 20)
+#define S		5		/* the slab */
+#define CLS		2		/* its class */
+#define REC		0		/* the client's lease record */
+
+static struct heap h;
+static uint8_t id[16];
+
+/* A small slab S owned by record REC, whose owner (we) has announced a
+ * claim in it and checked the slab: the claim goes on after the crash. */
+static void
+claim_started(void)
+{
+	struct shm_seg *seg = &h.seg;
+	char err[512];
+	int fd;
+
+	log_set_level(LOG_WARNING);	/* start-up's notes are not for here */
+	memset(&h, 0, sizeof(h));
+	ck_assert_int_eq(getrandom(id, sizeof(id), 0), 16);
+	ck_assert_int_eq(seg_create(id, HEAP_SIZE, &fd), 0);
+	ck_assert_msg(seg_map(seg, fd, HEAP_BASE, HEAP_SIZE, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(seg_format(seg, id), 0);
+	atomic_store(&seg->sb->slab_hwm, S + 1);
+	atomic_store(&seg->slabs[S].word, SHM_SLAB_OWNED(
+	    SHM_SLAB_WORD(SHM_SMALL, CLS, 0), REC + 1));
+	seg->leases[REC].owner_pid = (uint32_t)getpid();
+	seg->leases[REC].owner_start = heap_proc_start(getpid());
+	seg->leases[REC].cls = CLS;
+	atomic_store(&seg->leases[REC].set_slab, S);
+	ck_assert_int_eq(slab_claim_begin(seg, S, CLS, REC), 0);
+}
+
+/* The claim finishes; the slab must still be SMALL, ours, and hold what
+ * we took. */
+static void
+claim_finishes(void)
+{
+	struct shm_seg *seg = &h.seg;
+	char err[512];
+	uint64_t got;
+
+	got = slab_claim_word(seg, S, CLS, 0, &seg->leases[REC].mask);
+	slab_claim_end(seg, REC);
+	ck_assert_uint_eq(got, slab_word_valid(CLS, 0));
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg->slabs[S].word)),
+	    SHM_SMALL);
+	ck_assert_uint_eq(slab_affinity(seg, S), REC + 1);
+	ck_assert_msg(shm_check(seg, NULL, err, sizeof(err)) == 0, "%s", err);
+	heap_close(&h);
+	seg_unlink(id);
+}
+
+/* The daemon stored RECLAIMING and died before it read the owner's
+ * announcement: start-up must not free a slab its owner is claiming in
+ * (empty as its bitmap still is). */
+START_TEST(cut_reclaim_keeps_claimed_slab)
+{
+	claim_started();
+	atomic_store(&h.seg.slabs[S].word, SHM_SLAB_OWNED(
+	    SHM_SLAB_WORD(SHM_RECLAIMING, CLS, 0), REC + 1));
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	claim_finishes();
+}
+END_TEST
+
+/* The daemon gave the slab to itself (its socket path) and died before it
+ * read the owner's announcement and gave it back: start-up must give it
+ * back, or the daemon and the client would both claim in it. */
+START_TEST(cut_move_gives_slab_back)
+{
+	claim_started();
+	h.seg.sb->move_from = REC + 1;
+	atomic_store(&h.seg.sb->move_slab, S + 1);
+	slab_affinity_set(&h.seg, S, 0);
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	ck_assert_uint_eq(atomic_load(&h.seg.sb->move_slab), 0);
+	claim_finishes();
+}
+END_TEST
+
+/* A reclaim that was not cut short of anything finishes at start-up. */
+START_TEST(cut_reclaim_of_idle_slab_finishes)
+{
+	claim_started();
+	slab_claim_end(&h.seg, REC);
+	atomic_store(&h.seg.slabs[S].word, SHM_SLAB_OWNED(
+	    SHM_SLAB_WORD(SHM_RECLAIMING, CLS, 0), REC + 1));
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&h.seg.slabs[S].word)),
+	    SHM_FREE);
+	ck_assert_int_eq(slab_claim_begin(&h.seg, S, CLS, REC), -ESTALE);
+	heap_close(&h);
+	seg_unlink(id);
+}
+END_TEST
+
+Suite *
+heap_suite(void)
+{
+	Suite *s = suite_create("heap");
+	TCase *tc = tcase_create("heap");
+
+	tcase_add_test(tc, cut_reclaim_keeps_claimed_slab);
+	tcase_add_test(tc, cut_move_gives_slab_back);
+	tcase_add_test(tc, cut_reclaim_of_idle_slab_finishes);
+	suite_add_tcase(s, tc);
+	return s;
+}
