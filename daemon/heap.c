@@ -222,7 +222,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	if (set < seg->nslabs && word < SHM_BITMAP_WORDS &&
 	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
 	    SHM_SMALL) {
-		owner = slab_affinity(seg, set);
+		owner = SHM_SLAB_OWNER(w);
 		if (owner != 0 && owner != rec + 1)
 			atomic_store(&l->mask, 0);
 		sd = slab_sides(seg, set);

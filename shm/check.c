@@ -218,19 +218,20 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 		    SHM_SLAB_OWNER(w));
 	switch (st) {
 	case SHM_FREE:
-	case SHM_RECLAIMING:
-		if (st == SHM_FREE && SHM_SLAB_LEASE(w) != 0)
+		if (SHM_SLAB_LEASE(w) != 0)
 			FAIL("free slab %" PRIu64 " is leased", s);
 		/* Reading a bitmap page nobody committed would make tmpfs
 		 * allocate it (SIGBUS on a full /dev/shm): above the
 		 * high-water mark nothing was ever used, and below it only
 		 * resident pages can hold a claim. */
-		if ((st == SHM_RECLAIMING || (s < *hwm &&
-		    bitmap_resident(seg, s, res))) &&
+		if (s < *hwm && bitmap_resident(seg, s, res) &&
 		    !free_slab_settled(seg, s, looks))
 			FAIL("free slab %" PRIu64 " has claimed blocks", s);
 		r->slabs_free++;
 		return 0;
+	case SHM_RECLAIMING:
+		/* Still small until the daemon decides, which a crash can
+		 * leave to start-up: the owner's claim may have landed. */
 	case SHM_SMALL:
 		if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
 			FAIL("slab %" PRIu64 " has class %u", s,

@@ -721,7 +721,6 @@ image_settle(struct shm_seg *seg)
 			continue;	/* shm_check() will name it */
 		atomic_store(&seg->slabs[s].word,
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
-		slab_affinity_set(seg, s, 0);	/* no lease, no affinity */
 		sd = slab_sides(seg, s);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
 		for (k = 0; k < nw; k++) {

@@ -76,7 +76,8 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		3u	/* 2: slab_hwm, lease set_slab; 3: claims announced */
+#define SHM_VERSION		4u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+					 * announced claims */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -129,6 +130,8 @@ struct shm_slab {
 #define SHM_SLAB_LEASED(w, l)	(((w) & ~(UINT32_C(0x7ff) << 10)) | \
 	(uint32_t)(l) << 10)
 #define SHM_SLAB_OWNED(w, o)	(((w) & 0x1fffffu) | (uint32_t)(o) << 21)
+_Static_assert(SHM_LEASES < 0x7ff && SHM_NCLASSES <= 64,
+    "the slab word's fields are too narrow");
 
 struct shm_root {
 	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */

@@ -111,11 +111,13 @@ slab_claim_end(struct shm_seg *seg, uint32_t rec)
 /*
  * Daemon only: gives small slab s another owner (a lease record + 1, or 0
  * for the daemon), unless the one it has is claiming in it right now
- * (-EBUSY, nothing changed).  The move is written down in the superblock
- * while it is undecided: a daemon that dies between storing the new owner
- * and undoing it would leave the slab to two claimers, so start-up puts
- * the old owner back (slab_owner_move_undo(); always safe, as nobody was
- * told of the move yet).
+ * (-EBUSY, nothing changed).  The slab passes through the daemon's hands
+ * (owner 0) while the old owner's announcement is read, and the move is
+ * written down in the superblock meanwhile, so a daemon that dies in the
+ * middle leaves start-up a clear choice (slab_owner_move_undo()): owner 0
+ * means undecided, and the old owner gets the slab back (the daemon is
+ * the only other claimer there, and it is starting); any other owner was
+ * set only after the old one was seen idle, and keeps it.
  */
 int
 slab_owner_move(struct shm_seg *seg, uint64_t s, uint32_t to)
@@ -127,16 +129,17 @@ slab_owner_move(struct shm_seg *seg, uint64_t s, uint32_t to)
 		return 0;
 	seg->sb->move_from = from;
 	atomic_store(&seg->sb->move_slab, (uint32_t)s + 1);
-	slab_affinity_set(seg, s, to);
+	slab_affinity_set(seg, s, 0);
 	if (slab_announced(seg, s, from)) {
 		slab_affinity_set(seg, s, from);
 		rc = -EBUSY;
-	}
+	} else
+		slab_affinity_set(seg, s, to);
 	atomic_store(&seg->sb->move_slab, 0);
 	return rc;
 }
 
-/* Start-up: puts back the owner of a slab whose move a crash cut short. */
+/* Start-up: gives the slab of a move a crash left undecided back. */
 void
 slab_owner_move_undo(struct shm_seg *seg)
 {
@@ -145,7 +148,7 @@ slab_owner_move_undo(struct shm_seg *seg)
 
 	if (m != 0 && m <= seg->nslabs && seg->sb->move_from <= SHM_LEASES) {
 		w = atomic_load(&seg->slabs[m - 1].word);
-		if (SHM_SLAB_STATE(w) == SHM_SMALL)
+		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_OWNER(w) == 0)
 			slab_affinity_set(seg, m - 1, seg->sb->move_from);
 	}
 	atomic_store(&seg->sb->move_slab, 0);

@@ -595,6 +595,7 @@ START_TEST(scribbled_slab_table_survived)
 	Aclheap__Reply *r;
 	unsigned char *big, *small;
 	uint64_t sb, ss;
+	uint32_t saved;
 	int fd;
 
 	big = aclmalloc(100000);
@@ -604,8 +605,9 @@ START_TEST(scribbled_slab_table_survived)
 	sb = slab_index(&conn_seg, (uintptr_t)big);
 	ss = slab_index(&conn_seg, (uintptr_t)small);
 	conn_seg.slabs[sb].run = UINT32_MAX;
+	saved = atomic_load(&conn_seg.slabs[ss].word);
 	atomic_store(&conn_seg.slabs[ss].word,
-	    SHM_SLAB_WORD(SHM_SMALL, 200, 0));
+	    SHM_SLAB_WORD(SHM_SMALL, 63, 0));	/* the largest it can say */
 	fd = raw_hello();
 	f.addr = (uintptr_t)big;
 	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
@@ -624,8 +626,7 @@ START_TEST(scribbled_slab_table_survived)
 	close(fd);
 	ck_assert_int_gt(td.pid, 0);
 	ck_assert_int_eq(kill(td.pid, 0), 0);
-	atomic_store(&conn_seg.slabs[ss].word, SHM_SLAB_WORD(SHM_SMALL,
-	    slab_class_of(40), 0));
+	atomic_store(&conn_seg.slabs[ss].word, saved);
 	conn_seg.slabs[sb].run = 2;
 	still_serving();
 }

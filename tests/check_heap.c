@@ -88,9 +88,33 @@ START_TEST(cut_reclaim_keeps_claimed_slab)
 }
 END_TEST
 
-/* The daemon gave the slab to itself (its socket path) and died before it
- * read the owner's announcement and gave it back: start-up must give it
- * back, or the daemon and the client would both claim in it. */
+/* As above, but the claim landed after RECLAIMING: the segment checks
+ * out (start-up checks it before it rebuilds), and the slab stays. */
+START_TEST(cut_reclaim_after_the_claim_checks_out)
+{
+	char err[512];
+
+	claim_started();
+	atomic_store(&h.seg.slabs[S].word, SHM_SLAB_OWNED(
+	    SHM_SLAB_WORD(SHM_RECLAIMING, CLS, 0), REC + 1));
+	ck_assert_uint_eq(slab_claim_word(&h.seg, S, CLS, 0,
+	    &h.seg.leases[REC].mask), slab_word_valid(CLS, 0));
+	ck_assert_msg(shm_check(&h.seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&h.seg.slabs[S].word)),
+	    SHM_SMALL);
+	slab_claim_end(&h.seg, REC);
+	ck_assert_msg(shm_check(&h.seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	heap_close(&h);
+	seg_unlink(id);
+}
+END_TEST
+
+/* The daemon was taking the slab from its owner and died with the move
+ * undecided (the slab in its own hands): start-up must give it back, or
+ * the daemon and the client would both claim in it. */
 START_TEST(cut_move_gives_slab_back)
 {
 	claim_started();
@@ -100,6 +124,30 @@ START_TEST(cut_move_gives_slab_back)
 	ck_assert_int_eq(heap_rebuild(&h), 0);
 	ck_assert_uint_eq(atomic_load(&h.seg.sb->move_slab), 0);
 	claim_finishes();
+}
+END_TEST
+
+/* The move was decided (the new owner set, after the old one was seen
+ * idle) when the daemon died: the new owner may be claiming already, so
+ * start-up leaves the slab to it. */
+START_TEST(cut_move_after_decision_stands)
+{
+	claim_started();
+	slab_claim_end(&h.seg, REC);
+	/* Record 3, live, got the slab and started a claim in it. */
+	h.seg.leases[3] = h.seg.leases[REC];
+	atomic_store(&h.seg.leases[3].set_slab, S);
+	h.seg.sb->move_from = REC + 1;
+	atomic_store(&h.seg.sb->move_slab, S + 1);
+	slab_affinity_set(&h.seg, S, 3 + 1);
+	ck_assert_int_eq(slab_claim_begin(&h.seg, S, CLS, 3), 0);
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	ck_assert_uint_eq(slab_affinity(&h.seg, S), 3 + 1);
+	ck_assert_uint_ne(slab_claim_word(&h.seg, S, CLS, 0,
+	    &h.seg.leases[3].mask), 0);
+	slab_claim_end(&h.seg, 3);
+	heap_close(&h);
+	seg_unlink(id);
 }
 END_TEST
 
@@ -126,7 +174,9 @@ heap_suite(void)
 	TCase *tc = tcase_create("heap");
 
 	tcase_add_test(tc, cut_reclaim_keeps_claimed_slab);
+	tcase_add_test(tc, cut_reclaim_after_the_claim_checks_out);
 	tcase_add_test(tc, cut_move_gives_slab_back);
+	tcase_add_test(tc, cut_move_after_decision_stands);
 	tcase_add_test(tc, cut_reclaim_of_idle_slab_finishes);
 	suite_add_tcase(s, tc);
 	return s;
