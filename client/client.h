@@ -120,10 +120,13 @@ fast_pop(struct fast_class *c, uint32_t cls, size_t size)
 	uint32_t j = (uint32_t)__builtin_ctzll(c->mask);
 	uint32_t cs = slab_class_size[cls];
 
-	atomic_store_explicit(&c->sides[j], (uint16_t)(cs - size + 1),
-	    memory_order_release);
+	/* The record forgets the block before it is made live: a kill in
+	 * between leaves it claimed and unlisted (orphaned, back at the next
+	 * image load), not live and unreachable forever. */
 	c->mask &= c->mask - 1;
 	atomic_store_explicit(c->recmask, c->mask, memory_order_release);
+	atomic_store_explicit(&c->sides[j], (uint16_t)(cs - size + 1),
+	    memory_order_release);
 	return (void *)(c->base + (uintptr_t)j * cs);
 }
 

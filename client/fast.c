@@ -13,13 +13,15 @@
  * what it just allocated pays about what malloc's thread cache does.
  *
  * The private set is mirrored in the thread's lease record in the segment
- * (plain stores to a cache line nobody else writes), so when the process
+ * (stores to a cache line the daemon writes only when it grants or takes
+ * back the lease), so when the process
  * dies the daemon gives the set back.  Only a slab's owner claims in it,
  * announcing each claim in its record and recording its bits before it
  * takes them (shm/shm.h), so a crash in the middle of one leaks nothing.
- * Ordering that makes this hold: side entry before removing a bit from
- * the record (the daemon returns only bits whose side entry is 0), record
- * slab and word before the announcement.
+ * Ordering that makes this hold: the daemon returns only listed bits
+ * whose side entry is 0, and an allocation unlists its block before it
+ * writes the side entry (a kill in between orphans that one block);
+ * record slab and word before the announcement.
  *
  * Caches die with conn_gen: fork() (the child must not hand out its
  * parent's blocks) and a remap of the segment (the new object knows nothing
@@ -340,9 +342,9 @@ scan_class(struct fast_class *c, uint32_t cls)
 		    !slab_has_room(cls, s))
 			continue;
 		/* A slab nobody has as its own becomes ours before we claim
-		 * in it (one round trip), or another thread could lease it
-		 * while our blocks are in it.  At most two adoptions a scan:
-		 * past that, the caller's lease is as good. */
+		 * in it (one round trip): only a slab's owner claims there.
+		 * At most two adoptions a scan: past that, the caller's
+		 * lease is as good. */
 		if (!slab_ours(c, s)) {
 			if (adopted++ == 2 || lease_take(c, cls, 1, s + 1) != 0)
 				return 0;

@@ -250,10 +250,10 @@ heap_lease_release(struct heap *h, uint32_t rec)
 
 /*
  * Rebuilds everything derived from the segment: free map, class lists,
- * lease owners.  Resolves what a crash can leave half done: a RECLAIMING
- * slab, lease records of dead processes.  It runs before shm_check() (a
- * RECLAIMING slab only checks out once resolved), so it trusts nothing it
- * indexes with: a class or an extent length out of range is -EUCLEAN.
+ * lease owners.  Resolves what a crash can leave half done: an owner move,
+ * a RECLAIMING slab, lease records of dead processes.  Clients may be
+ * running meanwhile (an adopted segment).  It trusts nothing it indexes
+ * with: a class or an extent length out of range is -EUCLEAN.
  */
 int
 heap_rebuild(struct heap *h)
@@ -296,9 +296,12 @@ heap_rebuild(struct heap *h)
 		switch (SHM_SLAB_STATE(w)) {
 		case SHM_RECLAIMING:
 			/* A crash in the middle of a reclaim: finish it or
-			 * undo it, deciding once. */
-			w = slab_empty(seg, s) &&
-			    !slab_announced(seg, s, SHM_SLAB_OWNER(w)) ?
+			 * undo it, deciding once.  As slab_reclaim() does:
+			 * the owner's announcement first, then the bits (an
+			 * announcement withdrawn after the claim's bits were
+			 * set makes them visible to the bitmap read). */
+			w = !slab_announced(seg, s, SHM_SLAB_OWNER(w)) &&
+			    slab_empty(seg, s) ?
 			    SHM_SLAB_WORD(SHM_FREE, 0, 0) :
 			    SHM_SLAB_OWNED(SHM_SLAB_WORD(SHM_SMALL,
 			    SHM_SLAB_CLS(w), 0), SHM_SLAB_OWNER(w));
@@ -1109,8 +1112,8 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	/* The unleased slab of the class with the most room, if it has at
 	 * least a quarter of its blocks free and no other live lease has it
 	 * as its own (affinity); then a fresh slab; then, with no fresh slab
-	 * left, any unleased slab with room.  Never one somebody is claiming
-	 * in (a client stopped there would make it useless to the lessee). */
+	 * left, any unleased slab with room.  Never one whose owner is
+	 * claiming in it: it could not be moved (slab_owner_move()). */
 	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
 		w = atomic_load(&seg->slabs[want - 1].word);
 		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&

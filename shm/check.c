@@ -232,7 +232,15 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 	case SHM_RECLAIMING:
 		/* Still small until the daemon decides, which a crash can
 		 * leave to start-up: the owner's claim may have landed. */
+		if (SHM_SLAB_LEASE(w) != 0)
+			FAIL("slab %" PRIu64 " is leased while reclaimed", s);
+		/* FALLTHROUGH */
 	case SHM_SMALL:
+		if (SHM_SLAB_LEASE(w) != 0 &&
+		    SHM_SLAB_OWNER(w) != SHM_SLAB_LEASE(w))
+			FAIL("slab %" PRIu64 " is leased to record %u but owned "
+			    "by %u", s, SHM_SLAB_LEASE(w) - 1u,
+			    SHM_SLAB_OWNER(w));
 		if (SHM_SLAB_CLS(w) >= SHM_NCLASSES)
 			FAIL("slab %" PRIu64 " has class %u", s,
 			    SHM_SLAB_CLS(w));

@@ -38,29 +38,31 @@
  * Who writes what
  * ---------------
  *   daemon only   super, roots, slab table (state, cls, lease, owner, run,
- *                 head, req), lease ownership (owner fields)
+ *                 req), lease ownership (owner fields)
  *   claimers      bitmap bits: set only by the slab's owner (below),
  *                 cleared with an atomic fetch_and (free).  The daemon
  *                 never clears a bit set by someone else, except the
  *                 private set of a lease whose owner is gone.
  *   bit owner     the side entry of a block whose bit it set, and its lease
- *                 record's word, mask and pending fields (plain stores)
+ *                 record's set_slab, word and mask (plain stores) and
+ *                 pending (sequentially consistent: the announcement)
  *
  * Claims.  A small slab's owner is the lease record its word names (its
  * affinity), or the daemon when it names none; only the owner sets bits
  * in it.  A client claiming in a slab first announces it in its record
  * (pending = slab + 1), then checks, in one load of the slab word, that
- * the slab is still SMALL of its class and still its own; it writes the bits it is about to take into its
- * record (its intent), sets them with a compare-and-swap, and withdraws
- * the announcement.  The daemon changes a slab's owner, or starts to
- * reclaim it, by storing the new state and then reading the old owner's
- * announcement, and undoes the change if it names the slab.  Both sides
- * are sequentially consistent, so one sees the other (Dekker): a claim
- * never lands in a slab that changed hands under it.  So if a client dies
- * in a claim, nobody else has set bits in that slab since, and the intent
- * bits that are set are exactly what it took: the daemon returns them
- * with the rest of its private set, and nothing leaks
- * (slab_claim_begin(), slab_claim_word(), slab_owner_move()).
+ * the slab is still SMALL of its class and still its own; it writes the
+ * bits it is about to take into its record (its intent), sets them with a
+ * compare-and-swap, and withdraws the announcement.  The daemon takes a
+ * slab from its owner (owner 0), or starts to reclaim it (RECLAIMING),
+ * with a store, then reads the owner's announcement, and gives the slab
+ * back if it names it; only then does a new owner get it.  Both sides are
+ * sequentially consistent, so one sees the other (Dekker): a claim never
+ * lands in a slab that changed hands under it.  So if a client dies in a
+ * claim, nobody else has set bits in that slab since, and the intent bits
+ * that are set are exactly what it took: the daemon returns them with the
+ * rest of its private set, and nothing leaks (slab_claim_begin(),
+ * slab_claim_word(), slab_owner_move()).
  *
  * A slab leaves SMALL only through slab_reclaim(), which stores
  * RECLAIMING, reads the owner's announcement (backing off if it names the
@@ -364,7 +366,9 @@ slab_word_valid(uint32_t cls, uint32_t w)
  * slabs alone, as malloc leaves a thread's blocks in its arena (two
  * threads claiming in one slab write each other's cache lines on every
  * free).  Daemon only: small slab s's owner becomes a (a record + 1, 0
- * itself).
+ * itself), as a plain store, for owners that cannot be claiming (gone,
+ * giving the slab back themselves, start-up); any other change goes
+ * through slab_owner_move().
  */
 static inline void
 slab_affinity_set(struct shm_seg *seg, uint64_t s, uint32_t a)

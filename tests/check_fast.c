@@ -266,7 +266,8 @@ END_TEST
 
 /* A client killed at random moments while claiming: the heap checks out
  * each time, and what it held privately goes back (a kill between a
- * free's two steps can leave that one block claimed: at most one each). */
+ * free's or an allocation's two steps can leave that one block claimed:
+ * at most one each). */
 START_TEST(killed_while_claiming)
 {
 	struct shm_report rep;
