@@ -518,6 +518,7 @@ heap_open(struct heap *h, const struct config *c)
 {
 	char path[4096], err[1024];
 	const char *from = "the live segment";
+	uint64_t n;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -539,6 +540,9 @@ heap_open(struct heap *h, const struct config *c)
 		else
 			from = "the new heap";
 	}
+	if ((n = slab_settle_extents(&h->seg)) != 0)
+		log_notice("freed %" PRIu64 " extent slabs a crash left "
+		    "without their head", n);
 	/* Validate before deriving anything: the rebuild indexes by class
 	 * and walks extents, and the segment is writable by every client.
 	 * Only an adopted segment can have clients changing it now. */

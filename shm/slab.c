@@ -296,6 +296,43 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 	return 0;
 }
 
+/*
+ * Start-up: frees the extent tails a crash left without their head.  An
+ * extent is made tails first and head last, and freed (or shrunk) head
+ * first, so a daemon killed in the middle leaves tails that no head
+ * covers; nothing can be in them.  A tail whose head is an extent head
+ * too short for it, or anything else but out of range, is left for the
+ * validator to name.  Returns how many were freed.
+ */
+uint64_t
+slab_settle_extents(struct shm_seg *seg)
+{
+	uint64_t s, h, n, freed = 0;
+	uint32_t w, hw;
+
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		if (SHM_SLAB_STATE(w) != SHM_LARGE_TAIL)
+			continue;
+		h = seg->slabs[s].run;
+		if (h >= s)
+			continue;
+		hw = atomic_load(&seg->slabs[h].word);
+		n = seg->slabs[h].run;
+		if (SHM_SLAB_STATE(hw) == SHM_LARGE_HEAD && n > s - h &&
+		    n <= seg->nslabs - h)
+			continue;
+		if (SHM_SLAB_STATE(hw) == SHM_LARGE_HEAD &&
+		    (n == 0 || n > seg->nslabs - h))
+			continue;
+		seg->slabs[s].run = 0;
+		atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_FREE, 0,
+		    0));
+		freed++;
+	}
+	return freed;
+}
+
 /* Live blocks of a small slab and the bytes they asked for. */
 uint32_t
 slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,

@@ -167,6 +167,61 @@ START_TEST(cut_reclaim_of_idle_slab_finishes)
 }
 END_TEST
 
+/* Extent slabs as a crash leaves them: tails made before their head, and
+ * tails of a head already freed.  Start-up frees them; a whole extent and
+ * a tail of a damaged head (for the validator to name) stay. */
+START_TEST(headless_tails_are_freed)
+{
+	struct shm_seg *seg = &h.seg;
+	char err[512];
+
+	claim_started();
+	slab_claim_end(seg, REC);
+	atomic_store(&seg->sb->slab_hwm, 20);
+	/* 7: the tail of a head at 6 never written. */
+	seg->slabs[7].run = 6;
+	atomic_store(&seg->slabs[7].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	/* 9-11: a whole extent. */
+	seg->slabs[9].run = 3;
+	seg->slabs[9].req = 3 * SHM_SLAB_SIZE;
+	atomic_store(&seg->slabs[9].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
+	seg->slabs[10].run = 9;
+	atomic_store(&seg->slabs[10].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
+	    0));
+	seg->slabs[11].run = 9;
+	atomic_store(&seg->slabs[11].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
+	    0));
+	/* 13-14: an extent shrunk to one slab, its tail not yet freed. */
+	seg->slabs[13].run = 1;
+	seg->slabs[13].req = 100;
+	atomic_store(&seg->slabs[13].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0,
+	    0));
+	seg->slabs[14].run = 13;
+	atomic_store(&seg->slabs[14].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
+	    0));
+	ck_assert_int_eq(shm_check_still(seg, NULL, err, sizeof(err)),
+	    -EUCLEAN);
+	ck_assert_uint_eq(slab_settle_extents(seg), 2);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg->slabs[7].word)),
+	    SHM_FREE);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg->slabs[14].word)),
+	    SHM_FREE);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg->slabs[11].word)),
+	    SHM_LARGE_TAIL);
+	ck_assert_msg(shm_check_still(seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	/* A head whose length is damaged keeps its tails: the validator
+	 * names it. */
+	seg->slabs[9].run = 0;
+	ck_assert_uint_eq(slab_settle_extents(seg), 0);
+	ck_assert_int_eq(shm_check_still(seg, NULL, err, sizeof(err)),
+	    -EUCLEAN);
+	seg->slabs[9].run = 3;
+	heap_close(&h);
+	seg_unlink(id);
+}
+END_TEST
+
 Suite *
 heap_suite(void)
 {
@@ -177,6 +232,7 @@ heap_suite(void)
 	tcase_add_test(tc, cut_reclaim_after_the_claim_checks_out);
 	tcase_add_test(tc, cut_move_gives_slab_back);
 	tcase_add_test(tc, cut_move_after_decision_stands);
+	tcase_add_test(tc, headless_tails_are_freed);
 	tcase_add_test(tc, cut_reclaim_of_idle_slab_finishes);
 	suite_add_tcase(s, tc);
 	return s;
