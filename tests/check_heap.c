@@ -167,6 +167,15 @@ START_TEST(cut_reclaim_of_idle_slab_finishes)
 }
 END_TEST
 
+/* Slab s as part of an extent, written as the daemon does. */
+static void
+extent_slab(uint64_t s, uint32_t state, uint32_t run, uint64_t req)
+{
+	h.seg.slabs[s].run = run;
+	h.seg.slabs[s].req = req;
+	atomic_store(&h.seg.slabs[s].word, SHM_SLAB_WORD(state, 0, 0));
+}
+
 /* Extent slabs as a crash leaves them: tails made before their head, and
  * tails of a head already freed.  Start-up frees them; a whole extent and
  * a tail of a damaged head (for the validator to name) stay. */
@@ -179,26 +188,14 @@ START_TEST(headless_tails_are_freed)
 	slab_claim_end(seg, REC);
 	atomic_store(&seg->sb->slab_hwm, 20);
 	/* 7: the tail of a head at 6 never written. */
-	seg->slabs[7].run = 6;
-	atomic_store(&seg->slabs[7].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	extent_slab(7, SHM_LARGE_TAIL, 6, 0);
 	/* 9-11: a whole extent. */
-	seg->slabs[9].run = 3;
-	seg->slabs[9].req = 3 * SHM_SLAB_SIZE;
-	atomic_store(&seg->slabs[9].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
-	seg->slabs[10].run = 9;
-	atomic_store(&seg->slabs[10].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
-	    0));
-	seg->slabs[11].run = 9;
-	atomic_store(&seg->slabs[11].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
-	    0));
+	extent_slab(9, SHM_LARGE_HEAD, 3, 3 * SHM_SLAB_SIZE);
+	extent_slab(10, SHM_LARGE_TAIL, 9, 0);
+	extent_slab(11, SHM_LARGE_TAIL, 9, 0);
 	/* 13-14: an extent shrunk to one slab, its tail not yet freed. */
-	seg->slabs[13].run = 1;
-	seg->slabs[13].req = 100;
-	atomic_store(&seg->slabs[13].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0,
-	    0));
-	seg->slabs[14].run = 13;
-	atomic_store(&seg->slabs[14].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0,
-	    0));
+	extent_slab(13, SHM_LARGE_HEAD, 1, 100);
+	extent_slab(14, SHM_LARGE_TAIL, 13, 0);
 	ck_assert_int_eq(shm_check_still(seg, NULL, err, sizeof(err)),
 	    -EUCLEAN);
 	ck_assert_uint_eq(slab_settle_extents(seg), 2);
