@@ -940,13 +940,15 @@ heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
 		}
 	} else if (size > SHM_SMALL_MAX && size <= b.usable) {
 		n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
+		/* The smaller request first: it fits the extent before and
+		 * after, whatever a crash leaves (slab_settle_extents()). */
+		seg->slabs[b.slab].req = size;
 		if (n < seg->slabs[b.slab].run) {
 			uint64_t old = seg->slabs[b.slab].run;
 
 			seg->slabs[b.slab].run = (uint32_t)n;
 			slabs_release(h, b.slab + n, old - n);
 		}
-		seg->slabs[b.slab].req = size;
 		*out = addr;
 		*usable = n << SHM_SLAB_SHIFT;
 		h->dirty = 1;

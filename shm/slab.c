@@ -298,11 +298,13 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 
 /*
  * Start-up: frees the extent tails a crash left without their head.  An
- * extent is made tails first and head last, and freed (or shrunk) head
- * first, so a daemon killed in the middle leaves tails that no head
- * covers; nothing can be in them.  A tail whose head is an extent head
- * too short for it, or anything else but out of range, is left for the
- * validator to name.  Returns how many were freed.
+ * extent is made tails first and head last, freed head first, and shrunk
+ * by writing its smaller request, then its shorter length, then freeing
+ * the tails past it; so a daemon killed in the middle leaves tails that
+ * no head covers, and nothing can be in them.  Left for the validator to
+ * name: a tail of a head whose length is out of range, or too short for
+ * the request it records (damage, not a cut shrink).  Their memory goes
+ * back too.  Returns how many were freed.
  */
 uint64_t
 slab_settle_extents(struct shm_seg *seg)
@@ -323,11 +325,14 @@ slab_settle_extents(struct shm_seg *seg)
 		    n <= seg->nslabs - h)
 			continue;
 		if (SHM_SLAB_STATE(hw) == SHM_LARGE_HEAD &&
-		    (n == 0 || n > seg->nslabs - h))
+		    (n == 0 || n > seg->nslabs - h ||
+		    seg->slabs[h].req > n * SHM_SLAB_SIZE))
 			continue;
 		seg->slabs[s].run = 0;
 		atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_FREE, 0,
 		    0));
+		(void)seg_decommit(seg->fd, seg->sb->data_off +
+		    s * SHM_SLAB_SIZE, SHM_SLAB_SIZE);
 		freed++;
 	}
 	return freed;
