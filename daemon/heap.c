@@ -203,6 +203,10 @@ affinity_clear(struct heap *h, uint32_t rec)
  * start-up clear it again.  In a slab that changed owner, the new owner
  * could, and clearing it again would take it out of its private set: so
  * there the record forgets first (a crash in between leaks the bits).
+ * Not covered: start-up releases a dead record at once unless /proc
+ * cannot say whether its owner lives; if that delays the second release
+ * and the slab changes owner meanwhile, the bits the crash cleared could
+ * be claimed and then cleared again.
  */
 int
 heap_lease_release(struct heap *h, uint32_t rec)
