@@ -172,19 +172,16 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 		return -1;
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
-		free = slab_word_valid(cls, w) &
-		    ~atomic_load_explicit(&bm[w], memory_order_relaxed);
-		if (free == 0)
-			continue;
 		/* The owner is the only one setting bits here, but a bit
 		 * it finds set is never taken twice. */
-		bit = free & -free;
-		if (atomic_fetch_or(&bm[w], bit) & bit) {
-			k--;
-			continue;
+		while ((free = slab_word_valid(cls, w) &
+		    ~atomic_load_explicit(&bm[w], memory_order_relaxed)) != 0) {
+			bit = free & -free;
+			if (atomic_fetch_or(&bm[w], bit) & bit)
+				continue;
+			*hint = w;
+			return (long)w * 64 + __builtin_ctzll(bit);
 		}
-		*hint = w;
-		return (long)w * 64 + __builtin_ctzll(bit);
 	}
 	return -1;
 }
@@ -321,11 +318,10 @@ slab_settle_extents(struct shm_seg *seg)
 			continue;
 		hw = atomic_load(&seg->slabs[h].word);
 		n = seg->slabs[h].run;
-		if (SHM_SLAB_STATE(hw) == SHM_LARGE_HEAD && n > s - h &&
-		    n <= seg->nslabs - h)
-			continue;
+		/* Kept unless its head is gone or was cut short before it
+		 * (a length in range that fits the head's request). */
 		if (SHM_SLAB_STATE(hw) == SHM_LARGE_HEAD &&
-		    (n == 0 || n > seg->nslabs - h ||
+		    (n == 0 || n > seg->nslabs - h || n > s - h ||
 		    seg->slabs[h].req > n * SHM_SLAB_SIZE))
 			continue;
 		seg->slabs[s].run = 0;
