@@ -14,8 +14,8 @@
  *
  * The private set is mirrored in the thread's lease record in the segment
  * (stores to a cache line the daemon writes only when it grants or takes
- * back the lease), so when the process
- * dies the daemon gives the set back.  Only a slab's owner claims in it,
+ * back the lease), so when the process dies the daemon gives the set
+ * back.  Only a slab's owner claims in it,
  * announcing each claim in its record and recording its bits before it
  * takes them (shm/shm.h), so a crash in the middle of one leaks nothing.
  * Ordering that makes this hold: the daemon returns only listed bits
@@ -266,18 +266,17 @@ none:
 	return rc == -ESTALE ? -1 : 0;
 }
 
-/* Whether slab s holds blocks of cls that no other live lease leases or
- * has as its own. */
+/* Whether slab s holds blocks of cls that no other live lease has as its
+ * own (a leased slab is its lessee's own). */
 static int
 slab_adoptable(const struct fast_class *c, uint32_t cls, uint32_t s)
 {
-	uint32_t w, lease;
+	uint32_t w, owner;
 
 	w = atomic_load_explicit(&conn_seg.slabs[s].word, memory_order_relaxed);
-	lease = SHM_SLAB_LEASE(w);
+	owner = SHM_SLAB_OWNER(w);
 	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-	    (lease == 0 || lease == c->rec + 1) &&
-	    !slab_affine_other(&conn_seg, s, c->rec);
+	    (owner == 0 || owner == c->rec + 1);
 }
 
 /* Whether slab s's affinity names our lease record. */
@@ -328,8 +327,7 @@ scan_class(struct fast_class *c, uint32_t cls)
 	for (i = 0; i < nh; i++) {
 		k = (c->hpos + i) % nh;
 		s = c->hist[k];
-		if (s < n && slab_adoptable(c, cls, s) && slab_ours(c, s) &&
-		    claim_in(c, cls, s, 0) > 0) {
+		if (s < n && slab_ours(c, s) && claim_in(c, cls, s, 0) > 0) {
 			c->hpos = k + 1;
 			return 1;
 		}
