@@ -745,13 +745,36 @@ slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
 	return slab_claimed(&h->seg, s) < slab_class_nblocks[cls];
 }
 
+/*
+ * An unleased slab of cls with room, for the socket path's own claims: one
+ * the daemon owns first, then one a client has as its own and is not
+ * claiming in right now, which becomes the daemon's.  -1 when none.
+ */
+static int64_t
+slab_for_daemon(struct heap *h, uint32_t cls)
+{
+	uint32_t i, t, w;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < h->class_n[cls]; i++) {
+			t = h->class_slabs[cls][i];
+			w = atomic_load(&h->seg.slabs[t].word);
+			if (SHM_SLAB_LEASE(w) != 0 ||
+			    (SHM_SLAB_OWNER(w) == 0) != (pass == 0) ||
+			    !slab_has_room(h, t, cls))
+				continue;
+			if (slab_owner_move(&h->seg, t, 0) == 0)
+				return t;
+		}
+	return -1;
+}
+
 static int
 alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t i, w;
 	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
-	int found, pass;
 	long b;
 
 	for (;;) {
@@ -768,22 +791,8 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 			}
 			h->cur[cls] = 0;
 		}
-		/* Another slab of the class with room and no lease, ours
-		 * (no client's) first, then one a client has as its own
-		 * and is not claiming in right now, which becomes ours... */
-		found = 0;
-		for (pass = 0; pass < 2 && !found; pass++)
-			for (i = 0; i < h->class_n[cls] && !found; i++) {
-				s = h->class_slabs[cls][i];
-				w = atomic_load(&seg->slabs[s].word);
-				found = SHM_SLAB_LEASE(w) == 0 &&
-				    (slab_affinity(seg, (uint64_t)s) == 0) ==
-				    (pass == 0) &&
-				    slab_has_room(h, (uint64_t)s, cls) &&
-				    slab_owner_move(seg, (uint64_t)s, 0) == 0;
-			}
-		/* ...else a fresh one. */
-		if (!found && (s = small_slab_new(h, cls)) < 0)
+		if ((s = slab_for_daemon(h, cls)) < 0 &&
+		    (s = small_slab_new(h, cls)) < 0)
 			return (int)s;
 		h->cur[cls] = (uint32_t)s + 1;
 		h->cur_hint[cls] = 0;

@@ -964,8 +964,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
 		    q->lease->renew, q->lease->want, &v, &rec)) != 0) {
 			snprintf(err, sizeof(err), rc == -EMFILE ? "aclheapd "
-			    "is out of descriptors" : "no slab to lease for "
-			    "class %u", q->lease->cls);
+			    "is out of descriptors" : rc == -EAGAIN ? "the "
+			    "slab's owner is claiming in it; ask again" :
+			    "no slab to lease for class %u", q->lease->cls);
 			break;
 		}
 		aclheap__lease_reply__init(&lr);
@@ -999,11 +1000,7 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    "printable ASCII bytes", SHM_ROOT_NAME_MAX);
 		else if (rc == -ENOENT)
 			snprintf(err, sizeof(err), "no such root");
-		else if (rc == -EAGAIN && q->body_case ==
-		    ACLHEAP__REQUEST__BODY_LEASE)
-			snprintf(err, sizeof(err), "the slab's owner is "
-			    "claiming in it; ask again");
-		else if (rc == -EAGAIN)
+		else if (rc == -EAGAIN && err[0] == '\0')
 			snprintf(err, sizeof(err), "root holds another value");
 		else if (rc == -ENOSPC)
 			snprintf(err, sizeof(err), "the root table is full "
