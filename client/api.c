@@ -71,7 +71,7 @@ alloc_any(size_t size, size_t alignment)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (alignment <= SHM_ALIGN && size <= SHM_SMALL_MAX) {
+	if (alignment <= SHM_ALIGN && size <= SHM_CLASS_MAX) {
 		void *p = fast_alloc(size);
 
 		if (p != NULL)
@@ -87,7 +87,7 @@ aclmalloc(size_t size)
 {
 	void *p;
 
-	if (__builtin_expect(size <= SHM_SMALL_MAX, 1) &&
+	if (__builtin_expect(size <= SHM_CLASS_MAX, 1) &&
 	    (p = fast_alloc(size)) != NULL)
 		return p;
 	return alloc_any(size, 0);
@@ -220,6 +220,30 @@ aclcalloc(size_t n, size_t size)
 	return p;
 }
 
+/*
+ * Realloc of a block of a size class to another such size, in this
+ * process: in place while the block holds the new size and is not more
+ * than twice too big (the daemon's rule), else a new block, the bytes
+ * copied, the old one freed.  Extents grow in place in the daemon.
+ */
+static void *
+realloc_local(void *p, const struct slab_block *b, size_t size)
+{
+	int cls = slab_class_of(size);
+	void *q;
+
+	if (size <= b->usable && slab_class_size[cls] * 2 > b->usable) {
+		slab_side_store(b->sides, b->cls, b->index,
+		    (uint32_t)(b->usable - size + 1));
+		return p;
+	}
+	if ((q = aclmalloc(size)) == NULL)
+		return NULL;
+	memcpy(q, p, b->req < size ? b->req : size);
+	(void)aclfree(p);
+	return q;
+}
+
 API void *
 aclrealloc(void *p, size_t size)
 {
@@ -243,6 +267,8 @@ aclrealloc(void *p, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (b.cls != UINT32_MAX && size <= SHM_CLASS_MAX)
+		return realloc_local(p, &b, size);
 	m.addr = (uintptr_t)p;
 	m.size = size;
 	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;

@@ -58,7 +58,7 @@ extern _Atomic uint64_t conn_gen;
 struct fast_class {
 	uint64_t mask;		/* private set of word `word` */
 	uintptr_t base;		/* the word's first block */
-	_Atomic uint16_t *sides;	/* the word's side entries */
+	uintptr_t sides;	/* the word's side entries (slab_side_*()) */
 	_Atomic uint64_t *recmask;	/* the lease record's mask */
 	uint32_t slab;
 	uint32_t word;
@@ -125,13 +125,12 @@ fast_pop(struct fast_class *c, uint32_t cls, size_t size)
 	 * image load), not live and unreachable forever. */
 	c->mask &= c->mask - 1;
 	atomic_store_explicit(c->recmask, c->mask, memory_order_release);
-	atomic_store_explicit(&c->sides[j], (uint16_t)(cs - size + 1),
-	    memory_order_release);
+	slab_side_store(c->sides, cls, j, (uint32_t)(cs - size + 1));
 	return (void *)(c->base + (uintptr_t)j * cs);
 }
 
 /*
- * The allocation fast path, for size <= SHM_SMALL_MAX: one branch (a
+ * The allocation fast path, for size <= SHM_CLASS_MAX: one branch (a
  * private block of this generation to hand out), then the pop.  NULL means
  * "ask the daemon".
  */
@@ -160,7 +159,7 @@ fast_free_hot(uintptr_t p, size_t *req)
 	struct fast_hot *h = &fast_tc.hot;
 	struct fast_class *c = &fast_tc.cls[h->cls];
 	uint64_t d = p - c->base, j;
-	uint16_t side;
+	uint32_t side;
 
 	if (d >= h->span)
 		return 0;
@@ -172,12 +171,12 @@ fast_free_hot(uintptr_t p, size_t *req)
 	if (d != j * h->size || c->mask == 0 || fast_tc.gen !=
 	    atomic_load_explicit(&conn_gen, memory_order_relaxed))
 		return 0;
-	side = atomic_exchange_explicit(&c->sides[j], 0, memory_order_acq_rel);
+	side = slab_side_xchg(c->sides, h->cls, (uint32_t)j, 0);
 	if (__builtin_expect(side == 0 || side > h->size + 1, 0)) {
 		/* Not live, or scribbled: left as found, for the general
 		 * path to report. */
 		if (side != 0)
-			atomic_store(&c->sides[j], side);
+			slab_side_store(c->sides, h->cls, (uint32_t)j, side);
 		return 0;
 	}
 	*req = h->size - (side - 1u);
@@ -197,10 +196,9 @@ fast_free(const struct slab_block *b, size_t *req)
 {
 	struct fast_class *c = &fast_tc.cls[b->cls];
 	uint64_t bit = UINT64_C(1) << (b->index % 64);
-	uint16_t side;
+	uint32_t side;
 
-	side = atomic_exchange_explicit(&slab_sides(&conn_seg,
-	    b->slab)[b->index], 0, memory_order_acq_rel);
+	side = slab_side_xchg(b->sides, b->cls, b->index, 0);
 	if (__builtin_expect(side == 0, 0))
 		return -22;
 	*req = slab_class_size[b->cls] - (side - 1u);

@@ -1,5 +1,5 @@
 /*
- * fast.c: small allocations without the daemon.
+ * fast.c: allocations up to SHM_CLASS_MAX without the daemon.
  *
  * Each thread keeps, per size class, a lease on one slab and a private set:
  * the free blocks of one bitmap word that it claimed at once (shm/slab.c,
@@ -252,7 +252,8 @@ claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 	c->word = w;
 	c->base = slab_addr(&conn_seg, s) +
 	    (uintptr_t)w * 64 * slab_class_size[cls];
-	c->sides = slab_sides(&conn_seg, s) + w * 64;
+	c->sides = slab_side_base(&conn_seg, s, cls) +
+	    (uintptr_t)w * 64 * (cls < SHM_NSMALL ? 2 : 4);
 	c->recmask = &l->mask;
 	c->mask = got;
 	return 1;

@@ -185,7 +185,7 @@ job_prepare(int dump)
 	free(j->runs);
 	j->runs = NULL;
 	if (image_runs((const struct shm_slab *)(j->meta + sb->slabs_off),
-	    seg->nslabs, &j->runs, &j->nruns) != 0)
+	    seg->nslabs, seg, &j->runs, &j->nruns) != 0)
 		goto fail;
 	H->frozen = 1;
 	return j;
@@ -551,13 +551,19 @@ load_commit(const struct shm_seg *seg)
 		switch (SHM_SLAB_STATE(w)) {
 		case SHM_SMALL:
 		case SHM_RECLAIMING:
+			/* A span's tails come with its head. */
+			run = SHM_SLAB_CLS(w) < SHM_NCLASSES ?
+			    slab_class_slabs[SHM_SLAB_CLS(w)] : 1;
+			if (run > seg->nslabs - s)
+				break;
 			if ((rc = seg_commit(seg->fd, sb->bitmaps_off +
 			    s * SHM_BITMAP_BYTES, SHM_BITMAP_BYTES)) != 0 ||
 			    (rc = seg_commit(seg->fd, sb->sides_off +
-			    s * SHM_SIDE_BYTES, SHM_SIDE_BYTES)) != 0 ||
+			    s * SHM_SIDE_BYTES, run * SHM_SIDE_BYTES)) != 0 ||
 			    (rc = seg_commit(seg->fd, sb->data_off +
-			    (s << SHM_SLAB_SHIFT), SHM_SLAB_SIZE)) != 0)
+			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
 				return rc;
+			s += run - 1;
 			break;
 		case SHM_LARGE_HEAD:
 			run = seg->slabs[s].run;

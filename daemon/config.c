@@ -35,7 +35,7 @@ enum {
 	OPT_INTERVAL = 'i', OPT_FOREGROUND = 'f', OPT_CONFIG = 'c',
 	OPT_HELP = 'h', OPT_VERSION = 'V', OPT_LOGLEVEL = 'l',
 	OPT_ALLOW_USER = 256, OPT_ALLOW_GROUP, OPT_SOCKET_GROUP,
-	OPT_SOCKET_MODE,
+	OPT_SOCKET_MODE, OPT_DECAY,
 };
 
 static const struct option longopts[] = {
@@ -44,6 +44,7 @@ static const struct option longopts[] = {
 	{ "base",		required_argument, NULL, OPT_BASE },
 	{ "size",		required_argument, NULL, OPT_SIZE },
 	{ "checkpoint-interval", required_argument, NULL, OPT_INTERVAL },
+	{ "decay",		required_argument, NULL, OPT_DECAY },
 	{ "allow-user",		required_argument, NULL, OPT_ALLOW_USER },
 	{ "allow-group",	required_argument, NULL, OPT_ALLOW_GROUP },
 	{ "socket-group",	required_argument, NULL, OPT_SOCKET_GROUP },
@@ -73,6 +74,8 @@ config_usage(FILE *f)
 "  -S, --size SIZE              segment size, suffixes K M G T (default 1G)\n"
 "  -i, --checkpoint-interval N  seconds between checkpoints while the heap\n"
 "                               changes (default 60, 0: only on request)\n"
+"      --decay N                seconds freed memory stays committed for\n"
+"                               reuse before it goes back (default 10)\n"
 "      --allow-user USER        also admit USER (repeatable)\n"
 "      --allow-group GROUP      also admit members of GROUP (repeatable)\n"
 "      --socket-group GROUP     group of the socket (admitted too)\n"
@@ -113,6 +116,7 @@ config_defaults(struct config *c)
 	c->base = SHM_BASE_DEFAULT;
 	c->size = DEFAULT_SIZE;
 	c->checkpoint_interval = 60;
+	c->decay = 10;
 	c->log_level = LOG_INFO;
 	c->socket_mode = 0660;
 }
@@ -219,6 +223,14 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 			return -1;
 		}
 		c->checkpoint_interval = (unsigned)n;
+		break;
+	case OPT_DECAY:
+		if (parse_uint(v, 86400, &n) != 0) {
+			fprintf(stderr, "aclheapd: %s: decay '%s' is not a "
+			    "number of seconds up to a day\n", where, v);
+			return -1;
+		}
+		c->decay = (unsigned)n;
 		break;
 	case OPT_ALLOW_USER:
 		if (c->nallow_uid == MAX_ALLOW ||

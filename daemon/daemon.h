@@ -40,6 +40,7 @@ struct config {
 	uintptr_t base;
 	uint64_t size;
 	unsigned checkpoint_interval;	/* seconds, 0: off */
+	unsigned decay;			/* seconds freed memory stays */
 	int log_level;			/* syslog priority, LOG_* */
 	int foreground;
 	uid_t allow_uid[MAX_ALLOW];
@@ -73,6 +74,16 @@ struct heap {
 	int frozen;			/* a checkpoint is streaming slabs */
 	uint64_t *limbo;		/* (slab, n) pairs freed while frozen */
 	uint64_t nlimbo, limbo_cap;
+	/* Free slabs whose memory is still committed, for reuse without a
+	 * system call; given back once they have been free for decay
+	 * seconds (heap_decay()). */
+	uint64_t *held_map;		/* 1 bit per slab */
+	struct heap_held {
+		uint64_t s, n;
+		uint64_t when;		/* CLOCK_MONOTONIC seconds */
+	} *held;
+	uint64_t nheld, held_cap;
+	unsigned decay;
 };
 
 
@@ -114,6 +125,7 @@ int	 heap_free(struct heap *, uintptr_t addr, uint64_t *req);
 int	 heap_realloc(struct heap *, uintptr_t addr, uint64_t size,
 	    uintptr_t *out, uint64_t *usable);
 int	 heap_reclaim_sweep(struct heap *);
+uint64_t heap_decay(struct heap *, int all);
 int	 heap_root_set(struct heap *, const char *, uint64_t);
 int	 heap_root_get(struct heap *, const char *, uint64_t *);
 int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);

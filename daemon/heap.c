@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -57,6 +58,131 @@ static inline int
 free_test(const struct heap *h, uint64_t s)
 {
 	return (h->free_map[s / 64] >> (s % 64)) & 1;
+}
+
+static inline int
+held_test(const struct heap *h, uint64_t s)
+{
+	return (h->held_map[s / 64] >> (s % 64)) & 1;
+}
+
+static inline void
+held_clear(struct heap *h, uint64_t s)
+{
+	h->held_map[s / 64] &= ~(UINT64_C(1) << (s % 64));
+}
+
+static uint64_t
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/*
+ * Commits the memory of slabs s .. s+n-1 before they are handed out, so a
+ * full /dev/shm is ENOMEM here and never a SIGBUS in a client.  Slabs
+ * freed lately still have theirs (heap_hold()): a run made only of
+ * them costs no system call.  On failure nothing stays committed.
+ */
+static int
+heap_commit(struct heap *h, uint64_t s, uint64_t n)
+{
+	uint64_t t;
+	int rc = 0;
+
+	for (t = s; t < s + n && held_test(h, t); t++)
+		;
+	if (t < s + n && (rc = seg_commit(h->seg.fd, DATA_OFF(h, s),
+	    n << SHM_SLAB_SHIFT)) == -ENOMEM) {
+		/* /dev/shm is full: slabs clients emptied, and what free
+		 * slabs hold, go back first. */
+		if (!h->frozen)
+			(void)heap_reclaim_sweep(h);
+		if (h->nheld > 0) {
+			log_info("out of memory for %" PRIu64 " slabs: gave "
+			    "back the memory of %" PRIu64 " free ones early",
+			    n, heap_decay(h, 1));
+			rc = seg_commit(h->seg.fd, DATA_OFF(h, s),
+			    n << SHM_SLAB_SHIFT);
+		}
+	}
+	if (t < s + n && rc != 0) {
+		seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+		for (t = s; t < s + n; t++)
+			held_clear(h, t);
+		return rc;
+	}
+	for (t = s; t < s + n; t++)
+		held_clear(h, t);
+	return 0;
+}
+
+/*
+ * Free slabs s .. s+n-1 keep their memory for h->decay seconds, as
+ * jemalloc's dirty pages do: a slab or extent made there meanwhile costs
+ * no fallocate, and a heap that stays smaller gives it back.  With decay
+ * 0, or no memory to remember the run, it goes back at once.
+ */
+static void
+heap_hold(struct heap *h, uint64_t s, uint64_t n)
+{
+	struct heap_held *p;
+	uint64_t t;
+
+	if (h->decay == 0)
+		goto now;
+	if (h->nheld == h->held_cap) {
+		uint64_t cap = h->held_cap ? h->held_cap * 2 : 64;
+
+		if ((p = reallocarray(h->held, cap, sizeof(*p))) == NULL)
+			goto now;
+		h->held = p;
+		h->held_cap = cap;
+	}
+	h->held[h->nheld].s = s;
+	h->held[h->nheld].n = n;
+	h->held[h->nheld].when = now_s();
+	h->nheld++;
+	for (t = s; t < s + n; t++)
+		h->held_map[t / 64] |= UINT64_C(1) << (t % 64);
+	return;
+now:
+	seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+}
+
+/*
+ * Gives back the memory of slabs that have been free for the decay time
+ * (all of them with all set), skipping those reused since.  Returns how
+ * many slabs' memory went back.
+ */
+uint64_t
+heap_decay(struct heap *h, int all)
+{
+	uint64_t now = now_s(), i, t, u, done = 0;
+	struct heap_held *d;
+
+	for (i = 0; i < h->nheld; i++) {
+		d = &h->held[i];
+		if (!all && d->when + h->decay > now)
+			break;	/* the list is in time order */
+		for (t = d->s; t < d->s + d->n; t = u) {
+			for (u = t; u < d->s + d->n && held_test(h, u) &&
+			    free_test(h, u); u++)
+				held_clear(h, u);
+			if (u > t) {
+				seg_decommit(h->seg.fd, DATA_OFF(h, t),
+				    (u - t) << SHM_SLAB_SHIFT);
+				done += u - t;
+			} else
+				u++;
+		}
+	}
+	memmove(h->held, h->held + i, (h->nheld - i) * sizeof(*h->held));
+	h->nheld -= i;
+	return done;
 }
 
 static int
@@ -214,8 +340,8 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word, set, owner;
-	_Atomic uint16_t *sd;
+	uint32_t w, word, set, owner, cls;
+	uintptr_t sd;
 
 	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
 		return -EINVAL;
@@ -225,17 +351,19 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	mask = atomic_load(&l->mask);
 	if (set < seg->nslabs && word < SHM_BITMAP_WORDS &&
 	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
-	    SHM_SMALL) {
+	    SHM_SMALL && (cls = SHM_SLAB_CLS(w)) < SHM_NCLASSES) {
 		owner = SHM_SLAB_OWNER(w);
 		if (owner != 0 && owner != rec + 1)
 			atomic_store(&l->mask, 0);
-		sd = slab_sides(seg, set);
+		sd = slab_side_base(seg, set, cls);
+		/* Bits past the class's blocks were never claimed. */
+		mask &= slab_word_valid(cls, word);
 		while (mask != 0) {
 			bit = mask & -mask;
 			mask &= mask - 1;
 			/* Never a block its owner handed out. */
-			if (atomic_load(&sd[word * 64 +
-			    __builtin_ctzll(bit)]) == 0)
+			if (slab_side_load(sd, cls, word * 64 +
+			    (uint32_t)__builtin_ctzll(bit)) == 0)
 				atomic_fetch_and(&slab_bitmap(seg, set)[word],
 				    ~bit);
 		}
@@ -252,6 +380,24 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	return 0;
 }
 
+/* Frees the tails of the span whose head s was (its slabs after it that
+ * name it), head first having been freed by the caller. */
+static void
+span_tails_free(struct heap *h, uint64_t s)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t t;
+
+	for (t = s + 1; t < seg->nslabs && t - s < SHM_SPAN_MAX &&
+	    SHM_SLAB_STATE(atomic_load(&seg->slabs[t].word)) ==
+	    SHM_SPAN_TAIL && seg->slabs[t].run == s; t++) {
+		seg->slabs[t].run = 0;
+		atomic_store(&seg->slabs[t].word, SHM_SLAB_WORD(SHM_FREE, 0,
+		    0));
+		free_set(h, t);
+	}
+}
+
 /*
  * Rebuilds everything derived from the segment: free map, class lists,
  * lease owners.  Resolves what a crash can leave half done: an owner move,
@@ -263,12 +409,16 @@ int
 heap_rebuild(struct heap *h)
 {
 	struct shm_seg *seg = &h->seg;
-	uint64_t s, words = (seg->nslabs + 63) / 64;
+	uint64_t s, t, words = (seg->nslabs + 63) / 64;
 	uint32_t w, i, n, kept;
 	int rc;
 
 	free(h->free_map);
-	if ((h->free_map = calloc(words ? words : 1, 8)) == NULL)
+	free(h->held_map);
+	h->held_map = NULL;
+	h->nheld = 0;
+	if ((h->free_map = calloc(words ? words : 1, 8)) == NULL ||
+	    (h->held_map = calloc(words ? words : 1, 8)) == NULL)
 		return -ENOMEM;
 	h->nfree = 0;
 	h->free_hint = 0;
@@ -311,6 +461,8 @@ heap_rebuild(struct heap *h)
 			    SHM_SLAB_CLS(w), 0), SHM_SLAB_OWNER(w));
 			atomic_store(&seg->slabs[s].word, w);
 			if (SHM_SLAB_STATE(w) == SHM_FREE) {
+				/* A span's tails go with their head. */
+				span_tails_free(h, s);
 				free_set(h, s);
 				break;
 			}
@@ -330,6 +482,17 @@ heap_rebuild(struct heap *h)
 		default:
 			break;
 		}
+	}
+	/* Free slabs below the high-water mark may still hold memory (a
+	 * crash before their decay): it goes back after the decay time. */
+	for (s = 0; s < seg->nslabs && s < atomic_load(&seg->sb->slab_hwm);
+	    s = t) {
+		for (t = s; t < seg->nslabs && free_test(h, t); t++)
+			;
+		if (t > s)
+			heap_hold(h, s, t - s);
+		else
+			t++;
 	}
 	/* Leases of processes that are gone give back their private sets;
 	 * those of live ones stay until the owner reconnects or dies. */
@@ -527,6 +690,7 @@ heap_open(struct heap *h, const struct config *c)
 
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
+	h->decay = c->decay;
 	if ((rc = ensure_dir(c->state_dir)) != 0) {
 		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
 		return rc;
@@ -585,6 +749,8 @@ heap_close(struct heap *h)
 
 	seg_unmap(&h->seg);
 	free(h->free_map);
+	free(h->held_map);
+	free(h->held);
 	for (i = 0; i < SHM_NCLASSES; i++)
 		free(h->class_slabs[i]);
 	free(h->limbo);
@@ -599,9 +765,9 @@ slabs_give_back(struct heap *h, uint64_t s, uint64_t n)
 {
 	uint64_t t;
 
-	seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
 	for (t = s; t < s + n; t++)
 		free_set(h, t);
+	heap_hold(h, s, n);
 }
 
 /*
@@ -715,25 +881,43 @@ take_run(struct heap *h, uint64_t n, uint64_t align)
 	return s;
 }
 
-/* A free slab made into a small slab of cls, its memory committed. */
+/*
+ * Free slabs made into a small slab of cls, or the span of its class, its
+ * memory committed: bitmap, side lines and data at once, so no block in it
+ * costs a system call again until the span is given back.  Tails first,
+ * head last (shm.h), so a crash in between leaves tails start-up frees.
+ */
 static int64_t
 small_slab_new(struct heap *h, uint32_t cls)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t boff = seg->sb->bitmaps_off, soff = seg->sb->sides_off;
+	uint64_t n = slab_class_slabs[cls], t;
 	int64_t s;
 	int rc;
 
-	if ((s = take_run(h, 1, 0)) < 0)
+	if ((s = take_run(h, n, 0)) < 0)
 		return -ENOMEM;
-	if ((rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
+	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0 ||
+	    (rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
 	    SHM_BITMAP_BYTES)) != 0 ||
 	    (rc = seg_commit(seg->fd, soff + (uint64_t)s * SHM_SIDE_BYTES,
-	    SHM_SIDE_BYTES)) != 0 ||
-	    (rc = seg_commit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE)) != 0)
+	    n * SHM_SIDE_BYTES)) != 0)
 		return rc;
 	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
 		return rc;
+	/* Memory kept from an earlier use holds its bytes: side entries
+	 * must start as zeros (I3), in the slab and in its side lines. */
+	if (cls < SHM_NINBAND)
+		memset((void *)slab_side_base(seg, (uint64_t)s, cls), 0,
+		    SHM_SLAB_SIZE - slab_class_sideoff[cls]);
+	memset(slab_sides(seg, (uint64_t)s), 0, n * SHM_SIDE_BYTES);
+	for (t = (uint64_t)s + 1; t < (uint64_t)s + n; t++) {
+		free_clear(h, t);
+		seg->slabs[t].run = (uint32_t)s;
+		atomic_store(&seg->slabs[t].word,
+		    SHM_SLAB_WORD(SHM_SPAN_TAIL, 0, 0));
+	}
 	free_clear(h, (uint64_t)s);
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
 	return s;
@@ -812,12 +996,9 @@ alloc_large(struct heap *h, uint64_t size, uint64_t align, uintptr_t *addr,
 		n = 1;
 	if ((s = take_run(h, n, align)) < 0)
 		return -ENOMEM;
-	if ((rc = seg_commit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT))
-	    != 0) {
-		/* Partly committed pages go back; the run stays free. */
-		seg_decommit(seg->fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	/* On failure the run stays free, nothing of it committed. */
+	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0)
 		return rc;
-	}
 	for (t = (uint64_t)s + 1; t < (uint64_t)s + n; t++) {
 		free_clear(h, t);
 		seg->slabs[t].run = (uint32_t)s;
@@ -865,10 +1046,11 @@ reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
 	if (h->frozen || h->cur[cls] == s + 1 || slab_reclaim(seg, s) != 0)
 		return 0;
 	class_remove(h, cls, s);
-	seg_decommit(seg->fd, seg->sb->sides_off + s * SHM_SIDE_BYTES,
-	    SHM_SIDE_BYTES);
-	seg_decommit(seg->fd, DATA_OFF(h, s), SHM_SLAB_SIZE);
+	span_tails_free(h, s);
 	free_set(h, s);
+	/* The memory stays committed for a while, for the next slab or
+	 * span made there (heap_decay()). */
+	heap_hold(h, s, slab_class_slabs[cls]);
 	return 1;
 }
 
@@ -924,6 +1106,40 @@ heap_free(struct heap *h, uintptr_t addr, uint64_t *req)
 }
 
 /*
+ * Grows extent b in place to hold size when the slabs after it are free,
+ * as glibc grows a chunk into the free one after it.  The new tails first,
+ * then the longer length, then the larger request: a crash in between
+ * leaves tails no head covers (start-up frees them) or a longer extent
+ * with its old request, both valid.  -ENOMEM when the slabs are not free.
+ */
+static int
+extent_grow(struct heap *h, struct slab_block *b, uint64_t size)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
+	uint64_t old = b->usable >> SHM_SLAB_SHIFT, t;
+	int rc;
+
+	if (n > seg->nslabs - b->slab || n > UINT32_MAX)
+		return -ENOMEM;
+	for (t = b->slab + old; t < b->slab + n; t++)
+		if (!free_test(h, t))
+			return -ENOMEM;
+	if ((rc = heap_commit(h, b->slab + old, n - old)) != 0)
+		return rc;
+	for (t = b->slab + old; t < b->slab + n; t++) {
+		free_clear(h, t);
+		seg->slabs[t].run = (uint32_t)b->slab;
+		atomic_store(&seg->slabs[t].word,
+		    SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	}
+	seg->slabs[b->slab].run = (uint32_t)n;
+	seg->slabs[b->slab].req = size;
+	b->usable = n << SHM_SLAB_SHIFT;
+	return 0;
+}
+
+/*
  * In place when the new size fits the block (a large block gives back the
  * slabs it no longer needs); otherwise a new block, the bytes copied, the
  * old block freed.  On failure the old block is untouched.
@@ -951,7 +1167,13 @@ heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
 			h->dirty = 1;
 			return 0;
 		}
-	} else if (size > SHM_SMALL_MAX && size <= b.usable) {
+	} else if (size > b.usable && size > SHM_CLASS_MAX &&
+	    extent_grow(h, &b, size) == 0) {
+		*out = addr;
+		*usable = b.usable;
+		h->dirty = 1;
+		return 0;
+	} else if (size > SHM_CLASS_MAX && size <= b.usable) {
 		n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
 		/* The smaller request first: it fits the extent before and
 		 * after, whatever a crash leaves (slab_settle_extents()). */

@@ -1208,6 +1208,9 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 	 * (and their memory to the system) without waiting for a shortage. */
 	if ((n = (uint32_t)heap_reclaim_sweep(heap)) > 0)
 		log_debug("reclaimed %u empty slabs", n);
+	if ((n = (uint32_t)heap_decay(heap, 0)) > 0)
+		log_debug("gave back the memory of %u slabs free for %u s", n,
+		    heap->decay);
 }
 
 static void

@@ -36,19 +36,20 @@ root_name_ok(const char *n)
 	return i <= SHM_ROOT_NAME_MAX;
 }
 
+/* I1..I3 and I5's count for a small slab or span head s of class cls. */
 static int
 check_small(const struct shm_seg *seg, uint64_t s, uint32_t cls,
     struct shm_report *r, char *err, size_t errlen)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
-	_Atomic uint16_t *sd = slab_sides(seg, s);
+	uintptr_t sd = slab_side_base(seg, s, cls);
 	uint32_t cs = slab_class_size[cls], nb = slab_class_nblocks[cls], i;
+	uint32_t room = slab_side_room(cls), side;
 	uint64_t bits;
-	uint16_t side;
 
 	for (i = 0; i < SHM_MAX_BLOCKS; i++) {
 		bits = atomic_load_explicit(&bm[i / 64], memory_order_relaxed);
-		side = atomic_load_explicit(&sd[i], memory_order_relaxed);
+		side = i < room ? slab_side_load(sd, cls, i) : 0;
 		if (i >= nb) {
 			if ((bits >> (i % 64)) & 1)
 				FAIL("slab %" PRIu64 " (class %u) has bit %u set "
@@ -247,10 +248,22 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 		if (SHM_SLAB_LEASE(w) > SHM_LEASES)
 			FAIL("slab %" PRIu64 " names lease %u", s,
 			    SHM_SLAB_LEASE(w));
+		n = slab_class_slabs[SHM_SLAB_CLS(w)];
+		if (n > seg->nslabs - s)
+			FAIL("span at slab %" PRIu64 " runs %" PRIu64 " slabs "
+			    "past the end", s, n);
+		for (t = s + 1; t < s + n; t++) {
+			if (SHM_SLAB_STATE(atomic_load(&((struct shm_slab *)
+			    &seg->slabs[t])->word)) != SHM_SPAN_TAIL ||
+			    seg->slabs[t].run != s)
+				FAIL("span at slab %" PRIu64 ": slab %" PRIu64
+				    " is not its tail", s, t);
+		}
 		if ((rc = check_slab_settled(seg, s, SHM_SLAB_CLS(w), looks, r,
 		    err, errlen)) != 0)
 			return rc;
-		r->slabs_small++;
+		r->slabs_small += n;
+		*next = s + n;
 		return 0;
 	case SHM_LARGE_HEAD:
 		n = sl->run;
@@ -285,6 +298,12 @@ check_slab(const struct shm_seg *seg, uint64_t s, uint64_t *hwm,
 		    h + seg->slabs[h].run > s)
 			return 0;
 		FAIL("slab %" PRIu64 " is an extent tail without a head", s);
+	case SHM_SPAN_TAIL:
+		/* As for extents: a span made after the walk passed its
+		 * head. */
+		if (slab_span_head(seg, s) != UINT64_MAX)
+			return 0;
+		FAIL("slab %" PRIu64 " is a span tail without a head", s);
 	default:
 		FAIL("slab %" PRIu64 " has state %u", s, st);
 	}
@@ -384,7 +403,7 @@ shm_stats(const struct shm_seg *seg, struct shm_stats *st)
 			st->cls[cls].free += slab_class_nblocks[cls] - claimed;
 			st->cls[cls].cached += claimed - used;
 			st->cls[cls].req += req;
-			st->slabs_used++;
+			st->slabs_used += slab_class_slabs[cls];
 			break;
 		case SHM_LARGE_HEAD:
 			if (seg->slabs[s].run == 0 ||

@@ -186,13 +186,80 @@ image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
 	    nparts);
 }
 
+/* Whether block j of a span of cls at h is live in the segment. */
+static int
+span_live(const struct shm_seg *seg, uint64_t h, uint32_t cls, uint32_t j)
+{
+	return slab_side_load((uintptr_t)slab_sides(seg, h), cls, j) != 0;
+}
+
 /*
- * The runs of slabs in use in a slab table (a copy taken at the cut), as
- * (first, count) pairs of at most IMAGE_RUN_MAX slabs.  *runs is malloc'd.
+ * Whether slab s of a cut holds something an image must keep.  A small
+ * slab with no claimed block holds nothing (I3: its side entries are zero
+ * too).  A span keeps its head when a block in it is live (the head's side
+ * line holds every side entry of the span) and a tail when a live block
+ * reaches into it; blocks a thread holds privately are not live, and load
+ * as free.  Without the live segment every slab in use is kept.
+ */
+static int
+slab_kept(const struct shm_slab *slabs, const struct shm_seg *live,
+    uint64_t s)
+{
+	uint32_t w = atomic_load(&((struct shm_slab *)slabs)[s].word), cls, j;
+	uint64_t h, lo, hi, cs;
+	unsigned k;
+
+	switch (SHM_SLAB_STATE(w)) {
+	case SHM_FREE:
+		return 0;
+	case SHM_SMALL:
+	case SHM_RECLAIMING:
+		cls = SHM_SLAB_CLS(w);
+		if (live == NULL || cls >= SHM_NCLASSES)
+			return 1;
+		if (cls >= SHM_NSMALL) {
+			for (j = 0; j < slab_class_nblocks[cls]; j++)
+				if (span_live(live, s, cls, j))
+					return 1;
+			return 0;
+		}
+		for (k = 0; k < SHM_BITMAP_WORDS; k++)
+			if (atomic_load_explicit(&slab_bitmap(live, s)[k],
+			    memory_order_relaxed) != 0)
+				return 1;
+		return 0;
+	case SHM_SPAN_TAIL:
+		h = slabs[s].run;
+		if (live == NULL || h >= s || s - h >= SHM_SPAN_MAX)
+			return 1;
+		w = atomic_load(&((struct shm_slab *)slabs)[h].word);
+		cls = SHM_SLAB_CLS(w);
+		if ((SHM_SLAB_STATE(w) != SHM_SMALL &&
+		    SHM_SLAB_STATE(w) != SHM_RECLAIMING) ||
+		    cls < SHM_NSMALL || cls >= SHM_NCLASSES)
+			return 1;
+		cs = slab_class_size[cls];
+		lo = (s - h) << SHM_SLAB_SHIFT;
+		hi = lo + SHM_SLAB_SIZE;
+		for (j = (uint32_t)(lo / cs); j < slab_class_nblocks[cls] &&
+		    j * cs < hi; j++)
+			if (span_live(live, h, cls, j))
+				return 1;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/*
+ * The runs of slabs to write from a slab table (a copy taken at the cut),
+ * as (first, count) pairs of at most IMAGE_RUN_MAX slabs: those in use,
+ * less those holding nothing when the live segment is given (slab_kept()).
+ * *runs is malloc'd.
  */
 int
-image_runs(const struct shm_slab *slabs, uint64_t nslabs, uint64_t **runs,
-    uint64_t *nruns)
+image_runs(const struct shm_slab *slabs, uint64_t nslabs,
+    const struct shm_seg *live, uint64_t **runs, uint64_t *nruns)
 {
 	uint64_t s, cap = 64, first = 0, n = 0, *r, *p;
 	uint32_t st;
@@ -201,8 +268,8 @@ image_runs(const struct shm_slab *slabs, uint64_t nslabs, uint64_t **runs,
 	if ((r = malloc(cap * 16)) == NULL)
 		return -ENOMEM;
 	for (s = 0; s <= nslabs; s++) {
-		st = s < nslabs ? SHM_SLAB_STATE(atomic_load(
-		    &((struct shm_slab *)slabs)[s].word)) : SHM_FREE;
+		st = s < nslabs && slab_kept(slabs, live, s) ?
+		    SHM_SMALL : SHM_FREE;
 		if (st != SHM_FREE && n < IMAGE_RUN_MAX) {
 			if (n++ == 0)
 				first = s;
@@ -705,7 +772,7 @@ image_settle(struct shm_seg *seg)
 {
 	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits;
 	uint32_t w, cls, nw, i, k;
-	_Atomic uint16_t *sd;
+	uintptr_t sd;
 
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
@@ -721,14 +788,13 @@ image_settle(struct shm_seg *seg)
 			continue;	/* shm_check() will name it */
 		atomic_store(&seg->slabs[s].word,
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
-		sd = slab_sides(seg, s);
+		sd = slab_side_base(seg, s, cls);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
 		for (k = 0; k < nw; k++) {
 			bits = 0;
 			for (i = 0; i < 64 && k * 64 + i < slab_class_nblocks[cls];
 			    i++)
-				if (atomic_load_explicit(&sd[k * 64 + i],
-				    memory_order_relaxed) != 0)
+				if (slab_side_load(sd, cls, k * 64 + i) != 0)
 					bits |= UINT64_C(1) << i;
 			atomic_store_explicit(&slab_bitmap(seg, s)[k], bits,
 			    memory_order_relaxed);

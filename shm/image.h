@@ -96,7 +96,8 @@ int	 image_write_header(int fd, const struct image_header *);
 int	 image_write_section(int fd, uint32_t type, uint64_t first,
 	    uint64_t count, const void *const *parts, const size_t *lens,
 	    int nparts);
-int	 image_runs(const struct shm_slab *, uint64_t nslabs, uint64_t **runs,
+int	 image_runs(const struct shm_slab *, uint64_t nslabs,
+	    const struct shm_seg *live, uint64_t **runs,
 	    uint64_t *nruns);
 int	 image_write(int fd, const struct shm_seg *, const uint8_t identity[16],
 	    const uint8_t *meta, uint64_t meta_len, const uint64_t *runs,

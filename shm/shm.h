@@ -16,19 +16,40 @@
  *   leases     SHM_LEASES x struct shm_lease: one cache line each, the private
  *              block set of one client thread's lease (fast path)
  *   slab table nslabs x struct shm_slab: state, class, extent geometry
- *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a small slab
- *   sides      nslabs x SHM_SIDE_BYTES: per block, 0 = not live, else
- *              class_size - requested + 1 (uint16_t)
+ *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a slab or span
+ *   sides      nslabs x SHM_SIDE_BYTES: a slab's side line (below)
  *
  * Slabs are SHM_SLAB_SIZE bytes and aligned to it relative to data_start:
  *
  *   slab(addr)  = (addr - data_start) >> SHM_SLAB_SHIFT
- *   block(addr) = ((addr - data_start) & SHM_SLAB_MASK) / class_size
+ *   block(addr) = (addr - span_start) / class_size
+ *
+ * Size classes.  Classes 0..SHM_NSMALL-1 (16 B .. 8 KiB) hold their
+ * blocks in one slab.  Classes SHM_NSMALL.. (10 KiB .. SHM_CLASS_MAX, four
+ * per doubling) hold theirs in a span: slab_class_slabs[cls] contiguous
+ * slabs, the first (the head) SMALL of the class and carrying the span's
+ * bitmap, owner and lease, the others SPAN_TAIL naming the head in run.
+ * A span's blocks tile it exactly; everything said below of a small slab
+ * is said of a span through its head.  Requests above SHM_CLASS_MAX take
+ * an extent (LARGE_HEAD + LARGE_TAIL), allocated by the daemon alone.
+ *
+ * Side entries record, per block, 0 = not live, else class_size -
+ * requested + 1.  Where they live is a function of the class, so that
+ * each slab's metadata costs what its blocks need (a heap of large blocks
+ * reserves about 1% for metadata, not the 13% 16-byte blocks need):
+ *
+ *   cls < SHM_NINBAND (< 1 KiB)   uint16_t, in the slab itself, from
+ *                                  slab_class_sideoff[cls] to its end
+ *   cls < SHM_NSMALL               uint16_t, in the slab's side line
+ *   cls >= SHM_NSMALL (spans)      uint32_t, in the side lines of the
+ *                                  span's slabs, which are contiguous
  *
  * Invariants (shm_check() asserts each of them):
  *
- *   I1  state FREE  =>  bitmap == 0 and every side entry == 0
- *   I2  state SMALL =>  cls < SHM_NCLASSES, bits only below nblocks(cls)
+ *   I1  state FREE  =>  bitmap == 0
+ *   I2  state SMALL =>  cls < SHM_NCLASSES, bits only below nblocks(cls);
+ *       cls >= SHM_NSMALL  =>  slabs s+1 .. s+K-1 are SPAN_TAIL with
+ *       run == s, K = slab_class_slabs[cls]
  *   I3  side[i] != 0 =>  bit i set            (live implies claimed)
  *   I4  LARGE_HEAD at s with run n  =>  slabs s+1 .. s+n-1 are LARGE_TAIL
  *       with head == s, and req <= n * SHM_SLAB_SIZE
@@ -67,7 +88,9 @@
  * A slab leaves SMALL only through slab_reclaim(), which stores
  * RECLAIMING, reads the owner's announcement (backing off if it names the
  * slab), then reads the bitmap: a claim either finished before (its bits
- * are seen) or sees RECLAIMING and takes nothing.
+ * are seen) or sees RECLAIMING and takes nothing.  A span is made tails
+ * first, head last, and unmade head first, so a crash in between leaves
+ * tails no head covers, which start-up frees (slab_settle_extents()).
  */
 #ifndef ACLHEAP_SHM_H
 #define ACLHEAP_SHM_H
@@ -78,8 +101,8 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		4u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
-					 * announced claims */
+#define SHM_VERSION		5u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+					 * announced claims; 5: spans, side lines */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -88,9 +111,13 @@
 #define SHM_MAX_BLOCKS		(SHM_SLAB_SIZE / SHM_MIN_BLOCK)		/* 4096 */
 #define SHM_BITMAP_WORDS	(SHM_MAX_BLOCKS / 64)			/* 64 */
 #define SHM_BITMAP_BYTES	(SHM_BITMAP_WORDS * 8)			/* 512 */
-#define SHM_SIDE_BYTES		(SHM_MAX_BLOCKS * 2)			/* 8 KiB */
-#define SHM_NCLASSES		32
-#define SHM_SMALL_MAX		8192
+#define SHM_SIDE_BYTES		128	/* a slab's side line */
+#define SHM_NCLASSES		68
+#define SHM_NSMALL		32	/* classes of blocks within one slab */
+#define SHM_NINBAND		19	/* classes with sides in the slab */
+#define SHM_SMALL_MAX		8192	/* largest class within one slab */
+#define SHM_CLASS_MAX		(UINT64_C(4) << 20)	/* largest class */
+#define SHM_SPAN_MAX		64	/* slabs in the largest span */
 #define SHM_SUPER_BYTES		4096
 #define SHM_ROOTS		512
 #define SHM_ROOT_NAME_MAX	63
@@ -109,30 +136,31 @@ enum shm_slab_state {
 	SHM_LARGE_HEAD = 2,
 	SHM_LARGE_TAIL = 3,
 	SHM_RECLAIMING = 4,
+	SHM_SPAN_TAIL = 5,	/* run: the span's head */
 };
 
 /* 16 bytes.  state, class, lease and owner share one atomic word, so that
  * a claimer reads them in one sequentially consistent load. */
 struct shm_slab {
-	_Atomic uint32_t word;	/* state | cls << 4 | lease << 10 | owner << 21 */
-	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAIL: head */
+	_Atomic uint32_t word;	/* state | cls << 3 | lease << 10 | owner << 21 */
+	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAILs: head */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
-/* The slab word: state (4 bits), class (6), lease record + 1 (11, 0 =
+/* The slab word: state (3 bits), class (7), lease record + 1 (11, 0 =
  * none) and, for a small slab, its owner (11): the lease record + 1 it was
  * last leased to (its affinity), 0 for the daemon.  The daemon alone
  * writes it. */
 #define SHM_SLAB_WORD(state, cls, lease) \
-	((uint32_t)(state) | (uint32_t)(cls) << 4 | (uint32_t)(lease) << 10)
-#define SHM_SLAB_STATE(w)	((w) & 0xfu)
-#define SHM_SLAB_CLS(w)		(((w) >> 4) & 0x3fu)
+	((uint32_t)(state) | (uint32_t)(cls) << 3 | (uint32_t)(lease) << 10)
+#define SHM_SLAB_STATE(w)	((w) & 0x7u)
+#define SHM_SLAB_CLS(w)		(((w) >> 3) & 0x7fu)
 #define SHM_SLAB_LEASE(w)	(((w) >> 10) & 0x7ffu)
 #define SHM_SLAB_OWNER(w)	((w) >> 21)
 #define SHM_SLAB_LEASED(w, l)	(((w) & ~(UINT32_C(0x7ff) << 10)) | \
 	(uint32_t)(l) << 10)
 #define SHM_SLAB_OWNED(w, o)	(((w) & 0x1fffffu) | (uint32_t)(o) << 21)
-_Static_assert(SHM_LEASES < 0x7ff && SHM_NCLASSES <= 64,
+_Static_assert(SHM_LEASES < 0x7ff && SHM_NCLASSES <= 128,
     "the slab word's fields are too narrow");
 
 struct shm_root {
@@ -226,9 +254,11 @@ int	 seg_parse_size(const char *, uint64_t *);
 extern const uint32_t slab_class_size[SHM_NCLASSES];
 extern const uint64_t slab_class_magic[SHM_NCLASSES];	/* ceil(2^48/size) */
 extern const uint16_t slab_class_nblocks[SHM_NCLASSES];
+extern const uint8_t slab_class_slabs[SHM_NCLASSES];	/* slabs a span */
+extern const uint16_t slab_class_sideoff[SHM_NINBAND];	/* in-slab sides */
 int	 slab_class_aligned(size_t size, size_t alignment);
 
-/* The class of a request, or -1 when it needs whole slabs.  One compare
+/* The class of a request, or -1 when it needs an extent.  One compare
  * for the 16-byte steps, a bit scan for the rest. */
 static inline int
 slab_class_of(size_t size)
@@ -238,7 +268,7 @@ slab_class_of(size_t size)
 
 	if (size <= 128)
 		return size == 0 ? 0 : (int)((size - 1) >> 4);
-	if (size > SHM_SMALL_MAX)
+	if (size > SHM_CLASS_MAX)
 		return -1;
 	m = size - 1;
 	p = 63 - __builtin_clzll(m);
@@ -269,10 +299,64 @@ slab_bitmap(const struct shm_seg *seg, uint64_t s)
 	return seg->bitmaps + s * SHM_BITMAP_WORDS;
 }
 
+/* Slab s's side line (contiguous with the next slab's). */
 static inline _Atomic uint16_t *
 slab_sides(const struct shm_seg *seg, uint64_t s)
 {
-	return seg->sides + s * SHM_MAX_BLOCKS;
+	return seg->sides + s * (SHM_SIDE_BYTES / 2);
+}
+
+/* Where the side entries of a slab (or span head) s of class cls begin:
+ * 16-bit entries below SHM_NSMALL, 32-bit ones from it on (shm.h's top). */
+static inline uintptr_t
+slab_side_base(const struct shm_seg *seg, uint64_t s, uint32_t cls)
+{
+	if (cls < SHM_NINBAND)
+		return slab_addr(seg, s) + slab_class_sideoff[cls];
+	return (uintptr_t)slab_sides(seg, s);
+}
+
+/* How many side entries a slab of cls has room for out of the slab
+ * (in-band classes have exactly nblocks). */
+static inline uint32_t
+slab_side_room(uint32_t cls)
+{
+	if (cls < SHM_NINBAND)
+		return slab_class_nblocks[cls];
+	if (cls < SHM_NSMALL)
+		return SHM_SIDE_BYTES / 2;
+	return (uint32_t)slab_class_slabs[cls] * (SHM_SIDE_BYTES / 4);
+}
+
+static inline uint32_t
+slab_side_load(uintptr_t base, uint32_t cls, uint32_t i)
+{
+	if (cls >= SHM_NSMALL)
+		return atomic_load_explicit((_Atomic uint32_t *)base + i,
+		    memory_order_acquire);
+	return atomic_load_explicit((_Atomic uint16_t *)base + i,
+	    memory_order_acquire);
+}
+
+static inline uint32_t
+slab_side_xchg(uintptr_t base, uint32_t cls, uint32_t i, uint32_t v)
+{
+	if (cls >= SHM_NSMALL)
+		return atomic_exchange_explicit((_Atomic uint32_t *)base + i,
+		    v, memory_order_acq_rel);
+	return atomic_exchange_explicit((_Atomic uint16_t *)base + i,
+	    (uint16_t)v, memory_order_acq_rel);
+}
+
+static inline void
+slab_side_store(uintptr_t base, uint32_t cls, uint32_t i, uint32_t v)
+{
+	if (cls >= SHM_NSMALL)
+		atomic_store_explicit((_Atomic uint32_t *)base + i, v,
+		    memory_order_release);
+	else
+		atomic_store_explicit((_Atomic uint16_t *)base + i,
+		    (uint16_t)v, memory_order_release);
 }
 
 static inline int
@@ -282,13 +366,33 @@ seg_in_data(const struct shm_seg *seg, uintptr_t addr)
 	    addr - seg->data < (seg->nslabs << SHM_SLAB_SHIFT);
 }
 
+/* The head of the span slab s is a tail of, or UINT64_MAX.  run comes
+ * from the slab table and is bounded before anyone walks it. */
+static inline uint64_t
+slab_span_head(const struct shm_seg *seg, uint64_t s)
+{
+	uint64_t h = seg->slabs[s].run;
+	uint32_t w, st, cls;
+
+	if (h >= s || s - h >= SHM_SPAN_MAX)
+		return UINT64_MAX;
+	w = atomic_load_explicit(&seg->slabs[h].word, memory_order_acquire);
+	st = SHM_SLAB_STATE(w);
+	cls = SHM_SLAB_CLS(w);
+	if ((st != SHM_SMALL && st != SHM_RECLAIMING) || cls < SHM_NSMALL ||
+	    cls >= SHM_NCLASSES || s - h >= slab_class_slabs[cls])
+		return UINT64_MAX;
+	return h;
+}
+
 /* What a pointer is, for free, usable_size and validation. */
 struct slab_block {
-	uint64_t slab;
+	uint64_t slab;		/* the slab, or the span's head */
 	uint32_t index;		/* block index (small) */
 	uint32_t cls;		/* small: class; large: UINT32_MAX */
 	uint64_t req;		/* requested size */
 	uint64_t usable;	/* usable size */
+	uintptr_t sides;	/* small: where its side entries begin */
 };
 
 /*
@@ -302,13 +406,19 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
     struct slab_block *b)
 {
 	uint64_t s, off;
-	uint32_t w, cls, cs, i;
-	uint16_t side;
+	uint32_t w, cls, cs, i, side;
+	uintptr_t sides;
 
 	if (!seg_in_data(seg, addr))
 		return -22;	/* EINVAL, without <errno.h> in every user */
 	s = slab_index(seg, addr);
 	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
+	if (__builtin_expect(SHM_SLAB_STATE(w) == SHM_SPAN_TAIL, 0)) {
+		if ((s = slab_span_head(seg, s)) == UINT64_MAX)
+			return -22;
+		w = atomic_load_explicit(&seg->slabs[s].word,
+		    memory_order_acquire);
+	}
 	off = addr - slab_addr(seg, s);
 	/* RECLAIMING keeps its class and its blocks: a live block holds its
 	 * bit, so the reclaim of its slab cannot succeed; it is looked up
@@ -319,12 +429,13 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 		if (cls >= SHM_NCLASSES)
 			return -22;
 		cs = slab_class_size[cls];
-		/* off / cs without a divide: exact for off < 2^22. */
+		/* off / cs without a divide: exact for every offset in a
+		 * slab or span. */
 		i = (uint32_t)((off * slab_class_magic[cls]) >> 48);
 		if (off != (uint64_t)i * cs || i >= slab_class_nblocks[cls])
 			return -22;
-		side = atomic_load_explicit(&slab_sides(seg, s)[i],
-		    memory_order_acquire);
+		sides = slab_side_base(seg, s, cls);
+		side = slab_side_load(sides, cls, i);
 		if (side == 0 || side > cs + 1)
 			return -22;
 		b->slab = s;
@@ -332,6 +443,7 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 		b->cls = cls;
 		b->req = cs - (side - 1u);
 		b->usable = cs;
+		b->sides = sides;
 		return 0;
 	}
 	/* run comes from shared memory: bounded before anyone walks it. */
@@ -343,6 +455,7 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	b->cls = UINT32_MAX;
 	b->req = seg->slabs[s].req;
 	b->usable = (uint64_t)seg->slabs[s].run << SHM_SLAB_SHIFT;
+	b->sides = 0;
 	return 0;
 }
 
@@ -398,8 +511,8 @@ static inline void
 slab_set_live(struct shm_seg *seg, uint64_t s, uint32_t i, uint32_t cls,
     size_t req)
 {
-	atomic_store_explicit(&slab_sides(seg, s)[i],
-	    (uint16_t)(slab_class_size[cls] - req + 1), memory_order_release);
+	slab_side_store(slab_side_base(seg, s, cls), cls, i,
+	    (uint32_t)(slab_class_size[cls] - req + 1));
 }
 
 int	 slab_claim_begin(struct shm_seg *, uint64_t s, uint32_t cls,

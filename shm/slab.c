@@ -18,21 +18,44 @@
 
 #include "shm.h"
 
-/* 16-byte steps to 128, then four classes per power of two, up to 8 KiB. */
+/*
+ * 16-byte steps to 128, then four classes per power of two: up to 8 KiB
+ * within one slab, above it in spans of slab_class_slabs[] slabs that the
+ * blocks tile exactly, about eight blocks a span up to 4 MiB spans (the
+ * unit tests derive every table from these rules).
+ */
 const uint32_t slab_class_size[SHM_NCLASSES] = {
-	16, 32, 48, 64, 80, 96, 112, 128,
-	160, 192, 224, 256, 320, 384, 448, 512,
-	640, 768, 896, 1024, 1280, 1536, 1792, 2048,
-	2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+	16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+	512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584,
+	4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480,
+	24576, 28672, 32768, 40960, 49152, 57344, 65536, 81920, 98304, 114688,
+	131072, 163840, 196608, 229376, 262144, 327680, 393216, 458752,
+	524288, 655360, 786432, 917504, 1048576, 1310720, 1572864, 1835008,
+	2097152, 2621440, 3145728, 3670016, 4194304,
 };
 
-#define NB(c)	(uint16_t)(SHM_SLAB_SIZE / (c))
+/* Below 1 KiB a slab also holds its blocks' 16-bit side entries, at its
+ * end; from 1 KiB on they fit the slab's side line. */
 const uint16_t slab_class_nblocks[SHM_NCLASSES] = {
-	NB(16), NB(32), NB(48), NB(64), NB(80), NB(96), NB(112), NB(128),
-	NB(160), NB(192), NB(224), NB(256), NB(320), NB(384), NB(448),
-	NB(512), NB(640), NB(768), NB(896), NB(1024), NB(1280), NB(1536),
-	NB(1792), NB(2048), NB(2560), NB(3072), NB(3584), NB(4096),
-	NB(5120), NB(6144), NB(7168), NB(8192),
+	3640, 1927, 1310, 992, 799, 668, 574, 504, 404, 337, 289, 254, 203,
+	169, 145, 127, 102, 85, 72, 64, 51, 42, 36, 32, 25, 21, 18, 16, 12,
+	10, 9, 8, 32, 16, 32, 8, 16, 8, 16, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+	8, 8, 8, 8, 8, 8, 6, 5, 4, 4, 3, 2, 2, 2, 1, 1, 1, 1,
+};
+
+const uint8_t slab_class_slabs[SHM_NCLASSES] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 3, 7, 2, 5, 3, 7, 4, 5, 6, 7, 8, 10, 12,
+	14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 60, 60, 56, 64, 60, 48, 56,
+	64, 40, 48, 56, 64,
+};
+
+#define SO(c, n)	(uint16_t)(SHM_SLAB_SIZE - 2 * (n))
+const uint16_t slab_class_sideoff[SHM_NINBAND] = {
+	SO(16, 3640), SO(32, 1927), SO(48, 1310), SO(64, 992), SO(80, 799),
+	SO(96, 668), SO(112, 574), SO(128, 504), SO(160, 404), SO(192, 337),
+	SO(224, 289), SO(256, 254), SO(320, 203), SO(384, 169), SO(448, 145),
+	SO(512, 127), SO(640, 102), SO(768, 85), SO(896, 72),
 };
 
 #define MG(c)	((UINT64_C(1) << 48) + (c) - 1) / (c)
@@ -41,7 +64,14 @@ const uint64_t slab_class_magic[SHM_NCLASSES] = {
 	MG(160), MG(192), MG(224), MG(256), MG(320), MG(384), MG(448),
 	MG(512), MG(640), MG(768), MG(896), MG(1024), MG(1280), MG(1536),
 	MG(1792), MG(2048), MG(2560), MG(3072), MG(3584), MG(4096),
-	MG(5120), MG(6144), MG(7168), MG(8192),
+	MG(5120), MG(6144), MG(7168), MG(8192), MG(10240), MG(12288),
+	MG(14336), MG(16384), MG(20480), MG(24576), MG(28672), MG(32768),
+	MG(40960), MG(49152), MG(57344), MG(65536), MG(81920), MG(98304),
+	MG(114688), MG(131072), MG(163840), MG(196608), MG(229376),
+	MG(262144), MG(327680), MG(393216), MG(458752), MG(524288),
+	MG(655360), MG(786432), MG(917504), MG(1048576), MG(1310720),
+	MG(1572864), MG(1835008), MG(2097152), MG(2621440), MG(3145728),
+	MG(3670016), MG(4194304),
 };
 
 /* The smallest class that holds size and whose every block is aligned to
@@ -53,7 +83,9 @@ slab_class_aligned(size_t size, size_t alignment)
 
 	if (alignment <= SHM_ALIGN)
 		return slab_class_of(size);
-	if (alignment > SHM_SMALL_MAX)
+	/* Spans start on a slab boundary, so blocks are aligned to at most
+	 * that. */
+	if (alignment > SHM_SLAB_SIZE)
 		return -1;
 	c = slab_class_of(size < alignment ? alignment : size);
 	if (c < 0)
@@ -223,10 +255,10 @@ slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
 int
 slab_free_block(struct shm_seg *seg, const struct slab_block *b, size_t *req)
 {
-	uint16_t side;
+	uint32_t side;
 	uint64_t bit;
 
-	side = atomic_exchange(&slab_sides(seg, b->slab)[b->index], 0);
+	side = slab_side_xchg(b->sides, b->cls, b->index, 0);
 	if (side == 0)
 		return -EINVAL;
 	bit = UINT64_C(1) << (b->index % 64);
@@ -294,7 +326,8 @@ slab_reclaim(struct shm_seg *seg, uint64_t s)
 }
 
 /*
- * Start-up: frees the extent tails a crash left without their head.  An
+ * Start-up: frees the extent and span tails a crash left without their
+ * head.  A span is made tails first and unmade head first.  An
  * extent is made tails first and head last, freed head first, and shrunk
  * by writing its smaller request, then its shorter length, then freeing
  * the tails past it; so a daemon killed in the middle leaves tails that
@@ -311,6 +344,13 @@ slab_settle_extents(struct shm_seg *seg)
 
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
+		if (SHM_SLAB_STATE(w) == SHM_SPAN_TAIL) {
+			/* A span is made tails first and unmade head first,
+			 * and never changes length. */
+			if (slab_span_head(seg, s) == UINT64_MAX)
+				goto free;
+			continue;
+		}
 		if (SHM_SLAB_STATE(w) != SHM_LARGE_TAIL)
 			continue;
 		h = seg->slabs[s].run;
@@ -324,6 +364,7 @@ slab_settle_extents(struct shm_seg *seg)
 		    (n == 0 || n > seg->nslabs - h || n > s - h ||
 		    seg->slabs[h].req > n * SHM_SLAB_SIZE))
 			continue;
+free:
 		seg->slabs[s].run = 0;
 		atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_FREE, 0,
 		    0));
@@ -340,10 +381,9 @@ slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
     uint64_t *req_bytes)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
-	_Atomic uint16_t *sd = slab_sides(seg, s);
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w, n = 0;
+	uintptr_t sd = slab_side_base(seg, s, cls);
+	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w, n = 0, side;
 	uint64_t bits, r = 0;
-	uint16_t side;
 	int i;
 
 	for (w = 0; w < nw; w++) {
@@ -351,8 +391,7 @@ slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 		while (bits != 0) {
 			i = __builtin_ctzll(bits);
 			bits &= bits - 1;
-			side = atomic_load_explicit(&sd[w * 64 + i],
-			    memory_order_relaxed);
+			side = slab_side_load(sd, cls, w * 64 + (uint32_t)i);
 			if (side != 0) {
 				n++;
 				r += slab_class_size[cls] - (side - 1u);

@@ -219,13 +219,31 @@ START_TEST(aclrealloc_cases)
 	for (i = 0; i < 30; i++)
 		ck_assert_uint_eq(q[i], i);
 	ck_free_refused(p);	/* the old block is gone */
-	p = aclrealloc(q, 300000);		/* to an extent */
+	p = aclrealloc(q, 300000);		/* to a span's block */
 	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(aclheap_usable_size(p), 327680);
 	for (i = 0; i < 30; i++)
 		ck_assert_uint_eq(p[i], i);
-	q = aclrealloc(p, 70000);		/* shrinks in place */
+	q = aclrealloc(p, 200000);		/* shrinks in place */
 	ck_assert_ptr_eq(q, p);
-	ck_assert_uint_eq(aclheap_usable_size(q), 131072);
+	q = aclrealloc(p, 70000);		/* a class down: moves */
+	ck_assert_ptr_ne(q, p);
+	ck_assert_uint_eq(aclheap_usable_size(q), 81920);
+	ck_free_refused(p);
+	p = aclrealloc(q, 5 << 20);		/* to an extent */
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(aclheap_usable_size(p), 5 << 20);
+	q = aclrealloc(p, (9 << 19) + 1);	/* shrinks in place */
+	ck_assert_ptr_eq(q, p);
+	ck_assert_uint_eq(aclheap_usable_size(q), (9 << 19) + 65536);
+	q = aclrealloc(p, 6 << 20);		/* grows into free slabs */
+	ck_assert_ptr_eq(q, p);
+	ck_assert_uint_eq(aclheap_usable_size(q), 6 << 20);
+	for (i = 0; i < 30; i++)
+		ck_assert_uint_eq(q[i], i);
+	q[(6 << 20) - 1] = 0x5a;
+	q = aclrealloc(q, 70000);		/* back to a class */
+	ck_assert_ptr_nonnull(q);
 	/* Bad pointers and impossible sizes: NULL, and p untouched. */
 	errno = 0;
 	ck_assert_ptr_null(aclrealloc(&local, 10));
@@ -238,6 +256,31 @@ START_TEST(aclrealloc_cases)
 	ck_assert_int_eq(errno, ENOMEM);
 	ck_assert_uint_eq(q[29], 29);
 	ck_assert_uint_eq(aclfree(q), 70000);
+	heap_ok();
+}
+END_TEST
+
+/* An extent grows in place only into free slabs: with another block
+ * right after it, it moves, bytes and all. */
+START_TEST(aclrealloc_extent_blocked_moves)
+{
+	unsigned char *a, *b, *c;
+
+	a = aclmalloc(5 << 20);
+	b = aclmalloc(5 << 20);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	/* First fit in a fresh heap puts b right after a. */
+	ck_assert_ptr_eq(b, a + (5 << 20));
+	memset(a, 0x33, 5 << 20);
+	c = aclrealloc(a, 6 << 20);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_ne(c, a);
+	ck_assert_uint_eq(c[0], 0x33);
+	ck_assert_uint_eq(c[(5 << 20) - 1], 0x33);
+	ck_free_refused(a);
+	ck_assert_uint_eq(aclfree(b), 5 << 20);
+	ck_assert_uint_eq(aclfree(c), 6 << 20);
 	heap_ok();
 }
 END_TEST
@@ -658,6 +701,7 @@ client_suite(void)
 	tcase_add_test(tc, aligned_conversions);
 	tcase_add_test(tc, aclcalloc_zero_and_overflow);
 	tcase_add_test(tc, aclrealloc_cases);
+	tcase_add_test(tc, aclrealloc_extent_blocked_moves);
 	tcase_add_test(tc, aclmemalign_alignments);
 	tcase_add_test(tc, aclmalloc_past_heap_fails_fast);
 	tcase_add_test(tc, usable_size_and_contains);

@@ -278,7 +278,7 @@ START_TEST(test_status_human)
 
 	for (i = 0; i < 10; i++)
 		(void)alloc_ok(60);
-	(void)alloc_ok(200000);
+	(void)alloc_ok(5000000);	/* above the classes: an extent */
 	ck_assert_int_eq(aclheap_root_set("r", alloc_ok(8)), 0);
 
 	rc = ctl("status", NULL);
@@ -356,7 +356,7 @@ END_TEST
 
 START_TEST(test_blocks)
 {
-	static const size_t sizes[] = { 24, 100, 1000, 8000, 200000 };
+	static const size_t sizes[] = { 24, 100, 1000, 8000, 5000000 };
 	void *p[5];
 	char want[128], line[256];
 	size_t i;
@@ -550,7 +550,7 @@ START_TEST(test_dump_verify_inspect)
 
 	a = alloc_ok(48);
 	strcpy(a, "persistent");
-	b = alloc_ok(100000);
+	b = alloc_ok(5000000);
 	for (i = 0; i < 30; i++)
 		(void)alloc_ok(300);
 	ck_assert_int_eq(aclheap_root_set("gamma", a), 0);
@@ -590,7 +590,7 @@ START_TEST(test_dump_verify_inspect)
 	ck_assert_uint_eq(json_u64(out, "large_blocks"), 1);
 	ck_assert_uint_eq(json_u64(out, "base"), TEST_BASE);
 	snprintf(want, sizeof(want), "{\"name\":\"delta\",\"addr\":%" PRIuPTR
-	    ",\"requested\":100000}", (uintptr_t)b);
+	    ",\"requested\":5000000}", (uintptr_t)b);
 	ck_out_has(want);
 	ck_assert_uint_eq(json_u64(strstr(out, "{\"block_size\":320,"),
 	    "blocks_in_use"), 30);

@@ -595,19 +595,20 @@ START_TEST(scribbled_slab_table_survived)
 	Aclheap__Reply *r;
 	unsigned char *big, *small;
 	uint64_t sb, ss;
-	uint32_t saved;
+	uint32_t saved, run;
 	int fd;
 
-	big = aclmalloc(100000);
+	big = aclmalloc(5 << 20);	/* an extent */
 	small = aclmalloc(40);
 	ck_assert_ptr_nonnull(big);
 	ck_assert_ptr_nonnull(small);
 	sb = slab_index(&conn_seg, (uintptr_t)big);
 	ss = slab_index(&conn_seg, (uintptr_t)small);
+	run = conn_seg.slabs[sb].run;
 	conn_seg.slabs[sb].run = UINT32_MAX;
 	saved = atomic_load(&conn_seg.slabs[ss].word);
 	atomic_store(&conn_seg.slabs[ss].word,
-	    SHM_SLAB_WORD(SHM_SMALL, 63, 0));	/* the largest it can say */
+	    SHM_SLAB_WORD(SHM_SMALL, 127, 0));	/* the largest it can say */
 	fd = raw_hello();
 	f.addr = (uintptr_t)big;
 	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
@@ -627,7 +628,7 @@ START_TEST(scribbled_slab_table_survived)
 	ck_assert_int_gt(td.pid, 0);
 	ck_assert_int_eq(kill(td.pid, 0), 0);
 	atomic_store(&conn_seg.slabs[ss].word, saved);
-	conn_seg.slabs[sb].run = 2;
+	conn_seg.slabs[sb].run = run;
 	still_serving();
 }
 END_TEST

@@ -690,8 +690,8 @@ START_TEST(hot_word_frees)
 	ck_free_refused(b + 1);
 	/* A scribbled side entry is refused and left as it was. */
 	s = slab_index(&conn_seg, (uintptr_t)b);
-	side = &slab_sides(&conn_seg, s)[((uintptr_t)b - slab_addr(&conn_seg,
-	    s)) / 64];
+	side = (_Atomic uint16_t *)slab_side_base(&conn_seg, s, cls) +
+	    ((uintptr_t)b - slab_addr(&conn_seg, s)) / 64;
 	saved = atomic_load(side);
 	atomic_store(side, 200);
 	ck_free_refused(b);

@@ -256,7 +256,7 @@ START_TEST(tiny_shm_gives_enomem_not_sigbus)
 		    &conn_seg.slabs[s].word)), SHM_FREE);
 		ck_assert_int_eq(read_at(slab_addr(&conn_seg, s), 16384), 0);
 		ck_assert_int_eq(read_at(conn_seg.base + conn_seg.sb->sides_off +
-		    s * SHM_SIDE_BYTES, 8192), 0);
+		    s * SHM_SIDE_BYTES, SHM_SIDE_BYTES), 0);
 	}
 	for (i = 0; i < nblk; i++)
 		ck_assert_uint_eq(aclfree(blk[i]), req[i]);

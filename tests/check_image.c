@@ -87,7 +87,7 @@ write_image(void)
 
 	meta = malloc(len);
 	memcpy(meta, seg.sb, len);
-	ck_assert_int_eq(image_runs(seg.slabs, seg.nslabs, &runs, &nruns), 0);
+	ck_assert_int_eq(image_runs(seg.slabs, seg.nslabs, NULL, &runs, &nruns), 0);
 	ck_assert_uint_eq(nruns, 3);	/* 0, 3-5, 100 */
 	ck_assert_int_eq(image_writer_open(dir, "heap.img.tmp", &fd, err,
 	    sizeof(err)), 0);

@@ -352,12 +352,12 @@ START_TEST(inconsistent_image_refused)
 	}
 	ck_assert_uint_lt(s, sb->nslabs);
 	orig = w;
-	w = SHM_SLAB_WORD(SHM_SMALL, 40, 0);
+	w = SHM_SLAB_WORD(SHM_SMALL, 100, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
 	x = image_hash(meta, h->meta_len);
 	memcpy(meta + h->meta_len, &x, sizeof(x));
 	spit(img, b, len);
-	refused(img, "has class 40");
+	refused(img, "has class 100");
 	/* An extent longer than the heap: the same. */
 	w = SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
@@ -472,7 +472,7 @@ START_TEST(reconnect_gives_up_after_timeout)
 	ck_assert_ptr_nonnull(strstr(aclheap_last_error(), "did not come back"));
 	/* The mapping stayed: the block is still readable here. */
 	ck_assert(aclheap_contains(p));
-	ck_assert_uint_eq(aclheap_usable_size(p), 131072);
+	ck_assert_uint_eq(aclheap_usable_size(p), 114688);
 	/* Back within the budget: the call goes through. */
 	setenv("ACLHEAP_RECONNECT_TIMEOUT", "30", 1);
 	ck_assert_int_eq(td_start(&td, NULL), 0);

@@ -79,6 +79,7 @@ check_fails(const char *what)
 
 START_TEST(slab_class_of_bounds)
 {
+	uint64_t bad;
 	size_t sz;
 	int c;
 
@@ -89,20 +90,72 @@ START_TEST(slab_class_of_bounds)
 	ck_assert_int_eq(slab_class_of(128), 7);
 	ck_assert_int_eq(slab_class_size[slab_class_of(129)], 160);
 	ck_assert_int_eq(slab_class_size[slab_class_of(8192)], 8192);
-	ck_assert_int_eq(slab_class_of(8193), -1);
+	ck_assert_int_eq(slab_class_size[slab_class_of(8193)], 10240);
+	ck_assert_int_eq(slab_class_of(8193), SHM_NSMALL);
+	ck_assert_int_eq(slab_class_size[slab_class_of(SHM_CLASS_MAX)],
+	    SHM_CLASS_MAX);
+	ck_assert_int_eq(slab_class_of(SHM_CLASS_MAX + 1), -1);
 	ck_assert_int_eq(slab_class_of((size_t)-1), -1);
-	/* Every size gets the smallest class that holds it. */
-	for (sz = 0; sz <= SHM_SMALL_MAX; sz++) {
+	/* Every size gets the smallest class that holds it, and above 8 KiB
+	 * wastes at most a fifth of the block (usable / requested <= 1.25).
+	 * Counted, then asserted once (4 million sizes). */
+	for (sz = 0, bad = 0; sz <= SHM_CLASS_MAX; sz++) {
 		c = slab_class_of(sz);
-		ck_assert_int_ge(c, 0);
-		ck_assert_uint_ge(slab_class_size[c], sz);
-		if (c > 0)
-			ck_assert_uint_lt(slab_class_size[c - 1], sz);
+		if (c < 0 || slab_class_size[c] < sz ||
+		    (c > 0 && slab_class_size[c - 1] >= sz) ||
+		    (sz > SHM_SMALL_MAX && slab_class_size[c] * 4 > sz * 5))
+			bad++;
 	}
+	ck_assert_uint_eq(bad, 0);
+}
+END_TEST
+
+/*
+ * The class tables follow from their rules: blocks within a slab up to
+ * 8 KiB, below 1 KiB with their 16-bit side entries at the slab's end,
+ * from 1 KiB in the slab's side line; above 8 KiB spans the blocks tile
+ * exactly, about eight blocks a span up to 4 MiB spans, whose 32-bit side
+ * entries fit the span's side lines.
+ */
+START_TEST(slab_class_tables_follow_rules)
+{
+	uint64_t span, lcm, g, a, b;
+	uint32_t cs, n;
+	int c, r;
+
 	for (c = 0; c < SHM_NCLASSES; c++) {
-		ck_assert_uint_eq(slab_class_size[c] % SHM_ALIGN, 0);
-		ck_assert_uint_eq(slab_class_nblocks[c],
-		    SHM_SLAB_SIZE / slab_class_size[c]);
+		cs = slab_class_size[c];
+		n = slab_class_nblocks[c];
+		ck_assert_uint_eq(cs % SHM_ALIGN, 0);
+		ck_assert_uint_le(n, SHM_MAX_BLOCKS);
+		if (c < SHM_NINBAND) {
+			ck_assert_uint_eq(slab_class_slabs[c], 1);
+			ck_assert_uint_eq(n, SHM_SLAB_SIZE / (cs + 2));
+			ck_assert_uint_eq(slab_class_sideoff[c],
+			    SHM_SLAB_SIZE - 2 * n);
+			ck_assert_uint_le((uint64_t)n * cs,
+			    slab_class_sideoff[c]);
+			continue;
+		}
+		if (c < SHM_NSMALL) {
+			ck_assert_uint_eq(slab_class_slabs[c], 1);
+			ck_assert_uint_eq(n, SHM_SLAB_SIZE / cs);
+			ck_assert_uint_le(n * 2, SHM_SIDE_BYTES);
+			continue;
+		}
+		for (a = cs, b = SHM_SLAB_SIZE; b != 0; g = a % b, a = b,
+		    b = g)
+			;
+		lcm = cs / a * SHM_SLAB_SIZE;
+		for (r = 1; lcm * (r + 1) <= SHM_CLASS_MAX && lcm * r / cs < 8;
+		    r++)
+			;
+		span = lcm * r;
+		ck_assert_uint_eq(slab_class_slabs[c], span / SHM_SLAB_SIZE);
+		ck_assert_uint_le(slab_class_slabs[c], SHM_SPAN_MAX);
+		ck_assert_uint_eq((uint64_t)n * cs, span);
+		ck_assert_uint_le(n * 4, slab_class_slabs[c] * SHM_SIDE_BYTES);
+		ck_assert_uint_le(n, 64);
 	}
 }
 END_TEST
@@ -115,11 +168,24 @@ START_TEST(slab_class_magic_divides)
 
 	/* Counted, then asserted once: 2 million ck_asserts take longer
 	 * than the test's timeout under valgrind. */
-	for (c = 0; c < SHM_NCLASSES; c++)
+	for (c = 0; c < SHM_NSMALL; c++)
 		for (off = 0; off < SHM_SLAB_SIZE; off++)
 			if ((off * slab_class_magic[c]) >> 48 !=
 			    off / slab_class_size[c] && wrong++ == 0)
 				first = (uint64_t)c << 32 | off;
+	/* In a span only a block's start must divide exactly (anything
+	 * else fails the multiply-back check whatever it gives), and the
+	 * offsets around it must not round up to it. */
+	for (; c < SHM_NCLASSES; c++)
+		for (off = 0; off <= (uint64_t)slab_class_nblocks[c] *
+		    slab_class_size[c]; off += slab_class_size[c]) {
+			if ((off * slab_class_magic[c]) >> 48 !=
+			    off / slab_class_size[c] && wrong++ == 0)
+				first = (uint64_t)c << 32 | off;
+			if (off > 0 && ((off - 1) * slab_class_magic[c]) >> 48
+			    != (off - 1) / slab_class_size[c] && wrong++ == 0)
+				first = (uint64_t)c << 32 | (off - 1);
+		}
 	ck_assert_msg(wrong == 0, "%" PRIu64 " offsets divided wrong, the "
 	    "first: class %" PRIu64 ", offset %" PRIu64, wrong, first >> 32,
 	    first & 0xffffffff);
@@ -137,9 +203,15 @@ START_TEST(slab_class_aligned_power_of_two)
 		ck_assert_uint_eq(slab_class_size[c] % a, 0);
 		ck_assert_uint_ge(slab_class_size[c], 100);
 	}
+	/* Spans start on a slab: their blocks can promise 64 KiB. */
+	for (a = 16384; a <= SHM_SLAB_SIZE; a *= 2) {
+		c = slab_class_aligned(100, a);
+		ck_assert_int_ge(c, SHM_NSMALL);
+		ck_assert_uint_eq(slab_class_size[c] % a, 0);
+	}
 	ck_assert_int_eq(slab_class_aligned(100, 8), slab_class_of(100));
-	ck_assert_int_eq(slab_class_aligned(100, 16384), -1);
-	ck_assert_int_eq(slab_class_aligned(9000, 64), -1);
+	ck_assert_int_eq(slab_class_aligned(100, 2 * SHM_SLAB_SIZE), -1);
+	ck_assert_int_eq(slab_class_aligned(SHM_CLASS_MAX + 1, 64), -1);
 }
 END_TEST
 
@@ -421,6 +493,48 @@ START_TEST(slab_block_lookup_and_free)
 }
 END_TEST
 
+/* A span of the 16 KiB class (two slabs, eight blocks): blocks in its
+ * tail resolve through the head; 32-bit side entries keep requests that
+ * 16 bits could not. */
+START_TEST(span_block_lookup_and_free)
+{
+	uint32_t cls = (uint32_t)slab_class_of(16384), hint = 0;
+	struct slab_block b;
+	uintptr_t a;
+	size_t req;
+	long i;
+
+	scratch_up();
+	ck_assert_uint_eq(slab_class_slabs[cls], 2);
+	seg.slabs[6].run = 5;
+	atomic_store(&seg.slabs[6].word, SHM_SLAB_WORD(SHM_SPAN_TAIL, 0, 0));
+	make_small(5, cls);
+	for (i = 0; i < 8; i++)
+		ck_assert_int_eq(slab_claim_one(&seg, 5, cls, &hint), i);
+	ck_assert_int_eq(slab_claim_one(&seg, 5, cls, &hint), -1);
+	slab_set_live(&seg, 5, 6, cls, 12289);
+	a = slab_addr(&seg, 5) + 6 * 16384;
+	ck_assert_uint_eq(slab_index(&seg, a), 6);
+	ck_assert_int_eq(slab_block_lookup(&seg, a, &b), 0);
+	ck_assert_uint_eq(b.slab, 5);
+	ck_assert_uint_eq(b.index, 6);
+	ck_assert_uint_eq(b.req, 12289);
+	ck_assert_uint_eq(b.usable, 16384);
+	/* Interior, an unused block of the span, a tail of another head. */
+	ck_assert_int_eq(slab_block_lookup(&seg, a + 16, &b), -EINVAL);
+	ck_assert_int_eq(slab_block_lookup(&seg, a - 16384, &b), -EINVAL);
+	seg.slabs[6].run = 4;
+	ck_assert_int_eq(slab_block_lookup(&seg, a, &b), -EINVAL);
+	seg.slabs[6].run = 5;
+	ck_assert_int_eq(slab_free_small(&seg, a, &req), 0);
+	ck_assert_uint_eq(req, 12289);
+	ck_assert_int_eq(slab_free_small(&seg, a, &req), -EINVAL);
+	/* The other seven are claimed, not live: orphans, not damage. */
+	check_ok();
+	scratch_down();
+}
+END_TEST
+
 START_TEST(slab_side_records_size_zero)
 {
 	uint32_t hint = 0;
@@ -476,13 +590,21 @@ START_TEST(shm_check_finds_broken_invariants)
 
 	scratch_up();
 	check_ok();
-	/* I3: a live side entry without its bit. */
+	/* I3: a live side entry without its bit, in the slab and in a
+	 * side line. */
 	make_small(0, 1);
-	atomic_store(&slab_sides(&seg, 0)[5], 3);
+	slab_side_store(slab_side_base(&seg, 0, 1), 1, 5, 3);
 	check_fails("live without its bit");
-	atomic_store(&slab_sides(&seg, 0)[5], 0);
+	slab_side_store(slab_side_base(&seg, 0, 1), 1, 5, 0);
+	make_small(0, SHM_NINBAND);
+	slab_side_store(slab_side_base(&seg, 0, SHM_NINBAND), SHM_NINBAND, 5,
+	    3);
+	check_fails("live without its bit");
+	slab_side_store(slab_side_base(&seg, 0, SHM_NINBAND), SHM_NINBAND, 5,
+	    0);
+	make_small(0, 1);
 	/* I2: a bit past the class's last block (class 8192: 8 blocks). */
-	make_small(1, SHM_NCLASSES - 1);
+	make_small(1, SHM_NSMALL - 1);
 	atomic_store(&slab_bitmap(&seg, 1)[0], UINT64_C(1) << 9);
 	check_fails("past its 8 blocks");
 	atomic_store(&slab_bitmap(&seg, 1)[0], 0);
@@ -507,6 +629,33 @@ START_TEST(shm_check_finds_broken_invariants)
 	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
 	check_fails("tail without a head");
 	atomic_store(&seg.slabs[20].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	/* I2 for spans: a head without its tails, a tail of another
+	 * head, a lone tail; then a whole one. */
+	make_small(30, SHM_NSMALL);	/* 10 KiB: 5 slabs */
+	check_fails("span at slab 30: slab 31 is not its tail");
+	for (i = 31; i < 35; i++) {
+		seg.slabs[i].run = i == 33 ? 29 : 30;
+		atomic_store(&seg.slabs[i].word, SHM_SLAB_WORD(SHM_SPAN_TAIL, 0,
+		    0));
+	}
+	check_fails("slab 33 is not its tail");
+	seg.slabs[33].run = 30;
+	check_ok();
+	seg.slabs[40].run = 30;
+	atomic_store(&seg.slabs[40].word, SHM_SLAB_WORD(SHM_SPAN_TAIL, 0, 0));
+	check_fails("span tail without a head");
+	atomic_store(&seg.slabs[40].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	seg.slabs[40].run = 0;
+	/* A span's side entry past its blocks. */
+	slab_side_store(slab_side_base(&seg, 30, SHM_NSMALL), SHM_NSMALL, 32,
+	    1);
+	check_fails("past its 32 blocks");
+	slab_side_store(slab_side_base(&seg, 30, SHM_NSMALL), SHM_NSMALL, 32,
+	    0);
+	for (i = 30; i < 35; i++) {
+		seg.slabs[i].run = 0;
+		atomic_store(&seg.slabs[i].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	}
 	/* A slab in use above the high-water mark. */
 	atomic_store(&seg.sb->slab_hwm, 10);
 	check_fails("above the high-water mark");
@@ -535,6 +684,7 @@ shm_suite(void)
 	TCase *tc = tcase_create("shm");
 
 	tcase_add_test(tc, slab_class_of_bounds);
+	tcase_add_test(tc, slab_class_tables_follow_rules);
 	tcase_add_test(tc, slab_class_magic_divides);
 	tcase_add_test(tc, slab_class_aligned_power_of_two);
 	tcase_add_test(tc, seg_geometry_layout);
@@ -547,6 +697,7 @@ shm_suite(void)
 	tcase_add_test(tc, slab_claim_word_batch_and_stale);
 	tcase_add_test(tc, announced_claim_keeps_slab);
 	tcase_add_test(tc, slab_block_lookup_and_free);
+	tcase_add_test(tc, span_block_lookup_and_free);
 	tcase_add_test(tc, slab_side_records_size_zero);
 	tcase_add_test(tc, slab_reclaim_only_empty);
 	tcase_add_test(tc, shm_check_finds_broken_invariants);

@@ -92,7 +92,7 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 		goto out;
 	}
 	memcpy(meta, seg.sb, len);
-	if ((rc = image_runs(seg.slabs, seg.nslabs, &runs, &nruns)) != 0 ||
+	if ((rc = image_runs(seg.slabs, seg.nslabs, NULL, &runs, &nruns)) != 0 ||
 	    (rc = image_write(ifd, &seg, id, meta, len, runs, nruns, 3)) != 0)
 		goto out;
 	if ((size = lseek(ifd, 0, SEEK_END)) == -1 ||
