@@ -48,7 +48,8 @@
 static int reps = 5;
 static int quick;	/* -q: no 16 GiB heap */
 static int only;	/* -o N: only section N (1 alloc, 2 memory, 3 socket,
-			 * 4 throughput, 5 persistence, 6 big heap) */
+			 * 4 throughput, 5 persistence, 6 big heap, 7 blocks
+			 * above 8 KiB) */
 static char dir[64], sockp[128], statep[128], logp[128];
 static pid_t daemon_pid = -1;
 
@@ -201,6 +202,8 @@ struct ring_arg {
 	uint64_t in_use;	/* measure: slab bytes in use at the end */
 	int measure;
 	int n;			/* live blocks; 0: RING */
+	int dist;		/* 0: 8..1024 B; 1: 8 B..256 KiB (ring_size()) */
+	uint64_t resident;	/* measure: segment bytes resident at the end */
 };
 
 static inline uint64_t
@@ -212,13 +215,73 @@ xs(uint64_t *s)
 	return *s;
 }
 
-/* 10,000 live blocks of 8..1024 bytes, replaced at random, each new block
+/* A ring's next size: 8..1024 bytes uniformly, or (dist 1) 8 B to
+ * 256 KiB log-uniformly by octave (an octave from 8 B up at random, then a
+ * size in it uniformly). */
+static uint32_t
+ring_size(int dist, uint64_t *s)
+{
+	uint32_t o;
+
+	if (dist == 0)
+		return 8 + (uint32_t)(xs(s) % 1017);
+	o = 3 + (uint32_t)(xs(s) % 15);
+	return (UINT32_C(1) << o) + (uint32_t)(xs(s) % (UINT32_C(1) << o));
+}
+
+/* Writes a new block: all of it up to 4 KiB, one byte a page above (page
+ * faults count, a memset of megabytes would hide the allocator). */
+static void
+ring_write(void *p, uint32_t size, int v)
+{
+	uint32_t k;
+
+	if (size <= 4096) {
+		memset(p, v, size);
+		return;
+	}
+	for (k = 0; k < size; k += 4096)
+		((volatile unsigned char *)p)[k] = (unsigned char)v;
+}
+
+/* This process's resident set, from /proc/self/statm. */
+static uint64_t
+rss_bytes(void)
+{
+	unsigned long size, res;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f == NULL || fscanf(f, "%lu %lu", &size, &res) != 2)
+		exit(1);
+	fclose(f);
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes of the heap's segment in memory, metadata included. */
+static uint64_t
+seg_resident(void)
+{
+	size_t pages = conn_seg.size / 4096, i;
+	unsigned char *vec = malloc(pages);
+	uint64_t n = 0;
+
+	if (vec == NULL || mincore((void *)conn_seg.base, conn_seg.size,
+	    vec) != 0)
+		exit(1);
+	for (i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n * 4096;
+}
+
+/* 10,000 live blocks (ring_size()), replaced at random, each new block
  * written.  ns per replacement. */
 static void *
 ring_run(void *arg)
 {
 	struct ring_arg *r = arg;
 	int n = r->n != 0 ? r->n : RING, i, k;
+	int ops = r->dist ? RING_OPS / 10 : RING_OPS;
 	void **slot = calloc((size_t)n, sizeof(*slot));
 	uint32_t *sz = calloc((size_t)n, sizeof(*sz));
 	uint64_t s = r->seed, req = 0;
@@ -226,30 +289,41 @@ ring_run(void *arg)
 
 	if (slot == NULL || sz == NULL)
 		exit(1);
+	/* Growth, as for the RSS of glibc's and jemalloc's processes: what
+	 * an empty heap has resident (superblock, roots, leases, slab
+	 * table) is not the ring's. */
+	if (r->measure == 2)
+		r->resident = rss_bytes();
+	else if (r->measure == 1)
+		r->resident = seg_resident();
 	for (i = 0; i < n; i++) {
-		sz[i] = 8 + (uint32_t)(xs(&s) % 1017);
-		slot[i] = r->a(sz[i]);
-		memset(slot[i], i, sz[i]);
+		sz[i] = ring_size(r->dist, &s);
+		if ((slot[i] = r->a(sz[i])) == NULL)
+			exit(1);
+		ring_write(slot[i], sz[i], i);
 	}
 	t0 = now_ns();
-	for (i = 0; i < RING_OPS; i++) {
+	for (i = 0; i < ops; i++) {
 		k = (int)(xs(&s) % (uint64_t)n);
 		r->f(slot[k]);
-		sz[k] = 8 + (uint32_t)(xs(&s) % 1017);
-		slot[k] = r->a(sz[k]);
-		memset(slot[k], i, sz[k]);
+		sz[k] = ring_size(r->dist, &s);
+		if ((slot[k] = r->a(sz[k])) == NULL)
+			exit(1);
+		ring_write(slot[k], sz[k], i);
 	}
-	r->ns = (now_ns() - t0) / RING_OPS;
+	r->ns = (now_ns() - t0) / ops;
 	for (i = 0; i < n; i++)
 		req += sz[i];
 	r->requested = req;
-	if (r->measure) {
+	if (r->measure == 1) {
 		struct aclheap_stats st;
 
 		if (aclheap_stats(&st) != 0)
 			exit(1);
 		r->in_use = st.bytes_in_use;
-	}
+		r->resident = seg_resident() - r->resident;
+	} else if (r->measure == 2)
+		r->resident = rss_bytes() - r->resident;
 	for (i = 0; i < n; i++)
 		r->f(slot[i]);
 	free(slot);
@@ -259,7 +333,7 @@ ring_run(void *arg)
 
 /* Throughput (replacements per µs) of n threads, each with its ring. */
 static double
-ring_threads(alloc_fn a, free_fn f, int n)
+ring_threads_d(alloc_fn a, free_fn f, int n, int dist)
 {
 	struct ring_arg r[4];
 	pthread_t t[4];
@@ -271,6 +345,7 @@ ring_threads(alloc_fn a, free_fn f, int n)
 		r[i].a = a;
 		r[i].f = f;
 		r[i].seed = 0x9e3779b97f4a7c15ULL + (uint64_t)i;
+		r[i].dist = dist;
 		pthread_create(&t[i], NULL, ring_run, &r[i]);
 	}
 	for (i = 0; i < n; i++) {
@@ -278,6 +353,12 @@ ring_threads(alloc_fn a, free_fn f, int n)
 		tp += 1e3 / r[i].ns;
 	}
 	return tp;
+}
+
+static double
+ring_threads(alloc_fn a, free_fn f, int n)
+{
+	return ring_threads_d(a, f, n, 0);
 }
 
 /* Throughput of n processes, each with its ring (in the shared heap for
@@ -826,9 +907,8 @@ sec_memory(void)
 		else
 			row("memory, ring of 100k blocks (51 MB)", s, "", "");
 		printf("|   %" PRIu64 " B in slabs for %" PRIu64 " B requested; "
-		    "counting per-slab metadata (8.5 KiB/slab): %.2f\n",
-		    r[k].in_use, r[k].requested, (double)r[k].in_use *
-		    (1 + 8704.0 / 65536) / (double)r[k].requested);
+		    "%" PRIu64 " B of the segment resident\n", r[k].in_use,
+		    r[k].requested, r[k].resident);
 		printf("|   floor with these size classes kept apart (each "
 		    "class's peak population): %.2f\n",
 		    (double)ring_class_peaks(r[k].seed, sizes[k]) /
@@ -1019,12 +1099,225 @@ sec_big(void)
 	    "", file_size(img) / 1048576.0);
 }
 
+/* --- blocks above 8 KiB ---------------------------------------------- */
+
+static double
+pairs_of(alloc_fn a, free_fn f, size_t size, int n)
+{
+	double t0;
+	void *p;
+	int i;
+
+	/* One pair first: glibc raises its mmap threshold at the first free
+	 * of a mapped chunk, aclheap leases its span. */
+	f(a(size));
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		p = a(size);
+		__asm__ volatile("" : : "r"(p) : "memory");
+		f(p);
+	}
+	return (now_ns() - t0) / n;
+}
+
+typedef void *(*realloc_fn)(void *, size_t);
+
+/* A vector of 8-byte items grown by doubling to 16 MiB, every item
+ * written: ns in all. */
+static double
+vector_grow(realloc_fn r, free_fn f)
+{
+	uint64_t *vec = NULL, cap = 0, i;
+	double t0 = now_ns();
+
+	for (i = 0; i < (UINT64_C(16) << 20) / 8; i++) {
+		if (i == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((vec = r(vec, cap * 8)) == NULL)
+				exit(1);
+		}
+		vec[i] = i;
+	}
+	f(vec);
+	return now_ns() - t0;
+}
+
+/*
+ * The ring of dist in a separate process with the system's allocator (or
+ * jemalloc preloaded): its resident set's growth over what it asked for,
+ * with the ring live.  -1 when it could not be run.
+ */
+static double
+ring_rss_child(int dist, const char *preload)
+{
+	char self[512], arg[8], line[128];
+	uint64_t req, grew;
+	int p[2], st;
+	pid_t pid;
+	FILE *f;
+
+	if (readlink("/proc/self/exe", self, sizeof(self) - 1) < 0 ||
+	    pipe(p) != 0)
+		return -1;
+	self[sizeof(self) - 1] = '\0';
+	if ((pid = fork()) == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		if (preload != NULL)
+			setenv("LD_PRELOAD", preload, 1);
+		snprintf(arg, sizeof(arg), "%d", dist);
+		execl(self, self, "-M", arg, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	f = fdopen(p[0], "r");
+	if (f == NULL || fgets(line, sizeof(line), f) == NULL ||
+	    sscanf(line, "%" SCNu64 " %" SCNu64, &req, &grew) != 2)
+		req = 0;
+	if (f != NULL)
+		fclose(f);
+	waitpid(pid, &st, 0);
+	return req == 0 ? -1 : (double)grew / (double)req;
+}
+
+/* -M DIST: the child of ring_rss_child(). */
+static int
+ring_rss_main(int dist)
+{
+	struct ring_arg r;
+
+	memset(&r, 0, sizeof(r));
+	r.a = malloc;
+	r.f = free;
+	r.seed = 4242;
+	r.measure = 2;
+	r.dist = dist;
+	ring_run(&r);
+	printf("%" PRIu64 " %" PRIu64 "\n", r.requested, r.resident);
+	return 0;
+}
+
+static const char *
+jemalloc_path(void)
+{
+	static const char *const paths[] = {
+		"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib/libjemalloc.so.2",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (access(paths[i], R_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+/* Resident segment memory per byte asked for, with the ring of dist
+ * live, on a fresh heap; next to glibc's and jemalloc's RSS growth. */
+static void
+large_memory(int dist, const char *what)
+{
+	struct ring_arg r;
+	pthread_t t;
+	struct stat3 s;
+	const char *je = jemalloc_path();
+	double g, j = -1;
+	int i;
+
+	fresh_heap("2G");
+	memset(&r, 0, sizeof(r));
+	r.a = aclmalloc;
+	r.f = acl_free_void;
+	r.seed = 4242;
+	r.measure = 1;
+	r.dist = dist;
+	if (pthread_create(&t, NULL, ring_run, &r) != 0 ||
+	    pthread_join(t, NULL) != 0)
+		exit(1);
+	for (i = 0; i < reps; i++)
+		ratio[i] = (double)r.resident / (double)r.requested;
+	s = summarize(ratio, reps);
+	g = ring_rss_child(dist, NULL);
+	if (je != NULL)
+		j = ring_rss_child(dist, je);
+	row(what, s, "<= jemal", "");
+	printf("|   %" PRIu64 " B more resident for %" PRIu64 " B requested; glibc "
+	    "%.2f, jemalloc %s%.2f (RSS growth, own process)\n", r.resident,
+	    r.requested, g, je != NULL ? "" : "not installed ", j);
+}
+
+static void
+sec_large(void)
+{
+	static const size_t sizes[] = { 16384, 65536, 262144, 1 << 20 };
+	char what[64];
+	struct stat3 s;
+	double x[16];
+	size_t k;
+	int i;
+
+	fresh_heap("1G");
+	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		for (i = 0; i < reps; i++) {
+			v[i] = pairs_of(aclmalloc, acl_free_void, sizes[k],
+			    PAIRS / 10);
+			w[i] = pairs_of(malloc, free, sizes[k], PAIRS / 10);
+			ratio[i] = v[i] / w[i];
+		}
+		s = summarize(ratio, reps);
+		snprintf(what, sizeof(what), "%zu KiB alloc+free pairs: aclheap "
+		    "/ glibc", sizes[k] >> 10);
+		row(what, s, "<= 2", "");
+		printf("|   aclheap %.2f ns, glibc %.2f ns per pair\n",
+		    summarize(v, reps).med, summarize(w, reps).med);
+	}
+	fresh_heap("2G");
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads_d(aclmalloc, acl_free_void, 1, 1);
+		w[i] = ring_threads_d(malloc, free, 1, 1);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row("ring 10k x 8 B..256 KiB, 1 thread: aclheap / glibc", s, "<= 1.5",
+	    "");
+	printf("|   aclheap %.1f ns, glibc %.1f ns per replacement\n",
+	    1e3 / summarize(v, reps).med, 1e3 / summarize(w, reps).med);
+	memcpy(x, v, sizeof(x));
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads_d(aclmalloc, acl_free_void, 2, 1);
+		w[i] = ring_threads_d(malloc, free, 2, 1);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row("ring 8 B..256 KiB, 2 threads: aclheap / glibc", s, "<= 1.5", "");
+	for (i = 0; i < reps; i++)
+		ratio[i] = v[i] / summarize(x, reps).med;
+	s = summarize(ratio, reps);
+	row("ring 8 B..256 KiB, 2 threads / 1 thread (aclheap)", s, ">= 1.8",
+	    "");
+	for (i = 0; i < reps; i++) {
+		v[i] = vector_grow(aclrealloc, acl_free_void);
+		w[i] = vector_grow(realloc, free);
+		ratio[i] = v[i] / w[i];
+	}
+	s = summarize(ratio, reps);
+	row("vector of 8 B items doubled to 16 MiB: aclheap / glibc", s,
+	    "<= 3", "");
+	printf("|   aclheap %.2f ms, glibc %.2f ms\n", summarize(v, reps).med /
+	    1e6, summarize(w, reps).med / 1e6);
+	large_memory(0, "memory: resident / requested, ring 8..1024 B");
+	large_memory(1, "memory: resident / requested, ring 8 B..256 KiB");
+}
+
 int
 main(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "r:qo:")) != -1) {
+	while ((c = getopt(argc, argv, "r:qo:M:")) != -1) {
+		if (c == 'M')
+			return ring_rss_main(atoi(optarg));
 		if (c == 'o')
 			only = atoi(optarg);
 		else if (c == 'r')
@@ -1067,6 +1360,8 @@ main(int argc, char **argv)
 		sec_throughput();
 	if (!only || only == 5)
 		sec_persist();
+	if (!only || only == 7)
+		sec_large();
 	if ((!only && !quick) || only == 6)
 		sec_big();
 	return 0;
