@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -373,6 +374,9 @@ wait_unannounced(void)
  * with the trap set after its first claim: the next one stops or kills it
  * at `where`.  Returns its pid; exits 3 if no claim came.
  */
+static size_t trap_size = 48;
+static int trap_count = 300;
+
 static pid_t
 trapped_client(int where, int sig, int *fd)
 {
@@ -382,8 +386,9 @@ trapped_client(int where, int sig, int *fd)
 	ck_assert_int_eq(pipe(p), 0);
 	if ((pid = fork()) == 0) {
 		close(p[0]);
-		for (i = 0; i < 300; i++) {
-			if (aclmalloc(48) == NULL || write(p[1], "b", 1) != 1)
+		for (i = 0; i < trap_count; i++) {
+			if (aclmalloc(trap_size) == NULL ||
+			    write(p[1], "b", 1) != 1)
 				_exit(2);
 			if (i == 0) {
 				trap_where = where;
@@ -420,7 +425,8 @@ count_blocks(int fd)
  * the daemon (which must leave a live claimer's slab alone), then kills
  * it.
  */
-START_TEST(killed_inside_a_claim)
+static void
+claim_kills(void)
 {
 	static const int where[] = { SLAB_HOOK_ANNOUNCED, SLAB_HOOK_INTENT,
 	    SLAB_HOOK_TAKEN, SLAB_HOOK_TAKEN };
@@ -458,6 +464,11 @@ START_TEST(killed_inside_a_claim)
 		wait_no_orphans(live, 0);
 		wait_unannounced();
 	}
+}
+
+START_TEST(killed_inside_a_claim)
+{
+	claim_kills();
 	/* And the slabs serve the next client. */
 	ck_assert_int_eq(churn((uint64_t)getpid() << 16, 300, 100), 0);
 }
@@ -944,6 +955,207 @@ START_TEST(stale_hot_word_is_not_trusted)
 }
 END_TEST
 
+/* --- blocks above 8 KiB, in spans --------------------------------- */
+
+static void
+heap_checks(void)
+{
+	char err[512];
+
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+}
+
+static void
+up_big(void)
+{
+	td_init(&td, "spans");
+	snprintf(td.size, sizeof(td.size), "256M");
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+}
+
+/* The claim's kill points for spans: a 64 KiB block (eight to a span of
+ * eight slabs) and a 1 MiB one (four to 64 slabs). */
+START_TEST(killed_inside_a_span_claim)
+{
+	trap_size = 65536;
+	trap_count = 100;
+	claim_kills();
+	trap_size = 1 << 20;
+	trap_count = 40;
+	claim_kills();
+}
+END_TEST
+
+static const size_t span_sizes[] = { 8193, 16384, 65536, 100000, 262144,
+    1 << 20, 3 << 20, 4 << 20 };
+#define NSPAN	(sizeof(span_sizes) / sizeof(span_sizes[0]))
+
+/*
+ * Once a thread holds a span of a class, a free followed by an allocation
+ * of the same size is served in the process: with the daemon stopped
+ * (SIGSTOP: any request would hang), a child goes on allocating and
+ * freeing every size, and writes every byte it gets.
+ */
+START_TEST(span_pairs_need_no_daemon)
+{
+	int go[2], done[2], st;
+	size_t k, i;
+	char c;
+	pid_t pid;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(done), 0);
+	if ((pid = fork()) == 0) {
+		unsigned char *p;
+
+		for (k = 0; k < NSPAN; k++)
+			if (aclfree(aclmalloc(span_sizes[k])) != span_sizes[k])
+				_exit(2);
+		if (write(done[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(3);
+		for (i = 0; i < 2000; i++)
+			for (k = 0; k < NSPAN; k++) {
+				if ((p = aclmalloc(span_sizes[k])) == NULL)
+					_exit(4);
+				p[0] = p[span_sizes[k] - 1] = (unsigned char)i;
+				if (aclheap_usable_size(p) < span_sizes[k] ||
+				    aclheap_usable_size(p) * 4 >
+				    span_sizes[k] * 5 ||
+				    aclfree(p) != span_sizes[k])
+					_exit(5);
+			}
+		_exit(0);
+	}
+	ck_assert_int_eq(read(done[0], &c, 1), 1);
+	ck_assert_int_eq(kill(td.pid, SIGSTOP), 0);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	st = wait_child(pid, 20000);
+	kill(td.pid, SIGCONT);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %d", st);
+	heap_checks();
+}
+END_TEST
+
+/*
+ * Blocks of every span class allocated here are freed by another process,
+ * which gets the requested sizes back and sees our bytes; afterwards they
+ * can be had again, and nothing leaks.
+ */
+START_TEST(span_blocks_freed_by_other_process)
+{
+	enum { PER = 5 };
+	unsigned char *p[NSPAN * PER];
+	uint64_t before;
+	size_t k, i;
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	before = live_blocks();
+	for (i = 0; i < NSPAN * PER; i++) {
+		k = i % NSPAN;
+		ck_assert_ptr_nonnull(p[i] = aclmalloc(span_sizes[k]));
+		memset(p[i], (int)i, span_sizes[k]);
+	}
+	ck_assert_uint_eq(live_blocks(), before + NSPAN * PER);
+	if ((pid = fork()) == 0) {
+		for (i = 0; i < NSPAN * PER; i++) {
+			k = i % NSPAN;
+			if (p[i][span_sizes[k] - 1] != (unsigned char)i ||
+			    aclfree(p[i]) != span_sizes[k])
+				_exit(2);
+		}
+		/* A second free of each is refused. */
+		for (i = 0; i < NSPAN * PER; i++)
+			if (aclfree(p[i]) != 0 || errno != EINVAL)
+				_exit(3);
+		_exit(0);
+	}
+	st = wait_child(pid, 30000);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %d", st);
+	ck_assert_uint_eq(live_blocks(), before);
+	for (i = 0; i < NSPAN * PER; i++)
+		ck_free_refused(p[i]);
+	for (i = 0; i < NSPAN * PER; i++)
+		ck_assert_ptr_nonnull(p[i] = aclmalloc(span_sizes[i % NSPAN]));
+	for (i = 0; i < NSPAN * PER; i++)
+		ck_assert_uint_eq(aclfree(p[i]), span_sizes[i % NSPAN]);
+	heap_checks();
+}
+END_TEST
+
+/* Bytes of the segment in memory (pages of its object that exist). */
+static uint64_t
+seg_allocated(void)
+{
+	size_t pages = conn_seg.size / 4096, i;
+	unsigned char *vec = malloc(pages);
+	uint64_t n = 0;
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore((void *)conn_seg.base, conn_seg.size, vec),
+	    0);
+	for (i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n * 4096;
+}
+
+static void *
+span_churn(void *arg)
+{
+	void *p[64];
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 64; i++) {
+		if ((p[i] = aclmalloc(i % 2 ? 1 << 20 : 100000)) == NULL)
+			return (void *)1;
+		memset(p[i], i, i % 2 ? 1 << 20 : 100000);
+	}
+	for (i = 0; i < 64; i++)
+		aclfree(p[i]);
+	return NULL;	/* the thread's exit gives its spans back */
+}
+
+/*
+ * Freed memory stays committed while it may be used again, and goes back
+ * to the system once it has been free for --decay seconds.  The spans a
+ * thread filled and emptied are reclaimed by the daemon's sweep, held,
+ * then punched: the object's allocated size falls back.
+ */
+START_TEST(decay_gives_memory_back)
+{
+	const char *extra[] = { "--decay", "1", NULL };
+	uint64_t empty, full, end;
+	pthread_t t;
+	void *rv;
+
+	aclheap_detach();
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, extra) == 0, "daemon: %s", td_log(&td));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	empty = seg_allocated();
+	ck_assert_int_eq(pthread_create(&t, NULL, span_churn, NULL), 0);
+	ck_assert_int_eq(pthread_join(t, &rv), 0);
+	ck_assert_ptr_null(rv);
+	full = seg_allocated();
+	ck_assert_uint_gt(full, empty + (32 << 20));
+	/* The sweep runs every 2 s, the decay is 1 s. */
+	end = now_ms() + 20000;
+	while (seg_allocated() > empty + (1 << 20) && now_ms() < end)
+		msleep(100);
+	ck_assert_msg(seg_allocated() <= empty + (1 << 20), "%" PRIu64
+	    " bytes still allocated, %" PRIu64 " when empty, %" PRIu64
+	    " when full", seg_allocated(), empty, full);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "gave back the memory"));
+	heap_checks();
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -961,6 +1173,14 @@ fast_suite(void)
 	tcase_add_test(tc, hot_word_frees);
 	tcase_add_test(tc, threads_keep_to_their_slabs);
 	tcase_add_test(tc, stale_hot_word_is_not_trusted);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("spans");
+	tcase_add_checked_fixture(tc, up_big, down);
+	tcase_add_test(tc, killed_inside_a_span_claim);
+	tcase_add_test(tc, span_pairs_need_no_daemon);
+	tcase_add_test(tc, span_blocks_freed_by_other_process);
+	tcase_add_test(tc, decay_gives_memory_back);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;

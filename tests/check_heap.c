@@ -224,6 +224,53 @@ START_TEST(headless_tails_are_freed)
 }
 END_TEST
 
+/* Span slabs as a crash leaves them: tails made before their head was
+ * written, and a span whose reclaim was cut short after RECLAIMING.
+ * Start-up frees the first; the rebuild finishes the reclaim, tails and
+ * all; a whole span stays. */
+START_TEST(cut_span_is_settled)
+{
+	struct shm_seg *seg = &h.seg;
+	uint32_t cls = SHM_NSMALL;	/* 10 KiB: five slabs */
+	char err[512];
+	uint64_t t;
+
+	claim_started();
+	slab_claim_end(seg, REC);
+	atomic_store(&seg->sb->slab_hwm, 60);
+	for (t = 21; t < 25; t++)	/* head 20 never written */
+		extent_slab(t, SHM_SPAN_TAIL, 20, 0);
+	for (t = 31; t < 35; t++)	/* a whole span at 30 */
+		extent_slab(t, SHM_SPAN_TAIL, 30, 0);
+	atomic_store(&seg->slabs[30].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
+	for (t = 41; t < 45; t++)	/* reclaim of 40 cut short */
+		extent_slab(t, SHM_SPAN_TAIL, 40, 0);
+	atomic_store(&seg->slabs[40].word, SHM_SLAB_WORD(SHM_RECLAIMING, cls,
+	    0));
+	ck_assert_int_eq(shm_check_still(seg, NULL, err, sizeof(err)),
+	    -EUCLEAN);
+	ck_assert_uint_eq(slab_settle_extents(seg), 4);
+	ck_assert_msg(shm_check_still(seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	ck_assert_int_eq(heap_rebuild(&h), 0);
+	for (t = 20; t < 25; t++)
+		ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(
+		    &seg->slabs[t].word)), SHM_FREE);
+	for (t = 40; t < 45; t++)
+		ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(
+		    &seg->slabs[t].word)), SHM_FREE);
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&seg->slabs[30].word)),
+	    SHM_SMALL);
+	for (t = 31; t < 35; t++)
+		ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(
+		    &seg->slabs[t].word)), SHM_SPAN_TAIL);
+	ck_assert_msg(shm_check_still(seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	heap_close(&h);
+	seg_unlink(id);
+}
+END_TEST
+
 Suite *
 heap_suite(void)
 {
@@ -235,6 +282,7 @@ heap_suite(void)
 	tcase_add_test(tc, cut_move_gives_slab_back);
 	tcase_add_test(tc, cut_move_after_decision_stands);
 	tcase_add_test(tc, headless_tails_are_freed);
+	tcase_add_test(tc, cut_span_is_settled);
 	tcase_add_test(tc, cut_reclaim_of_idle_slab_finishes);
 	suite_add_tcase(s, tc);
 	return s;
