@@ -585,6 +585,76 @@ START_TEST(lease_wants_only_free_slabs)
 }
 END_TEST
 
+/*
+ * A client that speaks only the protocol gets every size from the socket:
+ * small, span and extent blocks, rounded as the library's are, freed with
+ * their requested size returned once, refused the second time; a span
+ * block reallocated within its class stays, beyond it moves with its
+ * bytes.
+ */
+START_TEST(socket_path_every_size)
+{
+	static const uint64_t sizes[] = { 0, 100, 8192, 8193, 65536, 100000,
+	    1 << 20, 4 << 20, (4 << 20) + 1, 9 << 20 };
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Realloc re = ACLHEAP__REALLOC__INIT;
+	uint64_t addr[sizeof(sizes) / sizeof(sizes[0])], usable;
+	Aclheap__Reply *r;
+	size_t i, n = sizeof(sizes) / sizeof(sizes[0]);
+	char err[512];
+	int fd;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fd = raw_hello();
+	for (i = 0; i < n; i++) {
+		a.size = sizes[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+		q.alloc = &a;
+		r = raw_call(fd, &q);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_int_eq(r->error, 0);
+		addr[i] = r->alloc->addr;
+		usable = r->alloc->usable;
+		ck_assert_uint_ge(usable, sizes[i]);
+		if (sizes[i] > 8192)
+			ck_assert_uint_le(usable * 4, sizes[i] * 5);
+		ck_assert_uint_eq(aclheap_usable_size((void *)addr[i]), usable);
+		memset((void *)addr[i], (int)i, sizes[i]);
+	}
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	/* A span block within its class, then past it. */
+	re.addr = addr[5];
+	re.size = 90000;
+	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
+	q.realloc = &re;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_eq(r->alloc->addr, addr[5]);
+	re.size = 300000;
+	r = raw_call(fd, &q);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_ne(r->alloc->addr, addr[5]);
+	ck_assert_uint_eq(((unsigned char *)r->alloc->addr)[89999], 5);
+	addr[5] = r->alloc->addr;
+	for (i = 0; i < n; i++) {
+		f.addr = addr[i];
+		q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+		q.free = &f;
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->free->size, i == 5 ? 300000 : sizes[i]);
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, EINVAL);
+	}
+	close(fd);
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+}
+END_TEST
+
 /* Allowed clients can write the whole segment: a slab table scribbled on
  * must get errors, never make the daemon walk or index out of bounds. */
 START_TEST(scribbled_slab_table_survived)
@@ -1019,6 +1089,7 @@ daemon_suite(void)
 	tcase_add_test(tc, bad_requests_change_nothing);
 	tcase_add_test(tc, lease_wants_only_free_slabs);
 	tcase_add_test(tc, scribbled_slab_table_survived);
+	tcase_add_test(tc, socket_path_every_size);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, term_reports_failed_final_checkpoint);

@@ -245,6 +245,10 @@ START_TEST(seg_geometry_layout)
 		    g.sides_off);
 		ck_assert_uint_le(g.sides_off + g.nslabs * SHM_SIDE_BYTES,
 		    g.data_off);
+		/* What a slab needs out of the data area is 1%: the
+		 * reserve stays under 3% from 64 MiB heaps on. */
+		if (sizes[i] >= (UINT64_C(64) << 20))
+			ck_assert_uint_le(g.data_off * 100, sizes[i] * 3);
 	}
 	ck_assert_uint_eq(sizeof(struct shm_lease), 64);
 	ck_assert_uint_eq(sizeof(struct shm_slab), 16);
