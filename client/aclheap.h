@@ -77,6 +77,10 @@ extern "C" {
 /*
  * aclmalloc: a block of at least size bytes, aligned to 16 bytes.
  * size 0 is legal and returns a unique block (aclfree returns 0 for it).
+ * Up to 4 MiB the block is of a size class (above 8 KiB at most 1.25 times
+ * size) and comes from the calling thread's own slabs or spans, without a
+ * request to the daemon once the thread holds one of that class; larger
+ * blocks are whole 64 KiB slabs from the daemon.
  * NULL with errno:
  *   ENOMEM   the heap has no room, size exceeds the heap, or /dev/shm is
  *            full (never a SIGBUS later)
@@ -138,7 +142,10 @@ void	*aclcalloc(size_t n, size_t size);
 /*
  * aclrealloc: as realloc(3), inside the heap.  NULL p allocates; size 0 with
  * a live p returns a size-0 block in place of p.  The block stays in place
- * when the new size fits its usable size.  On failure returns NULL, sets
+ * when the new size fits its usable size and is at least half of it, and a
+ * block of more than 4 MiB grows in place into free slabs after it.  Blocks
+ * of up to 4 MiB are reallocated without a request to the daemon.  On
+ * failure returns NULL, sets
  * errno (EINVAL: p is not a live block; ENOMEM) and p is untouched.
  */
 void	*aclrealloc(void *p, size_t size);
