@@ -116,7 +116,7 @@ void	 config_usage(FILE *);
 int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
 
 /* daemon/heap.c */
-int	 heap_open(struct heap *, const struct config *);
+int	 heap_open(struct heap *, struct config *);
 void	 heap_close(struct heap *);
 int	 heap_rebuild(struct heap *);
 int	 heap_alloc(struct heap *, uint64_t size, uint64_t align,

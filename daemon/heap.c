@@ -673,6 +673,63 @@ fail:
 	return rc;
 }
 
+/* Whether base and size could be a heap's (as the options require). */
+static int
+shape_ok(uint64_t base, uint64_t size)
+{
+	return base != 0 && base % SHM_SLAB_SIZE == 0 && size >= SHM_SIZE_MIN &&
+	    size <= SHM_SIZE_MAX && size % SHM_SLAB_SIZE == 0 &&
+	    base < (UINT64_C(1) << 47) && size <= (UINT64_C(1) << 47) - base;
+}
+
+/*
+ * The heap knows its shape: the base and size the settings leave out come
+ * from the heap in the state folder, its live segment's superblock, else
+ * its image's header.  Given and different, adopting and loading refuse
+ * as before, naming both.
+ */
+static void
+heap_shape(struct config *c)
+{
+	struct image_header hdr;
+	struct shm_super sb;
+	char path[4096], err[256];
+	const char *from = NULL;
+	uint64_t base = 0, size = 0;
+	uint8_t id[16];
+	int fd;
+
+	if (c->base_set && c->size_set)
+		return;
+	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0) {
+		if (pread(fd, &sb, sizeof(sb), 0) == (ssize_t)sizeof(sb) &&
+		    sb.magic == SHM_MAGIC) {
+			base = sb.base;
+			size = sb.size;
+			from = "its live segment";
+		}
+		close(fd);
+	} else {
+		image_path(c, path, sizeof(path), "");
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			if (image_read_header(fd, &hdr, err, sizeof(err)) == 0) {
+				base = hdr.base;
+				size = hdr.size;
+				from = path;
+			}
+			close(fd);
+		}
+	}
+	if (from == NULL || !shape_ok(base, size))
+		return;
+	if (!c->base_set)
+		c->base = (uintptr_t)base;
+	if (!c->size_set)
+		c->size = size;
+	log_info("heap's own shape from %s: base 0x%" PRIx64 ", size %"
+	    PRIu64, from, base, size);
+}
+
 /*
  * Adopts the live segment, else loads the image, else formats a new heap.
  * Then rebuilds the derived state and runs the validator.  A segment made
@@ -681,7 +738,7 @@ fail:
  * An adopted one stays, since it may hold writes the image does not.
  */
 int
-heap_open(struct heap *h, const struct config *c)
+heap_open(struct heap *h, struct config *c)
 {
 	char path[4096], err[1024];
 	const char *from = "the live segment";
@@ -695,6 +752,7 @@ heap_open(struct heap *h, const struct config *c)
 		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
 		return rc;
 	}
+	heap_shape(c);
 	if ((rc = heap_adopt(h, c)) < 0)
 		return rc;
 	if (rc == 0) {

@@ -1179,8 +1179,8 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 			cfg->checkpoint_interval = nc.checkpoint_interval;
 			ckpt_set_interval(nc.checkpoint_interval);
 		}
-		if (nc.base != cfg->base || nc.size != cfg->size ||
-		    strcmp(nc.socket_path ? nc.socket_path : cfg->socket_path,
+		if ((nc.base_set && nc.base != cfg->base) ||
+		    (nc.size_set && nc.size != cfg->size) || strcmp(nc.socket_path ? nc.socket_path : cfg->socket_path,
 		    cfg->socket_path) != 0)
 			log_warnx("reload: base, size and socket change only "
 			    "at restart");

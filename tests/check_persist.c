@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -404,6 +405,43 @@ START_TEST(geometry_mismatch_refused)
 }
 END_TEST
 
+/* Started without --base and --size, the daemon takes both from the heap
+ * it finds: the live segment after a crash, the image after a reboot.
+ * Given and different, they are still refused. */
+START_TEST(heap_knows_its_shape)
+{
+	char a[64], want[128];
+
+	fill("a", "100", "81", a, sizeof(a));
+	ck_assert_int_eq(td_stop(&td, SIGKILL), SIGKILL);
+	td.base[0] = td.size[0] = '\0';
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "adopted live segment"));
+	snprintf(want, sizeof(want), "shape from its live segment: base "
+	    "0x%" PRIx64 ", size %" PRIu64, (uint64_t)TEST_BASE,
+	    (uint64_t)64 << 20);
+	ck_assert_msg(strstr(td_log(&td), want) != NULL, "%s", td_log(&td));
+	check("a", "81", a);
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);	/* the reboot */
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "/heap.img: base 0x"));
+	check("a", "81", a);
+	/* Only what is given is taken as given. */
+	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
+	snprintf(td.size, sizeof(td.size), "128M");
+	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
+	ck_assert_int_eq(WEXITSTATUS(td_wait_exit(&td, 30000)), 1);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "134217728"));
+	td.size[0] = '\0';
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	check("a", "81", a);
+	snprintf(td.base, sizeof(td.base), "0x%" PRIx64, (uint64_t)TEST_BASE);
+	snprintf(td.size, sizeof(td.size), "%s", TEST_SIZE);
+}
+END_TEST
+
 /* Clients keep allocating, freeing and checking while the daemon is killed
  * and restarted: no wrong byte, no lost block, nothing leaked. */
 START_TEST(clients_survive_daemon_restarts)
@@ -650,6 +688,7 @@ persist_suite(void)
 	tcase_add_test(tc, damaged_image_refused);
 	tcase_add_test(tc, inconsistent_image_refused);
 	tcase_add_test(tc, geometry_mismatch_refused);
+	tcase_add_test(tc, heap_knows_its_shape);
 	tcase_add_test(tc, clients_survive_daemon_restarts);
 	tcase_add_test(tc, reconnect_gives_up_after_timeout);
 	tcase_add_test(tc, different_heap_refused);

@@ -84,10 +84,15 @@ td_daemon_argv(const struct td *t, const char **argv, int n,
 	argv[n++] = t->sock;
 	argv[n++] = "--state-dir";
 	argv[n++] = t->state;
-	argv[n++] = "--base";
-	argv[n++] = t->base;
-	argv[n++] = "--size";
-	argv[n++] = t->size;
+	/* An empty base or size is left to the daemon (the heap's own). */
+	if (t->base[0] != '\0') {
+		argv[n++] = "--base";
+		argv[n++] = t->base;
+	}
+	if (t->size[0] != '\0') {
+		argv[n++] = "--size";
+		argv[n++] = t->size;
+	}
 	argv[n++] = "--config";
 	argv[n++] = config;
 	return n;
