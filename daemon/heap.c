@@ -1002,7 +1002,11 @@ slab_for_daemon(struct heap *h, uint32_t cls)
 		for (i = 0; i < h->class_n[cls]; i++) {
 			t = h->class_slabs[cls][i];
 			w = atomic_load(&h->seg.slabs[t].word);
-			if (SHM_SLAB_LEASE(w) != 0 ||
+			/* The word is in client-writable memory: a slab that
+			 * no longer says what the list says is passed over
+			 * (claims there would fail, forever). */
+			if (SHM_SLAB_STATE(w) != SHM_SMALL ||
+			    SHM_SLAB_CLS(w) != cls || SHM_SLAB_LEASE(w) != 0 ||
 			    (SHM_SLAB_OWNER(w) == 0) != (pass == 0) ||
 			    !slab_has_room(h, t, cls))
 				continue;
@@ -1017,9 +1021,12 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 {
 	struct shm_seg *seg = &h->seg;
 	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
+	uint32_t tries;
 	long b;
 
-	for (;;) {
+	/* Each slab is tried once at most: one that has room by its bits
+	 * and still gives no block was scribbled on. */
+	for (tries = 0; tries <= h->class_n[cls] + 1; tries++) {
 		if (h->cur[cls] != 0) {
 			s = h->cur[cls] - 1;
 			b = slab_claim_one(seg, (uint64_t)s, cls,
@@ -1039,6 +1046,10 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 		h->cur[cls] = (uint32_t)s + 1;
 		h->cur_hint[cls] = 0;
 	}
+	log_warnx("class %u: %u slabs with room gave no block; the slab "
+	    "table or bitmaps were written by a client", cls, tries);
+	h->cur[cls] = 0;
+	return -EIO;
 }
 
 static int

@@ -662,6 +662,7 @@ START_TEST(scribbled_slab_table_survived)
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Free f = ACLHEAP__FREE__INIT;
 	Aclheap__Blocks bl = ACLHEAP__BLOCKS__INIT;
+	Aclheap__Alloc al = ACLHEAP__ALLOC__INIT;
 	Aclheap__Reply *r;
 	unsigned char *big, *small;
 	uint64_t sb, ss;
@@ -694,6 +695,15 @@ START_TEST(scribbled_slab_table_survived)
 	r = raw_reply(fd);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(r->error, 0);
+	/* The daemon's own allocations of the scribbled slab's class pass
+	 * it over (it used to be chosen and fail, forever). */
+	al.size = 40;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &al;
+	r = raw_call(fd, &q);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->error, 0);
+	ck_assert_uint_ne(slab_index(&conn_seg, r->alloc->addr), ss);
 	close(fd);
 	ck_assert_int_gt(td.pid, 0);
 	ck_assert_int_eq(kill(td.pid, 0), 0);
