@@ -175,16 +175,21 @@ job_prepare(int dump)
 	j->dump = dump;
 	j->res.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &j->start);
-	j->meta_len = seg->sb->bitmaps_off;
+	/* The daemon's own geometry: the superblock's offsets are in memory
+	 * every client can write. */
+	j->meta_len = (uint64_t)((uintptr_t)seg->bitmaps - (uintptr_t)seg->sb);
 	if ((j->meta = malloc(j->meta_len)) == NULL)
 		goto fail;
 	memcpy(j->meta, seg->sb, j->meta_len);
 	j->generation = atomic_load(&seg->sb->generation) + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
+	sb->magic = SHM_MAGIC;
+	seg_super_stamp(sb, H->identity, seg->base, seg->size);
 	atomic_store(&sb->generation, j->generation);
 	free(j->runs);
 	j->runs = NULL;
-	if (image_runs((const struct shm_slab *)(j->meta + sb->slabs_off),
+	if (image_runs((const struct shm_slab *)(j->meta +
+	    ((uintptr_t)seg->slabs - (uintptr_t)seg->sb)),
 	    seg->nslabs, seg, &j->runs, &j->nruns) != 0)
 		goto fail;
 	H->frozen = 1;

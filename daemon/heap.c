@@ -949,7 +949,10 @@ static int64_t
 small_slab_new(struct heap *h, uint32_t cls)
 {
 	struct shm_seg *seg = &h->seg;
-	uint64_t boff = seg->sb->bitmaps_off, soff = seg->sb->sides_off;
+	/* From the daemon's own mapping, never from the superblock, which
+	 * clients can write. */
+	uint64_t boff = (uint64_t)((uintptr_t)seg->bitmaps - seg->base);
+	uint64_t soff = (uint64_t)((uintptr_t)seg->sides - seg->base);
 	uint64_t n = slab_class_slabs[cls], t;
 	int64_t s;
 	int rc;

@@ -293,6 +293,33 @@ seg_decommit(int fd, uint64_t off, uint64_t len)
 }
 
 /*
+ * Writes what a superblock says of the heap's shape (all but the magic,
+ * the creation time and the counters) from the caller's own values: a
+ * checkpoint stamps its copy so, since clients can write the live one.
+ */
+void
+seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
+    uint64_t size)
+{
+	struct shm_geom g;
+
+	(void)seg_geometry(size, &g);
+	sb->version = SHM_VERSION;
+	sb->ptr_bits = sizeof(void *) * 8;
+	memcpy(sb->identity, id, 16);
+	sb->base = base;
+	sb->size = size;
+	sb->slab_size = SHM_SLAB_SIZE;
+	sb->nslabs = g.nslabs;
+	sb->roots_off = g.roots_off;
+	sb->leases_off = g.leases_off;
+	sb->slabs_off = g.slabs_off;
+	sb->bitmaps_off = g.bitmaps_off;
+	sb->sides_off = g.sides_off;
+	sb->data_off = g.data_off;
+}
+
+/*
  * Lays a new heap into a zero-filled object: the superblock and the fixed
  * metadata.  Bitmaps and side arrays are committed slab by slab as slabs are
  * put to use, so an empty corner of a big heap costs nothing.
@@ -309,19 +336,7 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 	if ((rc = seg_commit(seg->fd, 0, g.bitmaps_off)) != 0)
 		return rc;
 	memset(sb, 0, SHM_SUPER_BYTES);
-	sb->version = SHM_VERSION;
-	sb->ptr_bits = sizeof(void *) * 8;
-	memcpy(sb->identity, id, 16);
-	sb->base = seg->base;
-	sb->size = seg->size;
-	sb->slab_size = SHM_SLAB_SIZE;
-	sb->nslabs = g.nslabs;
-	sb->roots_off = g.roots_off;
-	sb->leases_off = g.leases_off;
-	sb->slabs_off = g.slabs_off;
-	sb->bitmaps_off = g.bitmaps_off;
-	sb->sides_off = g.sides_off;
-	sb->data_off = g.data_off;
+	seg_super_stamp(sb, id, seg->base, seg->size);
 	sb->created = (uint64_t)time(NULL);
 	/* The magic goes last: a half-formatted object is never adopted. */
 	atomic_thread_fence(memory_order_seq_cst);

@@ -243,6 +243,8 @@ int	 seg_remap(struct shm_seg *, int fd, char *err, size_t errlen);
 void	 seg_unmap(struct shm_seg *);
 void	 seg_bind(struct shm_seg *, void *mem, uintptr_t base, uint64_t size);
 int	 seg_format(struct shm_seg *, const uint8_t identity[16]);
+void	 seg_super_stamp(struct shm_super *, const uint8_t identity[16],
+	    uintptr_t base, uint64_t size);
 int	 seg_super_check(const struct shm_super *, uintptr_t base,
 	    uint64_t size, char *err, size_t errlen);
 int	 seg_commit(int fd, uint64_t off, uint64_t len);

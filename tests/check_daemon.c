@@ -20,6 +20,7 @@
 #include "aclheap.h"
 #include "client/client.h"
 #include "proto/proto.h"
+#include "shm/image.h"
 #include "tests/testutil.h"
 
 static struct td td;
@@ -713,6 +714,42 @@ START_TEST(scribbled_slab_table_survived)
 }
 END_TEST
 
+/* The superblock is in memory every client can write: a checkpoint takes
+ * the heap's shape from the daemon's own geometry (it used to index by the
+ * superblock's offsets and crash), and the image it writes says what is
+ * true, not what was scribbled. */
+START_TEST(scribbled_superblock_checkpoints)
+{
+	struct shm_super saved;
+	struct image_info info;
+	struct shm_seg off;
+	char img[400], err[512];
+	unsigned char *p;
+
+	ck_assert_ptr_nonnull(p = aclmalloc(3000));
+	memset(p, 0x6b, 3000);
+	ck_assert_int_eq(aclheap_root_set("kept", p), 0);
+	memcpy(&saved, conn_seg.sb, sizeof(saved));
+	conn_seg.sb->magic = 0;
+	conn_seg.sb->bitmaps_off = UINT64_C(1) << 40;
+	conn_seg.sb->slabs_off = UINT64_MAX / 3;
+	conn_seg.sb->sides_off = 12345;
+	conn_seg.sb->data_off = 7;
+	conn_seg.sb->size = 1;
+	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
+	ck_assert_int_eq(kill(td.pid, 0), 0);
+	memcpy(conn_seg.sb, &saved, sizeof(saved));
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	ck_assert_msg(image_load_offline(img, &off, &info, err, sizeof(err)) ==
+	    0, "%s", err);
+	ck_assert_msg(shm_check(&off, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(off.sb->bitmaps_off, saved.bitmaps_off);
+	ck_assert_uint_eq(off.sb->size, saved.size);
+	image_unload_offline(&off);
+	still_serving();
+}
+END_TEST
+
 /* A client killed at any point leaves a heap that checks out, its blocks
  * allocated, and the daemon serving. */
 START_TEST(client_killed_mid_work)
@@ -1100,6 +1137,7 @@ daemon_suite(void)
 	tcase_add_test(tc, lease_wants_only_free_slabs);
 	tcase_add_test(tc, scribbled_slab_table_survived);
 	tcase_add_test(tc, socket_path_every_size);
+	tcase_add_test(tc, scribbled_superblock_checkpoints);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
 	tcase_add_test(tc, term_reports_failed_final_checkpoint);
