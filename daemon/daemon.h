@@ -118,6 +118,7 @@ int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
 /* daemon/heap.c */
 int	 heap_open(struct heap *, struct config *);
 void	 heap_close(struct heap *);
+void	 heap_forget(struct heap *);
 int	 heap_rebuild(struct heap *);
 int	 heap_alloc(struct heap *, uint64_t size, uint64_t align,
 	    uintptr_t *addr, uint64_t *usable);

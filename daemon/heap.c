@@ -180,8 +180,11 @@ heap_decay(struct heap *h, int all)
 				u++;
 		}
 	}
-	memmove(h->held, h->held + i, (h->nheld - i) * sizeof(*h->held));
-	h->nheld -= i;
+	if (i > 0) {
+		memmove(h->held, h->held + i, (h->nheld - i) *
+		    sizeof(*h->held));
+		h->nheld -= i;
+	}
 	return done;
 }
 
@@ -800,18 +803,28 @@ fail:
 	return rc;
 }
 
+/* Frees the derived state, leaving the segment as it is. */
 void
-heap_close(struct heap *h)
+heap_forget(struct heap *h)
 {
 	int i;
 
-	seg_unmap(&h->seg);
 	free(h->free_map);
 	free(h->held_map);
 	free(h->held);
 	for (i = 0; i < SHM_NCLASSES; i++)
 		free(h->class_slabs[i]);
 	free(h->limbo);
+	h->free_map = h->held_map = h->limbo = NULL;
+	h->held = NULL;
+	memset(h->class_slabs, 0, sizeof(h->class_slabs));
+}
+
+void
+heap_close(struct heap *h)
+{
+	seg_unmap(&h->seg);
+	heap_forget(h);
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
 }

@@ -143,17 +143,13 @@ rebuild_and_check(const struct shm_seg *seg)
 {
 	struct heap h;
 	char err[1024];
-	int i;
 
 	memset(&h, 0, sizeof(h));
 	h.seg = *seg;
 	if (heap_rebuild(&h) == 0)
 		(void)shm_check_still(&h.seg, NULL, err, sizeof(err));
 	/* Not heap_close(): the scratch is not mapped at the heap's base. */
-	free(h.free_map);
-	for (i = 0; i < SHM_NCLASSES; i++)
-		free(h.class_slabs[i]);
-	free(h.limbo);
+	heap_forget(&h);
 }
 
 int
