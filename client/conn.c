@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "proto/sockpath.h"
 
 struct shm_seg conn_seg = { .fd = -1 };
 _Atomic int conn_mapped;
@@ -86,20 +87,18 @@ init_once(void)
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* $XDG_RUNTIME_DIR/aclheap/aclheap.sock if it exists, else the system's. */
+/* Our own daemon's socket if it is there, else the system's: the daemon
+ * computes its default with the same function (proto/sockpath.c). */
 int
 conn_default_socket(char *buf, size_t len)
 {
-	const char *x = getenv("XDG_RUNTIME_DIR");
-	struct stat st;
+	int rc;
 
-	if (geteuid() != 0 && x != NULL && *x == '/') {
-		snprintf(buf, len, "%s/aclheap/aclheap.sock", x);
-		if (stat(buf, &st) == 0)
-			return 0;
-	}
-	snprintf(buf, len, "/run/aclheap/aclheap.sock");
-	return 0;
+	if ((rc = sockpath_client(buf, len, geteuid(),
+	    getenv("XDG_RUNTIME_DIR"))) != 0)
+		conn_seterr("the default socket path is longer than %zu "
+		    "bytes ($XDG_RUNTIME_DIR is too long)", len - 1);
+	return rc;
 }
 
 static int

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "proto/sockpath.h"
 
 #define DEFAULT_CONFIG	"/etc/aclheap/aclheapd.conf"
 #define DEFAULT_SIZE	(UINT64_C(1) << 30)
@@ -405,19 +406,21 @@ config_finish(struct config *c)
 	const char *rt = getenv("RUNTIME_DIRECTORY");
 	const char *st = getenv("STATE_DIRECTORY");
 	const char *home = getenv("HOME"), *x;
-	char buf[64];
+	char buf[108];
 
 	if (c->socket_path == NULL) {
+		/* The clients find this one without being told: the same
+		 * function computes their default (proto/sockpath.c). */
 		if (rt != NULL && *rt == '/')
 			c->socket_path = join(rt, "/aclheap.sock");
-		else if (geteuid() == 0)
-			c->socket_path = xstrdup("/run/aclheap/aclheap.sock");
-		else if ((x = getenv("XDG_RUNTIME_DIR")) != NULL && *x == '/')
-			c->socket_path = join(x, "/aclheap/aclheap.sock");
-		else {
-			snprintf(buf, sizeof(buf), "/tmp/aclheap-%u/aclheap.sock",
-			    (unsigned)geteuid());
+		else if (sockpath_own(buf, sizeof(buf), geteuid(),
+		    getenv("XDG_RUNTIME_DIR")) == 0)
 			c->socket_path = xstrdup(buf);
+		else {
+			fprintf(stderr, "aclheapd: the default socket path in "
+			    "$XDG_RUNTIME_DIR is longer than a Unix socket "
+			    "address allows (107 bytes); set --socket\n");
+			return -1;
 		}
 	}
 	if (c->state_dir == NULL) {
