@@ -866,10 +866,9 @@ START_TEST(allow_list_refuses_other_uid)
 	FILE *f;
 	int rc;
 
-	if (geteuid() != 0) {
-		/* Needs root to become another uid; CI runs as root. */
-		ck_abort_msg("this test must run as root");
-	}
+	if (geteuid() != 0)
+		td_skip("needs root to run a client as another user (CI runs "
+		    "as root)");
 	ck_assert_int_eq(chmod(td.dir, 0755), 0);
 	ck_assert_int_eq(stat(td.sock, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 0777, 0660);
@@ -901,6 +900,9 @@ START_TEST(allow_user_admits_other_uid)
 	    "--regid=nogroup", "--clear-groups", NULL, "fill", "mine", "20",
 	    "5", NULL };
 
+	if (geteuid() != 0)
+		td_skip("needs root to run a client as another user (CI runs "
+		    "as root)");
 	td_cleanup(&td);
 	td_init(&td, "allow");
 	ck_assert_int_eq(td_start(&td, extra), 0);
@@ -908,6 +910,104 @@ START_TEST(allow_user_admits_other_uid)
 	ck_assert_msg(run_cmd(out, sizeof(out), as_nobody) == 0, "%s", out);
 	ck_assert_int_eq(aclheap_attach(NULL), 0);
 	ck_assert_ptr_nonnull(aclheap_root_get("mine"));
+}
+END_TEST
+
+/*
+ * An ordinary user without XDG_RUNTIME_DIR starts aclheapd with no
+ * --socket, then aclheapctl and a library client with no -s and no
+ * ACLHEAP_SOCKET: both sides compute the same default socket, so the
+ * clients find the daemon.  As root the test becomes a uid nobody uses
+ * (so its /tmp/aclheap-UID folder is its own); otherwise it runs as
+ * itself.
+ */
+START_TEST(default_socket_agrees)
+{
+	char sock[108], state[300], daemon[400], ctl[400], helper[400];
+	char uid_s[32], out[8192], cmd[200];
+	const char *argv[32];
+	struct td d;
+	struct stat st;
+	uid_t uid = geteuid();
+	int n, k, rc;
+
+	if (uid == 0)
+		uid = (uid_t)(61000 + getpid() % 4000);
+	snprintf(sock, sizeof(sock), "/tmp/aclheap-%u/aclheap.sock",
+	    (unsigned)uid);
+	if (stat(sock, &st) == 0)
+		td_skip("%s is in use by a daemon of this user", sock);
+	snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
+	snprintf(daemon, sizeof(daemon), "%s", td_stage(&td, "aclheapd"));
+	snprintf(ctl, sizeof(ctl), "%s", td_stage(&td, "aclheapctl"));
+	snprintf(helper, sizeof(helper), "%s",
+	    td_stage(&td, "tests/helper_client"));
+	snprintf(state, sizeof(state), "%s/own-state", td.dir);
+	ck_assert_int_eq(mkdir(state, 0700), 0);
+	ck_assert_int_eq(chown(state, uid, uid), 0);
+	unsetenv("ACLHEAP_SOCKET");
+	unsetenv("XDG_RUNTIME_DIR");
+	unsetenv("RUNTIME_DIRECTORY");
+
+	n = 0;
+	if (geteuid() == 0) {
+		static char ru[48], rg[48];
+
+		snprintf(ru, sizeof(ru), "--reuid=%s", uid_s);
+		snprintf(rg, sizeof(rg), "--regid=%s", uid_s);
+		argv[n++] = "/usr/bin/setpriv";
+		argv[n++] = ru;
+		argv[n++] = rg;
+		argv[n++] = "--clear-groups";
+	}
+	k = n;
+	memcpy(&d, &td, sizeof(d));
+	snprintf(d.sock, sizeof(d.sock), "%s", sock);
+	snprintf(d.state, sizeof(d.state), "%s", state);
+	d.shm[0] = '\0';
+	if ((d.pid = fork()) == 0) {
+		argv[n++] = daemon;
+		argv[n++] = "--foreground";
+		argv[n++] = "--state-dir";
+		argv[n++] = state;
+		argv[n++] = "--base";
+		argv[n++] = td.base;
+		argv[n++] = "--size";
+		argv[n++] = "8M";
+		argv[n++] = "--config";
+		argv[n++] = "/dev/null";
+		argv[n] = NULL;
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_gt(d.pid, 0);
+	rc = td_wait_ready(&d);
+	if (rc == 0) {
+		argv[k] = ctl;
+		argv[k + 1] = "status";
+		argv[k + 2] = "--json";
+		argv[k + 3] = NULL;
+		rc = run_cmd(out, sizeof(out), argv);
+		if (rc == 0 && strstr(out, sock) == NULL)
+			rc = -2;
+	}
+	if (rc == 0) {
+		argv[k] = helper;
+		argv[k + 1] = "fill";
+		argv[k + 2] = "own";
+		argv[k + 3] = "10";
+		argv[k + 4] = "3";
+		argv[k + 5] = NULL;
+		rc = run_cmd(out, sizeof(out), argv);
+	}
+	td_stop(&d, SIGTERM);
+	td_shm_unlink(&d);
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/aclheap-%u", (unsigned)uid);
+	if (geteuid() == 0 && system(cmd) != 0)
+		fprintf(stderr, "cannot remove /tmp/aclheap-%u\n",
+		    (unsigned)uid);
+	ck_assert_msg(rc == 0, "daemon on its default %s, client: %d: %s",
+	    sock, rc, out);
 }
 END_TEST
 
@@ -961,7 +1061,8 @@ START_TEST(allow_group_admits_its_members)
 	    "--regid=daemon", "--clear-groups", NULL, "addr", "grp", NULL };
 
 	if (geteuid() != 0)
-		ck_abort_msg("this test must run as root");
+		td_skip("needs root to run a client as another user (CI runs "
+		    "as root)");
 	td_cleanup(&td);
 	td_init(&td, "group");
 	ck_assert_int_eq(td_start(&td, extra), 0);
@@ -1032,6 +1133,7 @@ daemon_suite(void)
 	tcase_add_test(tc, big_empty_heap_costs_little);
 	tcase_add_test(tc, allow_group_admits_its_members);
 	tcase_add_test(tc, default_base_works);
+	tcase_add_test(tc, default_socket_agrees);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
