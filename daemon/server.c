@@ -1161,6 +1161,7 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGHUP:
 		notify_reloading();
+		log_reopen();	/* a rotated log file starts anew */
 		config_defaults(&nc);
 		if (config_parse_args(&nc, saved_argc, saved_argv) != 0) {
 			log_errx("reload: config has errors; keeping the "

@@ -11,6 +11,9 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1011,6 +1014,116 @@ START_TEST(default_socket_agrees)
 }
 END_TEST
 
+/* An allowed user whom the socket's mode shuts out is warned about at
+ * start-up; with a mode or group that lets the user in, it is not. */
+START_TEST(allow_user_unreachable_warned)
+{
+	const char *shut[] = { "--allow-user", "nobody", NULL };
+	const char *open_mode[] = { "--allow-user", "nobody",
+	    "--socket-mode", "0666", NULL };
+	const char *by_group[] = { "--allow-user", "nobody",
+	    "--socket-group", "nogroup", NULL };
+	struct passwd *pw = getpwnam("nobody");
+
+	if (pw == NULL)
+		td_skip("no user 'nobody' on this machine");
+	td_cleanup(&td);
+	td_init(&td, "reach");
+	ck_assert_int_eq(td_start(&td, shut), 0);
+	ck_assert_msg(strstr(td_log(&td), "--allow-user nobody (uid") != NULL &&
+	    strstr(td_log(&td), "has no effect") != NULL, "%s", td_log(&td));
+	td_cleanup(&td);
+	td_init(&td, "reach");
+	ck_assert_int_eq(td_start(&td, open_mode), 0);
+	ck_assert_msg(strstr(td_log(&td), "has no effect") == NULL, "%s",
+	    td_log(&td));
+	if (geteuid() != 0 || getgrnam("nogroup") == NULL ||
+	    pw->pw_gid != getgrnam("nogroup")->gr_gid)
+		return;	/* the group case needs root to give the socket away */
+	td_cleanup(&td);
+	td_init(&td, "reach");
+	ck_assert_int_eq(td_start(&td, by_group), 0);
+	ck_assert_msg(strstr(td_log(&td), "has no effect") == NULL, "%s",
+	    td_log(&td));
+}
+END_TEST
+
+/* Polls the file at path for needle, up to ms: 1 if it appeared. */
+static int
+file_gets(const char *path, const char *needle, int ms)
+{
+	static char buf[65536];
+	uint64_t end = now_ms() + (uint64_t)ms;
+	ssize_t n;
+	int fd;
+
+	do {
+		if ((fd = open(path, O_RDONLY)) >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			buf[n > 0 ? n : 0] = '\0';
+			if (strstr(buf, needle) != NULL)
+				return 1;
+		}
+		msleep(10);
+	} while (now_ms() < end);
+	return 0;
+}
+
+/*
+ * A daemon that detached logs to its state folder's aclheapd.log, and a
+ * SIGHUP with a broken config file logs the reason there (standard error
+ * is /dev/null by then).
+ */
+START_TEST(detached_logs_and_reload_reason)
+{
+	char cfgp[400], logp[400], out[8192], *p;
+	const char *argv[32];
+	const char *ctl[] = { td_prog("aclheapctl"), "-s", NULL, "status",
+	    "--json", NULL };
+	pid_t pid;
+	FILE *f;
+	int n, i;
+
+	td_stop(&td, SIGTERM);
+	td_shm_unlink(&td);
+	snprintf(cfgp, sizeof(cfgp), "%s/d.conf", td.dir);
+	snprintf(logp, sizeof(logp), "%s/aclheapd.log", td.state);
+	ck_assert_ptr_nonnull(f = fopen(cfgp, "w"));
+	fprintf(f, "checkpoint-interval = 0\n");
+	fclose(f);
+	n = td_daemon_argv(&td, argv, 0, cfgp);
+	for (i = 1; i < n - 1; i++)	/* without --foreground */
+		argv[i] = argv[i + 1];
+	argv[n - 1] = NULL;
+	ck_assert_str_eq(argv[1], "--socket");
+	ck_assert_msg(run_cmd(out, sizeof(out), argv) == 0, "%s", out);
+	ck_assert_msg(strstr(out, logp) != NULL, "%s", out);
+	ctl[2] = td.sock;
+	ck_assert_msg(run_cmd(out, sizeof(out), ctl) == 0, "%s", out);
+	ck_assert_ptr_nonnull(p = strstr(out, "\"pid\":"));
+	pid = (pid_t)strtol(p + 6, NULL, 10);
+	ck_assert_int_gt(pid, 1);
+	ck_assert_msg(file_gets(logp, "serving heap", 5000), "no log in %s",
+	    logp);
+
+	ck_assert_ptr_nonnull(f = fopen(cfgp, "w"));
+	fprintf(f, "nonsense = 1\n");
+	fclose(f);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	ck_assert_msg(file_gets(logp, "unknown setting 'nonsense'", 10000),
+	    "the reload's reason is not in %s", logp);
+	ck_assert(file_gets(logp, "keeping the running settings", 1000));
+
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	for (i = 0; i < 2000 && kill(pid, 0) == 0; i++)
+		msleep(10);
+	ck_assert_msg(kill(pid, 0) == -1, "detached daemon %d did not stop",
+	    (int)pid);
+	ck_assert(file_gets(logp, "final checkpoint", 1000));
+}
+END_TEST
+
 /* Memory a heap takes from /dev/shm, from its segment's blocks. */
 static uint64_t
 shm_bytes(const struct td *t)
@@ -1134,6 +1247,8 @@ daemon_suite(void)
 	tcase_add_test(tc, allow_group_admits_its_members);
 	tcase_add_test(tc, default_base_works);
 	tcase_add_test(tc, default_socket_agrees);
+	tcase_add_test(tc, allow_user_unreachable_warned);
+	tcase_add_test(tc, detached_logs_and_reload_reason);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

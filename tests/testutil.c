@@ -313,6 +313,10 @@ run_cmd(char *out, size_t outlen, const char *const *argv)
 		close(p[0]);
 		dup2(p[1], 1);
 		dup2(p[1], 2);
+		/* Only 1 and 2 hold the pipe: a daemon that detaches closes
+		 * those, and the reader sees the end. */
+		if (p[1] > 2)
+			close(p[1]);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
