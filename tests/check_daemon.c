@@ -1124,6 +1124,70 @@ START_TEST(detached_logs_and_reload_reason)
 }
 END_TEST
 
+/*
+ * A root name with a NUL byte inside, as the protocol can carry it (from
+ * C the API takes a C string): refused whole, not set under the shorter
+ * name protobuf-c would hand over.
+ */
+START_TEST(root_name_with_nul_refused)
+{
+	static uint8_t buf[FRAME_HDR + FRAME_MAX];
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Root rs = ACLHEAP__ROOT__INIT;
+	Aclheap__RootGet g = ACLHEAP__ROOT_GET__INIT;
+	Aclheap__Reply *r;
+	uint8_t *x;
+	long n;
+	int fd = raw_hello();
+
+	rs.name = "nulXname";
+	rs.value = 0x1234;
+	q.id = 7;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &rs;
+	ck_assert_int_gt(n = frame_pack_request(&q, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(x = memmem(buf, (size_t)n, "nulXname", 8));
+	x[3] = '\0';
+	ck_assert_int_eq(frame_send(fd, buf, (size_t)n, -1), 0);
+	ck_assert_ptr_nonnull(r = raw_reply(fd));
+	ck_assert_int_eq(r->error, EINVAL);
+	ck_assert_msg(strstr(r->message, "NUL") != NULL, "%s", r->message);
+	g.name = "nul";
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_GET;
+	q.root_get = &g;
+	ck_assert_int_eq(raw_call(fd, &q)->error, ENOENT);
+	close(fd);
+}
+END_TEST
+
+/* A full lease table is said as such, not as "no slab to lease". */
+START_TEST(lease_table_full_said)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
+	Aclheap__Reply *r = NULL;
+	int fd, i;
+
+	td_cleanup(&td);
+	td_init(&td, "leases");
+	snprintf(td.size, sizeof(td.size), "256M");	/* a slab each */
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	fd = raw_hello();
+	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
+	q.lease = &ls;
+	for (i = 0; i <= SHM_LEASES; i++) {
+		r = raw_call(fd, &q);
+		if (r->error != 0)
+			break;
+	}
+	ck_assert_int_eq(i, SHM_LEASES);
+	ck_assert_int_eq(r->error, EBUSY);
+	ck_assert_msg(strstr(r->message, "lease table is full") != NULL &&
+	    strstr(r->message, "no slab") == NULL, "%s", r->message);
+	close(fd);
+}
+END_TEST
+
 /* Memory a heap takes from /dev/shm, from its segment's blocks. */
 static uint64_t
 shm_bytes(const struct td *t)
@@ -1249,6 +1313,8 @@ daemon_suite(void)
 	tcase_add_test(tc, default_socket_agrees);
 	tcase_add_test(tc, allow_user_unreachable_warned);
 	tcase_add_test(tc, detached_logs_and_reload_reason);
+	tcase_add_test(tc, root_name_with_nul_refused);
+	tcase_add_test(tc, lease_table_full_said);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
