@@ -49,6 +49,7 @@ static uint8_t arena_buf[1 << 20];
 static struct frame_arena arena;
 
 static void usage(void) __attribute__((noreturn));
+static const char usage_text[];
 
 /* ------------------------------------------------------------------ */
 /* Formatting */
@@ -109,6 +110,13 @@ fmt_hex(char *buf, size_t len, const uint8_t *p, size_t n)
 	for (i = 0; i < n && 2 * i + 2 < len; i++)
 		snprintf(buf + 2 * i, len - 2 * i, "%02x", p[i]);
 	return buf;
+}
+
+/* "1 block", "2 blocks". */
+static const char *
+plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
 }
 
 static double
@@ -235,6 +243,17 @@ unreachable_exit(int rc) __attribute__((noreturn));
 static void
 unreachable_exit(int rc)
 {
+	if (json) {
+		/* A script asked for JSON: it gets JSON, and the status. */
+		jopen(NULL, '{');
+		jstr("socket", socket_path);
+		jbool("ok", 0);
+		jbool("reachable", 0);
+		jstr("error", conn_lasterr()[0] != '\0' ? conn_lasterr() :
+		    strerror(-rc));
+		jclose('}');
+		fflush(stdout);
+	}
 	warnx("cannot reach aclheapd at %s: %s", socket_path,
 	    strerror(-rc));
 	warnx("start the daemon with 'aclheapd' (or 'systemctl start "
@@ -420,16 +439,24 @@ cmd_getopt(int argc, char **argv, const char *shortopts,
     const struct option *extra)
 {
 	static struct option opts[16];
+	char shorts[32];
 	int i, n = 0, c;
 
-	for (i = 0; extra != NULL && extra[i].name != NULL && n < 14; i++)
+	for (i = 0; extra != NULL && extra[i].name != NULL && n < 13; i++)
 		opts[n++] = extra[i];
 	opts[n++] = (struct option){ "json", no_argument, NULL, 'j' };
+	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	memset(&opts[n], 0, sizeof(opts[n]));
-	c = getopt_long(argc, argv, shortopts, opts, NULL);
+	snprintf(shorts, sizeof(shorts), "h%s", shortopts);
+	c = getopt_long(argc, argv, shorts, opts, NULL);
 	if (c == 'j') {
 		json = 1;
 		return cmd_getopt(argc, argv, shortopts, extra);
+	}
+	if (c == 'h') {
+		/* Asked for: the whole help, on stdout, and success. */
+		fputs(usage_text, stdout);
+		exit(EXIT_SUCCESS);
 	}
 	if (c == '?') {
 		warnx("%s: unknown option or missing argument: %s", argv[0],
@@ -805,8 +832,8 @@ cmd_blocks(int argc, char **argv)
 	if (json)
 		printf("%s]\n", count ? "\n" : "");
 	else
-		printf("%" PRIu64 " blocks, %s requested, %s usable\n", count,
-		    fmt_bytes(a, sizeof(a), req),
+		printf("%" PRIu64 " block%s, %s requested, %s usable\n",
+		    count, plural(count), fmt_bytes(a, sizeof(a), req),
 		    fmt_bytes(u, sizeof(u), usable));
 	return 0;
 }
@@ -1105,12 +1132,14 @@ verify_image(const char *path)
 		ju64("roots", r.roots);
 		jclose('}');
 	} else
-		printf("OK: %s: checksums of %" PRIu64 " sections and all "
+		printf("OK: %s: checksums of %" PRIu64 " section%s and all "
 		    "invariants hold; generation %" PRIu64 ", %" PRIu64
-		    " blocks live (%" PRIu64 " large), %" PRIu64
-		    " orphaned claims, %" PRIu64 " roots\n", path,
-		    info.sections, info.hdr.generation, r.blocks_live,
-		    r.large_blocks, r.blocks_orphaned, r.roots);
+		    " block%s live (%" PRIu64 " large), %" PRIu64
+		    " orphaned claim%s, %" PRIu64 " root%s\n", path,
+		    info.sections, plural(info.sections), info.hdr.generation,
+		    r.blocks_live, plural(r.blocks_live), r.large_blocks,
+		    r.blocks_orphaned, plural(r.blocks_orphaned), r.roots,
+		    plural(r.roots));
 	image_unload_offline(&seg);
 	return 0;
 }
@@ -1170,10 +1199,10 @@ cmd_verify(int argc, char **argv)
 		jclose('}');
 	} else
 		printf("OK: live heap at %s: all invariants hold; %" PRIu64
-		    " blocks live, %" PRIu64 " claimed not handed out; slabs: %"
+		    " block%s live, %" PRIu64 " claimed not handed out; slabs: %"
 		    PRIu64 " small, %" PRIu64 " large, %" PRIu64 " free\n",
-		    socket_path, v->blocks_live, v->blocks_orphaned,
-		    v->slabs_small, v->slabs_large, v->slabs_free);
+		    socket_path, v->blocks_live, plural(v->blocks_live),
+		    v->blocks_orphaned, v->slabs_small, v->slabs_large, v->slabs_free);
 	return 0;
 }
 

@@ -380,14 +380,14 @@ START_TEST(test_blocks)
 	ck_assert_int_eq(ctl("blocks", "--class", "32", NULL), 0);
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[0]);
 	ck_out_has(want);
+	ck_out_has("\n1 block, ");
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[1]);
 	ck_out_lacks(want);
-	ck_out_has("1 blocks");
 
 	ck_assert_int_eq(ctl("blocks", "--large", NULL), 0);
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[4]);
 	ck_out_has(want);
-	ck_out_has("1 blocks");
+	ck_out_has("\n1 block, ");
 
 	/* A range around one block finds that block only. */
 	snprintf(want, sizeof(want), "0x%" PRIxPTR "-0x%" PRIxPTR,
@@ -658,6 +658,14 @@ START_TEST(test_verify_damaged)
 	ck_assert_int_eq(ctl("inspect", bad, NULL), 1);
 	ck_out_has("truncated");
 
+	/* One byte short: truncated, not "garbage" of a huge size. */
+	copy_file(img, bad);
+	ck_assert_int_eq(truncate(bad, size - 1), 0);
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("truncated image: 1 byte missing");
+	ck_out_lacks("garbage");
+
 	/* Truncated inside the header. */
 	ck_assert_int_eq(truncate(bad, 10), 0);
 	ck_assert_int_eq(ctl("verify", bad, NULL), 1);
@@ -713,6 +721,14 @@ START_TEST(test_unreachable)
 	ck_out_has(want);
 	ck_out_has("aclheapd");
 	ck_out_has("systemctl start aclheapd");
+	/* With --json, still JSON, before or after the command. */
+	rc = ctl("status", "--json", NULL);
+	ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out);
+	ck_assert_msg(strncmp(out, "{\"socket\":", 10) == 0, "%s", out);
+	ck_out_has("\"reachable\":false");
+	ck_out_has(sock);
+	rc = ctl("--json", "roots", NULL);
+	ck_assert_msg(rc == 3 && out[0] == '{', "exit %d:\n%s", rc, out);
 
 	/* -s wins over the environment. */
 	ck_assert_int_eq(ctl("-s", td.sock, "roots", NULL), 0);
@@ -737,6 +753,8 @@ END_TEST
 
 START_TEST(test_usage)
 {
+	int rc;
+
 	ck_assert_int_eq(ctl(NULL), 2);
 	ck_out_has("usage:");
 	ck_assert_int_eq(ctl("frobnicate", NULL), 2);
@@ -759,6 +777,21 @@ START_TEST(test_usage)
 
 	ck_assert_int_eq(ctl("--help", NULL), 0);
 	ck_out_has("hexdump ADDR");
+	{
+		static const char *const cmds[] = { "status", "dump",
+		    "blocks", "roots", "hexdump", "checkpoint", "verify",
+		    "inspect", "clients" };
+		size_t i;
+
+		/* Every command's --help is help, not a usage error. */
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			rc = ctl(cmds[i], "--help", NULL);
+			ck_assert_msg(rc == 0, "%s --help: exit %d:\n%s",
+			    cmds[i], rc, out);
+			ck_out_has("hexdump ADDR");
+			ck_assert_int_eq(ctl(cmds[i], "-h", NULL), 0);
+		}
+	}
 	ck_assert_int_eq(ctl("--version", NULL), 0);
 	ck_out_has(PACKAGE_VERSION);
 	/* --json goes before or after the command. */
