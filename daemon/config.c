@@ -449,7 +449,7 @@ config_finish(struct config *c)
 {
 	const char *rt = getenv("RUNTIME_DIRECTORY");
 	const char *st = getenv("STATE_DIRECTORY");
-	const char *home = getenv("HOME"), *x;
+	const char *home = getenv("HOME");
 	char buf[108];
 
 	if (c->socket_path == NULL) {
@@ -468,14 +468,14 @@ config_finish(struct config *c)
 		}
 	}
 	if (c->state_dir == NULL) {
+		/* aclheapctl restore finds it the same way. */
+		char sd[4096];
+
 		if (st != NULL && *st == '/')
 			c->state_dir = xstrdup(st);
-		else if (geteuid() == 0)
-			c->state_dir = xstrdup("/var/lib/aclheap");
-		else if ((x = getenv("XDG_STATE_HOME")) != NULL && *x == '/')
-			c->state_dir = join(x, "/aclheap");
-		else if (home != NULL && *home == '/')
-			c->state_dir = join(home, "/.local/state/aclheap");
+		else if (statepath_own(sd, sizeof(sd), geteuid(),
+		    getenv("XDG_STATE_HOME"), home) == 0)
+			c->state_dir = xstrdup(sd);
 		else {
 			fprintf(stderr, "aclheapd: no state folder: set "
 			    "--state-dir, XDG_STATE_HOME or HOME\n");

@@ -63,3 +63,20 @@ sockpath_client(char *buf, size_t len, uid_t uid, const char *xdg)
 	}
 	return 0;
 }
+
+int
+statepath_own(char *buf, size_t len, uid_t uid, const char *xdg_state,
+    const char *home)
+{
+	int n;
+
+	if (uid == 0)
+		n = snprintf(buf, len, "/var/lib/aclheap");
+	else if (xdg_state != NULL && xdg_state[0] == '/')
+		n = snprintf(buf, len, "%s/aclheap", xdg_state);
+	else if (home != NULL && home[0] == '/')
+		n = snprintf(buf, len, "%s/.local/state/aclheap", home);
+	else
+		return -ENOENT;
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}

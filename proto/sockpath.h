@@ -28,4 +28,13 @@ int	 sockpath_own(char *buf, size_t len, uid_t uid, const char *xdg);
  */
 int	 sockpath_client(char *buf, size_t len, uid_t uid, const char *xdg);
 
+/*
+ * The state folder a daemon run by uid uses by default (systemd's
+ * STATE_DIRECTORY aside): /var/lib/aclheap for root, else
+ * $XDG_STATE_HOME/aclheap, else $HOME/.local/state/aclheap.  0,
+ * -ENOENT when an ordinary user has neither, -ENAMETOOLONG.
+ */
+int	 statepath_own(char *buf, size_t len, uid_t uid, const char *xdg_state,
+	    const char *home);
+
 #endif /* ACLHEAP_SOCKPATH_H */
