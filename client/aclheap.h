@@ -72,6 +72,12 @@
 
 #ifdef __cplusplus
 extern "C" {
+#if defined(__GNUC__)
+/* aclheap_stats() is a function and a struct, as in C; C++'s -Wshadow
+ * would call the function a shadow of the struct's constructor. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 #endif
 
 #define ACLHEAP_VERSION_MAJOR	0
@@ -240,6 +246,9 @@ int	 aclheap_stats(struct aclheap_stats *out);
 const char *aclheap_last_error(void);
 
 #ifdef __cplusplus
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 }
 #endif
 
