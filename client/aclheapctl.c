@@ -1469,6 +1469,7 @@ cmd_restore(int argc, char **argv)
 	struct shm_seg seg;
 	struct image_info info;
 	struct shm_report rep;
+	struct stat sst;
 	uint64_t total = 0;
 	ssize_t n;
 	FILE *f;
@@ -1533,6 +1534,17 @@ cmd_restore(int argc, char **argv)
 	if ((ofd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600)) == -1)
 		err(EXIT_FAILURE, "restore: %s", path);
+	/* Root restoring for a daemon that runs as its own user (systemd's
+	 * aclheap): the image is the state folder owner's, as the daemon's
+	 * own images are, or that daemon could not read it. */
+	if (geteuid() == 0 && stat(state, &sst) == 0 && sst.st_uid != 0 &&
+	    fchown(ofd, sst.st_uid, sst.st_gid) == -1) {
+		rc = errno;
+		unlink(path);
+		errno = rc;
+		err(EXIT_FAILURE, "restore: giving %s to the state folder's "
+		    "owner", path);
+	}
 	for (;;) {
 		n = read(in, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR)
