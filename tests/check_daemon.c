@@ -1188,6 +1188,40 @@ START_TEST(lease_table_full_said)
 }
 END_TEST
 
+/* The foreground banner names the aclheapctl beside the daemon (a build
+ * folder), else the one on PATH; never "the build folder" for a daemon
+ * that is not in one. */
+START_TEST(banner_names_aclheapctl)
+{
+	char want[600], exe[600];
+	const char *argv[16];
+	int k;
+
+	ck_assert_msg(strstr(td_log(&td), "build folder") == NULL, "%s",
+	    td_log(&td));
+	ck_assert_msg(strstr(td_log(&td), "/aclheapctl -s ") != NULL, "%s",
+	    td_log(&td));
+	/* A daemon alone in a folder, as installed in sbin. */
+	td_stop(&td, SIGTERM);
+	td_shm_unlink(&td);
+	snprintf(exe, sizeof(exe), "%s", td_stage(&td, "aclheapd"));
+	k = td_daemon_argv(&td, argv, 0, "/dev/null");
+	argv[0] = exe;
+	argv[k] = NULL;
+	if ((td.pid = fork()) == 0) {
+		int fd = open(td.log, O_WRONLY | O_TRUNC);
+
+		if (fd < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_eq(td_wait_ready(&td), 0);
+	snprintf(want, sizeof(want), "try: aclheapctl -s %s status", td.sock);
+	ck_assert_msg(strstr(td_log(&td), want) != NULL, "%s", td_log(&td));
+}
+END_TEST
+
 /* Memory a heap takes from /dev/shm, from its segment's blocks. */
 static uint64_t
 shm_bytes(const struct td *t)
@@ -1315,6 +1349,7 @@ daemon_suite(void)
 	tcase_add_test(tc, detached_logs_and_reload_reason);
 	tcase_add_test(tc, root_name_with_nul_refused);
 	tcase_add_test(tc, lease_table_full_said);
+	tcase_add_test(tc, banner_names_aclheapctl);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
