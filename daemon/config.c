@@ -526,8 +526,8 @@ user_in_group(uid_t uid, gid_t gid)
  * group other than the socket's.  Returns the number of warnings.
  */
 int
-config_warn_unreachable(const struct config *c, mode_t mode, uid_t owner,
-    gid_t group)
+config_warn_unreachable(const struct config *c, const char *path,
+    mode_t mode, uid_t owner, gid_t group)
 {
 	struct passwd *pw;
 	struct group *gr;
@@ -544,10 +544,11 @@ config_warn_unreachable(const struct config *c, mode_t mode, uid_t owner,
 		gr = getgrgid(group);
 		log_warnx("--allow-user %s (uid %u) has no effect: socket %s "
 		    "is mode %04o, owner uid %u, group %s, and the user is "
-		    "not in that group; use --socket-group with a group of "
-		    "the user's, or --socket-mode 0666", pw != NULL ?
+		    "not in that group; give the socket a group of the "
+		    "user's (--socket-group; SocketGroup= under systemd) or "
+		    "mode 0666", pw != NULL ?
 		    pw->pw_name : "?", (unsigned)c->allow_uid[i],
-		    c->socket_path, (unsigned)mode, (unsigned)owner,
+		    path, (unsigned)mode, (unsigned)owner,
 		    gr != NULL ? gr->gr_name : "?");
 		n++;
 	}
@@ -557,9 +558,9 @@ config_warn_unreachable(const struct config *c, mode_t mode, uid_t owner,
 		gr = getgrgid(c->allow_gid[i]);
 		log_warnx("--allow-group %s (gid %u) admits only those of its "
 		    "members who can reach socket %s (mode %04o, group gid "
-		    "%u); use --socket-group %s, or --socket-mode 0666",
+		    "%u); give the socket group %s, or mode 0666",
 		    gr != NULL ? gr->gr_name : "?",
-		    (unsigned)c->allow_gid[i], c->socket_path, (unsigned)mode,
+		    (unsigned)c->allow_gid[i], path, (unsigned)mode,
 		    (unsigned)group, gr != NULL ? gr->gr_name : "GROUP");
 		n++;
 	}

@@ -107,7 +107,8 @@ void	 config_free(struct config *);
 void	 config_usage(FILE *);
 void	 config_log_errors(int);
 int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
-int	 config_warn_unreachable(const struct config *, mode_t, uid_t, gid_t);
+int	 config_warn_unreachable(const struct config *, const char *path,
+	    mode_t, uid_t, gid_t);
 
 /* daemon/heap.c */
 int	 heap_open(struct heap *, const struct config *);

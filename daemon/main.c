@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +75,24 @@ open_log(struct config *c, int detaching)
 		fprintf(stderr, "aclheapd: detached; logging to %s\n",
 		    c->log_file);
 	return 0;
+}
+
+/* systemd made the socket: its path, from the socket itself, tells its
+ * mode and group, which the allow list must agree with too. */
+static void
+warn_activated(const struct config *c, int lfd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	struct stat st;
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(lfd, (struct sockaddr *)&sun, &len) == -1 ||
+	    sun.sun_family != AF_UNIX || sun.sun_path[0] != '/' ||
+	    stat(sun.sun_path, &st) == -1)
+		return;
+	config_warn_unreachable(c, sun.sun_path, st.st_mode & 0777, st.st_uid,
+	    st.st_gid);
 }
 
 /* How to reach this daemon with aclheapctl: the one beside us when there
@@ -186,8 +206,10 @@ main(int argc, char **argv)
 	if (!activated && stat(cfg.socket_path, &sock_st) == -1)
 		log_warn("%s", cfg.socket_path);
 	else if (!activated)
-		config_warn_unreachable(&cfg, sock_st.st_mode & 0777,
-		    sock_st.st_uid, sock_st.st_gid);
+		config_warn_unreachable(&cfg, cfg.socket_path,
+		    sock_st.st_mode & 0777, sock_st.st_uid, sock_st.st_gid);
+	else
+		warn_activated(&cfg, lfd);
 	detaching = !cfg.foreground && !activated &&
 	    getenv("NOTIFY_SOCKET") == NULL;
 	if (open_log(&cfg, detaching) != 0)
