@@ -1222,6 +1222,27 @@ START_TEST(banner_names_aclheapctl)
 }
 END_TEST
 
+/* An ENOENT that is not about roots keeps its own words: a checkpoint
+ * whose state folder went away is not "no such root". */
+START_TEST(enoent_not_a_root_message)
+{
+	char gone[400];
+	int rc;
+
+	snprintf(gone, sizeof(gone), "%s.gone", td.state);
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	ck_assert_int_eq(rename(td.state, gone), 0);
+	rc = aclheap_checkpoint();
+	ck_assert_int_eq(rename(gone, td.state), 0);
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(aclheap_last_error(), "root") == NULL,
+	    "%d: %s", rc, aclheap_last_error());
+	ck_assert_msg(aclheap_last_error()[0] != '\0', "no reason");
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	aclheap_detach();
+}
+END_TEST
+
 /* Memory a heap takes from /dev/shm, from its segment's blocks. */
 static uint64_t
 shm_bytes(const struct td *t)
@@ -1350,6 +1371,7 @@ daemon_suite(void)
 	tcase_add_test(tc, root_name_with_nul_refused);
 	tcase_add_test(tc, lease_table_full_said);
 	tcase_add_test(tc, banner_names_aclheapctl);
+	tcase_add_test(tc, enoent_not_a_root_message);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
