@@ -15,15 +15,22 @@
  * Functions returning int return 0 (or a documented non-negative value) on
  * success and a negative errno value on failure.  Functions returning a
  * pointer or an address return NULL/0 on failure and set errno.  After any
- * failure, aclheap_last_error() gives the detail in words.  The library
- * never prints.
+ * failure, aclheap_last_error() gives the detail in words; a call that
+ * succeeds clears it, except aclmalloc() and aclfree() of small blocks,
+ * which never touch it (that is their fast path): read it right after the
+ * failing call.  The library never prints.
  *
  * Attaching
  * ---------
  * Any allocating call attaches on first use: it connects to the socket named
  * by $ACLHEAP_SOCKET, else the default socket ($XDG_RUNTIME_DIR/aclheap/
  * aclheap.sock for an ordinary user, /run/aclheap/aclheap.sock for root),
- * receives the segment and maps it at the daemon's base address.  The range
+ * receives the segment and maps it at the daemon's base address.  The
+ * default is the one aclheapd computes for the same user without
+ * --socket, so a daemon and a client started the same way meet; an
+ * ordinary user whose own daemon is not running reaches the system's.
+ * (Without XDG_RUNTIME_DIR an ordinary user's daemon listens on
+ * /tmp/aclheap-UID/aclheap.sock.)  The range
  * is never relocated: if it is taken in this process, attaching fails with
  * EADDRINUSE and aclheap_last_error() names the range and its occupant.  A
  * program that wants the range guaranteed attaches first thing in main().
@@ -36,6 +43,8 @@
  *                         now serves a different heap than the one mapped
  *   ETIMEDOUT             the daemon went away and did not come back within
  *                         $ACLHEAP_RECONNECT_TIMEOUT seconds (default 5)
+ *   EINVAL                $ACLHEAP_RECONNECT_TIMEOUT is not a number of
+ *                         seconds from 0 to 86400 (checked at attach)
  *   ECONNRESET            the daemon went away while handling a request
  *                         that is not safe to repeat (an extent's alloc or
  *                         free, realloc, root_cas, root_remove): it may or
@@ -63,6 +72,12 @@
 
 #ifdef __cplusplus
 extern "C" {
+#if defined(__GNUC__)
+/* aclheap_stats() is a function and a struct, as in C; C++'s -Wshadow
+ * would call the function a shadow of the struct's constructor. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 #endif
 
 #define ACLHEAP_VERSION_MAJOR	0
@@ -206,6 +221,8 @@ void	 aclheap_detach(void);
  * it is durable on disk (fsync of file and directory).  -EIO with the reason
  * in aclheap_last_error() when the daemon could not write it (disk full,
  * unwritable state folder); the previous image is then still in place.
+ * -EPERM when this user may not ask for one (only aclheapd's own user and
+ * root may), and the attach errors.
  */
 int	 aclheap_checkpoint(void);
 
@@ -229,11 +246,16 @@ int	 aclheap_stats(struct aclheap_stats *out);
 /*
  * aclheap_last_error: the calling thread's last failure in words, with the
  * detail errno cannot carry; "" when none.  Valid until the thread's next
- * call into the library.
+ * call into the library: every call that succeeds sets it to "", except
+ * aclmalloc() (and aclmalloc_aligned()) of a small block and aclfree() of
+ * a small block, which leave it as it was so as to cost nothing.
  */
 const char *aclheap_last_error(void);
 
 #ifdef __cplusplus
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 }
 #endif
 

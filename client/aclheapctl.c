@@ -4,10 +4,11 @@
  * the daemon exactly as a client does; the requests it sends are the
  * administration family of aclheap.proto (Stats, Dump, Blocks, Read, ...).
  *
- * Two commands work without a daemon: `verify IMAGE` and `inspect IMAGE`
+ * Three commands work without a daemon: `verify IMAGE` and `inspect IMAGE`
  * load an image file into scratch memory with image_load_offline() and run
  * the same validator (shm_check) and the same per-slab counting
- * (slab_used, slab_claimed) that the daemon runs on the live heap.
+ * (slab_used, slab_claimed) that the daemon runs on the live heap, and
+ * `restore` puts a checked image into a stopped daemon's state folder.
  *
  * Every command that prints figures also prints them as JSON with --json.
  * Messages go to stderr through err(3) and warnx(3).  The exit status says
@@ -16,6 +17,7 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <err.h>
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "proto/sockpath.h"
 #include "shm/image.h"
 
 #define EXIT_USAGE		2
@@ -49,6 +52,7 @@ static uint8_t arena_buf[1 << 20];
 static struct frame_arena arena;
 
 static void usage(void) __attribute__((noreturn));
+static const char usage_text[];
 
 /* ------------------------------------------------------------------ */
 /* Formatting */
@@ -109,6 +113,13 @@ fmt_hex(char *buf, size_t len, const uint8_t *p, size_t n)
 	for (i = 0; i < n && 2 * i + 2 < len; i++)
 		snprintf(buf + 2 * i, len - 2 * i, "%02x", p[i]);
 	return buf;
+}
+
+/* "1 block", "2 blocks". */
+static const char *
+plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
 }
 
 static double
@@ -235,6 +246,17 @@ unreachable_exit(int rc) __attribute__((noreturn));
 static void
 unreachable_exit(int rc)
 {
+	if (json) {
+		/* A script asked for JSON: it gets JSON, and the status. */
+		jopen(NULL, '{');
+		jstr("socket", socket_path);
+		jbool("ok", 0);
+		jbool("reachable", 0);
+		jstr("error", conn_lasterr()[0] != '\0' ? conn_lasterr() :
+		    strerror(-rc));
+		jclose('}');
+		fflush(stdout);
+	}
 	warnx("cannot reach aclheapd at %s: %s", socket_path,
 	    strerror(-rc));
 	warnx("start the daemon with 'aclheapd' (or 'systemctl start "
@@ -420,16 +442,24 @@ cmd_getopt(int argc, char **argv, const char *shortopts,
     const struct option *extra)
 {
 	static struct option opts[16];
+	char shorts[32];
 	int i, n = 0, c;
 
-	for (i = 0; extra != NULL && extra[i].name != NULL && n < 14; i++)
+	for (i = 0; extra != NULL && extra[i].name != NULL && n < 13; i++)
 		opts[n++] = extra[i];
 	opts[n++] = (struct option){ "json", no_argument, NULL, 'j' };
+	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	memset(&opts[n], 0, sizeof(opts[n]));
-	c = getopt_long(argc, argv, shortopts, opts, NULL);
+	snprintf(shorts, sizeof(shorts), "h%s", shortopts);
+	c = getopt_long(argc, argv, shorts, opts, NULL);
 	if (c == 'j') {
 		json = 1;
 		return cmd_getopt(argc, argv, shortopts, extra);
+	}
+	if (c == 'h') {
+		/* Asked for: the whole help, on stdout, and success. */
+		fputs(usage_text, stdout);
+		exit(EXIT_SUCCESS);
 	}
 	if (c == '?') {
 		warnx("%s: unknown option or missing argument: %s", argv[0],
@@ -601,6 +631,73 @@ split_path(const char *path, char *dir, size_t dlen, const char **base)
 	}
 }
 
+/* Asks for a Dump; the image's descriptor (and *dp), or an exit. */
+static int
+dump_request(Aclheap__DumpReply **dp)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Dump m = ACLHEAP__DUMP__INIT;
+	struct stat st;
+	int fd = -1;
+
+	ctl_connect();
+	q.body_case = ACLHEAP__REQUEST__BODY_DUMP;
+	q.dump = &m;
+	*dp = ctl_request("dump", &q, ACLHEAP__REPLY__BODY_DUMP, &fd)->dump;
+	if (fd < 0)
+		errx(EXIT_FAILURE, "dump: aclheapd sent no image descriptor");
+	if (fstat(fd, &st) == -1)
+		err(EXIT_FAILURE, "dump: the image descriptor");
+	if ((uint64_t)st.st_size != (*dp)->bytes)
+		errx(EXIT_FAILURE, "dump: the image holds %jd bytes, aclheapd "
+		    "announced %" PRIu64, (intmax_t)st.st_size, (*dp)->bytes);
+	return fd;
+}
+
+/*
+ * dump --out -: the image on standard output, for a pipe (to ssh and
+ * 'aclheapctl restore -' on another host) or a redirection.  What was
+ * written goes to standard error, which is not part of the image.
+ */
+static int
+dump_stdout(void)
+{
+	Aclheap__DumpReply *d;
+	uint64_t off = 0;
+	ssize_t n;
+	char *buf, hb[32];
+	int fd, rc;
+
+	if (isatty(STDOUT_FILENO))
+		errx(EXIT_FAILURE, "dump: standard output is a terminal; "
+		    "redirect it to a file or a pipe");
+	fd = dump_request(&d);
+	if ((buf = malloc(COPY_CHUNK)) == NULL)
+		err(EXIT_FAILURE, "dump");
+	while (off < d->bytes) {
+		n = pread(fd, buf, COPY_CHUNK, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			errno = n == 0 ? ENODATA : errno;
+			err(EXIT_FAILURE, "dump: reading the image at offset %"
+			    PRIu64, off);
+		}
+		if ((rc = image_write_all(STDOUT_FILENO, buf, (size_t)n)) != 0) {
+			errno = -rc;
+			err(EXIT_FAILURE, "dump: writing standard output");
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	close(fd);
+	if (!json)
+		fprintf(stderr, "dumped %" PRIu64 " bytes (%s) of generation %"
+		    PRIu64 " to standard output\n", d->bytes,
+		    fmt_bytes(hb, sizeof(hb), d->bytes), d->generation);
+	return 0;
+}
+
 static int
 cmd_dump(int argc, char **argv)
 {
@@ -608,12 +705,9 @@ cmd_dump(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
-	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
-	Aclheap__Dump m = ACLHEAP__DUMP__INIT;
 	Aclheap__DumpReply *d;
 	const char *out = NULL, *name;
 	char dir[4096], tmp[4200], tmpname[4200], errbuf[512], hb[32];
-	struct stat st;
 	uint64_t off = 0;
 	ssize_t n;
 	char *buf;
@@ -625,26 +719,18 @@ cmd_dump(int argc, char **argv)
 			out = optarg;
 	no_more_args(argc, argv);
 	if (out == NULL || *out == '\0') {
-		warnx("dump: --out FILE is required");
+		warnx("dump: --out FILE (or - for standard output) is required");
 		usage();
 	}
+	if (strcmp(out, "-") == 0)
+		return dump_stdout();
 	split_path(out, dir, sizeof(dir), &name);
 	if (*name == '\0')
 		errx(EXIT_FAILURE, "dump: %s names a folder, not a file", out);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", out);
 	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
 
-	ctl_connect();
-	q.body_case = ACLHEAP__REQUEST__BODY_DUMP;
-	q.dump = &m;
-	d = ctl_request("dump", &q, ACLHEAP__REPLY__BODY_DUMP, &fd)->dump;
-	if (fd < 0)
-		errx(EXIT_FAILURE, "dump: aclheapd sent no image descriptor");
-	if (fstat(fd, &st) == -1)
-		err(EXIT_FAILURE, "dump: the image descriptor");
-	if ((uint64_t)st.st_size != d->bytes)
-		errx(EXIT_FAILURE, "dump: the image holds %jd bytes, aclheapd "
-		    "announced %" PRIu64, (intmax_t)st.st_size, d->bytes);
+	fd = dump_request(&d);
 
 	/* Same discipline as the daemon's own images: temp, fsync, rename. */
 	ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -805,8 +891,8 @@ cmd_blocks(int argc, char **argv)
 	if (json)
 		printf("%s]\n", count ? "\n" : "");
 	else
-		printf("%" PRIu64 " blocks, %s requested, %s usable\n", count,
-		    fmt_bytes(a, sizeof(a), req),
+		printf("%" PRIu64 " block%s, %s requested, %s usable\n",
+		    count, plural(count), fmt_bytes(a, sizeof(a), req),
 		    fmt_bytes(u, sizeof(u), usable));
 	return 0;
 }
@@ -1105,12 +1191,14 @@ verify_image(const char *path)
 		ju64("roots", r.roots);
 		jclose('}');
 	} else
-		printf("OK: %s: checksums of %" PRIu64 " sections and all "
+		printf("OK: %s: checksums of %" PRIu64 " section%s and all "
 		    "invariants hold; generation %" PRIu64 ", %" PRIu64
-		    " blocks live (%" PRIu64 " large), %" PRIu64
-		    " orphaned claims, %" PRIu64 " roots\n", path,
-		    info.sections, info.hdr.generation, r.blocks_live,
-		    r.large_blocks, r.blocks_orphaned, r.roots);
+		    " block%s live (%" PRIu64 " large), %" PRIu64
+		    " orphaned claim%s, %" PRIu64 " root%s\n", path,
+		    info.sections, plural(info.sections), info.hdr.generation,
+		    r.blocks_live, plural(r.blocks_live), r.large_blocks,
+		    r.blocks_orphaned, plural(r.blocks_orphaned), r.roots,
+		    plural(r.roots));
 	image_unload_offline(&seg);
 	return 0;
 }
@@ -1170,10 +1258,10 @@ cmd_verify(int argc, char **argv)
 		jclose('}');
 	} else
 		printf("OK: live heap at %s: all invariants hold; %" PRIu64
-		    " blocks live, %" PRIu64 " claimed not handed out; slabs: %"
+		    " block%s live, %" PRIu64 " claimed not handed out; slabs: %"
 		    PRIu64 " small, %" PRIu64 " large, %" PRIu64 " free\n",
-		    socket_path, v->blocks_live, v->blocks_orphaned,
-		    v->slabs_small, v->slabs_large, v->slabs_free);
+		    socket_path, v->blocks_live, plural(v->blocks_live),
+		    v->blocks_orphaned, v->slabs_small, v->slabs_large, v->slabs_free);
 	return 0;
 }
 
@@ -1352,6 +1440,324 @@ cmd_clients(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ */
+/* restore */
+
+/*
+ * restore FILE|-: an image into the state folder of a heap whose daemon is
+ * stopped, as STATE/heap.img, which the next aclheapd there loads.  The
+ * state folder's lock (the one aclheapd holds while it runs) is taken for
+ * the whole time, so no daemon serves that state meanwhile.  The image is
+ * copied to a temporary file beside heap.img, checked as 'verify' checks,
+ * and only then renamed over heap.img (fsync of file and folder): a bad
+ * image changes nothing.
+ *
+ * A live segment of the heap (in /dev/shm, named by heap.id) would be
+ * adopted at the next start in preference to any image; it is newer than
+ * every image, so restore refuses unless told to discard it.
+ */
+static int
+cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "discard-live", no_argument, NULL, 'D' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char state[4096], path[4200], live[128], hex[64], buf[65536];
+	char errbuf[1024], why[512], hb[32];
+	const char *src, *dir = NULL, *e;
+	struct shm_seg seg;
+	struct image_info info;
+	struct shm_report rep;
+	struct stat sst;
+	uint64_t total = 0;
+	ssize_t n;
+	FILE *f;
+	int c, lfd, in, ofd, rc, discard = 0, have_live = 0;
+
+	cmd_start();
+	while ((c = cmd_getopt(argc, argv, "d:", opts)) != -1)
+		if (c == 'd')
+			dir = optarg;
+		else if (c == 'D')
+			discard = 1;
+	if (optind >= argc) {
+		warnx("restore: IMAGE (a file, or - for standard input) is "
+		    "missing");
+		usage();
+	}
+	src = argv[optind++];
+	no_more_args(argc, argv);
+	if (dir == NULL && (e = getenv("STATE_DIRECTORY")) != NULL &&
+	    *e == '/')
+		dir = e;
+	if (dir != NULL)
+		snprintf(state, sizeof(state), "%s", dir);
+	else if (statepath_own(state, sizeof(state), geteuid(),
+	    getenv("XDG_STATE_HOME"), getenv("HOME")) != 0)
+		errx(EXIT_USAGE, "restore: no state folder: give --state-dir");
+
+	/* The daemon's lock: held by a running daemon, so a failure to take
+	 * it means one serves this state. */
+	snprintf(path, sizeof(path), "%s/aclheapd.lock", state);
+	if ((lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
+		err(EXIT_FAILURE, "restore: %s", path);
+	if (flock(lfd, LOCK_EX | LOCK_NB) == -1) {
+		n = pread(lfd, buf, 31, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		errx(EXIT_FAILURE, "restore: aclheapd (pid %s) serves %s; stop "
+		    "it first (a running heap is replaced by stopping it, not "
+		    "under it)", buf[0] ? buf : "?", state);
+	}
+	snprintf(path, sizeof(path), "%s/heap.id", state);
+	if ((f = fopen(path, "re")) != NULL) {
+		if (fscanf(f, "%63s", hex) == 1) {
+			snprintf(live, sizeof(live), "/dev/shm/aclheap-%s",
+			    hex);
+			have_live = access(live, F_OK) == 0;
+		}
+		fclose(f);
+	}
+	if (have_live && !discard)
+		errx(EXIT_FAILURE, "restore: the heap's live segment %s is "
+		    "still there and would be adopted instead of the image "
+		    "(it is newer than any image); remove it, or pass "
+		    "--discard-live", live);
+
+	/* Copy to the temporary file and check it there. */
+	if (strcmp(src, "-") == 0)
+		in = STDIN_FILENO;
+	else if ((in = open(src, O_RDONLY | O_CLOEXEC)) == -1)
+		err(EXIT_FAILURE, "restore: %s", src);
+	snprintf(path, sizeof(path), "%s/heap.img.restore", state);
+	if ((ofd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1)
+		err(EXIT_FAILURE, "restore: %s", path);
+	/* Root restoring for a daemon that runs as its own user (systemd's
+	 * aclheap): the image is the state folder owner's, as the daemon's
+	 * own images are, or that daemon could not read it. */
+	if (geteuid() == 0 && stat(state, &sst) == 0 && sst.st_uid != 0 &&
+	    fchown(ofd, sst.st_uid, sst.st_gid) == -1) {
+		rc = errno;
+		unlink(path);
+		errno = rc;
+		err(EXIT_FAILURE, "restore: giving %s to the state folder's "
+		    "owner", path);
+	}
+	for (;;) {
+		n = read(in, buf, sizeof(buf));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == 0)
+			break;
+		if (n == -1 || (rc = image_write_all(ofd, buf,
+		    (size_t)n)) != 0) {
+			rc = n == -1 ? errno : -rc;
+			unlink(path);
+			errno = rc;
+			err(EXIT_FAILURE, "restore: %s", n == -1 ? src : path);
+		}
+		total += (uint64_t)n;
+	}
+	if (in != STDIN_FILENO)
+		close(in);
+	if (image_load_offline(path, &seg, &info, errbuf,
+	    sizeof(errbuf)) != 0) {
+		unlink(path);
+		errx(EXIT_FAILURE, "restore: %s is not a good image, nothing "
+		    "changed: %s", strcmp(src, "-") == 0 ? "standard input" :
+		    src, errbuf);
+	}
+	if (shm_check_still(&seg, &rep, why, sizeof(why)) != 0) {
+		image_unload_offline(&seg);
+		unlink(path);
+		errx(EXIT_FAILURE, "restore: %s is not a good image, nothing "
+		    "changed: invariants: %s", strcmp(src, "-") == 0 ?
+		    "standard input" : src, why);
+	}
+	if (image_commit(ofd, state, "heap.img.restore", "heap.img", errbuf,
+	    sizeof(errbuf)) != 0) {
+		image_unload_offline(&seg);
+		unlink(path);
+		errx(EXIT_FAILURE, "restore: %s", errbuf);
+	}
+	/* Only now, with the image in place, does the live segment go. */
+	if (have_live && unlink(live) == -1 && errno != ENOENT)
+		warn("restore: removing %s", live);
+	if (json) {
+		jopen(NULL, '{');
+		jstr("state_dir", state);
+		ju64("bytes", total);
+		ju64("generation", info.hdr.generation);
+		ju64("base", info.hdr.base);
+		ju64("size", info.hdr.size);
+		ju64("blocks_live", rep.blocks_live);
+		ju64("roots", rep.roots);
+		jbool("discarded_live", have_live);
+		jclose('}');
+	} else
+		printf("restored %" PRIu64 " bytes (%s) of generation %" PRIu64
+		    " into %s/heap.img: heap 0x%" PRIx64 ", size %" PRIu64
+		    " (start aclheapd with that --base and --size), %" PRIu64
+		    " block%s live, %" PRIu64 " root%s%s\n", total,
+		    fmt_bytes(hb, sizeof(hb), total), info.hdr.generation, state,
+		    info.hdr.base, info.hdr.size, rep.blocks_live,
+		    plural(rep.blocks_live), rep.roots, plural(rep.roots),
+		    have_live ? "; the old live segment is removed" : "");
+	image_unload_offline(&seg);
+	close(lfd);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* metrics */
+
+/* One metric family: TYPE, HELP (and UNIT when it has one), then the
+ * caller's samples. */
+static void
+om_family(const char *name, const char *type, const char *unit,
+    const char *help)
+{
+	printf("# TYPE %s %s\n", name, type);
+	if (unit != NULL)
+		printf("# UNIT %s %s\n", name, unit);
+	printf("# HELP %s %s\n", name, help);
+}
+
+static void
+om_gauge(const char *name, const char *unit, const char *help, double v)
+{
+	om_family(name, "gauge", unit, help);
+	printf("%s %.17g\n", name, v);
+}
+
+/* A label value, escaped as OpenMetrics wants (\\, \", \n). */
+static void
+om_label(const char *s)
+{
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			printf("\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", stdout);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+/*
+ * metrics: status's figures in the OpenMetrics text format, which
+ * Prometheus scrapes and node-exporter's textfile collector reads.  An
+ * unreachable daemon still gives a valid exposition, aclheap_up 0, so a
+ * collector sees the outage (and the exit status is 3).
+ */
+static int
+cmd_metrics(int argc, char **argv)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Stats m = ACLHEAP__STATS__INIT;
+	Aclheap__StatsReply *s;
+	Aclheap__Reply *r = NULL;
+	struct figures f;
+	char id[40];
+	int rc, i;
+
+	cmd_start();
+	while (cmd_getopt(argc, argv, "", NULL) != -1)
+		;
+	no_more_args(argc, argv);
+	resolve_socket();
+	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
+	q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+	q.stats = &m;
+	if ((rc = conn_attach(socket_path)) == 0)
+		rc = conn_request(&q, &r, &arena, NULL);
+	if (rc != 0 || r == NULL || r->body_case != ACLHEAP__REPLY__BODY_STATS) {
+		om_gauge("aclheap_up", NULL, "1 if aclheapd answered", 0);
+		printf("# EOF\n");
+		fflush(stdout);
+		warnx("metrics: aclheapd at %s: %s", socket_path,
+		    conn_lasterr()[0] ? conn_lasterr() : strerror(-rc));
+		exit(rc != 0 && unreachable(rc) ? EXIT_UNREACHABLE :
+		    EXIT_FAILURE);
+	}
+	s = r->stats;
+	figures_from_stats(s, &f);
+	fmt_hex(id, sizeof(id), s->identity.data, s->identity.len);
+	om_gauge("aclheap_up", NULL, "1 if aclheapd answered", 1);
+	om_family("aclheap_daemon", "info", NULL, "aclheapd's version, "
+	    "socket and heap identity");
+	printf("aclheap_daemon_info{version=");
+	om_label(s->version);
+	printf(",socket=");
+	om_label(s->socket_path[0] ? s->socket_path : socket_path);
+	printf(",identity=");
+	om_label(id);
+	printf("} 1\n");
+	om_gauge("aclheap_heap_size_bytes", "bytes", "bytes in the heap's "
+	    "segment", (double)s->size);
+	om_gauge("aclheap_data_bytes", "bytes", "bytes available to blocks",
+	    (double)(s->slabs_total << SHM_SLAB_SHIFT));
+	om_gauge("aclheap_free_bytes", "bytes", "bytes in free slabs",
+	    (double)(s->slabs_free << SHM_SLAB_SHIFT));
+	om_gauge("aclheap_in_use_bytes", "bytes", "bytes of slabs holding "
+	    "blocks", (double)s->bytes_in_use);
+	om_gauge("aclheap_requested_bytes", "bytes", "sum of the live blocks' "
+	    "requested sizes", (double)s->bytes_requested);
+	om_gauge("aclheap_blocks", NULL, "live blocks",
+	    (double)s->blocks_in_use);
+	om_gauge("aclheap_blocks_cached", NULL, "blocks claimed by clients' "
+	    "caches and not handed out", (double)s->blocks_cached);
+	om_gauge("aclheap_large_blocks", NULL, "live blocks of whole slabs "
+	    "(extents)", (double)s->large_blocks);
+	om_gauge("aclheap_large_bytes", "bytes", "bytes of extents",
+	    (double)s->large_bytes);
+	om_gauge("aclheap_roots", NULL, "named roots", (double)s->roots);
+	om_gauge("aclheap_clients", NULL, "connected clients",
+	    (double)s->clients);
+	om_family("aclheap_checkpoints", "counter", NULL, "checkpoints "
+	    "written (the image's generation)");
+	printf("aclheap_checkpoints_total %" PRIu64 "\n", s->generation);
+	if (s->ckpt_time != 0) {
+		om_gauge("aclheap_last_checkpoint_timestamp_seconds", "seconds",
+		    "when the last checkpoint was written, unix time",
+		    (double)s->ckpt_time);
+		om_gauge("aclheap_last_checkpoint_duration_seconds", "seconds",
+		    "how long the last checkpoint took",
+		    s->ckpt_duration_us / 1e6);
+		om_gauge("aclheap_last_checkpoint_bytes", "bytes", "size of the "
+		    "last checkpoint's image", (double)s->ckpt_bytes);
+	}
+	om_gauge("aclheap_uptime_seconds", "seconds", "seconds since aclheapd "
+	    "started", (double)s->uptime_s);
+	om_family("aclheap_class_slabs", "gauge", NULL, "slabs of each small "
+	    "block size");
+	for (i = 0; i < f.ncls; i++)
+		printf("aclheap_class_slabs{block_size=\"%u\"} %" PRIu64 "\n",
+		    f.cls[i].block_size, f.cls[i].slabs);
+	om_family("aclheap_class_blocks", "gauge", NULL, "live blocks of each "
+	    "small block size");
+	for (i = 0; i < f.ncls; i++)
+		printf("aclheap_class_blocks{block_size=\"%u\"} %" PRIu64 "\n",
+		    f.cls[i].block_size, f.cls[i].used);
+	om_family("aclheap_class_free_blocks", "gauge", NULL, "free blocks in "
+	    "the slabs of each small block size");
+	for (i = 0; i < f.ncls; i++)
+		printf("aclheap_class_free_blocks{block_size=\"%u\"} %" PRIu64
+		    "\n", f.cls[i].block_size, f.cls[i].free);
+	om_family("aclheap_class_requested_bytes", "gauge", "bytes",
+	    "requested bytes of each small block size's live blocks");
+	for (i = 0; i < f.ncls; i++)
+		printf("aclheap_class_requested_bytes{block_size=\"%u\"} %"
+		    PRIu64 "\n", f.cls[i].block_size, f.cls[i].req);
+	printf("# EOF\n");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static const struct {
 	const char *name;
@@ -1366,6 +1772,8 @@ static const struct {
 	{ "verify", cmd_verify },
 	{ "inspect", cmd_inspect },
 	{ "clients", cmd_clients },
+	{ "metrics", cmd_metrics },
+	{ "restore", cmd_restore },
 };
 
 static const char usage_text[] =
@@ -1373,7 +1781,8 @@ static const char usage_text[] =
 "\n"
 "commands:\n"
 "  status                     used and free, classes, checkpoint, daemon\n"
-"  dump --out FILE            a consistent image of the live heap to FILE\n"
+"  dump --out FILE|-          a consistent image of the live heap to FILE\n"
+"                             (-: standard output)\n"
 "  blocks [--class SIZE | --large] [--range LO-HI]\n"
 "                             live blocks: address, requested, usable\n"
 "  roots                      named roots and their addresses\n"
@@ -1382,6 +1791,10 @@ static const char usage_text[] =
 "  verify [IMAGE]             check the live heap, or an image offline\n"
 "  inspect IMAGE              status of an image file, offline\n"
 "  clients                    connected clients and what they hold\n"
+"  metrics                    status in the OpenMetrics text format\n"
+"  restore [--state-dir DIR] [--discard-live] IMAGE|-\n"
+"                             IMAGE (-: standard input) as the heap.img of\n"
+"                             a stopped daemon's state folder\n"
 "\n"
 "options:\n"
 "  -s, --socket SOCKET        aclheapd's socket (else $ACLHEAP_SOCKET, else\n"

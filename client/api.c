@@ -60,6 +60,7 @@ alloc_any(size_t size, size_t alignment)
 {
 	int rc;
 
+	conn_clearerr();
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0) {
 		fail_errno(rc);
 		return NULL;
@@ -96,6 +97,7 @@ aclmalloc(size_t size)
 API void *
 aclmalloc_flags(size_t size, unsigned flags)
 {
+	conn_clearerr();
 	if ((flags & ~ACLHEAP_RESTART_RELOCATION) != 0) {
 		conn_seterr("unknown flags 0x%x", flags &
 		    ~ACLHEAP_RESTART_RELOCATION);
@@ -131,6 +133,7 @@ free_slow(void *p)
 	struct slab_block b;
 	size_t req;
 
+	conn_clearerr();
 	if (p == NULL || !conn_mapped || !seg_in_data(&conn_seg, a)) {
 		conn_seterr(p == NULL ? "aclfree(NULL)" :
 		    "%p is not inside the heap", p);
@@ -174,6 +177,7 @@ aclfree(void *p)
 API intptr_t
 aclheap_address_to_aligned(uintptr_t address)
 {
+	conn_clearerr();
 	if (address % 8 != 0) {
 		conn_seterr("0x%lx is not a multiple of 8",
 		    (unsigned long)address);
@@ -187,6 +191,7 @@ aclheap_address_to_aligned(uintptr_t address)
 API uintptr_t
 aclheap_aligned_to_address(intptr_t aligned)
 {
+	conn_clearerr();
 	return (uintptr_t)aligned << 3;
 }
 
@@ -210,6 +215,7 @@ aclcalloc(size_t n, size_t size)
 	size_t total;
 	void *p;
 
+	conn_clearerr();
 	if (__builtin_mul_overflow(n, size, &total)) {
 		conn_seterr("%zu * %zu overflows", n, size);
 		errno = ENOMEM;
@@ -280,6 +286,7 @@ aclrealloc(void *p, size_t size)
 API void *
 aclmemalign(size_t alignment, size_t size)
 {
+	conn_clearerr();
 	if (alignment == 0 || (alignment & (alignment - 1)) != 0 ||
 	    alignment > ((size_t)1 << 30)) {
 		conn_seterr("alignment %zu is not a power of two up to 1 GiB",
@@ -295,6 +302,7 @@ aclheap_usable_size(const void *p)
 {
 	struct slab_block b;
 
+	conn_clearerr();
 	if (!conn_mapped || slab_block_lookup(&conn_seg, (uintptr_t)p,
 	    &b) != 0)
 		return 0;
@@ -306,6 +314,7 @@ aclheap_contains(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
 
+	conn_clearerr();
 	return conn_mapped && a >= conn_seg.base &&
 	    a - conn_seg.base < conn_seg.size;
 }
@@ -403,6 +412,7 @@ aclheap_attach(const char *socket_path)
 API void
 aclheap_detach(void)
 {
+	conn_clearerr();
 	fast_flush();
 	conn_detach();
 }
@@ -419,7 +429,8 @@ aclheap_checkpoint(void)
 	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
 	q.checkpoint = &m;
 	rc = conn_call(&q, ACLHEAP__REPLY__BODY_CHECKPOINT, &r, 0);
-	/* What the daemon could not write (disk full, ...) is EIO. */
+	/* What the daemon could not write (disk full, ...) is EIO; a user
+	 * who may not checkpoint gets the daemon's EPERM as it is. */
 	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EACCES)
 		rc = -EIO;
 	return rc;

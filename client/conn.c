@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "proto/sockpath.h"
 
 struct shm_seg conn_seg = { .fd = -1 };
 _Atomic int conn_mapped;
@@ -86,20 +87,18 @@ init_once(void)
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* $XDG_RUNTIME_DIR/aclheap/aclheap.sock if it exists, else the system's. */
+/* Our own daemon's socket if it is there, else the system's: the daemon
+ * computes its default with the same function (proto/sockpath.c). */
 int
 conn_default_socket(char *buf, size_t len)
 {
-	const char *x = getenv("XDG_RUNTIME_DIR");
-	struct stat st;
+	int rc;
 
-	if (geteuid() != 0 && x != NULL && *x == '/') {
-		snprintf(buf, len, "%s/aclheap/aclheap.sock", x);
-		if (stat(buf, &st) == 0)
-			return 0;
-	}
-	snprintf(buf, len, "/run/aclheap/aclheap.sock");
-	return 0;
+	if ((rc = sockpath_client(buf, len, geteuid(),
+	    getenv("XDG_RUNTIME_DIR"))) != 0)
+		conn_seterr("the default socket path is longer than %zu "
+		    "bytes ($XDG_RUNTIME_DIR is too long)", len - 1);
+	return rc;
 }
 
 static int
@@ -296,13 +295,20 @@ fail:
 	return rc;
 }
 
+static int reconnect_budget(long *);
+
 int
 conn_attach(const char *path)
 {
 	char p[sizeof(sock_path)];
+	long ms;
 	int rc;
 
 	pthread_once(&once, init_once);
+	/* A setting that is wrong is said at once, not found out at the
+	 * first restart of the daemon. */
+	if ((rc = reconnect_budget(&ms)) != 0)
+		return rc;
 	if ((rc = resolve(path, p, sizeof(p))) != 0)
 		return rc;
 	pthread_mutex_lock(&lock);
@@ -340,19 +346,37 @@ conn_detach(void)
 	pthread_mutex_unlock(&lock);
 }
 
-static long
-reconnect_budget_ms(void)
+/* $ACLHEAP_RECONNECT_TIMEOUT in ms (5 s unset): 0, or -EINVAL with the
+ * thread's last error saying what is wrong with it. */
+static int
+reconnect_budget(long *ms)
 {
 	const char *e = getenv("ACLHEAP_RECONNECT_TIMEOUT");
 	char *end;
 	double v;
 
+	*ms = 5000;
 	if (e == NULL || *e == '\0')
-		return 5000;
+		return 0;
+	errno = 0;
 	v = strtod(e, &end);
-	if (*end != '\0' || v < 0 || v > 86400)
-		return 5000;
-	return (long)(v * 1000);
+	if (end == e || *end != '\0' || errno != 0 || !(v >= 0) ||
+	    v > 86400) {
+		conn_seterr("ACLHEAP_RECONNECT_TIMEOUT='%s' is not a number of "
+		    "seconds from 0 to 86400", e);
+		return -EINVAL;
+	}
+	*ms = (long)(v * 1000);
+	return 0;
+}
+
+static long
+reconnect_budget_ms(void)
+{
+	long ms;
+
+	(void)reconnect_budget(&ms);	/* checked at attach */
+	return ms;
 }
 
 static long

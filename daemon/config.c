@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "proto/sockpath.h"
 
 #define DEFAULT_CONFIG	"/etc/aclheap/aclheapd.conf"
 #define DEFAULT_SIZE	(UINT64_C(1) << 30)
@@ -35,7 +37,7 @@ enum {
 	OPT_INTERVAL = 'i', OPT_FOREGROUND = 'f', OPT_CONFIG = 'c',
 	OPT_HELP = 'h', OPT_VERSION = 'V', OPT_LOGLEVEL = 'l',
 	OPT_ALLOW_USER = 256, OPT_ALLOW_GROUP, OPT_SOCKET_GROUP,
-	OPT_SOCKET_MODE, OPT_DECAY,
+	OPT_SOCKET_MODE, OPT_DECAY, OPT_LOG_FILE,
 };
 
 static const struct option longopts[] = {
@@ -51,6 +53,7 @@ static const struct option longopts[] = {
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
 	{ "foreground",		no_argument,	   NULL, OPT_FOREGROUND },
 	{ "log-level",		required_argument, NULL, OPT_LOGLEVEL },
+	{ "log-file",		required_argument, NULL, OPT_LOG_FILE },
 	{ "config",		required_argument, NULL, OPT_CONFIG },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
@@ -82,6 +85,8 @@ config_usage(FILE *f)
 "      --socket-mode MODE       socket mode, octal (default 0660)\n"
 "  -f, --foreground             do not detach\n"
 "  -l, --log-level LEVEL        debug, info, notice, warning, err\n"
+"      --log-file FILE          log to FILE (appended), or 'syslog'\n"
+"                               (detached default: STATE-DIR/aclheapd.log)\n"
 "  -c, --config FILE            config file (default " DEFAULT_CONFIG "\n"
 "                               where it exists)\n"
 "  -V, --version                print version and build features\n"
@@ -90,6 +95,37 @@ config_usage(FILE *f)
 "Signals: TERM, INT stop with a final checkpoint; HUP reloads the config\n"
 "(log level, allow list, checkpoint interval); USR1 checkpoints.\n"
 "See aclheapd(8).\n", SHM_BASE_DEFAULT);
+}
+
+static int errors_to_log;
+
+/*
+ * Where a settings error goes: to standard error at start-up, where the
+ * one starting the daemon reads it; to the log once the daemon runs (a
+ * reload by SIGHUP), where standard error may be /dev/null.
+ */
+void
+config_log_errors(int on)
+{
+	errors_to_log = on;
+}
+
+static void
+cfg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+cfg_err(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (errors_to_log)
+		log_errx("%s", buf);
+	else
+		fprintf(stderr, "aclheapd: %s\n", buf);
 }
 
 static char *
@@ -128,6 +164,7 @@ config_free(struct config *c)
 	free(c->state_dir);
 	free(c->config_path);
 	free(c->socket_group);
+	free(c->log_file);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -198,8 +235,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_BASE:
 		if (parse_uint(v, UINT64_MAX, &n) != 0 || n == 0 ||
 		    n % SHM_SLAB_SIZE != 0) {
-			fprintf(stderr, "aclheapd: %s: base '%s' is not a "
-			    "non-zero multiple of %" PRIu64 "\n", where, v,
+			cfg_err("%s: base '%s' is not a "
+			    "non-zero multiple of %" PRIu64 "", where, v,
 			    (uint64_t)SHM_SLAB_SIZE);
 			return -1;
 		}
@@ -209,8 +246,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_SIZE:
 		if (seg_parse_size(v, &sz) != 0 || sz < SHM_SIZE_MIN ||
 		    sz > SHM_SIZE_MAX || sz % SHM_SLAB_SIZE != 0) {
-			fprintf(stderr, "aclheapd: %s: size '%s' must be a "
-			    "multiple of 64K from 4M to 16T\n", where, v);
+			cfg_err("%s: size '%s' must be a "
+			    "multiple of 64K from 4M to 16T", where, v);
 			return -1;
 		}
 		c->size = sz;
@@ -218,8 +255,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 		break;
 	case OPT_INTERVAL:
 		if (parse_uint(v, 86400 * 365, &n) != 0) {
-			fprintf(stderr, "aclheapd: %s: checkpoint interval "
-			    "'%s' is not a number of seconds\n", where, v);
+			cfg_err("%s: checkpoint interval "
+			    "'%s' is not a number of seconds", where, v);
 			return -1;
 		}
 		c->checkpoint_interval = (unsigned)n;
@@ -235,8 +272,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_ALLOW_USER:
 		if (c->nallow_uid == MAX_ALLOW ||
 		    lookup_uid(v, &c->allow_uid[c->nallow_uid]) != 0) {
-			fprintf(stderr, "aclheapd: %s: unknown user '%s' (or "
-			    "more than %d)\n", where, v, MAX_ALLOW);
+			cfg_err("%s: unknown user '%s' (or "
+			    "more than %d)", where, v, MAX_ALLOW);
 			return -1;
 		}
 		c->nallow_uid++;
@@ -244,8 +281,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_ALLOW_GROUP:
 		if (c->nallow_gid == MAX_ALLOW ||
 		    lookup_gid(v, &c->allow_gid[c->nallow_gid]) != 0) {
-			fprintf(stderr, "aclheapd: %s: unknown group '%s' (or "
-			    "more than %d)\n", where, v, MAX_ALLOW);
+			cfg_err("%s: unknown group '%s' (or "
+			    "more than %d)", where, v, MAX_ALLOW);
 			return -1;
 		}
 		c->nallow_gid++;
@@ -256,8 +293,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_SOCKET_MODE:
 		if (parse_uint(v, 0777, &n) != 0 && (*v != '0' ||
 		    sscanf(v, "%llo", &n) != 1 || n > 0777)) {
-			fprintf(stderr, "aclheapd: %s: socket mode '%s' is not "
-			    "an octal mode\n", where, v);
+			cfg_err("%s: socket mode '%s' is not "
+			    "an octal mode", where, v);
 			return -1;
 		}
 		c->socket_mode = (int)n;
@@ -265,10 +302,18 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 	case OPT_FOREGROUND:
 		c->foreground = 1;
 		break;
+	case OPT_LOG_FILE:
+		if (*v == '\0') {
+			cfg_err("%s: log file '' is not a path (or 'syslog')",
+			    where);
+			return -1;
+		}
+		set_str(&c->log_file, v);
+		break;
 	case OPT_LOGLEVEL:
 		if ((lvl = log_level_parse(v)) < 0) {
-			fprintf(stderr, "aclheapd: %s: log level '%s' is not "
-			    "one of debug, info, notice, warning, err\n",
+			cfg_err("%s: log level '%s' is not "
+			    "one of debug, info, notice, warning, err",
 			    where, v);
 			return -1;
 		}
@@ -295,7 +340,7 @@ config_load_file(struct config *c, const char *path, int required)
 	if ((f = fopen(path, "re")) == NULL) {
 		if (errno == ENOENT && !required)
 			return 0;
-		fprintf(stderr, "aclheapd: %s: %s\n", path, strerror(errno));
+		cfg_err("%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -305,7 +350,7 @@ config_load_file(struct config *c, const char *path, int required)
 		if (*k == '#' || *k == '\n' || *k == '\0')
 			continue;
 		if ((v = strchr(k, '=')) == NULL) {
-			fprintf(stderr, "aclheapd: %s: expected 'key = value'\n",
+			cfg_err("%s: expected 'key = value'",
 			    where);
 			rc = -1;
 			continue;
@@ -322,7 +367,7 @@ config_load_file(struct config *c, const char *path, int required)
 				break;
 		if (o->name == NULL || o->val == OPT_CONFIG ||
 		    o->val == OPT_HELP || o->val == OPT_VERSION) {
-			fprintf(stderr, "aclheapd: %s: unknown setting '%s'\n",
+			cfg_err("%s: unknown setting '%s'",
 			    where, k);
 			rc = -1;
 			continue;
@@ -371,14 +416,14 @@ config_parse_args(struct config *c, int argc, char **argv)
 			    );
 			return 1;
 		} else if (ch == '?' || ch == ':') {
-			fprintf(stderr, "aclheapd: bad option '%s'\n",
+			cfg_err("bad option '%s'",
 			    argv[optind - 1]);
 			config_usage(stderr);
 			return -1;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "aclheapd: unexpected argument '%s'\n",
+		cfg_err("unexpected argument '%s'",
 		    argv[optind]);
 		config_usage(stderr);
 		return -1;
@@ -416,31 +461,33 @@ config_finish(struct config *c)
 {
 	const char *rt = getenv("RUNTIME_DIRECTORY");
 	const char *st = getenv("STATE_DIRECTORY");
-	const char *home = getenv("HOME"), *x;
-	char buf[64];
+	const char *home = getenv("HOME");
+	char buf[108];
 
 	if (c->socket_path == NULL) {
+		/* The clients find this one without being told: the same
+		 * function computes their default (proto/sockpath.c). */
 		if (rt != NULL && *rt == '/')
 			c->socket_path = join(rt, "/aclheap.sock");
-		else if (geteuid() == 0)
-			c->socket_path = xstrdup("/run/aclheap/aclheap.sock");
-		else if ((x = getenv("XDG_RUNTIME_DIR")) != NULL && *x == '/')
-			c->socket_path = join(x, "/aclheap/aclheap.sock");
-		else {
-			snprintf(buf, sizeof(buf), "/tmp/aclheap-%u/aclheap.sock",
-			    (unsigned)geteuid());
+		else if (sockpath_own(buf, sizeof(buf), geteuid(),
+		    getenv("XDG_RUNTIME_DIR")) == 0)
 			c->socket_path = xstrdup(buf);
+		else {
+			fprintf(stderr, "aclheapd: the default socket path in "
+			    "$XDG_RUNTIME_DIR is longer than a Unix socket "
+			    "address allows (107 bytes); set --socket\n");
+			return -1;
 		}
 	}
 	if (c->state_dir == NULL) {
+		/* aclheapctl restore finds it the same way. */
+		char sd[4096];
+
 		if (st != NULL && *st == '/')
 			c->state_dir = xstrdup(st);
-		else if (geteuid() == 0)
-			c->state_dir = xstrdup("/var/lib/aclheap");
-		else if ((x = getenv("XDG_STATE_HOME")) != NULL && *x == '/')
-			c->state_dir = join(x, "/aclheap");
-		else if (home != NULL && *home == '/')
-			c->state_dir = join(home, "/.local/state/aclheap");
+		else if (statepath_own(sd, sizeof(sd), geteuid(),
+		    getenv("XDG_STATE_HOME"), home) == 0)
+			c->state_dir = xstrdup(sd);
 		else {
 			fprintf(stderr, "aclheapd: no state folder: set "
 			    "--state-dir, XDG_STATE_HOME or HOME\n");
@@ -460,6 +507,76 @@ config_finish(struct config *c)
 		return -1;
 	}
 	return 0;
+}
+
+/* 1 if uid's groups (its passwd group and the group file's) hold gid. */
+static int
+user_in_group(uid_t uid, gid_t gid)
+{
+	struct passwd *pw;
+	gid_t groups[256];
+	int n = 256, i;
+
+	if ((pw = getpwuid(uid)) == NULL)
+		return 0;
+	if (pw->pw_gid == gid)
+		return 1;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
+		return 0;	/* more than 256: cannot tell, do not warn */
+	for (i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/*
+ * The allow list decides who may speak to the daemon, but the socket's
+ * mode decides who may connect at all: a user the mode shuts out is on
+ * the list for nothing.  Warns, at start-up, for each allowed user that
+ * is neither the socket's owner, nor root, nor (with the group's write
+ * bit) in its group, when others may not write; and for each allowed
+ * group other than the socket's.  Returns the number of warnings.
+ */
+int
+config_warn_unreachable(const struct config *c, const char *path,
+    mode_t mode, uid_t owner, gid_t group)
+{
+	struct passwd *pw;
+	struct group *gr;
+	int i, n = 0;
+
+	if ((mode & 0002) != 0)
+		return 0;
+	for (i = 0; i < c->nallow_uid; i++) {
+		if (c->allow_uid[i] == 0 || c->allow_uid[i] == owner ||
+		    ((mode & 0020) != 0 && user_in_group(c->allow_uid[i],
+		    group)))
+			continue;
+		pw = getpwuid(c->allow_uid[i]);
+		gr = getgrgid(group);
+		log_warnx("--allow-user %s (uid %u) has no effect: socket %s "
+		    "is mode %04o, owner uid %u, group %s, and the user is "
+		    "not in that group; give the socket a group of the "
+		    "user's (--socket-group; SocketGroup= under systemd) or "
+		    "mode 0666", pw != NULL ?
+		    pw->pw_name : "?", (unsigned)c->allow_uid[i],
+		    path, (unsigned)mode, (unsigned)owner,
+		    gr != NULL ? gr->gr_name : "?");
+		n++;
+	}
+	for (i = 0; i < c->nallow_gid; i++) {
+		if ((mode & 0020) != 0 && c->allow_gid[i] == group)
+			continue;
+		gr = getgrgid(c->allow_gid[i]);
+		log_warnx("--allow-group %s (gid %u) admits only those of its "
+		    "members who can reach socket %s (mode %04o, group gid "
+		    "%u); give the socket group %s, or mode 0666",
+		    gr != NULL ? gr->gr_name : "?",
+		    (unsigned)c->allow_gid[i], path, (unsigned)mode,
+		    (unsigned)group, gr != NULL ? gr->gr_name : "GROUP");
+		n++;
+	}
+	return n;
 }
 
 static int

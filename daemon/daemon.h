@@ -48,6 +48,7 @@ struct config {
 	gid_t allow_gid[MAX_ALLOW];
 	int nallow_gid;
 	char *socket_group;		/* group owning the socket */
+	char *log_file;			/* NULL: stderr; "syslog" */
 	int socket_mode;
 	int base_set, size_set;
 };
@@ -94,6 +95,8 @@ struct conn;
 void	 log_init(int level, int to_syslog_prefix);
 void	 log_set_level(int);
 void	 log_to_syslog(void);
+int	 log_to_file(const char *path);
+void	 log_reopen(void);
 int	 log_level_parse(const char *);
 void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -113,7 +116,10 @@ int	 config_load_file(struct config *, const char *path, int required);
 int	 config_finish(struct config *);
 void	 config_free(struct config *);
 void	 config_usage(FILE *);
+void	 config_log_errors(int);
 int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
+int	 config_warn_unreachable(const struct config *, const char *path,
+	    mode_t, uid_t, gid_t);
 
 /* daemon/heap.c */
 int	 heap_open(struct heap *, struct config *);

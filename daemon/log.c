@@ -1,17 +1,22 @@
 /*
  * log.c: the daemon's log.  Lines go to stderr with a syslog priority
  * prefix ("<3>"), which journald files at the right level; on a terminal the
- * prefix is left out.  errno is preserved across every call, so a caller can
- * log and then return -errno.
+ * prefix is left out.  A daemon that detached has no stderr worth writing
+ * to: it appends to a log file (with the time and its pid on every line),
+ * reopened at SIGHUP for log rotation, or uses syslog(3) when asked.  errno
+ * is preserved across every call, so a caller can log and then return
+ * -errno.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/daemon.h"
@@ -19,13 +24,48 @@
 static int log_max = LOG_INFO;
 static int log_prefix = 1;
 static int log_syslog;
+static int log_fd = -1;
+static char log_path[4096];
 
-/* Detached daemons have no stderr worth writing to: use syslog(3). */
+/* Asked for with --log-file syslog. */
 void
 log_to_syslog(void)
 {
 	openlog("aclheapd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	log_syslog = 1;
+}
+
+/* Appends the log to path from now on: 0, or -errno (nothing changed). */
+int
+log_to_file(const char *path)
+{
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600)) == -1)
+		return -errno;
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = fd;
+	snprintf(log_path, sizeof(log_path), "%s", path);
+	return 0;
+}
+
+/* After a rotation the old file was moved away: a new one at the path. */
+void
+log_reopen(void)
+{
+	char path[sizeof(log_path)];
+	int rc;
+
+	if (log_fd < 0)
+		return;
+	snprintf(path, sizeof(path), "%s", log_path);
+	if ((rc = log_to_file(path)) != 0) {
+		errno = -rc;
+		log_warn("cannot reopen log file %s; logging on to the old "
+		    "one", path);
+	}
 }
 
 void
@@ -76,7 +116,26 @@ vlog(int pri, const char *fmt, va_list ap, const char *tail)
 		return;
 	}
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	if (log_syslog)
+	if (log_fd >= 0) {
+		char line[1400], stamp[32];
+		struct tm tm;
+		time_t now = time(NULL);
+		int n;
+
+		if (gmtime_r(&now, &tm) == NULL ||
+		    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ",
+		    &tm) == 0)
+			stamp[0] = '\0';
+		n = snprintf(line, sizeof(line), "%s aclheapd[%d]: <%d>%s%s%s\n",
+		    stamp, (int)getpid(), pri, buf, tail ? ": " : "",
+		    tail ? tail : "");
+		if (n > (int)sizeof(line) - 1)
+			n = (int)sizeof(line) - 1;
+		/* One write per line: O_APPEND keeps lines whole. */
+		if (write(log_fd, line, (size_t)n) != n) {
+			/* Nowhere left to say it. */
+		}
+	} else if (log_syslog)
 		syslog(pri, "%s%s%s", buf, tail ? ": " : "", tail ? tail : "");
 	else if (log_prefix)
 		fprintf(stderr, "<%d>%s%s%s\n", pri, buf, tail ? ": " : "",

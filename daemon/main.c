@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +48,72 @@ lock_state(const char *dir)
 	return fd;
 }
 
+/*
+ * Where the log goes from here on: the --log-file, or for a daemon about
+ * to detach (whose standard error becomes /dev/null) the state folder's
+ * aclheapd.log.  0, or -1 after saying why on standard error.
+ */
+static int
+open_log(struct config *c, int detaching)
+{
+	int rc;
+
+	if (c->log_file == NULL && detaching &&
+	    asprintf(&c->log_file, "%s/aclheapd.log", c->state_dir) == -1) {
+		c->log_file = NULL;
+		log_warn("log file");
+		return -1;
+	}
+	if (c->log_file == NULL || strcmp(c->log_file, "syslog") == 0)
+		return 0;
+	if ((rc = log_to_file(c->log_file)) != 0) {
+		errno = -rc;
+		log_warn("log file %s", c->log_file);
+		return -1;
+	}
+	if (detaching)
+		fprintf(stderr, "aclheapd: detached; logging to %s\n",
+		    c->log_file);
+	return 0;
+}
+
+/* systemd made the socket: its path, from the socket itself, tells its
+ * mode and group, which the allow list must agree with too. */
+static void
+warn_activated(const struct config *c, int lfd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+	struct stat st;
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(lfd, (struct sockaddr *)&sun, &len) == -1 ||
+	    sun.sun_family != AF_UNIX || sun.sun_path[0] != '/' ||
+	    stat(sun.sun_path, &st) == -1)
+		return;
+	config_warn_unreachable(c, sun.sun_path, st.st_mode & 0777, st.st_uid,
+	    st.st_gid);
+}
+
+/* How to reach this daemon with aclheapctl: the one beside us when there
+ * is one (a build folder), else the one on $PATH. */
+static void
+ctl_hint(char *buf, size_t len)
+{
+	char exe[4096], *slash;
+	ssize_t n;
+
+	snprintf(buf, len, "aclheapctl");
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 16)) <= 0)
+		return;
+	exe[n] = '\0';
+	if ((slash = strrchr(exe, '/')) == NULL)
+		return;
+	snprintf(slash, sizeof(exe) - (size_t)(slash - exe), "/aclheapctl");
+	if (access(exe, X_OK) == 0)
+		snprintf(buf, len, "%s", exe);
+}
+
 static int
 detach(int lockfd)
 {
@@ -65,7 +133,6 @@ detach(int lockfd)
 		if (fd > 2)
 			close(fd);
 	}
-	log_to_syslog();
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
 	if (ftruncate(lockfd, 0) == -1 || pwrite(lockfd, buf, (size_t)n, 0) != n)
 		log_warn("lock file");
@@ -79,7 +146,8 @@ main(int argc, char **argv)
 	struct heap heap;
 	struct stat st, sock_st;
 	sigset_t sigs;
-	int rc, lfd, lockfd = -1, activated, status = 1, opened = 0;
+	char hint[4200];
+	int rc, lfd, lockfd = -1, activated, status = 1, opened = 0, detaching;
 
 	/*
 	 * The signals the loop handles wait, blocked, until server_run()
@@ -137,18 +205,31 @@ main(int argc, char **argv)
 	memset(&sock_st, 0, sizeof(sock_st));
 	if (!activated && stat(cfg.socket_path, &sock_st) == -1)
 		log_warn("%s", cfg.socket_path);
-	if (!cfg.foreground && !activated && getenv("NOTIFY_SOCKET") == NULL &&
-	    detach(lockfd) != 0) {
+	else if (!activated)
+		config_warn_unreachable(&cfg, cfg.socket_path,
+		    sock_st.st_mode & 0777, sock_st.st_uid, sock_st.st_gid);
+	else
+		warn_activated(&cfg, lfd);
+	detaching = !cfg.foreground && !activated &&
+	    getenv("NOTIFY_SOCKET") == NULL;
+	if (open_log(&cfg, detaching) != 0)
+		goto out;
+	if (detaching && detach(lockfd) != 0) {
 		log_warn("fork");
 		goto out;
 	}
-	if (cfg.foreground)
+	if (cfg.log_file != NULL && strcmp(cfg.log_file, "syslog") == 0)
+		log_to_syslog();
+	if (cfg.foreground) {
+		ctl_hint(hint, sizeof(hint));
 		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
 		    " MiB), images in %s\naclheapd: listening on %s\n"
-		    "aclheapd: try: aclheapctl -s %s status (./aclheapctl in "
-		    "the build folder); stop with Ctrl-C\n", heap.seg.base,
-		    heap.seg.size >> 20, cfg.state_dir, cfg.socket_path,
-		    cfg.socket_path);
+		    "aclheapd: try: %s -s %s status; stop with Ctrl-C\n",
+		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
+		    cfg.socket_path, hint, cfg.socket_path);
+	}
+	/* From here a settings error (a reload) is the log's to tell. */
+	config_log_errors(1);
 	status = server_run(&cfg, &heap, lfd, argc, argv);
 	/* Remove the socket only if it is still the one we bound: a daemon
 	 * started while we stopped may own the path by now. */

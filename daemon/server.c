@@ -761,6 +761,21 @@ dispatch_quick(struct conn *c, const struct quick_req *q)
 }
 
 /* One request.  Everything it answers with lives until reply_send(). */
+/*
+ * A root name that holds a NUL byte: protobuf-c hands the string over cut
+ * at the NUL, which would set a shorter name than was sent.  The cut shows
+ * as a request that packs to fewer bytes than arrived (our clients pack
+ * exactly what protobuf-c packs, so an honest request always matches).
+ */
+static int
+root_name_cut(const Aclheap__Request *q, uint32_t len)
+{
+	if (q->body_case < ACLHEAP__REQUEST__BODY_ROOT_SET ||
+	    q->body_case > ACLHEAP__REQUEST__BODY_ROOT_REMOVE)
+		return 0;
+	return protobuf_c_message_get_packed_size(&q->base) != len;
+}
+
 static void
 dispatch(struct conn *c, const Aclheap__Request *q)
 {
@@ -963,10 +978,21 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 	case ACLHEAP__REQUEST__BODY_LEASE:
 		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
 		    q->lease->renew, q->lease->want, &v, &rec)) != 0) {
-			snprintf(err, sizeof(err), rc == -EMFILE ? "aclheapd "
-			    "is out of descriptors" : rc == -EAGAIN ? "the "
-			    "slab's owner is claiming in it; ask again" :
-			    "no slab to lease for class %u", q->lease->cls);
+			if (rc == -EBUSY)
+				snprintf(err, sizeof(err), "the lease table is "
+				    "full (%d leases held); small blocks go "
+				    "through aclheapd until one is released",
+				    SHM_LEASES);
+			else if (rc == -EINVAL)
+				snprintf(err, sizeof(err), "no lease of class "
+				    "%u to renew for this connection",
+				    q->lease->cls);
+			else
+				snprintf(err, sizeof(err), rc == -EMFILE ?
+				    "aclheapd is out of descriptors" : rc ==
+				    -EAGAIN ? "the slab's owner is claiming in "
+				    "it; ask again" : "no slab to lease for "
+				    "class %u", q->lease->cls);
 			break;
 		}
 		aclheap__lease_reply__init(&lr);
@@ -990,19 +1016,22 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 		break;
 	}
 	if (rc != 0) {
+		/* The roots' own words, for root requests only: another
+		 * request's ENOENT or ENOSPC is not about roots. */
+		int root_req = q->body_case >= ACLHEAP__REQUEST__BODY_ROOT_SET &&
+		    q->body_case <= ACLHEAP__REQUEST__BODY_ROOT_LIST;
+
 		r.body_case = ACLHEAP__REPLY__BODY__NOT_SET;
 		r.error = -rc;
 		r.message = err;
-		if (rc == -EINVAL && q->body_case >=
-		    ACLHEAP__REQUEST__BODY_ROOT_SET && q->body_case <=
-		    ACLHEAP__REQUEST__BODY_ROOT_LIST)
+		if (root_req && rc == -EINVAL && err[0] == '\0')
 			snprintf(err, sizeof(err), "root names are 1 to %d "
 			    "printable ASCII bytes", SHM_ROOT_NAME_MAX);
-		else if (rc == -ENOENT)
+		else if (root_req && rc == -ENOENT && err[0] == '\0')
 			snprintf(err, sizeof(err), "no such root");
-		else if (rc == -EAGAIN && err[0] == '\0')
+		else if (root_req && rc == -EAGAIN && err[0] == '\0')
 			snprintf(err, sizeof(err), "root holds another value");
-		else if (rc == -ENOSPC)
+		else if (root_req && rc == -ENOSPC && err[0] == '\0')
 			snprintf(err, sizeof(err), "the root table is full "
 			    "(%d roots)", SHM_ROOTS);
 		else if (err[0] == '\0')
@@ -1056,6 +1085,11 @@ conn_process(struct conn *c)
 			reply_error(c, 0, EPROTO, "malformed message");
 			if (!c->hello)
 				c->closing = 1;
+			continue;
+		}
+		if (root_name_cut(q, len)) {
+			reply_error(c, q->id, EINVAL, "a root name must not "
+			    "hold a NUL byte");
 			continue;
 		}
 		heap->dirty = 1;
@@ -1161,6 +1195,7 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGHUP:
 		notify_reloading();
+		log_reopen();	/* a rotated log file starts anew */
 		config_defaults(&nc);
 		if (config_parse_args(&nc, saved_argc, saved_argv) != 0) {
 			log_errx("reload: config has errors; keeping the "

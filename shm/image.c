@@ -708,12 +708,20 @@ image_read(int fd, const char *path, image_put_fn put, void *ctx,
 				rc = -EUCLEAN;
 				goto out;
 			}
-			if ((uint64_t)lseek(fd, 0, SEEK_CUR) + 8 !=
-			    info->bytes) {
+			pos = (uint64_t)lseek(fd, 0, SEEK_CUR) + 8;
+			if (pos > info->bytes) {
+				/* Cut inside the trailer: not "garbage". */
+				snprintf(err, errlen, "%s: %s: truncated image: "
+				    "%" PRIu64 " byte%s missing at the end", path,
+				    what, pos - info->bytes, pos - info->bytes ==
+				    1 ? "" : "s");
+				rc = -EUCLEAN;
+				goto out;
+			}
+			if (pos != info->bytes) {
 				snprintf(err, errlen, "%s: %s: %" PRIu64 " bytes "
 				    "of garbage after the end marker", path,
-				    what, info->bytes - (uint64_t)lseek(fd, 0,
-				    SEEK_CUR) - 8);
+				    what, info->bytes - pos);
 				rc = -EUCLEAN;
 				goto out;
 			}

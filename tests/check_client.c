@@ -7,9 +7,12 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -687,6 +690,131 @@ START_TEST(dlopen_loads_library)
 }
 END_TEST
 
+/* Fails a call on purpose, so the thread has a last error to lose. */
+static void
+fail_once(void)
+{
+	errno = 0;
+	ck_assert_uint_eq(aclfree(NULL), 0);
+	ck_assert_str_ne(aclheap_last_error(), "");
+}
+
+#define ck_cleared(what) ck_assert_msg(aclheap_last_error()[0] == '\0',	\
+	"%s kept '%s'", what, aclheap_last_error())
+
+/* A call that succeeds leaves no stale message behind (the small-block
+ * fast path of aclmalloc and aclfree excepted, as aclheap.h says). */
+START_TEST(last_error_cleared_on_success)
+{
+	struct aclheap_stats st;
+	void *p, *q;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fail_once();
+	ck_assert_ptr_nonnull(p = aclmalloc(100000));	/* the slow path */
+	ck_cleared("aclmalloc of an extent");
+	fail_once();
+	ck_assert_uint_eq(aclfree(p), 100000);
+	ck_cleared("aclfree of an extent");
+	fail_once();
+	ck_assert_ptr_nonnull(p = aclmalloc_flags(64, 0));
+	ck_cleared("aclmalloc_flags");
+	fail_once();
+	ck_assert_ptr_nonnull(q = aclmemalign(4096, 64));
+	ck_cleared("aclmemalign");
+	fail_once();
+	ck_assert_ptr_nonnull(q = aclrealloc(q, 200));
+	ck_cleared("aclrealloc");
+	fail_once();
+	ck_assert_ptr_nonnull(aclcalloc(4, 8));
+	ck_cleared("aclcalloc");
+	fail_once();
+	ck_assert_int_eq(aclheap_root_set("le", p), 0);
+	ck_cleared("aclheap_root_set");
+	fail_once();
+	ck_assert_ptr_eq(aclheap_root_get("le"), p);
+	ck_cleared("aclheap_root_get");
+	fail_once();
+	ck_assert_int_eq(aclheap_stats(&st), 0);
+	ck_cleared("aclheap_stats");
+	fail_once();
+	ck_assert_uint_ge(aclheap_usable_size(p), 64);
+	ck_cleared("aclheap_usable_size");
+	fail_once();
+	ck_assert_int_eq(aclheap_contains(p), 1);
+	ck_cleared("aclheap_contains");
+	fail_once();
+	ck_assert_int_ne(aclheap_address_to_aligned((uintptr_t)p), 0);
+	ck_cleared("aclheap_address_to_aligned");
+	fail_once();
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_cleared("aclheap_checkpoint");
+	fail_once();
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	ck_cleared("aclheap_attach");
+}
+END_TEST
+
+/* A reconnect timeout that is not a number is refused at attach, with a
+ * message naming it, instead of silently becoming 5 s. */
+START_TEST(reconnect_timeout_checked)
+{
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "abc", 1);
+	ck_assert_int_eq(aclheap_attach(NULL), -EINVAL);
+	ck_assert_msg(strstr(aclheap_last_error(),
+	    "ACLHEAP_RECONNECT_TIMEOUT='abc'") != NULL, "%s",
+	    aclheap_last_error());
+	errno = 0;
+	ck_assert_ptr_null(aclmalloc(100000));
+	ck_assert_int_eq(errno, EINVAL);
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "-1", 1);
+	ck_assert_int_eq(aclheap_attach(NULL), -EINVAL);
+	setenv("ACLHEAP_RECONNECT_TIMEOUT", "2.5", 1);
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	unsetenv("ACLHEAP_RECONNECT_TIMEOUT");
+}
+END_TEST
+
+/* aclheap_checkpoint() as a user who may not: -EPERM, as documented. */
+START_TEST(checkpoint_refused_is_eperm)
+{
+	struct passwd *pw = getpwnam("nobody");
+	char sock[300];
+	pid_t pid;
+	int st, rc;
+
+	if (geteuid() != 0 || pw == NULL)
+		td_skip("needs root and user nobody to run a client as "
+		    "another user (CI runs as root)");
+	td_cleanup(&td);
+	td_init(&td, "eperm");
+	{
+		const char *extra[] = { "--allow-user", "nobody",
+		    "--socket-mode", "0666", NULL };
+
+		ck_assert_int_eq(chmod(td.dir, 0755), 0);
+		ck_assert_int_eq(td_start(&td, extra), 0);
+	}
+	snprintf(sock, sizeof(sock), "%s", td.sock);
+	if ((pid = fork()) == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+		    setuid(pw->pw_uid) != 0)
+			_exit(100);
+		if (aclheap_attach(sock) != 0)
+			_exit(101);
+		rc = aclheap_checkpoint();
+		if (rc != -EPERM)
+			_exit(rc == -EIO ? 102 : 103);
+		_exit(strstr(aclheap_last_error(), "only for") != NULL ? 0 :
+		    104);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "child: status %d (102: EIO)", st);
+}
+END_TEST
+
 Suite *
 client_suite(void)
 {
@@ -715,6 +843,9 @@ client_suite(void)
 	tcase_add_test(tc, attach_no_daemon);
 	tcase_add_test(tc, detach_and_reattach);
 	tcase_add_test(tc, dlopen_loads_library);
+	tcase_add_test(tc, last_error_cleared_on_success);
+	tcase_add_test(tc, reconnect_timeout_checked);
+	tcase_add_test(tc, checkpoint_refused_is_eperm);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

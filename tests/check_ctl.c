@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -380,14 +381,14 @@ START_TEST(test_blocks)
 	ck_assert_int_eq(ctl("blocks", "--class", "32", NULL), 0);
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[0]);
 	ck_out_has(want);
+	ck_out_has("\n1 block, ");
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[1]);
 	ck_out_lacks(want);
-	ck_out_has("1 blocks");
 
 	ck_assert_int_eq(ctl("blocks", "--large", NULL), 0);
 	snprintf(want, sizeof(want), "0x%" PRIxPTR " ", (uintptr_t)p[4]);
 	ck_out_has(want);
-	ck_out_has("1 blocks");
+	ck_out_has("\n1 block, ");
 
 	/* A range around one block finds that block only. */
 	snprintf(want, sizeof(want), "0x%" PRIxPTR "-0x%" PRIxPTR,
@@ -658,6 +659,14 @@ START_TEST(test_verify_damaged)
 	ck_assert_int_eq(ctl("inspect", bad, NULL), 1);
 	ck_out_has("truncated");
 
+	/* One byte short: truncated, not "garbage" of a huge size. */
+	copy_file(img, bad);
+	ck_assert_int_eq(truncate(bad, size - 1), 0);
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("truncated image: 1 byte missing");
+	ck_out_lacks("garbage");
+
 	/* Truncated inside the header. */
 	ck_assert_int_eq(truncate(bad, 10), 0);
 	ck_assert_int_eq(ctl("verify", bad, NULL), 1);
@@ -713,6 +722,14 @@ START_TEST(test_unreachable)
 	ck_out_has(want);
 	ck_out_has("aclheapd");
 	ck_out_has("systemctl start aclheapd");
+	/* With --json, still JSON, before or after the command. */
+	rc = ctl("status", "--json", NULL);
+	ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out);
+	ck_assert_msg(strncmp(out, "{\"socket\":", 10) == 0, "%s", out);
+	ck_out_has("\"reachable\":false");
+	ck_out_has(sock);
+	rc = ctl("--json", "roots", NULL);
+	ck_assert_msg(rc == 3 && out[0] == '{', "exit %d:\n%s", rc, out);
 
 	/* -s wins over the environment. */
 	ck_assert_int_eq(ctl("-s", td.sock, "roots", NULL), 0);
@@ -737,6 +754,8 @@ END_TEST
 
 START_TEST(test_usage)
 {
+	int rc;
+
 	ck_assert_int_eq(ctl(NULL), 2);
 	ck_out_has("usage:");
 	ck_assert_int_eq(ctl("frobnicate", NULL), 2);
@@ -759,6 +778,21 @@ START_TEST(test_usage)
 
 	ck_assert_int_eq(ctl("--help", NULL), 0);
 	ck_out_has("hexdump ADDR");
+	{
+		static const char *const cmds[] = { "status", "dump",
+		    "blocks", "roots", "hexdump", "checkpoint", "verify",
+		    "inspect", "clients", "metrics", "restore" };
+		size_t i;
+
+		/* Every command's --help is help, not a usage error. */
+		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			rc = ctl(cmds[i], "--help", NULL);
+			ck_assert_msg(rc == 0, "%s --help: exit %d:\n%s",
+			    cmds[i], rc, out);
+			ck_out_has("hexdump ADDR");
+			ck_assert_int_eq(ctl(cmds[i], "-h", NULL), 0);
+		}
+	}
 	ck_assert_int_eq(ctl("--version", NULL), 0);
 	ck_out_has(PACKAGE_VERSION);
 	/* --json goes before or after the command. */
@@ -773,9 +807,13 @@ END_TEST
 START_TEST(test_privileged)
 {
 	char a[64], path[400];
-	void *p = alloc_ok(64);
+	void *p;
 	int rc;
 
+	if (geteuid() != 0)
+		td_skip("needs root to run aclheapctl as another user (CI runs "
+		    "as root)");
+	p = alloc_ok(64);
 	ck_assert_int_eq(aclheap_root_set("mine", p), 0);
 	snprintf(path, sizeof(path), "%s/heap.img", td.state);
 
@@ -812,6 +850,301 @@ START_TEST(test_privileged)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* dump to standard output, restore */
+
+/*
+ * Runs aclheapctl with stdin from in (NULL: /dev/null) and stdout into
+ * the file outpath (NULL: into out, with stderr); stderr goes to out.
+ * Its exit status.
+ */
+static int
+ctl_io(const char *in, const char *outpath, const char *arg, ...)
+{
+	const char *argv[32];
+	char errpath[400];
+	va_list ap;
+	pid_t pid;
+	ssize_t n;
+	int st, fd, n_ = 0;
+
+	argv[n_++] = td_prog("aclheapctl");
+	va_start(ap, arg);
+	for (; arg != NULL && n_ < 31; arg = va_arg(ap, const char *))
+		argv[n_++] = arg;
+	va_end(ap);
+	argv[n_] = NULL;
+	snprintf(errpath, sizeof(errpath), "%s/ctl.err", td.dir);
+	if ((pid = fork()) == 0) {
+		if ((fd = open(in != NULL ? in : "/dev/null", O_RDONLY)) < 0 ||
+		    dup2(fd, 0) < 0)
+			_exit(126);
+		if ((fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC,
+		    0600)) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		if ((fd = open(outpath != NULL ? outpath : errpath, O_WRONLY |
+		    O_CREAT | (outpath != NULL ? O_TRUNC : O_APPEND),
+		    0600)) < 0 || dup2(fd, 1) < 0)
+			_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	fd = open(errpath, O_RDONLY);
+	n = fd >= 0 ? read(fd, out, sizeof(out) - 1) : 0;
+	out[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The whole file at path (malloc'd), its length in *len. */
+static char *
+slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	char *b;
+	int fd;
+
+	ck_assert_msg((fd = open(path, O_RDONLY)) >= 0, "%s", path);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_ptr_nonnull(b = malloc((size_t)st.st_size + 1));
+	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static int
+same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	char *x = slurp(a, &la), *y = slurp(b, &lb);
+	int same = la == lb && memcmp(x, y, la) == 0;
+
+	free(x);
+	free(y);
+	return same;
+}
+
+/*
+ * dump --out - writes the image to standard output; restore puts one
+ * into a stopped heap's state folder: not while a daemon serves it, not a
+ * damaged one, not over a live segment unless told, and from a file or
+ * standard input.  The restarted daemon serves the restored heap.
+ */
+START_TEST(test_dump_stdout_restore)
+{
+	char dump[400], bad[400], img[400], keep[400], tmp[400], shm[200];
+	struct td t;
+	char *p;
+	int fd, rc;
+	uint8_t c;
+
+	td_init(&t, "restore");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	snprintf(dump, sizeof(dump), "%s/dump.img", t.dir);
+	snprintf(bad, sizeof(bad), "%s/bad.img", t.dir);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	snprintf(keep, sizeof(keep), "%s/kept.img", t.dir);
+	snprintf(tmp, sizeof(tmp), "%s/heap.img.restore", t.state);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	p = alloc_ok(100);
+	strcpy(p, "before the dump");
+	ck_assert_int_eq(aclheap_root_set("r", p), 0);
+
+	rc = ctl_io(NULL, dump, "-s", t.sock, "dump", "--out", "-", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("to standard output");
+	ck_assert_int_eq(ctl("verify", dump, NULL), 0);
+
+	ck_assert_int_eq(aclheap_root_set("later", p), 0);
+	ck_assert_int_eq(aclheap_root_remove("r"), 0);
+	aclheap_detach();
+
+	/* Refused while the daemon serves the state. */
+	rc = ctl("restore", "--state-dir", t.state, dump, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("serves");
+	ck_assert_int_eq(access(img, F_OK), -1);
+
+	/* Stopped: its final checkpoint is the image now. */
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	copy_file(img, keep);
+
+	/* A damaged image changes nothing. */
+	copy_file(dump, bad);
+	ck_assert_int_ge(fd = open(bad, O_RDWR), 0);
+	ck_assert_int_eq(pread(fd, &c, 1, 5000), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, 5000), 1);
+	close(fd);
+	rc = ctl("restore", "--state-dir", t.state, "--discard-live", bad,
+	    NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("nothing changed");
+	ck_assert(same_file(img, keep));
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+	rc = ctl_io("/dev/null", NULL, "restore", "--state-dir", t.state,
+	    "--discard-live", "-", NULL);
+	ck_assert_msg(rc == 1, "empty input: exit %d:\n%s", rc, out);
+	ck_assert(same_file(img, keep));
+
+	/* The stopped heap's live segment would win over the image. */
+	snprintf(shm, sizeof(shm), "/dev/shm%s", t.shm);
+	ck_assert_int_eq(access(shm, F_OK), 0);
+	rc = ctl("restore", "--state-dir", t.state, dump, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("--discard-live");
+	ck_assert(same_file(img, keep));
+	ck_assert_int_eq(access(shm, F_OK), 0);
+
+	/* From standard input, as from a pipe of 'dump --out -'. */
+	rc = ctl_io(dump, NULL, "restore", "--state-dir", t.state,
+	    "--discard-live", "-", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("restored");
+	ck_assert(same_file(img, dump));
+	ck_assert_int_eq(access(shm, F_OK), -1);
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+
+	/* The next daemon there serves the dumped heap. */
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_ptr_eq(aclheap_root_get("r"), p);
+	ck_assert_str_eq(p, "before the dump");
+	ck_assert_ptr_null(aclheap_root_get("later"));
+	ck_assert_int_eq(errno, ENOENT);
+	aclheap_detach();
+	td_cleanup(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* metrics */
+
+/*
+ * Checks an OpenMetrics text exposition: every family declared once by
+ * TYPE (with HELP) before its samples, each sample of the family named
+ * last (name, name_total for a counter, name_info for an info), a label
+ * set {k="v",...}, a number; "# EOF" last.  The value of the sample
+ * `want` (with its labels, if any) into *v.  The number of samples.
+ */
+static int
+om_parse(const char *text, const char *want, double *v)
+{
+	char fam[128] = "", type[32] = "", seen[8192] = " ", name[200];
+	const char *l = text, *e, *sp;
+	int samples = 0, eof = 0;
+	size_t n;
+	char *end;
+
+	for (; *l != '\0'; l = e + 1) {
+		ck_assert_msg(!eof, "text after # EOF: %s", l);
+		ck_assert_ptr_nonnull(e = strchr(l, '\n'));
+		n = (size_t)(e - l);
+		if (n == 5 && strncmp(l, "# EOF", 5) == 0) {
+			eof = 1;
+			continue;
+		}
+		if (strncmp(l, "# TYPE ", 7) == 0) {
+			ck_assert_int_eq(sscanf(l + 7, "%127s %31s", fam, type),
+			    2);
+			snprintf(name, sizeof(name), " %s ", fam);
+			ck_assert_msg(strstr(seen, name) == NULL,
+			    "family %s twice", fam);
+			ck_assert_uint_lt(strlen(seen) + strlen(name),
+			    sizeof(seen));
+			strcat(seen, fam);
+			strcat(seen, " ");
+			ck_assert_msg(strcmp(type, "gauge") == 0 ||
+			    strcmp(type, "counter") == 0 ||
+			    strcmp(type, "info") == 0, "type %s", type);
+			continue;
+		}
+		if (strncmp(l, "# HELP ", 7) == 0 ||
+		    strncmp(l, "# UNIT ", 7) == 0) {
+			ck_assert_msg(strncmp(l + 7, fam, strlen(fam)) == 0 &&
+			    l[7 + strlen(fam)] == ' ', "%.*s", (int)n, l);
+			continue;
+		}
+		ck_assert_msg(l[0] != '#', "unknown comment %.*s", (int)n, l);
+		ck_assert_msg(fam[0] != '\0', "sample before TYPE");
+		ck_assert_ptr_nonnull(sp = memchr(l, ' ', n));
+		snprintf(name, sizeof(name), "%.*s", (int)(sp - l), l);
+		if (strchr(name, '{') != NULL) {
+			ck_assert_msg(name[strlen(name) - 1] == '}' &&
+			    strstr(name, "=\"") != NULL, "labels: %s", name);
+		}
+		{
+			size_t base = strcspn(name, "{");
+			char bare[200];
+
+			snprintf(bare, sizeof(bare), "%.*s", (int)base, name);
+			if (strcmp(type, "counter") == 0)
+				ck_assert_msg(strlen(bare) == strlen(fam) + 6 &&
+				    strncmp(bare, fam, strlen(fam)) == 0 &&
+				    strcmp(bare + strlen(fam), "_total") == 0,
+				    "counter sample %s", bare);
+			else if (strcmp(type, "info") == 0)
+				ck_assert_msg(strlen(bare) == strlen(fam) + 5 &&
+				    strcmp(bare + strlen(fam), "_info") == 0,
+				    "info sample %s", bare);
+			else
+				ck_assert_str_eq(bare, fam);
+		}
+		strtod(sp + 1, &end);
+		ck_assert_msg(end == e && end > sp + 1, "value of %.*s",
+		    (int)n, l);
+		if (strcmp(name, want) == 0)
+			*v = strtod(sp + 1, NULL);
+		samples++;
+	}
+	ck_assert_msg(eof, "no # EOF");
+	return samples;
+}
+
+START_TEST(test_metrics)
+{
+	char sock[400];
+	double v = -1;
+	int rc, i;
+
+	for (i = 0; i < 3; i++)
+		(void)alloc_ok(100);
+	ck_assert_int_eq(aclheap_root_set("m1", alloc_ok(10)), 0);
+	ck_assert_int_eq(aclheap_root_set("m2", alloc_ok(10)), 0);
+	rc = ctl("metrics", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_int_gt(om_parse(out, "aclheap_up", &v), 20);
+	ck_assert(v == 1);
+	om_parse(out, "aclheap_roots", &v);
+	ck_assert(v == 2);
+	om_parse(out, "aclheap_blocks", &v);
+	ck_assert(v >= 5);
+	om_parse(out, "aclheap_heap_size_bytes", &v);
+	ck_assert(v == 64 << 20);
+	v = -1;
+	om_parse(out, "aclheap_class_blocks{block_size=\"112\"}", &v);
+	if (v < 0)
+		om_parse(out, "aclheap_class_blocks{block_size=\"128\"}", &v);
+	ck_assert_msg(v >= 3, "100-byte blocks' class: %g\n%s", v, out);
+	ck_out_has("aclheap_checkpoints_total ");
+	ck_out_has("aclheap_daemon_info{version=\"" PACKAGE_VERSION "\"");
+
+	/* No daemon: still an exposition, with up 0, and exit 3. */
+	snprintf(sock, sizeof(sock), "%s/none.sock", td.dir);
+	rc = ctl("-s", sock, "metrics", NULL);
+	ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out);
+	*strstr(out, "# EOF\n") = '\0';
+	strcat(out, "# EOF\n");
+	v = -1;
+	om_parse(out, "aclheap_up", &v);
+	ck_assert(v == 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static void
 add(Suite *s, const char *name, const TTest *t, void (*setup)(void))
@@ -843,5 +1176,7 @@ ctl_suite(void)
 	add(s, "unreachable", test_unreachable, setup_daemon);
 	add(s, "usage", test_usage, setup_daemon);
 	add(s, "privileged", test_privileged, setup_daemon_nobody);
+	add(s, "dump_restore", test_dump_stdout_restore, setup_daemon);
+	add(s, "metrics", test_metrics, setup_daemon);
 	return s;
 }

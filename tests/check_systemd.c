@@ -380,6 +380,9 @@ START_TEST(test_sysusers)
 
 	ck_assert_msg(tool != NULL, "systemd-sysusers not found (Debian: "
 	    "systemd)");
+	if (geteuid() != 0)
+		td_skip("systemd-sysusers --root needs root to write the "
+		    "passwd and group files (CI runs as root)");
 	td_init(&t, "sysusers");
 	snprintf(root, sizeof(root), "--root=%s", t.dir);
 	snprintf(path, sizeof(path), "%s/etc", t.dir);

@@ -71,4 +71,20 @@ Suite	*fuzz_suite(void);
 
 int	 check_run(Suite *(*const *suites)(void), int n);
 
+/*
+ * A test that cannot run on this machine (no root, no mount namespaces)
+ * says why and returns: check_run() reports it as TAP "ok N # SKIP
+ * reason", which automake counts as SKIP (and CI refuses), not as a pass
+ * or a failure.  Only in the test's own body (it returns from it).
+ */
+#define td_skip(...) do {						\
+	td_skip_note(__func__, __VA_ARGS__);				\
+	return;								\
+} while (0)
+void	 td_skip_note(const char *fn, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* 1 if this process may make mount namespaces (root, and the kernel and
+ * container let it), else 0 with the reason in why. */
+int	 td_can_unshare_mounts(char *why, size_t len);
+
 #endif /* ACLHEAP_TESTUTIL_H */
