@@ -711,10 +711,10 @@ START_TEST(last_error_cleared_on_success)
 
 	ck_assert_int_eq(aclheap_attach(NULL), 0);
 	fail_once();
-	ck_assert_ptr_nonnull(p = aclmalloc(100000));	/* the slow path */
+	ck_assert_ptr_nonnull(p = aclmalloc(5 << 20));	/* the slow path */
 	ck_cleared("aclmalloc of an extent");
 	fail_once();
-	ck_assert_uint_eq(aclfree(p), 100000);
+	ck_assert_uint_eq(aclfree(p), 5 << 20);
 	ck_cleared("aclfree of an extent");
 	fail_once();
 	ck_assert_ptr_nonnull(p = aclmalloc_flags(64, 0));
