@@ -67,6 +67,8 @@ struct heap {
 	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
 	uint32_t cur_hint[SHM_NCLASSES];
 	struct lease_owner owners[SHM_LEASES];
+	int lockfd;			/* the segment lock (seglock.c), -1 */
+	pid_t lock_pid;			/* the pid recorded in it */
 	int adopted;			/* 1 if a live segment was adopted */
 	int loaded;			/* 1 if loaded from an image */
 	int dirty;			/* changed since the last checkpoint */
@@ -151,6 +153,12 @@ int	 ckpt_busy(void);
 int	 ckpt_sync(struct ckpt_result *);
 const struct ckpt_result *ckpt_last(void);
 void	 ckpt_set_interval(unsigned);
+
+/* daemon/seglock.c */
+int	 seglock_take(struct heap *, int segfd);
+void	 seglock_owner(struct heap *);
+pid_t	 seglock_holder(int fd);
+void	 seglock_release(struct heap *);
 
 /* daemon/server.c */
 int	 server_listen(const struct config *, int *activated);

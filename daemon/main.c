@@ -142,6 +142,7 @@ main(int argc, char **argv)
 		log_warn("fork");
 		goto out;
 	}
+	seglock_owner(&heap);	/* the detached child's pid, if it forked */
 	if (cfg.foreground)
 		fprintf(stderr, "aclheapd: heap at 0x%" PRIxPTR " (%" PRIu64
 		    " MiB), images in %s\naclheapd: listening on %s\n"
