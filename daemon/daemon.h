@@ -48,6 +48,7 @@ struct config {
 	int nallow_gid;
 	char *socket_group;		/* group owning the socket */
 	int socket_mode;
+	unsigned max_per_user;		/* connections per uid, 0: any */
 	int base_set, size_set;
 };
 
