@@ -407,32 +407,38 @@ peer_name(uid_t uid)
 }
 
 /*
- * Refusals at accept are logged, but at most REFUSE_LOG_MAX a second: a
- * flood must not fill the log (nor cost a write each).  The next line
- * logged says how many were not.
+ * Refusals at accept are logged, but at most REFUSE_LOG_MAX a second for
+ * each reason: a flood must not fill the log (nor cost a write each), nor
+ * hide the other reason's lines.  The next line logged says how many were
+ * not.
  */
 #define REFUSE_LOG_MAX	5
 
+struct refuse_log {
+	time_t sec;
+	unsigned n, skipped;
+};
+
+static struct refuse_log refused_stranger, refused_cap;
+
 static int
-refuse_log_ok(char *more, size_t len)
+refuse_log_ok(struct refuse_log *l, char *more, size_t len)
 {
-	static time_t sec;
-	static unsigned n, skipped;
 	time_t now = time(NULL);
 
-	if (now != sec) {
-		sec = now;
-		n = 0;
+	if (now != l->sec) {
+		l->sec = now;
+		l->n = 0;
 	}
-	if (n >= REFUSE_LOG_MAX) {
-		skipped++;
+	if (l->n >= REFUSE_LOG_MAX) {
+		l->skipped++;
 		return 0;
 	}
-	n++;
+	l->n++;
 	more[0] = '\0';
-	if (skipped > 0)
-		snprintf(more, len, " (and %u refusals not logged)", skipped);
-	skipped = 0;
+	if (l->skipped > 0)
+		snprintf(more, len, " (and %u more not logged)", l->skipped);
+	l->skipped = 0;
 	return 1;
 }
 
@@ -510,7 +516,7 @@ server_conn_new(int fd)
 		return NULL;
 	}
 	if (!config_allowed(cfg, cred.uid, cred.gid, cred.pid)) {
-		if (refuse_log_ok(more, sizeof(more)))
+		if (refuse_log_ok(&refused_stranger, more, sizeof(more)))
 			log_notice("refused pid %d: user %s (uid %u) is not on "
 			    "the allow list%s", (int)cred.pid,
 			    peer_name(cred.uid), (unsigned)cred.uid, more);
@@ -521,7 +527,7 @@ server_conn_new(int fd)
 	}
 	if (cfg->max_per_user > 0 &&
 	    (have = conns_of(cred.uid)) >= (int)cfg->max_per_user) {
-		if (refuse_log_ok(more, sizeof(more)))
+		if (refuse_log_ok(&refused_cap, more, sizeof(more)))
 			log_notice("refused pid %d: user %s (uid %u) has %d "
 			    "connections, its cap (--max-clients-per-user)%s",
 			    (int)cred.pid, peer_name(cred.uid),
