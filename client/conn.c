@@ -162,8 +162,20 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		return -EMSGSIZE;
 	}
 	*sent = 0;
-	if ((rc = frame_send(conn_fd, buf, (size_t)n, -1)) != 0)
-		return rc == -EPIPE ? -ECONNRESET : rc;
+	if ((rc = frame_send(conn_fd, buf, (size_t)n, -1)) != 0) {
+		/* A daemon that closed at once (it refused us at accept, or
+		 * we took too long to say Hello) may have said why first: an
+		 * error reply with id 0, waiting in the socket.  Read it. */
+		if (rc != -EPIPE || frame_recv(conn_fd, buf, sizeof(buf),
+		    &len, fdp) != 0)
+			return rc == -EPIPE ? -ECONNRESET : rc;
+		frame_arena_reset(a);
+		if ((r = frame_unpack_reply(a, buf, len)) == NULL ||
+		    r->id != 0 || r->error == 0)
+			return -ECONNRESET;
+		*rp = r;
+		return 0;
+	}
 	*sent = 1;
 	if ((rc = frame_recv(conn_fd, buf, sizeof(buf), &len, fdp)) != 0)
 		return rc;

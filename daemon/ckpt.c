@@ -630,6 +630,11 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		close(fd);
 		return rc;
 	}
+	/* Locked before a byte is in it: no other daemon adopts it. */
+	if ((rc = seglock_take(h, sfd)) != 0) {
+		close(fd);
+		goto fail;
+	}
 	l.fd = sfd;
 	rc = image_read(fd, path, put_fd, &l, &info, err, sizeof(err));
 	close(fd);
@@ -674,5 +679,6 @@ fail:
 	else if (sfd >= 0)
 		close(sfd);
 	seg_unlink(h->identity);
+	seglock_release(h);
 	return rc;
 }

@@ -31,13 +31,16 @@
 
 #define DEFAULT_CONFIG	"/etc/aclheap/aclheapd.conf"
 #define DEFAULT_SIZE	(UINT64_C(1) << 30)
+/* Connections one user may hold: room for a big worker pool, and still a
+ * small share of the descriptors a unit's LimitNOFILE (65536) gives. */
+#define DEFAULT_MAX_PER_USER	256
 
 enum {
 	OPT_SOCKET = 's', OPT_STATE = 'd', OPT_BASE = 'b', OPT_SIZE = 'S',
 	OPT_INTERVAL = 'i', OPT_FOREGROUND = 'f', OPT_CONFIG = 'c',
 	OPT_HELP = 'h', OPT_VERSION = 'V', OPT_LOGLEVEL = 'l',
 	OPT_ALLOW_USER = 256, OPT_ALLOW_GROUP, OPT_SOCKET_GROUP,
-	OPT_SOCKET_MODE, OPT_DECAY, OPT_LOG_FILE,
+	OPT_SOCKET_MODE, OPT_DECAY, OPT_LOG_FILE, OPT_MAX_PER_USER,
 };
 
 static const struct option longopts[] = {
@@ -51,6 +54,7 @@ static const struct option longopts[] = {
 	{ "allow-group",	required_argument, NULL, OPT_ALLOW_GROUP },
 	{ "socket-group",	required_argument, NULL, OPT_SOCKET_GROUP },
 	{ "socket-mode",	required_argument, NULL, OPT_SOCKET_MODE },
+	{ "max-clients-per-user", required_argument, NULL, OPT_MAX_PER_USER },
 	{ "foreground",		no_argument,	   NULL, OPT_FOREGROUND },
 	{ "log-level",		required_argument, NULL, OPT_LOGLEVEL },
 	{ "log-file",		required_argument, NULL, OPT_LOG_FILE },
@@ -83,6 +87,8 @@ config_usage(FILE *f)
 "      --allow-group GROUP      also admit members of GROUP (repeatable)\n"
 "      --socket-group GROUP     group of the socket (admitted too)\n"
 "      --socket-mode MODE       socket mode, octal (default 0660)\n"
+"      --max-clients-per-user N connections one user may hold\n"
+"                               (default %d, 0: no cap)\n"
 "  -f, --foreground             do not detach\n"
 "  -l, --log-level LEVEL        debug, info, notice, warning, err\n"
 "      --log-file FILE          log to FILE (appended), or 'syslog'\n"
@@ -94,7 +100,7 @@ config_usage(FILE *f)
 "\n"
 "Signals: TERM, INT stop with a final checkpoint; HUP reloads the config\n"
 "(log level, allow list, checkpoint interval); USR1 checkpoints.\n"
-"See aclheapd(8).\n", SHM_BASE_DEFAULT);
+"See aclheapd(8).\n", SHM_BASE_DEFAULT, DEFAULT_MAX_PER_USER);
 }
 
 static int errors_to_log;
@@ -155,6 +161,7 @@ config_defaults(struct config *c)
 	c->decay = 10;
 	c->log_level = LOG_INFO;
 	c->socket_mode = 0660;
+	c->max_per_user = DEFAULT_MAX_PER_USER;
 }
 
 void
@@ -298,6 +305,15 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 			return -1;
 		}
 		c->socket_mode = (int)n;
+		break;
+	case OPT_MAX_PER_USER:
+		if (parse_uint(v, 1000000, &n) != 0) {
+			fprintf(stderr, "aclheapd: %s: max-clients-per-user "
+			    "'%s' is not a number from 0 to 1000000\n", where,
+			    v);
+			return -1;
+		}
+		c->max_per_user = (unsigned)n;
 		break;
 	case OPT_FOREGROUND:
 		c->foreground = 1;

@@ -50,6 +50,7 @@ struct config {
 	char *socket_group;		/* group owning the socket */
 	char *log_file;			/* NULL: stderr; "syslog" */
 	int socket_mode;
+	unsigned max_per_user;		/* connections per uid, 0: any */
 	int base_set, size_set;
 };
 
@@ -69,6 +70,8 @@ struct heap {
 	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
 	uint32_t cur_hint[SHM_NCLASSES];
 	struct lease_owner owners[SHM_LEASES];
+	int lockfd;			/* the segment lock (seglock.c), -1 */
+	pid_t lock_pid;			/* the pid recorded in it */
 	int adopted;			/* 1 if a live segment was adopted */
 	int loaded;			/* 1 if loaded from an image */
 	int dirty;			/* changed since the last checkpoint */
@@ -170,6 +173,12 @@ int	 ckpt_busy(void);
 int	 ckpt_sync(struct ckpt_result *);
 const struct ckpt_result *ckpt_last(void);
 void	 ckpt_set_interval(unsigned);
+
+/* daemon/seglock.c */
+int	 seglock_take(struct heap *, int segfd);
+void	 seglock_owner(struct heap *);
+pid_t	 seglock_holder(int fd);
+void	 seglock_release(struct heap *);
 
 /* daemon/server.c */
 int	 server_listen(const struct config *, int *activated);

@@ -619,6 +619,12 @@ heap_adopt(struct heap *h, const struct config *c)
 		return 0;
 	if (seg_open(h->identity, &fd) != 0)
 		return 0;
+	/* Locked before anything in it is trusted: another daemon may
+	 * serve it (a copy of our state folder names it too). */
+	if ((rc = seglock_take(h, fd)) != 0) {
+		close(fd);
+		return rc;
+	}
 	seg_name(h->identity, name, sizeof(name));
 	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->size) {
 		log_errx("live segment /dev/shm%s has size %lld, the daemon is "
@@ -626,10 +632,13 @@ heap_adopt(struct heap *h, const struct config *c)
 		    "the segment", name, (long long)st.st_size, c->size,
 		    (long long)st.st_size);
 		close(fd);
+		seglock_release(h);
 		return -EINVAL;
 	}
-	if ((rc = heap_map(h, c, fd)) != 0)
+	if ((rc = heap_map(h, c, fd)) != 0) {
+		seglock_release(h);
 		return rc;
+	}
 	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
 	    16) != 0) {
@@ -637,6 +646,7 @@ heap_adopt(struct heap *h, const struct config *c)
 		    "remove it to start from the image", name,
 		    rc ? err : "identity differs from heap.id");
 		seg_unmap(&h->seg);
+		seglock_release(h);
 		return -EUCLEAN;
 	}
 	log_notice("adopted live segment /dev/shm%s", name);
@@ -656,6 +666,10 @@ heap_format(struct heap *h, const struct config *c)
 		log_errx("cannot create the segment: %s", strerror(-rc));
 		return rc;
 	}
+	if ((rc = seglock_take(h, fd)) != 0) {
+		close(fd);
+		goto fail;
+	}
 	if ((rc = heap_map(h, c, fd)) != 0)
 		goto fail;
 	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
@@ -673,6 +687,7 @@ heap_format(struct heap *h, const struct config *c)
 fail:
 	seg_unmap(&h->seg);
 	seg_unlink(h->identity);
+	seglock_release(h);
 	return rc;
 }
 
@@ -751,6 +766,7 @@ heap_open(struct heap *h, struct config *c)
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
 	h->decay = c->decay;
+	h->lockfd = -1;
 	if ((rc = ensure_dir(c->state_dir)) != 0) {
 		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
 		return rc;
@@ -800,6 +816,7 @@ fail:
 		seg_unmap(&h->seg);
 		seg_unlink(h->identity);
 	}
+	seglock_release(h);
 	return rc;
 }
 
@@ -824,9 +841,11 @@ void
 heap_close(struct heap *h)
 {
 	seg_unmap(&h->seg);
+	seglock_release(h);
 	heap_forget(h);
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
+	h->lockfd = -1;
 }
 
 /* The memory of a freed run goes back to the system and the run to the

@@ -218,6 +218,7 @@ main(int argc, char **argv)
 		log_warn("fork");
 		goto out;
 	}
+	seglock_owner(&heap);	/* the detached child's pid, if it forked */
 	if (cfg.log_file != NULL && strcmp(cfg.log_file, "syslog") == 0)
 		log_to_syslog();
 	if (cfg.foreground) {

@@ -7,6 +7,13 @@
  * connection is freed in exactly one place, conn_close(), which also gives
  * back its leases and forgets any checkpoint it waits for.
  *
+ * A peer costs nothing until it is admitted: its credentials (SO_PEERCRED)
+ * are checked at accept, and one not on the allow list, or over its user's
+ * cap on connections, gets one error reply and is closed there; one that
+ * is admitted but says no Hello within HELLO_TIMEOUT_MS is closed too.  So
+ * a flood of connections from anyone holds no descriptor for long, and
+ * allowed users keep getting in.
+ *
  * A request that must wait (Checkpoint, Dump) pauses its connection, so
  * replies always leave in request order.  A frame whose length is over the
  * cap gets one error reply and the connection is closed: the stream cannot
@@ -42,6 +49,11 @@
 #define IN_INIT		4096
 #define OUT_PAUSE	(1u << 20)	/* stop reading above this backlog */
 #define BLOCKS_PAGE	1500
+/* How long an admitted connection may take to say Hello.  The library
+ * sends it right after connect(); 5 s covers a loaded machine.  Tests
+ * shorten it through ACLHEAPD_TEST_HELLO_MS, read by server_setup(). */
+#define HELLO_TIMEOUT_MS	5000
+#define ACCEPT_BATCH	64	/* accepts per wake-up: a flood drains fast */
 /* A Blocks cursor is slab << 12 | block, so a page can end inside a slab:
  * a slab of 16-byte blocks holds more live blocks than one page. */
 #define BLOCKS_CURSOR_SHIFT	12
@@ -51,6 +63,7 @@ _Static_assert(SHM_MAX_BLOCKS == 1u << BLOCKS_CURSOR_SHIFT,
 struct conn {
 	int fd;
 	struct event *rev, *wev;
+	struct event *hev;		/* Hello timeout, NULL once said */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
@@ -77,6 +90,7 @@ static struct heap *heap;
 static time_t started;
 static int accept_paused;
 static int conn_max;		/* what the descriptor limit allows, 0: any */
+static int hello_ms = HELLO_TIMEOUT_MS;
 static int saved_argc;
 static char **saved_argv;
 static uint8_t arena_buf[256 * 1024];
@@ -200,6 +214,8 @@ conn_close(struct conn *c)
 	nconns--;
 	event_free(c->rev);
 	event_free(c->wev);
+	if (c->hev != NULL)
+		event_free(c->hev);
 	if (c->passfd >= 0)
 		close(c->passfd);
 	close(c->fd);
@@ -361,20 +377,168 @@ reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
 	reply_send(c, &r);
 }
 
+static const char *
+user_name(uid_t uid)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	return pw != NULL ? pw->pw_name : "?";
+}
+
 /*
- * A connection on an accepted socket: its peer's credentials, its events.
- * NULL (fd closed, reason logged) when it cannot be set up.  The fuzzer
- * calls this with one end of a socketpair.
+ * A refused peer's user name: one lookup a second per user at most, since
+ * a flood from one user would otherwise read the password database at
+ * every connection.
+ */
+static const char *
+peer_name(uid_t uid)
+{
+	static char name[64];
+	static uid_t last = (uid_t)-1;
+	static time_t when;
+	time_t now = time(NULL);
+
+	if (uid != last || now != when) {
+		snprintf(name, sizeof(name), "%s", user_name(uid));
+		last = uid;
+		when = now;
+	}
+	return name;
+}
+
+/*
+ * Refusals at accept are logged, but at most REFUSE_LOG_MAX a second for
+ * each reason: a flood must not fill the log (nor cost a write each), nor
+ * hide the other reason's lines.  The next line logged says how many were
+ * not.
+ */
+#define REFUSE_LOG_MAX	5
+
+struct refuse_log {
+	time_t sec;
+	unsigned n, skipped;
+};
+
+static struct refuse_log refused_stranger, refused_cap;
+
+static int
+refuse_log_ok(struct refuse_log *l, char *more, size_t len)
+{
+	time_t now = time(NULL);
+
+	if (now != l->sec) {
+		l->sec = now;
+		l->n = 0;
+	}
+	if (l->n >= REFUSE_LOG_MAX) {
+		l->skipped++;
+		return 0;
+	}
+	l->n++;
+	more[0] = '\0';
+	if (l->skipped > 0)
+		snprintf(more, len, " (and %u more not logged)", l->skipped);
+	l->skipped = 0;
+	return 1;
+}
+
+/* One error reply, written if the socket takes it now, and the close. */
+static void
+refuse_peer(int fd, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+refuse_peer(int fd, int err, const char *fmt, ...)
+{
+	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
+	uint8_t buf[FRAME_HDR + 600];
+	char msg[512];
+	va_list ap;
+	long n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r.error = err;
+	r.message = msg;
+	if ((n = frame_pack_reply(&r, buf, sizeof(buf))) > 0)
+		(void)send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+}
+
+static int
+conns_of(uid_t uid)
+{
+	struct conn *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &conns, link)
+		if (c->uid == uid)
+			n++;
+	return n;
+}
+
+static void
+hello_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("pid %d (uid %u) said no Hello within %d ms; closing",
+	    (int)c->pid, (unsigned)c->uid, hello_ms);
+	reply_error(c, 0, ETIMEDOUT, "no Hello within %d ms", hello_ms);
+	c->closing = 1;
+	/* A peer that does not read must not keep it open either. */
+	if (conn_flush(c) == 0)
+		conn_close(c);
+}
+
+/*
+ * A connection on an accepted socket: its peer's credentials, checked
+ * here, then its events and its Hello timeout.  NULL (fd closed, reason
+ * logged) when it is refused or cannot be set up.  The fuzzer calls this
+ * with one end of a socketpair.
  */
 struct conn *
 server_conn_new(int fd)
 {
+	struct timeval tv = { hello_ms / 1000, (hello_ms % 1000) * 1000 };
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct conn *c;
+	char more[64];
+	int have;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
-	    (c = calloc(1, sizeof(*c))) == NULL) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("new connection");
+		close(fd);
+		return NULL;
+	}
+	if (!config_allowed(cfg, cred.uid, cred.gid, cred.pid)) {
+		if (refuse_log_ok(&refused_stranger, more, sizeof(more)))
+			log_notice("refused pid %d: user %s (uid %u) is not on "
+			    "the allow list%s", (int)cred.pid,
+			    peer_name(cred.uid), (unsigned)cred.uid, more);
+		refuse_peer(fd, EACCES, "user %s (uid %u) is not allowed by "
+		    "aclheapd (see --allow-user, --allow-group)",
+		    peer_name(cred.uid), (unsigned)cred.uid);
+		return NULL;
+	}
+	if (cfg->max_per_user > 0 &&
+	    (have = conns_of(cred.uid)) >= (int)cfg->max_per_user) {
+		if (refuse_log_ok(&refused_cap, more, sizeof(more)))
+			log_notice("refused pid %d: user %s (uid %u) has %d "
+			    "connections, its cap (--max-clients-per-user)%s",
+			    (int)cred.pid, peer_name(cred.uid),
+			    (unsigned)cred.uid, have, more);
+		refuse_peer(fd, EUSERS, "user %s (uid %u) has %d connections "
+		    "to aclheapd, the most it allows one user "
+		    "(--max-clients-per-user)", peer_name(cred.uid),
+		    (unsigned)cred.uid, have);
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("new connection");
 		close(fd);
 		return NULL;
@@ -388,13 +552,16 @@ server_conn_new(int fd)
 	snprintf(c->name, sizeof(c->name), "?");
 	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read, c);
 	c->wev = event_new(base, fd, EV_WRITE, conn_write, c);
-	if (c->rev == NULL || c->wev == NULL ||
+	c->hev = evtimer_new(base, hello_timeout, c);
+	if (c->rev == NULL || c->wev == NULL || c->hev == NULL ||
 	    (c->in = malloc(IN_INIT)) == NULL) {
 		log_warnx("new connection: out of memory");
 		if (c->rev)
 			event_free(c->rev);
 		if (c->wev)
 			event_free(c->wev);
+		if (c->hev)
+			event_free(c->hev);
 		close(fd);
 		free(c);
 		return NULL;
@@ -403,6 +570,7 @@ server_conn_new(int fd)
 	TAILQ_INSERT_TAIL(&conns, c, link);
 	nconns++;
 	event_add(c->rev, NULL);
+	event_add(c->hev, &tv);
 	if (conn_max > 0 && nconns >= conn_max && accept_ev != NULL)
 		accept_pause("all the descriptor limit (RLIMIT_NOFILE) allows");
 	return c;
@@ -411,28 +579,22 @@ server_conn_new(int fd)
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
-	int fd;
+	int fd, i;
 
 	(void)what;
 	(void)arg;
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1) {
-		if (errno == EMFILE || errno == ENFILE)
-			accept_pause("out of file descriptors");
-		else if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
-			log_warn("accept");
-		return;
+	for (i = 0; i < ACCEPT_BATCH && !accept_paused; i++) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE)
+				accept_pause("out of file descriptors");
+			else if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		(void)server_conn_new(fd);
 	}
-	(void)server_conn_new(fd);
-}
-
-static const char *
-user_name(uid_t uid)
-{
-	struct passwd *pw = getpwuid(uid);
-
-	return pw != NULL ? pw->pw_name : "?";
 }
 
 static void
@@ -449,16 +611,7 @@ do_hello(struct conn *c, uint64_t id, const Aclheap__Hello *m)
 		c->closing = 1;
 		return;
 	}
-	if (!config_allowed(cfg, c->uid, c->gid, c->pid)) {
-		log_notice("refused pid %d: user %s (uid %u) is not on the "
-		    "allow list", (int)c->pid, user_name(c->uid),
-		    (unsigned)c->uid);
-		reply_error(c, id, EACCES, "user %s (uid %u) is not allowed by "
-		    "aclheapd (see --allow-user, --allow-group)",
-		    user_name(c->uid), (unsigned)c->uid);
-		c->closing = 1;
-		return;
-	}
+	/* The allow list was checked at accept (server_conn_new()). */
 	if ((c->passfd = dup(seg->fd)) == -1) {
 		reply_error(c, id, EMFILE, "aclheapd is out of descriptors");
 		c->closing = 1;
@@ -466,6 +619,8 @@ do_hello(struct conn *c, uint64_t id, const Aclheap__Hello *m)
 	}
 	c->passfd_at = c->out_len;
 	c->hello = 1;
+	event_free(c->hev);
+	c->hev = NULL;
 	c->privileged = c->uid == 0 || c->uid == geteuid();
 	if (m->name != NULL && m->name[0] != '\0')
 		snprintf(c->name, sizeof(c->name), "%s", m->name);
@@ -1210,6 +1365,7 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 		cfg->nallow_uid = nc.nallow_uid;
 		memcpy(cfg->allow_gid, nc.allow_gid, sizeof(nc.allow_gid));
 		cfg->nallow_gid = nc.nallow_gid;
+		cfg->max_per_user = nc.max_per_user;
 		if (cfg->checkpoint_interval != nc.checkpoint_interval) {
 			cfg->checkpoint_interval = nc.checkpoint_interval;
 			ckpt_set_interval(nc.checkpoint_interval);
@@ -1266,10 +1422,14 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 int
 server_setup(struct config *c, struct heap *h, struct event_base *eb)
 {
+	const char *e = getenv("ACLHEAPD_TEST_HELLO_MS");
+
 	cfg = c;
 	heap = h;
 	base = eb;
 	started = time(NULL);
+	if (e != NULL && atoi(e) > 0)
+		hello_ms = atoi(e);	/* tests only: not a setting */
 	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
 	return ckpt_init(h, c, eb);
 }

@@ -1,7 +1,9 @@
 /*
  * check_fault.c: aclheapd when the machine runs short.  A /dev/shm far
  * smaller than the heap, a state folder that fills up during a checkpoint,
- * a descriptor limit that runs out, and 64 clients at once.  In each case
+ * a descriptor limit that runs out, a flood of connections from users the
+ * daemon does not admit (and of admitted ones that never say Hello), and
+ * 64 clients at once.  In each case
  * the promise is the same: a clear error where something cannot be had,
  * no fault in any process, and the daemon serving on.
  *
@@ -14,6 +16,8 @@
 #include "config.h"
 
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,7 +25,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -492,9 +498,15 @@ START_TEST(fd_exhaustion_pauses_accept)
 	int idle[IDLE], late, i;
 	void *p;
 
+	/* Idle connections of an admitted user: their Hello timeout must
+	 * not end the test's waits before it is done with them. */
+	static const char *const env[] = { "ACLHEAPD_TEST_HELLO_MS=600000",
+	    NULL };
+
 	td_init(&td, "nofile");
 	td.nofile = 64;
-	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_int_eq(td_start_env(&td, NULL, env), 0);
+	ck_assert_msg(td_wait_ready(&td) == 0, "%s", td_log(&td));
 	ck_assert_int_eq(aclheap_attach(NULL), 0);
 	for (i = 0; i < IDLE; i++)
 		idle[i] = sock_open(0);
@@ -523,6 +535,309 @@ START_TEST(fd_exhaustion_pauses_accept)
 		ck_assert_msg(run_cmd(out, sizeof(out), argv) == 0, "%s", out);
 	}
 	ck_assert_ptr_nonnull(aclheap_root_get("late"));
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+}
+END_TEST
+
+/* Becomes user name (its primary group, no others); exits 126 if not.
+ * Dies with the test: a failed assertion must not leave it running (the
+ * setting is cleared by the uid change, so it is made after it). */
+static void
+become(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+
+	if (pw == NULL || setgroups(0, NULL) == -1 ||
+	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		_exit(126);
+	if (getppid() == 1)
+		_exit(126);
+}
+
+/* A connected socket to the daemon, or -1 (errno says why: EAGAIN when
+ * the listen backlog is full). */
+static int
+try_connect(int flags)
+{
+	struct sockaddr_un sun;
+	int fd, saved;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, td.sock, strlen(td.sock));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0)) == -1)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* The error of the first reply on fd, within ms: -1 if none came. */
+static int
+first_error(int fd, int ms)
+{
+	static uint8_t buf[FRAME_MAX], ab[16384];
+	struct frame_arena a;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	Aclheap__Reply *r;
+	uint32_t len;
+	int sfd = -1;
+
+	if (poll(&pfd, 1, ms) != 1 ||
+	    frame_recv(fd, buf, sizeof(buf), &len, &sfd) != 0)
+		return -1;
+	if (sfd >= 0)
+		close(sfd);
+	frame_arena_init(&a, ab, sizeof(ab));
+	if ((r = frame_unpack_reply(&a, buf, len)) == NULL)
+		return -1;
+	return (int)r->error;
+}
+
+/*
+ * The flood: as nobody (not on the allow list), connect as fast as the
+ * socket takes it until killed, keeping up to 1500 connections open (the
+ * daemon's side is what matters; ours are closed oldest first).  Writes
+ * how many connections it made to out when it gets SIGTERM.
+ */
+static volatile sig_atomic_t flood_stop;
+
+static void
+flood_term(int sig)
+{
+	(void)sig;
+	flood_stop = 1;
+}
+
+static void
+flood(int out)
+{
+	enum { KEEP = 1500 };
+	struct rlimit rl = { 4096, 4096 };
+	static int fds[KEEP];
+	unsigned long made = 0;
+	int i, n = 0, fd;
+
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	signal(SIGTERM, flood_term);
+	become("nobody");
+	for (i = 0; i < KEEP; i++)
+		fds[i] = -1;
+	while (!flood_stop) {
+		if ((fd = try_connect(SOCK_NONBLOCK)) == -1) {
+			if (errno == ECONNREFUSED || errno == ENOENT)
+				break;	/* the daemon is gone */
+			continue;
+		}
+		made++;
+		if (fds[n] >= 0)
+			close(fds[n]);
+		fds[n] = fd;
+		n = (n + 1) % KEEP;
+	}
+	if (write(out, &made, sizeof(made)) != (ssize_t)sizeof(made))
+		_exit(1);
+	_exit(0);
+}
+
+/*
+ * Admitted but silent: as user daemon, open `open` connections and say
+ * nothing.  Those past the cap are refused with EUSERS at once; the child
+ * writes how many were to out, then holds the rest until killed.
+ */
+static void
+silent(int open, int out)
+{
+	static int fds[64];
+	int i, refused = 0;
+
+	become("daemon");
+	for (i = 0; i < open && i < 64; i++)
+		if ((fds[i] = try_connect(0)) == -1)
+			_exit(2);
+	for (i = 0; i < open && i < 64; i++)
+		if (first_error(fds[i], 300) == EUSERS)
+			refused++;
+	if (write(out, &refused, sizeof(refused)) != (ssize_t)sizeof(refused))
+		_exit(1);
+	pause();
+	_exit(0);
+}
+
+/*
+ * Unauthenticated peers cost nothing.  Under a 64-descriptor limit (about
+ * 40 connections), nobody floods the socket for the whole test and user
+ * daemon, admitted, holds its cap of 8 silent connections and is refused
+ * more; meanwhile root's clients attach, allocate, write and check, each
+ * within 10 s (a limit the flood kept them far under).  Before the check
+ * moved to accept, the flood took every descriptor the daemon had and no
+ * client got in at all.
+ */
+START_TEST(flood_of_strangers_costs_nothing)
+{
+	const char *extra[] = { "--allow-user", "daemon",
+	    "--max-clients-per-user", "8", "--socket-mode", "0666", NULL };
+	const char *argv[] = { td_prog("tests/helper_client"), "fill", NULL,
+	    "50", "7", NULL };
+	char roots[8][16];
+	unsigned long made = 0;
+	uint64_t t0, worst = 0, took;
+	int fp[2], sp[2], refused = -1, k, st;
+	pid_t flooder, quiet, cl;
+
+	need_root();
+	if (getpwnam("nobody") == NULL || getpwnam("daemon") == NULL)
+		ck_abort_msg("users nobody and daemon must exist");
+	td_init(&td, "flood");
+	td.nofile = 64;
+	ck_assert_int_eq(chmod(td.dir, 0755), 0);
+	ck_assert_msg(td_start(&td, extra) == 0, "%s", td_log(&td));
+	ck_assert_int_eq(pipe(fp), 0);
+	ck_assert_int_eq(pipe(sp), 0);
+	if ((flooder = fork()) == 0)
+		flood(fp[1]);
+	ck_assert_int_gt(flooder, 0);
+	if ((quiet = fork()) == 0)
+		silent(20, sp[1]);
+	ck_assert_int_gt(quiet, 0);
+	{
+		struct pollfd pfd = { sp[0], POLLIN, 0 };
+
+		ck_assert_msg(poll(&pfd, 1, 20000) == 1, "user daemon's "
+		    "connections got no answer during the flood\n%s",
+		    td_log(&td));
+	}
+	ck_assert_int_eq(read(sp[0], &refused, sizeof(refused)),
+	    (ssize_t)sizeof(refused));
+	for (k = 0; k < 8; k++) {
+		snprintf(roots[k], sizeof(roots[k]), "flood%d", k);
+		argv[2] = roots[k];
+		t0 = now_ms();
+		if ((cl = fork()) == 0) {
+			int devnull = open("/dev/null", O_WRONLY);
+
+			dup2(devnull, 1);
+			execv(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+		ck_assert_int_gt(cl, 0);
+		st = wait_child(cl, 10000);
+		if (st == -1) {
+			kill(cl, SIGKILL);
+			waitpid(cl, NULL, 0);
+		}
+		took = now_ms() - t0;
+		ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "client %d not served during the flood (status %d)\n%s", k,
+		    st, td_log(&td));
+		if (took > worst)
+			worst = took;
+	}
+	kill(flooder, SIGTERM);
+	ck_assert_int_eq(read(fp[0], &made, sizeof(made)),
+	    (ssize_t)sizeof(made));
+	ck_assert_int_eq(WEXITSTATUS(wait_child(flooder, 20000)), 0);
+	kill(quiet, SIGKILL);
+	waitpid(quiet, NULL, 0);
+	ck_assert_int_eq(refused, 12);
+	fprintf(stderr, "flood: %lu connections refused at accept, 12 over "
+	    "the cap; clients served in %llu ms at worst\n", made,
+	    (unsigned long long)worst);
+	/* A flood it was: many times what the descriptors would hold. */
+	ck_assert_uint_gt(made, 1000);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "is not on the allow list"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "has 8 connections"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "more not logged"));
+	ck_assert_ptr_null(strstr(td_log(&td), "not accepting"));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	for (k = 0; k < 8; k++)
+		ck_assert_ptr_nonnull(aclheap_root_get(roots[k]));
+	heap_checks_out();
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+}
+END_TEST
+
+/*
+ * An admitted connection that says no Hello is closed after the timeout
+ * (300 ms here, 5 s in production) with ETIMEDOUT; one that said Hello
+ * and is idle stays.
+ */
+START_TEST(silent_connection_times_out)
+{
+	static const char *const env[] = { "ACLHEAPD_TEST_HELLO_MS=300",
+	    NULL };
+	struct pollfd pfd;
+	uint64_t t0, took;
+	char c;
+	int good, mute;
+
+	td_init(&td, "hello");
+	ck_assert_int_eq(td_start_env(&td, NULL, env), 0);
+	ck_assert_msg(td_wait_ready(&td) == 0, "%s", td_log(&td));
+	good = sock_open(1);
+	ck_assert_int_eq(hello_reply(good), 0);
+	t0 = now_ms();
+	mute = sock_open(0);
+	ck_assert_int_eq(first_error(mute, 10000), ETIMEDOUT);
+	took = now_ms() - t0;
+	ck_assert_int_eq(read(mute, &c, 1), 0);		/* and closed */
+	fprintf(stderr, "hello timeout: closed after %llu ms\n",
+	    (unsigned long long)took);
+	ck_assert_uint_ge(took, 250);
+	ck_assert_uint_lt(took, 5000);
+	/* The one that said Hello was older, and is still open. */
+	pfd.fd = good;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "said no Hello within 300"));
+	close(good);
+	close(mute);
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+}
+END_TEST
+
+/*
+ * The per-user cap: a user at its cap is refused with a message that names
+ * the option, through the library as any program sees it; once one of its
+ * connections leaves, it gets in again.  A bad value is a usage error.
+ */
+START_TEST(per_user_cap)
+{
+	const char *extra[] = { "--max-clients-per-user", "3", NULL };
+	const char *argv[] = { td_prog("tests/helper_client"), "fill", "cap",
+	    "5", "3", NULL };
+	const char *bad[] = { td_prog("aclheapd"), "--max-clients-per-user",
+	    "lots", NULL };
+	char out[4096];
+	uint64_t end;
+	int held[3], i, rc;
+
+	ck_assert_int_eq(run_cmd(out, sizeof(out), bad), 2);
+	ck_assert_msg(strstr(out, "max-clients-per-user 'lots'") != NULL, "%s",
+	    out);
+	td_init(&td, "cap");
+	ck_assert_msg(td_start(&td, extra) == 0, "%s", td_log(&td));
+	for (i = 0; i < 3; i++) {
+		held[i] = sock_open(1);
+		ck_assert_int_eq(hello_reply(held[i]), 0);
+	}
+	ck_assert_int_eq(run_cmd(out, sizeof(out), argv), 1);
+	ck_assert_msg(strstr(out, "has 3 connections") != NULL &&
+	    strstr(out, "--max-clients-per-user") != NULL, "%s", out);
+	close(held[0]);
+	/* The daemon notices the close at its next wake-up. */
+	end = now_ms() + 20000;
+	while ((rc = run_cmd(out, sizeof(out), argv)) != 0 && now_ms() < end)
+		msleep(10);
+	ck_assert_msg(rc == 0, "%s", out);
+	close(held[1]);
+	close(held[2]);
 	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
 }
 END_TEST
@@ -594,6 +909,9 @@ fault_suite(void)
 	tcase_add_test(tc, checkpoint_disk_full_keeps_image);
 	tcase_add_test(tc, checkpoint_retried_when_room_returns);
 	tcase_add_test(tc, fd_exhaustion_pauses_accept);
+	tcase_add_test(tc, flood_of_strangers_costs_nothing);
+	tcase_add_test(tc, silent_connection_times_out);
+	tcase_add_test(tc, per_user_cap);
 	tcase_add_test(tc, many_clients_at_once);
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);

@@ -2,14 +2,18 @@
  * check_persist.c: the heap across restarts.  Graceful stops, SIGKILL of
  * the daemon (the live segment is adopted), "reboots" (the live segment is
  * removed and the image alone brings the heap back), kills in the middle of
- * checkpoints, damaged images refused, and clients that keep working while
- * the daemon comes and goes.  Data is written and checked by separate
+ * checkpoints, damaged images refused, clients that keep working while
+ * the daemon comes and goes, and one daemon per live heap (the segment
+ * lock).  Data is written and checked by separate
  * helper processes, so every check is a fresh process reading the heap at
  * the addresses another one stored.
  */
 #include "config.h"
 
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -673,6 +677,248 @@ START_TEST(large_free_during_checkpoint)
 }
 END_TEST
 
+/*
+ * The segment lock as another process sees it (daemon/seglock.c): -1 if
+ * no one holds byte 0 of the segment, else the pid the holder recorded as
+ * the start of its one-byte lock at 2^40 + pid (0 if none).
+ */
+static long
+seg_lock_pid(const char *shm)
+{
+	const off_t pid_base = (off_t)1 << 40;
+	struct flock fl;
+	long pid = -1;
+	int fd;
+
+	ck_assert_msg((fd = shm_open(shm, O_RDWR, 0)) >= 0, "%s: %s", shm,
+	    strerror(errno));
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 1;
+	ck_assert_int_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	if (fl.l_type != F_UNLCK) {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_start = pid_base + 1;
+		fl.l_len = 0;
+		ck_assert_int_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+		pid = fl.l_type != F_UNLCK ? (long)(fl.l_start - pid_base) : 0;
+	}
+	close(fd);
+	return pid;
+}
+
+static void
+copy_into(const char *from_dir, const char *to_dir, const char *name)
+{
+	char from[400], to[400];
+
+	snprintf(from, sizeof(from), "%s/%s", from_dir, name);
+	snprintf(to, sizeof(to), "%s/%s", to_dir, name);
+	copy_file(from, to);
+}
+
+/*
+ * A copy of a live daemon's state folder (heap.id and image) names the
+ * heap the first daemon serves.  A daemon started on the copy finds the
+ * segment locked and exits 1 naming the first one's pid, without
+ * listening; the first one's heap still verifies and holds its data.
+ * Without the lock the second daemon adopted the segment and served it.
+ */
+START_TEST(copied_state_folder_refused)
+{
+	const char *verify[] = { NULL, "-s", td.sock, "verify", NULL };
+	char a[64], out[4096], want[128], path[400];
+	struct td t2;
+	int st;
+
+	fill("a", "200", "31", a, sizeof(a));
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(seg_lock_pid(td.shm), (long)td.pid);
+	td_init(&t2, "copy");
+	ck_assert_int_eq(mkdir(t2.state, 0700), 0);
+	copy_into(td.state, t2.state, "heap.id");
+	copy_into(td.state, t2.state, "heap.img");
+	ck_assert_int_eq(td_start_env(&t2, NULL, NULL), 0);
+	st = td_wait_exit(&t2, 20000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+	    "second daemon: status %d\n%s", st, td_log(&t2));
+	snprintf(want, sizeof(want), "served by another aclheapd, pid %d",
+	    (int)td.pid);
+	ck_assert_msg(strstr(td_log(&t2), want) != NULL, "%s", td_log(&t2));
+	ck_assert_ptr_null(strstr(td_log(&t2), "adopted"));
+	ck_assert_int_eq(access(t2.sock, F_OK), -1);
+	/* Its heap.id names the first daemon's segment: the cleanup must
+	 * not remove that. */
+	snprintf(path, sizeof(path), "%s/heap.id", t2.state);
+	ck_assert_int_eq(unlink(path), 0);
+	td_cleanup(&t2);
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+	ck_assert_int_eq(seg_lock_pid(td.shm), (long)td.pid);
+	verify[0] = td_prog("aclheapctl");
+	ck_assert_msg(run_cmd(out, sizeof(out), verify) == 0, "%s", out);
+	ck_assert_msg(strncmp(out, "OK", 2) == 0, "%s", out);
+	check("a", "31", a);
+	ck_assert_ptr_nonnull(aclmalloc(10));
+}
+END_TEST
+
+/*
+ * The lock dies with its holder.  This process is attached (its mapping
+ * holds the description the daemon passed at Hello) when the daemon is
+ * SIGKILLed: the segment is unlocked at once, and the next daemon adopts
+ * it and records its own pid.  A lock on the passed descriptor would have
+ * lived on in this client and refused the successor.  A heap loaded from
+ * the image (after a "reboot") is locked by its loader too.
+ */
+START_TEST(killed_daemon_successor_adopts)
+{
+	const char *verify[] = { NULL, "-s", td.sock, "verify", NULL };
+	char a[64], out[4096];
+	uint64_t t0;
+	long pid;
+	char *p;
+
+	ck_assert_int_eq(seg_lock_pid(td.shm), (long)td.pid);	/* formatted */
+	fill("a", "100", "41", a, sizeof(a));
+	ck_assert_ptr_nonnull(p = aclmalloc(100));
+	strcpy(p, "mapped here");
+	ck_assert_int_eq(aclheap_root_set("p", p), 0);
+	pid = td.pid;
+	td_stop(&td, SIGKILL);
+	ck_assert_int_eq(seg_lock_pid(td.shm), -1);
+	t0 = now_ms();
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	fprintf(stderr, "successor of a SIGKILLed daemon ready in %llu ms\n",
+	    (unsigned long long)(now_ms() - t0));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "adopted live segment"));
+	ck_assert_ptr_null(strstr(td_log(&td), "served by another"));
+	ck_assert_int_ne(td.pid, pid);
+	ck_assert_int_eq(seg_lock_pid(td.shm), (long)td.pid);	/* adopted */
+	check("a", "41", a);
+	ck_assert_ptr_eq(aclheap_root_get("p"), p);
+	ck_assert_str_eq(p, "mapped here");
+	verify[0] = td_prog("aclheapctl");
+	ck_assert_msg(run_cmd(out, sizeof(out), verify) == 0, "%s", out);
+	ck_assert_msg(strncmp(out, "OK", 2) == 0, "%s", out);
+	/* A reboot: the image is loaded into a new object, locked. */
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
+	ck_assert_int_eq(seg_lock_pid(td.shm), (long)td.pid);	/* loaded */
+	check("a", "41", a);
+}
+END_TEST
+
+/* Connects until the daemon accepts, 20 s at most: 0 or -1. */
+static int
+sock_ready(const char *path)
+{
+	struct sockaddr_un sun;
+	uint64_t end = now_ms() + 20000;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	while (now_ms() < end) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			return 0;
+		}
+		close(fd);
+		msleep(5);
+	}
+	return -1;
+}
+
+/*
+ * A daemon that detaches records the pid of the child that serves, not
+ * of the parent that exited: the refusal must name a process that is
+ * there to stop.
+ */
+START_TEST(detached_daemon_lock_names_the_server)
+{
+	const char *argv[] = { td_prog("aclheapd"), "--socket", NULL,
+	    "--state-dir", NULL, "--base", NULL, "--size", "64M", "--config",
+	    "/dev/null", NULL };
+	char path[400], shm[96], hex[64];
+	uint64_t end;
+	long pid = 0;
+	pid_t starter;
+	FILE *f;
+	int st;
+
+	/* The fixture's daemon makes room: this one takes its base. */
+	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 0);
+	td_cleanup(&td);
+	td_init(&td, "detach");
+	argv[2] = td.sock;
+	argv[4] = td.state;
+	argv[6] = td.base;
+	/* Not run_cmd(): the daemon would keep its pipe open for good. */
+	if ((starter = fork()) == 0) {
+		int fd = open(td.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			if (fd > 2)
+				close(fd);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	ck_assert_int_gt(starter, 0);
+	st = wait_child(starter, 20000);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "start: %d\n%s", st, td_log(&td));
+	ck_assert_int_eq(sock_ready(td.sock), 0);
+	snprintf(path, sizeof(path), "%s/heap.id", td.state);
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ck_assert_int_eq(fscanf(f, "%63s", hex), 1);
+	fclose(f);
+	snprintf(shm, sizeof(shm), "/aclheap-%s", hex);
+	snprintf(td.shm, sizeof(td.shm), "%s", shm);
+	/* The child writes its pid into the lock file and then into the
+	 * segment lock just after the parent exits: wait for both to name
+	 * the same live process. */
+	snprintf(path, sizeof(path), "%s/aclheapd.lock", td.state);
+	end = now_ms() + 20000;
+	for (;;) {
+		pid = 0;
+		if ((f = fopen(path, "r")) != NULL) {
+			if (fscanf(f, "%ld", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if ((pid > 0 && kill((pid_t)pid, 0) == 0 &&
+		    seg_lock_pid(shm) == pid) || now_ms() > end)
+			break;
+		msleep(5);
+	}
+	ck_assert_int_gt(pid, 0);
+	td.pid = (pid_t)pid;	/* a failure below SIGKILLs it (down()) */
+	ck_assert_int_eq(kill((pid_t)pid, 0), 0);
+	ck_assert_int_eq(seg_lock_pid(shm), pid);
+	/* Not our child: stop it and wait for it to be gone. */
+	ck_assert_int_eq(kill((pid_t)pid, SIGTERM), 0);
+	end = now_ms() + 60000;
+	while (kill((pid_t)pid, 0) == 0 && now_ms() < end)
+		msleep(10);
+	ck_assert_int_eq(kill((pid_t)pid, 0), -1);
+	td.pid = -1;
+	ck_assert_int_eq(seg_lock_pid(shm), -1);
+}
+END_TEST
+
 Suite *
 persist_suite(void)
 {
@@ -696,6 +942,9 @@ persist_suite(void)
 	tcase_add_test(tc, checkpoint_interval_writes);
 	tcase_add_test(tc, checkpoints_under_load_load);
 	tcase_add_test(tc, large_free_during_checkpoint);
+	tcase_add_test(tc, copied_state_folder_refused);
+	tcase_add_test(tc, killed_daemon_successor_adopts);
+	tcase_add_test(tc, detached_daemon_lock_names_the_server);
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);
 	return s;
