@@ -11,6 +11,11 @@
 (eval-when (:compile-toplevel :load-toplevel :execute)
   (load-library))
 
+;;; Inline, the hot ones: the foreign call is then made in the caller, with
+;;; its result type known, instead of through a full Lisp call.
+(declaim (inline %aclmalloc %aclfree %aclmalloc-aligned %aclfree-aligned
+                 %errno-location))
+
 (cffi:defcfun ("aclmalloc" %aclmalloc) :uintptr (size :size))
 (cffi:defcfun ("aclmalloc_flags" %aclmalloc-flags) :uintptr
   (size :size) (flags :uint))
@@ -36,7 +41,9 @@
 (cffi:defcfun ("aclheap_identity" %identity) :int (out :pointer))
 (cffi:defcfun ("aclheap_last_error" %last-error) :string)
 (cffi:defcfun ("strerror" %strerror) :string (errnum :int))
-(cffi:defcfun ("__errno_location" %errno-location) :pointer)
+;; :uintptr, not :pointer: a pointer object per call, on every aclfree,
+;; costs more than the free.
+(cffi:defcfun ("__errno_location" %errno-location) :uintptr)
 
 (cffi:defcstruct (heap-stats :size 64)
   (base :uintptr)
@@ -62,9 +69,9 @@
 
 (declaim (inline errno (setf errno)))
 (defun errno ()
-  (cffi:mem-ref (%errno-location) :int))
+  (cffi:mem-ref (cffi:make-pointer (%errno-location)) :int))
 (defun (setf errno) (value)
-  (setf (cffi:mem-ref (%errno-location) :int) value))
+  (setf (cffi:mem-ref (cffi:make-pointer (%errno-location)) :int) value))
 
 (defun fail (operation errno &optional message)
   "Signals aclheap-error for errno, with the library's words unless given."
