@@ -338,6 +338,39 @@ what is wrong, in words."
     (is (= 77 (aclfree p)))
     (remove-root "keep")))
 
+(defun setenv (name value)
+  (cffi:foreign-funcall "setenv" :string name :string value :int 1 :int))
+
+(test no-daemon-is-a-condition-not-0
+  ;; No daemon is not the seed's "no space": every attaching call signals.
+  (let ((socket (env "ACLHEAP_SOCKET")))
+    (detach)
+    (setenv "ACLHEAP_SOCKET" "/nonexistent/aclheap.sock")
+    (unwind-protect
+         (progn
+           (dolist (f (list (lambda () (aclmalloc 8))
+                            (lambda () (aclmalloc-aligned 8))
+                            (lambda () (root "x"))
+                            (lambda () (setf (root "x") 8))
+                            (lambda () (root-cas "x" nil 8))
+                            (lambda () (remove-root "x"))
+                            #'list-roots #'stats #'checkpoint))
+             (let ((c (handler-case (progn (funcall f) nil)
+                        (aclheap-error (c) c))))
+               (is (typep c 'aclheap-error))
+               (when c
+                 (is (member (aclheap-error-errno c) '(2 111)))
+                 (is (search "/nonexistent/aclheap.sock"
+                             (aclheap-error-message c))))))
+           (is-false (attached-p))
+           ;; Freeing needs no daemon: not a block, the seed's 0.
+           (is (= 0 (aclfree (+ (test-base) 4096)))))
+      (setenv "ACLHEAP_SOCKET" socket))
+    (let ((p (aclmalloc 8)))
+      (is (plusp p))
+      (is-true (attached-p))
+      (is (= 8 (aclfree p))))))
+
 (test excl-names
   (is (eq 'aclmalloc (find-symbol "ACLMALLOC" "EXCL")))
   (is (eq 'aclfree (find-symbol "ACLFREE" "EXCL")))
