@@ -3,8 +3,9 @@
 #
 # Starts the daemon on a private socket, state folder and base (above
 # SBCL's dynamic space, which it asks SBCL for), runs the FiveAM suite
-# (lisp/tests.lisp) with the build tree's libaclheap, then the saved-image
-# scenario: an image saved after filling blocks is started
+# (lisp/tests.lisp) with the build tree's libaclheap, on SBCL and, when it
+# is installed, on ECL; then the saved-image scenario (SBCL): an image
+# saved after filling blocks is started
 #   1. at once;
 #   2. after the daemon was killed with SIGKILL and restarted;
 #   3. after a "reboot": SIGKILL, the segment removed from /dev/shm, the
@@ -131,6 +132,23 @@ if lisp --eval '(asdf:load-system "aclheap/tests")' \
 else
 	fail "FiveAM suite"
 	grep -v '^; ' "$dir/suite.out" | tail -80
+fi
+
+# The same suite on ECL, the second implementation, where it is installed
+# (CI installs it); the saved-image tests are SBCL's.
+if command -v ecl >/dev/null 2>&1; then
+	if ecl --norc --eval '(require :asdf)' \
+	    --eval '(asdf:load-system "aclheap/tests")' \
+	    --eval '(ext:quit (if (aclheap-tests:run-suite) 0 1))' \
+	    >"$dir/ecl.out" 2>&1; then
+		pass "FiveAM suite on ECL"
+		grep -E '^ *(Did|Pass|Skip|Fail)' "$dir/ecl.out"
+	else
+		fail "FiveAM suite on ECL"
+		grep -v '^;' "$dir/ecl.out" | tail -80
+	fi
+else
+	echo "# ecl not installed: the suite ran on SBCL only"
 fi
 
 # The saved image.
