@@ -205,6 +205,21 @@ void	*aclheap_root_get(const char *name);
 int	 aclheap_root_cas(const char *name, void *expected, void *desired);
 int	 aclheap_root_remove(const char *name);
 
+/* One root, as aclheap_root_list() reports it. */
+struct aclheap_root {
+	char name[ACLHEAP_ROOT_NAME_MAX + 1];
+	void *value;
+};
+
+/*
+ * aclheap_root_list: a snapshot of every root, in no particular order.
+ * Stores up to n roots in out and returns how many roots there are, which
+ * may be more than n: call again with room for that many.  out may be NULL
+ * when n is 0, to count.  Negative errno: -EINVAL (NULL out with n > 0),
+ * -ENOMEM, and the attach errors.
+ */
+int	 aclheap_root_list(struct aclheap_root *out, size_t n);
+
 /*
  * aclheap_attach: attaches explicitly to the daemon at socket_path (NULL:
  * $ACLHEAP_SOCKET, then the default).  0 if attached (or already attached
@@ -242,6 +257,17 @@ struct aclheap_stats {
  * (-EINVAL for NULL out).
  */
 int	 aclheap_stats(struct aclheap_stats *out);
+
+/*
+ * aclheap_identity: copies the attached heap's identity, 16 bytes, into
+ * out.  The identity names one heap for its whole life: it stays the same
+ * across daemon restarts, crashes and reboots (the image carries it) and
+ * differs for any other heap.  A program that keeps heap addresses outside
+ * the heap (a saved Lisp image, a file) compares it to know it is back on
+ * the same heap.  Attaches on first use.  0, or -EINVAL for NULL out,
+ * -ENOTCONN if another thread detached meanwhile, and the attach errors.
+ */
+int	 aclheap_identity(unsigned char out[16]);
 
 /*
  * aclheap_last_error: the calling thread's last failure in words, with the

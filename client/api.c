@@ -10,6 +10,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,6 +404,57 @@ aclheap_root_remove(const char *name)
 	return root_call(&q, ACLHEAP__REPLY__BODY_OK, &r, name);
 }
 
+/* A full table's reply unpacks to more than a thread's reply arena holds
+ * (512 roots of 63 bytes), so the list gets an arena of its own, as large
+ * as aclheapctl's. */
+#define ROOT_LIST_ARENA	(16 * FRAME_MAX)
+
+API int
+aclheap_root_list(struct aclheap_root *out, size_t n)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__RootList m = ACLHEAP__ROOT_LIST__INIT;
+	Aclheap__Reply *r = NULL;
+	Aclheap__RootListReply *rl;
+	struct frame_arena a;
+	void *buf;
+	size_t i;
+	int rc;
+
+	conn_clearerr();
+	if (out == NULL && n > 0) {
+		conn_seterr("aclheap_root_list(NULL, %zu)", n);
+		return -EINVAL;
+	}
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	if ((buf = malloc(ROOT_LIST_ARENA)) == NULL) {
+		conn_seterr("no memory for the root list");
+		return -ENOMEM;
+	}
+	frame_arena_init(&a, buf, ROOT_LIST_ARENA);
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_LIST;
+	q.root_list = &m;
+	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+		goto done;
+	if (r->body_case != ACLHEAP__REPLY__BODY_ROOTS ||
+	    r->roots->n_roots > INT_MAX) {
+		conn_seterr("aclheapd answered RootList with the wrong reply");
+		rc = -EPROTO;
+		goto done;
+	}
+	rl = r->roots;
+	for (i = 0; i < rl->n_roots && i < n; i++) {
+		snprintf(out[i].name, sizeof(out[i].name), "%s",
+		    rl->roots[i]->name);
+		out[i].value = (void *)(uintptr_t)rl->roots[i]->value;
+	}
+	rc = (int)rl->n_roots;
+done:
+	free(buf);
+	return rc;
+}
+
 API int
 aclheap_attach(const char *socket_path)
 {
@@ -465,6 +518,21 @@ aclheap_stats(struct aclheap_stats *out)
 	out->last_checkpoint = s->ckpt_time;
 	out->generation = s->generation;
 	return 0;
+}
+
+API int
+aclheap_identity(unsigned char out[16])
+{
+	int rc;
+
+	conn_clearerr();
+	if (out == NULL) {
+		conn_seterr("aclheap_identity(NULL)");
+		return -EINVAL;
+	}
+	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
+		return rc;
+	return conn_identity(out);
 }
 
 API const char *

@@ -46,6 +46,7 @@ void	 conn_seterr(const char *, ...) __attribute__((format(printf, 1, 2)));
 const char *conn_lasterr(void);
 void	 conn_clearerr(void);
 int	 conn_default_socket(char *, size_t);
+int	 conn_identity(uint8_t out[16]);
 
 extern _Atomic uint64_t conn_gen;
 

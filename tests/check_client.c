@@ -427,6 +427,78 @@ START_TEST(roots_table_full)
 }
 END_TEST
 
+START_TEST(root_list_snapshot)
+{
+	struct aclheap_root few[2], *all;
+	char name[80];
+	int i, n, seen;
+
+	ck_assert_int_eq(aclheap_root_list(NULL, 0), 0);
+	ck_assert_int_eq(aclheap_root_list(NULL, 1), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(aclheap_last_error(), "NULL"));
+	ck_assert_int_eq(aclheap_root_set("a", (void *)16), 0);
+	ck_assert_int_eq(aclheap_root_set("b b", (void *)32), 0);
+	/* Fewer slots than roots: the count says so, one slot is written. */
+	memset(few, 0x5a, sizeof(few));
+	ck_assert_int_eq(aclheap_root_list(few, 1), 2);
+	ck_assert(strcmp(few[0].name, "a") == 0 ||
+	    strcmp(few[0].name, "b b") == 0);
+	ck_assert_uint_eq((uintptr_t)few[0].value, few[0].name[0] == 'a' ?
+	    16 : 32);
+	ck_assert_int_eq((unsigned char)few[1].name[0], 0x5a);
+	ck_assert_int_eq(aclheap_root_remove("a"), 0);
+	ck_assert_int_eq(aclheap_root_remove("b b"), 0);
+	ck_assert_int_eq(aclheap_root_list(few, 2), 0);
+	/* A full table of 63-byte names is more than a thread's reply arena:
+	 * every one must come back. */
+	for (i = 0; i < 512; i++) {
+		snprintf(name, sizeof(name), "%063d", i);
+		ck_assert_int_eq(aclheap_root_set(name,
+		    (void *)(uintptr_t)(i + 1)), 0);
+	}
+	ck_assert_ptr_nonnull(all = calloc(600, sizeof(*all)));
+	ck_assert_int_eq(aclheap_root_list(all, 600), 512);
+	for (i = 0, seen = 0; i < 512; i++) {
+		n = atoi(all[i].name);
+		ck_assert_uint_eq(strlen(all[i].name), 63);
+		ck_assert_uint_eq((uintptr_t)all[i].value, (uintptr_t)n + 1);
+		seen += n;
+	}
+	ck_assert_int_eq(seen, 511 * 512 / 2);
+	free(all);
+}
+END_TEST
+
+/* The identity is the daemon's heap.id, the same across a SIGKILL, and
+ * another heap's is another. */
+START_TEST(identity_names_the_heap)
+{
+	unsigned char a[16], b[16];
+	char hex[40];
+	struct td other;
+	int i;
+
+	ck_assert_int_eq(aclheap_identity(NULL), -EINVAL);
+	ck_assert_int_eq(aclheap_identity(a), 0);
+	for (i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", a[i]);
+	ck_assert_str_eq(hex, td.shm + strlen("/aclheap-"));
+	ck_assert_int_ne(td_stop(&td, SIGKILL), -1);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	aclheap_detach();
+	ck_assert_int_eq(aclheap_identity(b), 0);
+	ck_assert_mem_eq(a, b, 16);
+	aclheap_detach();
+	td_init(&other, "client-other");
+	ck_assert_msg(td_start(&other, NULL) == 0, "%s", td_log(&other));
+	ck_assert_int_eq(aclheap_identity(b), 0);
+	ck_assert(memcmp(a, b, 16) != 0);
+	aclheap_detach();
+	td_cleanup(&other);
+	setenv("ACLHEAP_SOCKET", td.sock, 1);
+}
+END_TEST
+
 START_TEST(stats_and_checkpoint)
 {
 	struct aclheap_stats st;
@@ -835,6 +907,8 @@ client_suite(void)
 	tcase_add_test(tc, usable_size_and_contains);
 	tcase_add_test(tc, roots_table);
 	tcase_add_test(tc, roots_table_full);
+	tcase_add_test(tc, root_list_snapshot);
+	tcase_add_test(tc, identity_names_the_heap);
 	tcase_add_test(tc, stats_and_checkpoint);
 	tcase_add_test(tc, processes_share_addresses);
 	tcase_add_test(tc, fork_child_reattaches);
