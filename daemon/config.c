@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c: aclheapd's settings, from defaults, then the config file, then
  * the command line (each overriding the one before), and the allow list

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_systemd.c: aclheapd as systemd runs it, without a running systemd.
  * The built units must pass systemd-analyze verify and keep the settings
