@@ -28,7 +28,11 @@
 
 #include "daemon/daemon.h"
 
-#define DEFAULT_CONFIG	"/etc/aclheap/aclheapd.conf"
+/* The build says where (daemon/include.am): --sysconfdir's aclheap/. */
+#ifndef ACLHEAP_CONFDIR
+#error "ACLHEAP_CONFDIR is not defined: build with the project's Makefile"
+#endif
+#define DEFAULT_CONFIG	ACLHEAP_CONFDIR "/aclheapd.conf"
 #define DEFAULT_SIZE	(UINT64_C(1) << 30)
 
 enum {

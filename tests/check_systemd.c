@@ -353,7 +353,10 @@ START_TEST(test_units_settings)
 	ck_assert(unit_has(tpl, "StateDirectory=aclheap/%i"));
 	ck_assert(unit_has(tpl, "RuntimeDirectory=aclheap/%i"));
 	ck_assert(unit_has(tsock, "ListenStream=/run/aclheap/%i/aclheap.sock"));
-	ck_assert(strstr(tpl, "--config /etc/aclheap/%i.conf") != NULL);
+	/* The config folder follows --sysconfdir, like the daemon's own
+	 * default (tests/install.sh checks the installed units). */
+	ck_assert(strstr(tpl, "--config " ACLHEAP_SYSCONFDIR
+	    "/aclheap/%i.conf") != NULL);
 	/* The daemon takes its socket and state folder from the
 	 * directories above ($RUNTIME_DIRECTORY, $STATE_DIRECTORY). */
 	ck_assert(strstr(svc, "--socket ") == NULL);
