@@ -119,7 +119,7 @@ fi
 # 6: the daemon's default config follows --sysconfdir.
 help=$("$d$sbindir/aclheapd" --help 2>&1)
 check "aclheapd --help names $sysconfdir/aclheap/aclheapd.conf" "$help" \
-    sh -c 'printf "%s\n" "$1" | grep -qF "(default $2/aclheap/aclheapd.conf"' \
+    sh -c 'printf "%s\n" "$1" | grep -qF " $2/aclheap/aclheapd.conf)"' \
     - "$help" "$sysconfdir"
 
 # 7: pkg-config points at the prefix, not at DESTDIR.
