@@ -103,18 +103,20 @@ else
 	    "found: $found" test -z "$found"
 fi
 
-# 5: the installed units name the installed daemon and config folder.
+# 5: the installed units (in a build without them, the built ones) name
+# the installed daemon and config folder.
 if [ -n "$units" ]; then
 	svc=$d$systemdsystemunitdir/aclheapd.service
 	tpl=$d$systemdsystemunitdir/aclheapd@.service
-	check "the units start $sbindir/aclheapd, the template reads $sysconfdir/aclheap" \
-	    "$(grep -h '^ExecStart=' "$svc" "$tpl" 2>&1)" \
-	    sh -c 'grep -q "^ExecStart=$1/aclheapd " "$2" &&
-	        grep -q "^ExecStart=$1/aclheapd .*--config $3/aclheap/%i.conf\$" "$4"' \
-	    - "$sbindir" "$svc" "$sysconfdir" "$tpl"
 else
-	ok "no units to check # SKIP this build installs no units"
+	svc=$builddir/systemd/aclheapd.service
+	tpl=$builddir/systemd/aclheapd@.service
 fi
+check "the units start $sbindir/aclheapd, the template reads $sysconfdir/aclheap" \
+    "$(grep -h '^ExecStart=' "$svc" "$tpl" 2>&1)" \
+    sh -c 'grep -q "^ExecStart=$1/aclheapd " "$2" &&
+        grep -q "^ExecStart=$1/aclheapd .*--config $3/aclheap/%i.conf\$" "$4"' \
+    - "$sbindir" "$svc" "$sysconfdir" "$tpl"
 
 # 6: the daemon's default config follows --sysconfdir.
 help=$("$d$sbindir/aclheapd" --help 2>&1)
