@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Generates configure and the Makefile templates; none of them is committed.
 set -e
 cd "$(dirname "$0")"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aclheap_bench.c: the project's benchmark.  One run prints one table in
  * which every figure is a ratio against a baseline measured in the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aclheap.h: a persistent heap in shared memory, at one fixed address.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * aclheapctl.c: the administration tool.  It speaks the same protocol as
  * libaclheap, through the same connection code (client/conn.c), so it sees

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * client.h: the client side's internals, shared by libaclheap's API and by
  * aclheapctl.

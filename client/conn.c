@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * conn.c: the client's connection to aclheapd, attaching (Hello, the
  * segment's descriptor, the fixed mapping), reconnecting after a daemon

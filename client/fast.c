@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fast.c: allocations up to SHM_CLASS_MAX without the daemon.
  *

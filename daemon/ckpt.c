@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ckpt.c: checkpoints (the heap written to STATE/heap.img), dumps (the same
  * image into an unlinked file handed to aclheapctl) and loading an image at

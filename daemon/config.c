@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config.c: aclheapd's settings, from defaults, then the config file, then
  * the command line (each overriding the one before), and the allow list
@@ -29,7 +30,11 @@
 #include "daemon/daemon.h"
 #include "proto/sockpath.h"
 
-#define DEFAULT_CONFIG	"/etc/aclheap/aclheapd.conf"
+/* The build says where (daemon/include.am): --sysconfdir's aclheap/. */
+#ifndef ACLHEAP_CONFDIR
+#error "ACLHEAP_CONFDIR is not defined: build with the project's Makefile"
+#endif
+#define DEFAULT_CONFIG	ACLHEAP_CONFDIR "/aclheapd.conf"
 #define DEFAULT_SIZE	(UINT64_C(1) << 30)
 /* Connections one user may hold: room for a big worker pool, and still a
  * small share of the descriptors a unit's LimitNOFILE (65536) gives. */
@@ -93,8 +98,8 @@ config_usage(FILE *f)
 "  -l, --log-level LEVEL        debug, info, notice, warning, err\n"
 "      --log-file FILE          log to FILE (appended), or 'syslog'\n"
 "                               (detached default: STATE-DIR/aclheapd.log)\n"
-"  -c, --config FILE            config file (default " DEFAULT_CONFIG "\n"
-"                               where it exists)\n"
+"  -c, --config FILE            config file (default, where it exists:\n"
+"                               " DEFAULT_CONFIG ")\n"
 "  -V, --version                print version and build features\n"
 "  -h, --help                   this help\n"
 "\n"

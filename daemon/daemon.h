@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * daemon.h: aclheapd's internal interfaces, grouped by the file that defines
  * them.

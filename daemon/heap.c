@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * heap.c: the daemon's allocator policy on top of shm/'s operations.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log.c: the daemon's log.  Lines go to stderr with a syslog priority
  * prefix ("<3>"), which journald files at the right level; on a terminal the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c: aclheapd's start and stop.  Settings, the state folder's lock,
  * the heap (adopted, loaded or formatted), the socket, optionally detaching,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * notify.c: the systemd glue.  With libsystemd: sd_notify() for READY=1,
  * STATUS=, WATCHDOG=1, RELOADING=1 and STOPPING=1, and sd_listen_fds() for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * server.c: the socket side of aclheapd: listening, connections, framing,
  * and the dispatch of each request to heap.c and ckpt.c.

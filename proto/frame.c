@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frame.c: length-prefixed frames, arena unpacking, and blocking frame I/O
  * with descriptor passing.  The daemon uses the parsing half on its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proto.h: framing and the socket plumbing shared by the daemon, the client
  * library and aclheapctl.  The messages themselves are generated from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * quick.c: Alloc and Free, the requests that come by the million, without
  * protobuf-c's generic machinery.

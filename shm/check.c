@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check.c: shm_check(), the validator of every invariant in shm.h.
  *

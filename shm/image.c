@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * image.c: writing and reading heap images (the format is in image.h).
  *

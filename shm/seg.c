@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seg.c: the segment as an object: its name, its geometry, creating it,
  * mapping it at the fixed base, and committing memory to it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * shm.h: the segment, shared by the daemon, the client library and aclheapctl.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slab.c: size classes and the block operations that the daemon and every
  * client perform on the shared bitmaps and side arrays.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_client.c: the C API against a real daemon: every function, every
  * row of the bad-input table (documented error, heap unchanged), several

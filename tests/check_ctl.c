@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_ctl.c: aclheapctl against a real aclheapd.  Each test case has its
  * own daemon (started by an unchecked fixture, so that it is stopped even

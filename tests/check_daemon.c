@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_daemon.c: aclheapd as a process: hostile and broken peers on the
  * socket, clients killed mid-work, signals, options, the state folder lock,

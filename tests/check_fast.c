@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_fast.c: the fast path under stress.  Processes and threads claim
  * blocks in shared slabs while the daemon reclaims emptied slabs (a small

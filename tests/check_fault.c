@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_fault.c: aclheapd when the machine runs short.  A /dev/shm far
  * smaller than the heap, a state folder that fills up during a checkpoint,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_fuzz.c: the fuzz harnesses without libFuzzer.  Every seed of
  * tests/fuzz/corpus/NAME/ and every input that once crashed, kept in

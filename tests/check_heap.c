@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_heap.c: the daemon's start-up decisions about a segment a crash
  * left in the middle of something, while a live client is in the middle

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_image.c: unit tests of the image format: a scratch heap written,
  * read back offline and compared; every flipped byte and every truncation

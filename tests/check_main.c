@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_main.c: the runner.  Each test program is this file built with
  * SUITES set to its list of <module>_suite functions; output is TAP, one

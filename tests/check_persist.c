@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_persist.c: the heap across restarts.  Graceful stops, SIGKILL of
  * the daemon (the live segment is adopted), "reboots" (the live segment is

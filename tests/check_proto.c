@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_proto.c: unit tests of proto/: frame headers, packing, arena
  * unpacking, and blocking frame I/O with descriptor passing.

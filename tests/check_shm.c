@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_shm.c: unit tests of shm/: size classes, geometry, the fixed
  * mapping, block operations, reclaim and the validator, on a scratch

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * helper_client.c: a client process for the integration tests, linked with
  * the installed-style shared library (libaclheap.so.1) and nothing else.

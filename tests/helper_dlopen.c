@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * helper_dlopen.c: loads libaclheap.so with dlopen(), as a language
  * runtime's foreign-function interface does, and allocates and frees from

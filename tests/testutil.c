@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.c: the daemon fixture and process helpers for the Check suites.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testutil.h: what the Check suites share: the runner's suite list and a
  * fixture that starts the real aclheapd on a private socket, state folder

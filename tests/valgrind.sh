@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs the unit and client suites under valgrind's memcheck, from a build
 # folder (make check-valgrind does).  Check forks a child for each test and
 # valgrind follows it, so an error or a definite leak in a test makes that

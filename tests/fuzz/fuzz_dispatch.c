@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_dispatch.c: the daemon's request path on a scratch heap.
  *

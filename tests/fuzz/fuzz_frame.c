@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_frame.c: framing and message decoding on hostile bytes.
  *

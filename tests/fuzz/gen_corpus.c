@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gen_corpus.c: writes the fuzzers' seed corpora.
  *

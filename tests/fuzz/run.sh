@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs each libFuzzer harness for SECONDS and reports how many inputs it
 # executed.  Builds nothing: run it from a build folder configured with
 # --enable-fuzzing after `make fuzz`, e.g.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seed_image.c: a small, valid heap image made in memory, for the image
  * corpus (gen_corpus) and as the base that fuzz_image's patch mode edits.
