@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * aclheap.hpp: C++ on the persistent heap, header-only, over <aclheap.h>.
  *

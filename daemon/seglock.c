@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seglock.c: one live heap, one daemon.  The daemon holds a lock on the
  * segment object itself for as long as it serves it, so a second daemon

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * containers.cpp: standard C++ containers in the persistent heap, through
  * <aclheap.hpp>.  An inventory (a map from item names to counts, and a

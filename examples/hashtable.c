@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hashtable.c: a persistent hash table of strings, kept in the heap under
  * the root "example.hashtable".  Chained buckets; the bucket array doubles

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hello.c: the README's example as a whole program, with every error
  * checked.  Each run adds a node to a list kept in the persistent heap

@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; aclheap.asd: the Common Lisp system for libaclheap, a persistent heap
 ;;;; shared at one fixed address (aclheapd(8), aclmalloc(3)).
 ;;;;

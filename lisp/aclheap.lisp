@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; aclheap.lisp: the ACLHEAP functions.
 ;;;;
 ;;;; The seed's six keep its protocol: aclmalloc answers 0 when no space can

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench.sh: aclmalloc+aclfree pairs of 64 bytes from SBCL against the same
 # loop in C, against a private daemon.  Prints ns per pair, best of 5 runs
 # of N pairs each (N from $1, default 5000000), in CPU time so that other

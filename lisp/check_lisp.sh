@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check_lisp.sh: the Common Lisp system against a real aclheapd, on SBCL.
 #
 # Starts the daemon on a private socket, state folder and base (above

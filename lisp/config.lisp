@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; config.lisp: where this copy of the system finds libaclheap.
 ;;;;
 ;;;; make install writes the installed library's path into the installed

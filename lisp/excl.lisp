@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; excl.lisp: the aclheap functions under the package names Allegro CL
 ;;;; gives them, for code ported from Allegro: EXCL (aclmalloc, aclfree,
 ;;;; and the aligned pair) and FF (address-to-aligned, aligned-to-address).

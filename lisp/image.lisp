@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; image.lisp: saved SBCL images keep their heap.
 ;;;;
 ;;;; An image saved with save-lisp-and-die after using the heap holds heap

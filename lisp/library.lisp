@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; library.lisp: libaclheap's functions as CFFI sees them, errno, and
 ;;;; the helpers that turn failures into conditions.
 ;;;;

@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; loader.lisp: finding and loading libaclheap, and the condition every
 ;;;; failure other than the seed's 0 returns becomes.  A file of its own so
 ;;;; that it is loaded before library.lisp is compiled: the compiler needs

@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; package.lisp: the ACLHEAP package.  The first six names are Allegro
 ;;;; CL's, with its semantics (0 returns, no conditions for them); the rest
 ;;;; is the library's API in Lisp style.

@@ -1,3 +1,4 @@
+;;;; SPDX-License-Identifier: MIT
 ;;;; tests.lisp: the FiveAM suite of aclheap, against a real aclheapd.
 ;;;;
 ;;;; check_lisp.sh starts the daemon on a private socket, state folder and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sockpath.c: the default socket path, one computation for aclheapd and
  * its clients (see sockpath.h).  Before this was shared, a daemon run by

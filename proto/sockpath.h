@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sockpath.h: where aclheapd listens when nobody says otherwise.  The
  * daemon and every client (the library, aclheapctl) compute the default

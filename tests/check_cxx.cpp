@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 /*
  * check_cxx.cpp: <aclheap.hpp> against the real daemon and the installed
  * library.  One process builds standard containers with

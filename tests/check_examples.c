@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * check_examples.c: the programs in examples/ against a real daemon: the
  * README's list, the hash table (across a "reboot": daemon stopped, its
