@@ -356,12 +356,6 @@ ring_threads_d(alloc_fn a, free_fn f, int n, int dist)
 	return tp;
 }
 
-static double
-ring_threads(alloc_fn a, free_fn f, int n)
-{
-	return ring_threads_d(a, f, n, 0);
-}
-
 /* Throughput of n processes, each with its ring (in the shared heap for
  * aclheap, in their own heaps for glibc). */
 static double
@@ -917,10 +911,44 @@ sec_memory(void)
 	}
 }
 
+/* The ring of dist in one thread and two, against glibc, and how two
+ * threads scale over one. */
+static void
+ring_rows(int dist, const char *one, const char *two, const char *scaling)
+{
+	double x[16], g1[16];
+	struct stat3 s;
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads_d(aclmalloc, acl_free_void, 1, dist);
+		w[i] = ring_threads_d(malloc, free, 1, dist);
+		ratio[i] = w[i] / v[i];		/* time ratio */
+	}
+	s = summarize(ratio, reps);
+	row(one, s, "<= 1.5", "");
+	printf("|   aclheap %.1f ns, glibc %.1f ns per replacement\n",
+	    1e3 / summarize(v, reps).med, 1e3 / summarize(w, reps).med);
+	memcpy(x, v, sizeof(x));
+	memcpy(g1, w, sizeof(g1));
+	for (i = 0; i < reps; i++) {
+		v[i] = ring_threads_d(aclmalloc, acl_free_void, 2, dist);
+		w[i] = ring_threads_d(malloc, free, 2, dist);
+		ratio[i] = w[i] / v[i];
+	}
+	s = summarize(ratio, reps);
+	row(two, s, "<= 1.5", "");
+	for (i = 0; i < reps; i++)
+		ratio[i] = v[i] / summarize(x, reps).med;
+	s = summarize(ratio, reps);
+	row(scaling, s, ">= 1.8", "");
+	printf("|   glibc on this machine: %.2f\n", summarize(w, reps).med /
+	    summarize(g1, reps).med);
+}
+
 static void
 sec_alloc(void)
 {
-	double x[16], g1[16];
 	struct stat3 s;
 	int i;
 
@@ -935,32 +963,9 @@ sec_alloc(void)
 	printf("|   aclheap %.2f ns, glibc %.2f ns per pair\n",
 	    summarize(v, reps).med, summarize(w, reps).med);
 
-	for (i = 0; i < reps; i++) {
-		v[i] = ring_threads(aclmalloc, acl_free_void, 1);
-		w[i] = ring_threads(malloc, free, 1);
-		ratio[i] = w[i] / v[i];		/* time ratio */
-	}
-	s = summarize(ratio, reps);
-	row("ring 10k x 8..1024 B, 1 thread: aclheap / glibc", s, "<= 1.5",
-	    "");
-	printf("|   aclheap %.1f ns, glibc %.1f ns per replacement\n",
-	    1e3 / summarize(v, reps).med, 1e3 / summarize(w, reps).med);
-	memcpy(x, v, sizeof(x));
-	memcpy(g1, w, sizeof(g1));
-	for (i = 0; i < reps; i++) {
-		v[i] = ring_threads(aclmalloc, acl_free_void, 2);
-		w[i] = ring_threads(malloc, free, 2);
-		ratio[i] = w[i] / v[i];
-	}
-	s = summarize(ratio, reps);
-	row("ring, 2 threads: aclheap / glibc", s, "<= 1.5", "");
-	for (i = 0; i < reps; i++)
-		ratio[i] = v[i] / summarize(x, reps).med;
-	s = summarize(ratio, reps);
-	row("ring, 2 threads / 1 thread throughput (aclheap)", s, ">= 1.8",
-	    "");
-	printf("|   glibc on this machine: %.2f\n", summarize(w, reps).med /
-	    summarize(g1, reps).med);
+	ring_rows(0, "ring 10k x 8..1024 B, 1 thread: aclheap / glibc",
+	    "ring, 2 threads: aclheap / glibc",
+	    "ring, 2 threads / 1 thread throughput (aclheap)");
 	for (i = 0; i < reps; i++) {
 		v[i] = ring_procs(1, 2);
 		w[i] = ring_procs(0, 2);
@@ -1254,7 +1259,6 @@ sec_large(void)
 	static const size_t sizes[] = { 16384, 65536, 262144, 1 << 20 };
 	char what[64];
 	struct stat3 s;
-	double x[16];
 	size_t k;
 	int i;
 
@@ -1274,29 +1278,9 @@ sec_large(void)
 		    summarize(v, reps).med, summarize(w, reps).med);
 	}
 	fresh_heap("2G");
-	for (i = 0; i < reps; i++) {
-		v[i] = ring_threads_d(aclmalloc, acl_free_void, 1, 1);
-		w[i] = ring_threads_d(malloc, free, 1, 1);
-		ratio[i] = w[i] / v[i];
-	}
-	s = summarize(ratio, reps);
-	row("ring 10k x 8 B..256 KiB, 1 thread: aclheap / glibc", s, "<= 1.5",
-	    "");
-	printf("|   aclheap %.1f ns, glibc %.1f ns per replacement\n",
-	    1e3 / summarize(v, reps).med, 1e3 / summarize(w, reps).med);
-	memcpy(x, v, sizeof(x));
-	for (i = 0; i < reps; i++) {
-		v[i] = ring_threads_d(aclmalloc, acl_free_void, 2, 1);
-		w[i] = ring_threads_d(malloc, free, 2, 1);
-		ratio[i] = w[i] / v[i];
-	}
-	s = summarize(ratio, reps);
-	row("ring 8 B..256 KiB, 2 threads: aclheap / glibc", s, "<= 1.5", "");
-	for (i = 0; i < reps; i++)
-		ratio[i] = v[i] / summarize(x, reps).med;
-	s = summarize(ratio, reps);
-	row("ring 8 B..256 KiB, 2 threads / 1 thread (aclheap)", s, ">= 1.8",
-	    "");
+	ring_rows(1, "ring 10k x 8 B..256 KiB, 1 thread: aclheap / glibc",
+	    "ring 8 B..256 KiB, 2 threads: aclheap / glibc",
+	    "ring 8 B..256 KiB, 2 threads / 1 thread (aclheap)");
 	for (i = 0; i < reps; i++) {
 		v[i] = vector_grow(aclrealloc, acl_free_void);
 		w[i] = vector_grow(realloc, free);
