@@ -282,7 +282,7 @@ ring_run(void *arg)
 {
 	struct ring_arg *r = arg;
 	int n = r->n != 0 ? r->n : RING, i, k;
-	int ops = r->dist ? RING_OPS / 10 : RING_OPS;
+	int ops = r->dist ? RING_OPS / 4 : RING_OPS;
 	void **slot = calloc((size_t)n, sizeof(*slot));
 	uint32_t *sz = calloc((size_t)n, sizeof(*sz));
 	uint64_t s = r->seed, req = 0;
