@@ -542,7 +542,20 @@ cmd_status(int argc, char **argv)
 			jnull("duration_ms");
 			jnull("bytes");
 		}
+		if (s->ckpt_kind[0] != '\0') {
+			jstr("kind", s->ckpt_kind);
+			jstr("reason", s->ckpt_reason);
+			ju64("slabs", s->ckpt_slabs);
+		} else {
+			jnull("kind");
+			jnull("reason");
+			jnull("slabs");
+		}
 		jstr("path", s->image_path);
+		jclose('}');
+		jopen("chain", '{');
+		ju64("deltas", s->chain_deltas);
+		ju64("bytes", s->chain_bytes);
 		jclose('}');
 		ju64("uptime_s", s->uptime_s);
 		json_classes(&f);
@@ -562,16 +575,20 @@ cmd_status(int argc, char **argv)
 	printf("clients     %" PRIu64 "\n", s->clients);
 	if (s->ckpt_time != 0) {
 		now = (uint64_t)time(NULL);
-		printf("checkpoint  %s (%s ago), %s in %.1f ms\n",
+		printf("checkpoint  %s (%s ago), %s in %.1f ms",
 		    fmt_time(a, sizeof(a), s->ckpt_time),
 		    fmt_duration(b, sizeof(b), now > s->ckpt_time ?
 		    now - s->ckpt_time : 0),
 		    fmt_bytes(c, sizeof(c), s->ckpt_bytes),
 		    s->ckpt_duration_us / 1000.0);
+		if (s->ckpt_kind[0] != '\0')
+			printf(", %s (%s)", s->ckpt_kind, s->ckpt_reason);
+		printf("\n");
 	} else
 		printf("checkpoint  none since aclheapd started\n");
-	printf("image       %s (generation %" PRIu64 ")\n", s->image_path,
-	    s->generation);
+	printf("image       %s (generation %" PRIu64 "), %s with %u deltas\n",
+	    s->image_path, s->generation, fmt_bytes(a, sizeof(a),
+	    s->chain_bytes), s->chain_deltas);
 	printf("daemon      aclheapd %s, pid %u, up %s\n", s->version, s->pid,
 	    fmt_duration(a, sizeof(a), s->uptime_s));
 	printf("socket      %s\n", s->socket_path[0] ? s->socket_path :
@@ -1039,12 +1056,19 @@ cmd_checkpoint(int argc, char **argv)
 		ju64("bytes", cr->bytes);
 		jdouble("duration_ms", cr->duration_us / 1000.0);
 		ju64("generation", cr->generation);
+		jstr("kind", cr->kind);
+		jstr("reason", cr->reason);
+		ju64("slabs", cr->slabs);
 		jclose('}');
-	} else
-		printf("checkpoint %" PRIu64 " written to %s: %" PRIu64
-		    " bytes (%s) in %.1f ms\n", cr->generation, cr->path,
-		    cr->bytes, fmt_bytes(hb, sizeof(hb), cr->bytes),
+	} else if (strcmp(cr->kind, "nothing") == 0)
+		printf("checkpoint %" PRIu64 " stands: nothing changed, nothing "
+		    "written (%.1f ms)\n", cr->generation,
 		    cr->duration_us / 1000.0);
+	else
+		printf("checkpoint %" PRIu64 " written to %s: %" PRIu64
+		    " bytes (%s) in %.1f ms, %s (%s)\n", cr->generation,
+		    cr->path, cr->bytes, fmt_bytes(hb, sizeof(hb), cr->bytes),
+		    cr->duration_us / 1000.0, cr->kind, cr->reason);
 	return 0;
 }
 
@@ -1094,6 +1118,8 @@ verify_image(const char *path)
 		jstr("image", path);
 		jbool("ok", 1);
 		ju64("generation", info.hdr.generation);
+		ju64("base_generation", info.base_generation);
+		ju64("deltas", info.links);
 		ju64("sections", info.sections);
 		ju64("bytes", info.bytes);
 		ju64("blocks_live", r.blocks_live);
@@ -1105,12 +1131,12 @@ verify_image(const char *path)
 		ju64("roots", r.roots);
 		jclose('}');
 	} else
-		printf("OK: %s: checksums of %" PRIu64 " sections and all "
-		    "invariants hold; generation %" PRIu64 ", %" PRIu64
-		    " blocks live (%" PRIu64 " large), %" PRIu64
+		printf("OK: %s: checksums of %" PRIu64 " sections (%" PRIu64
+		    " deltas) and all invariants hold; generation %" PRIu64
+		    ", %" PRIu64 " blocks live (%" PRIu64 " large), %" PRIu64
 		    " orphaned claims, %" PRIu64 " roots\n", path,
-		    info.sections, info.hdr.generation, r.blocks_live,
-		    r.large_blocks, r.blocks_orphaned, r.roots);
+		    info.sections, info.links, info.hdr.generation,
+		    r.blocks_live, r.large_blocks, r.blocks_orphaned, r.roots);
 	image_unload_offline(&seg);
 	return 0;
 }
@@ -1244,6 +1270,9 @@ cmd_inspect(int argc, char **argv)
 		ju64("slabs_stored", info.slabs);
 		ju64("sections", info.sections);
 		ju64("generation", h->generation);
+		ju64("base_generation", info.base_generation);
+		ju64("base_bytes", info.base_bytes);
+		ju64("deltas", info.links);
 		ju64("time", h->time);
 		ju64("created", seg.sb->created);
 		ju64("epoch", atomic_load(&seg.sb->epoch));
@@ -1274,6 +1303,10 @@ cmd_inspect(int argc, char **argv)
 	printf("written     %s, generation %" PRIu64 ", format %u layout %u\n",
 	    fmt_time(a, sizeof(a), h->time), h->generation, h->version,
 	    h->layout);
+	printf("chain       base generation %" PRIu64 " (%s) and %" PRIu64
+	    " deltas%s\n", info.base_generation, fmt_bytes(b, sizeof(b),
+	    info.base_bytes), info.links, info.stale ?
+	    " (stale deltas after them ignored)" : "");
 	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s\n", h->base,
 	    h->base + h->size, fmt_bytes(b, sizeof(b), h->size));
 	printf("blocks      %" PRIu64 " in use (%" PRIu64 " large), %s "

@@ -77,26 +77,45 @@ img_down(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* A whole image of seg (kind FULL) at generation gen into dir/name; the
+ * per-slab hashes into next if not NULL. */
 static void
-write_image(void)
+write_full(const char *name, uint64_t gen, uint64_t *next,
+    struct image_out *out)
 {
-	uint64_t *runs, nruns, len = seg.sb->bitmaps_off;
+	struct image_spec sp;
+	struct image_out o;
+	uint64_t len = seg.sb->bitmaps_off;
 	uint8_t *meta;
-	char err[512];
+	char err[512], tmp[64];
 	int fd;
 
 	meta = malloc(len);
 	memcpy(meta, seg.sb, len);
-	ck_assert_int_eq(image_runs(seg.slabs, seg.nslabs, &runs, &nruns), 0);
-	ck_assert_uint_eq(nruns, 3);	/* 0, 3-5, 100 */
-	ck_assert_int_eq(image_writer_open(dir, "heap.img.tmp", &fd, err,
-	    sizeof(err)), 0);
-	ck_assert_int_eq(image_write(fd, &seg, id, meta, len, runs, nruns, 7),
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &seg;
+	sp.identity = id;
+	sp.meta = meta;
+	sp.meta_len = len;
+	sp.generation = gen;
+	sp.time = 1000 + gen;
+	sp.next = next;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
 	    0);
-	ck_assert_msg(image_commit(fd, dir, "heap.img.tmp", "heap.img", err,
-	    sizeof(err)) == 0, "%s", err);
-	free(runs);
+	ck_assert_int_eq(image_write(fd, &sp, out != NULL ? out : &o), 0);
+	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
+	    "%s", err);
 	free(meta);
+}
+
+static void
+write_image(void)
+{
+	struct image_out o;
+
+	write_full("heap.img", 7, NULL, &o);
+	ck_assert_uint_eq(o.slabs, 5);	/* 0, 3-5, 100 */
 }
 
 static uint8_t *

@@ -332,7 +332,7 @@ START_TEST(inconsistent_image_refused)
 	struct shm_slab *sl;
 	char img[400];
 	uint8_t *b, *meta;
-	uint64_t s, x;
+	uint64_t s;
 	uint32_t w = 0, orig;
 	size_t len;
 
@@ -354,22 +354,19 @@ START_TEST(inconsistent_image_refused)
 	orig = w;
 	w = SHM_SLAB_WORD(SHM_SMALL, 40, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	refused(img, "has class 40");
 	/* An extent longer than the heap: the same. */
 	w = SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
 	sl[s].run = UINT32_MAX;
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	refused(img, "runs 4294967295 slabs past the end");
 	memcpy(&sl[s].word, &orig, sizeof(orig));
 	sl[s].run = 0;
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "65", NULL);

@@ -62,9 +62,10 @@ int
 fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 {
 	static const uint8_t id[16] = { 0xac, 0x1e, 0xa9, 0x00, 0xf0, 0x22 };
-	struct image_header h;
+	struct image_spec sp;
+	struct image_out io;
 	struct shm_seg seg;
-	uint64_t *runs = NULL, nruns, len;
+	uint64_t len;
 	uint8_t *meta = NULL, *b = NULL;
 	void *mem = MAP_FAILED;
 	off_t size;
@@ -92,8 +93,14 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 		goto out;
 	}
 	memcpy(meta, seg.sb, len);
-	if ((rc = image_runs(seg.slabs, seg.nslabs, &runs, &nruns)) != 0 ||
-	    (rc = image_write(ifd, &seg, id, meta, len, runs, nruns, 3)) != 0)
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &seg;
+	sp.identity = id;
+	sp.meta = meta;
+	sp.meta_len = len;
+	sp.generation = 3;
+	sp.time = SEED_TIME;
+	if ((rc = image_write(ifd, &sp, &io)) != 0)
 		goto out;
 	if ((size = lseek(ifd, 0, SEEK_END)) == -1 ||
 	    (b = malloc((size_t)size)) == NULL ||
@@ -101,10 +108,6 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 		rc = -EIO;
 		goto out;
 	}
-	memcpy(&h, b, sizeof(h));
-	h.time = SEED_TIME;
-	h.hash = image_hash(&h, offsetof(struct image_header, hash));
-	memcpy(b, &h, sizeof(h));
 	*out = b;
 	*outlen = (size_t)size;
 	b = NULL;
@@ -112,7 +115,6 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 out:
 	free(b);
 	free(meta);
-	free(runs);
 	if (mem != MAP_FAILED)
 		munmap(mem, SEED_SIZE);
 	if (fd >= 0)
