@@ -1036,14 +1036,20 @@ cmd_hexdump(int argc, char **argv)
 static int
 cmd_checkpoint(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "full", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Checkpoint m = ACLHEAP__CHECKPOINT__INIT;
 	Aclheap__CheckpointReply *cr;
 	char hb[32];
+	int c;
 
 	cmd_start();
-	while (cmd_getopt(argc, argv, "", NULL) != -1)
-		;
+	while ((c = cmd_getopt(argc, argv, "f", opts)) != -1)
+		if (c == 'f')
+			m.full = 1;
 	no_more_args(argc, argv);
 	ctl_connect();
 	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
@@ -1411,8 +1417,10 @@ static const char usage_text[] =
 "                             live blocks: address, requested, usable\n"
 "  roots                      named roots and their addresses\n"
 "  hexdump ADDR [LEN]         heap bytes at ADDR (LEN 256 unless given)\n"
-"  checkpoint                 persist now; image path, bytes, time taken\n"
-"  verify [IMAGE]             check the live heap, or an image offline\n"
+"  checkpoint [--full]        persist now (what changed, or with --full a\n"
+"                             whole new image); bytes, kind, time taken\n"
+"  verify [IMAGE]             check the live heap, or an image and its\n"
+"                             deltas offline\n"
 "  inspect IMAGE              status of an image file, offline\n"
 "  clients                    connected clients and what they hold\n"
 "\n"

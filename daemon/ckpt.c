@@ -98,6 +98,7 @@ static int nqueue;
 static struct ckpt_result last;		/* the last checkpoint that worked */
 static struct ckpt_result latest;	/* the last one tried */
 static int start_error;		/* a job that could not start */
+static int want_full;		/* asked for: the next one is full */
 static int final;		/* ckpt_sync runs: the daemon is stopping */
 static const char *crash_at;	/* ACLHEAPD_TEST_CRASH: tests only */
 static const char *crash_kind;
@@ -376,6 +377,9 @@ job_prepare(int dump)
 	if (!chain.valid) {
 		j->kind = CKPT_FULL;
 		snprintf(j->res.why, sizeof(j->res.why), "%s", chain.why);
+	} else if (want_full) {
+		j->kind = CKPT_FULL;
+		snprintf(j->res.why, sizeof(j->res.why), "asked for");
 	} else if (chain.links >= CHAIN_MAX) {
 		j->kind = CKPT_FULL;
 		snprintf(j->res.why, sizeof(j->res.why), "compaction: %u "
@@ -389,6 +393,8 @@ job_prepare(int dump)
 		j->kind = CKPT_DELTA;
 		j->seq = chain.links + 1;
 	}
+	if (j->kind == CKPT_FULL)
+		want_full = 0;
 	H->frozen = 1;
 	return j;
 fail:
@@ -702,6 +708,14 @@ ckpt_kind_name(int kind)
 {
 	return kind >= CKPT_FULL && kind <= CKPT_NOTHING ? kind_name[kind] :
 	    "";
+}
+
+/* The next checkpoint (the one a request made now waits for) writes a
+ * whole image: a new base, the deltas removed. */
+void
+ckpt_want_full(void)
+{
+	want_full = 1;
 }
 
 /* The chain on disk as far as the daemon wrote or read it. */

@@ -156,6 +156,7 @@ int	 ckpt_sync(struct ckpt_result *);
 const struct ckpt_result *ckpt_last(void);
 const char *ckpt_kind_name(int kind);
 void	 ckpt_chain(uint32_t *deltas, uint64_t *bytes);
+void	 ckpt_want_full(void);
 void	 ckpt_set_interval(unsigned);
 
 /* daemon/server.c */

@@ -896,6 +896,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    "user and root", frame_body_name(q));
 			break;
 		}
+		if (q->body_case == ACLHEAP__REQUEST__BODY_CHECKPOINT &&
+		    q->checkpoint->full)
+			ckpt_want_full();
 		if ((rc = ckpt_request(q->body_case ==
 		    ACLHEAP__REQUEST__BODY_DUMP, ckpt_done, c)) != 0) {
 			snprintf(err, sizeof(err), "cannot start: %s",
