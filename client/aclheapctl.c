@@ -586,9 +586,10 @@ cmd_status(int argc, char **argv)
 		printf("\n");
 	} else
 		printf("checkpoint  none since aclheapd started\n");
-	printf("image       %s (generation %" PRIu64 "), %s with %u deltas\n",
-	    s->image_path, s->generation, fmt_bytes(a, sizeof(a),
-	    s->chain_bytes), s->chain_deltas);
+	printf("image       %s (generation %" PRIu64 ")\n", s->image_path,
+	    s->generation);
+	printf("chain       %s: the base and %u deltas\n", fmt_bytes(a,
+	    sizeof(a), s->chain_bytes), s->chain_deltas);
 	printf("daemon      aclheapd %s, pid %u, up %s\n", s->version, s->pid,
 	    fmt_duration(a, sizeof(a), s->uptime_s));
 	printf("socket      %s\n", s->socket_path[0] ? s->socket_path :
