@@ -92,7 +92,7 @@ apply_patches(const uint8_t *p, size_t n, uint8_t **out, size_t *outlen)
 	size_t len, at, k;
 	uint8_t *b;
 
-	if (seed == NULL && fuzz_seed_image(1, &seed, &seedlen) != 0)
+	if (seed == NULL && fuzz_seed_image(1, 0, &seed, &seedlen) != 0)
 		die("cannot make the seed image", NULL);
 	if ((b = malloc(seedlen)) == NULL)
 		return -1;
