@@ -235,12 +235,16 @@ job_thread(void *arg)
 	int fd = -1, rc = 0;
 	char b = 1;
 
-	if (j->kind == CKPT_DELTA) {
+	if (j->kind == CKPT_DELTA)
 		snprintf(name, sizeof(name), "heap.img.delta.%u", j->seq);
+	else
+		snprintf(name, sizeof(name), "heap.img");
+	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
+	if (j->kind == CKPT_DELTA) {
 		(void)seg_geometry(H->seg.size, &g);
 		table = (const struct shm_slab *)(j->meta + g.slabs_off);
-		if ((rc = image_scan(&H->seg, table, slab_hash, j->next,
-		    &j->check, &changed)) != 0) {
+		if ((rc = image_scan(&H->seg, table, slab_hash, j->next, NULL,
+		    &changed)) != 0) {
 			MSG("hashing the heap: %s", strerror(-rc));
 			goto out;
 		}
@@ -256,9 +260,7 @@ job_thread(void *arg)
 		else
 			snprintf(j->res.why, sizeof(j->res.why), "%" PRIu64
 			    " slabs changed", changed);
-	} else
-		snprintf(name, sizeof(name), "heap.img");
-	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
+	}
 	if (j->dump) {
 		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (fd == -1) {

@@ -212,6 +212,19 @@ slab_hash(const void *bm, const void *sd, const void *data)
 	return h == 0 ? 1 : h;
 }
 
+static void
+check_store(struct shm_seg *check, uint64_t s, const uint8_t *bm,
+    const uint8_t *sd)
+{
+	void *cb = (void *)slab_bitmap(check, s);
+	void *cs = (void *)slab_sides(check, s);
+
+	if (!all_zero(bm, SHM_BITMAP_BYTES) || !all_zero(cb, SHM_BITMAP_BYTES))
+		memcpy(cb, bm, SHM_BITMAP_BYTES);
+	if (!all_zero(sd, SHM_SIDE_BYTES) || !all_zero(cs, SHM_SIDE_BYTES))
+		memcpy(cs, sd, SHM_SIDE_BYTES);
+}
+
 /*
  * Copies slab s's bitmap, side array and data out of the segment, and its
  * bitmap and side array into the scratch heap check (what a reader will
@@ -222,28 +235,54 @@ static int
 slab_copy(const struct shm_seg *seg, uint64_t s, uint8_t *bm, uint8_t *sd,
     uint8_t *data, struct shm_seg *check, uint64_t *h)
 {
-	void *cb, *cs;
 	int rc;
 
 	if ((rc = part_copy(seg, bm, (const char *)slab_bitmap(seg, s),
 	    SHM_BITMAP_BYTES)) != 0 ||
 	    (rc = part_copy(seg, sd, (const char *)slab_sides(seg, s),
-	    SHM_SIDE_BYTES)) != 0 ||
-	    (rc = part_copy(seg, data, (const char *)slab_addr(seg, s),
+	    SHM_SIDE_BYTES)) != 0)
+		return rc;
+	if (data == NULL)	/* image_scan(): hashed where it lies */
+		*h = slab_hash(bm, sd, (const void *)slab_addr(seg, s));
+	else if ((rc = part_copy(seg, data, (const char *)slab_addr(seg, s),
 	    SHM_SLAB_SIZE)) != 0)
 		return rc;
-	*h = slab_hash(bm, sd, data);
-	if (check != NULL) {
-		cb = (void *)slab_bitmap(check, s);
-		cs = (void *)slab_sides(check, s);
-		if (!all_zero(bm, SHM_BITMAP_BYTES) ||
-		    !all_zero(cb, SHM_BITMAP_BYTES))
-			memcpy(cb, bm, SHM_BITMAP_BYTES);
-		if (!all_zero(sd, SHM_SIDE_BYTES) ||
-		    !all_zero(cs, SHM_SIDE_BYTES))
-			memcpy(cs, sd, SHM_SIDE_BYTES);
-	}
+	else
+		*h = slab_hash(bm, sd, data);
+	if (check != NULL)
+		check_store(check, s, bm, sd);
 	return 0;
+}
+
+/*
+ * Whether every page of slab s's data is in memory, so that reading it
+ * through the mapping allocates nothing (a page never committed would be
+ * allocated by the read, and fault when /dev/shm is full).  The data of a
+ * slab in use is committed; a page swapped out is read through the
+ * descriptor like a hole.  Memory that is not a segment's is.
+ */
+static int
+data_resident(const struct shm_seg *seg, uint64_t s)
+{
+	static size_t page;
+	unsigned char vec[SHM_SLAB_SIZE / 4096];
+	long pg;
+	size_t i, n;
+
+	if (seg->fd < 0)
+		return 1;
+	if (page == 0) {
+		pg = sysconf(_SC_PAGESIZE);
+		page = pg >= 4096 && pg <= (long)SHM_SLAB_SIZE ? (size_t)pg :
+		    4096;
+	}
+	n = SHM_SLAB_SIZE / page;
+	if (mincore((void *)slab_addr(seg, s), SHM_SLAB_SIZE, vec) != 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!(vec[i] & 1))
+			return 0;
+	return 1;
 }
 
 static int
@@ -278,8 +317,11 @@ image_scan(const struct shm_seg *seg, const struct shm_slab *table,
 			next[s] = 0;
 			continue;
 		}
+		/* The data, most of the bytes, is hashed in place when it
+		 * can be: a scan that finds nothing copies little. */
 		if ((rc = slab_copy(seg, s, buf, buf + SHM_BITMAP_BYTES,
-		    buf + SHM_BITMAP_BYTES + SHM_SIDE_BYTES, check, &h)) != 0)
+		    data_resident(seg, s) ? NULL : buf + SHM_BITMAP_BYTES +
+		    SHM_SIDE_BYTES, check, &h)) != 0)
 			break;
 		next[s] = h;
 		if (prev == NULL || prev[s] != h)
@@ -388,11 +430,21 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 				goto out;
 			continue;
 		}
-		/* A delta: what image_scan() found unchanged stays out. */
+		/* A delta: what image_scan() found unchanged stays out;
+		 * the check still needs its bitmap and side array (the scan
+		 * did not copy them, so that one finding nothing is cheap). */
 		if (sp->prev != NULL && sp->next != NULL &&
 		    sp->next[s] == sp->prev[s]) {
 			if ((rc = batch_flush(&w, &b, out)) != 0)
 				goto out;
+			if (sp->check != NULL && ((rc = part_copy(seg, b.bm,
+			    (const char *)slab_bitmap(seg, s),
+			    SHM_BITMAP_BYTES)) != 0 || (rc = part_copy(seg,
+			    b.sd, (const char *)slab_sides(seg, s),
+			    SHM_SIDE_BYTES)) != 0))
+				goto out;
+			if (sp->check != NULL)
+				check_store(sp->check, s, b.bm, b.sd);
 			continue;
 		}
 		if ((rc = slab_copy(seg, s, b.bm + b.n * SHM_BITMAP_BYTES,
