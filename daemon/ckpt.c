@@ -439,10 +439,9 @@ job_finish(struct job *j)
 		generation = j->generation;
 		atomic_store(&H->seg.sb->generation, generation);
 		last = r;
-		log_info("checkpoint %" PRIu64 " (%s: %s): %" PRIu64 " bytes, %"
-		    PRIu64 " slabs in %" PRIu64 " ms", r.generation,
-		    kind_name[j->kind], r.why, r.bytes, r.slabs,
-		    r.duration_us / 1000);
+		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes, %" PRIu64
+		    " slabs in %" PRIu64 " ms (%s: %s)", r.generation, r.bytes,
+		    r.slabs, r.duration_us / 1000, kind_name[j->kind], r.why);
 	} else if (r.error != 0) {
 		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
 		    r.message);

@@ -1044,9 +1044,8 @@ link_follows(const char *path, const struct image_header *d, uint32_t k,
 
 /*
  * Reads a chain: the base at path, then path.delta.1, path.delta.2, ...
- * while they
- * follow.  Slabs an earlier link wrote and the last metadata says are free
- * are put as zeros.  info describes the whole chain, hdr its last link.
+ * while they follow.  Slabs an earlier link wrote and the last metadata
+ * says are free are put as zeros.  info describes the whole chain, hdr its last link.
  */
 int
 image_read_chain(const char *path, image_put_fn put, void *ctx,

@@ -29,8 +29,8 @@
  * other damage.
  *
  * A chain: STATE/heap.img is a base (kind FULL: every slab in use); each
- * heap.img.delta.K (K = 1, 2, ...) is a delta (kind DELTA): the whole metadata
- * and only the slabs whose contents changed since link K-1.  A delta names
+ * heap.img.delta.K (K = 1, 2, ...) is a delta (kind DELTA): the whole
+ * metadata and only the slabs whose contents changed since link K-1.  A delta names
  * its base's generation and the digest of the link before it, so a delta
  * of another chain is refused; one of an older base (a compaction renamed
  * a new base, and a crash kept it from removing the old deltas) is stale
@@ -84,7 +84,7 @@ struct image_header {
 	uint64_t time;
 	uint64_t meta_len;
 	uint32_t kind;		/* enum image_kind */
-	uint32_t seq;		/* delta: K of heap.img.delta.K; full: 0 */
+	uint32_t seq;		/* delta: K of heap.img.delta.K, full: 0 */
 	uint64_t base_generation;	/* delta: its base's generation */
 	uint64_t parent_generation;	/* delta: the link before's */
 	uint64_t parent_digest;		/* delta: the link before's digest */
