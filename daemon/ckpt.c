@@ -14,13 +14,13 @@
  * what changed by hashing: it keeps, per slab, the hash of what the chain
  * holds for it.  A delta checkpoint hashes every slab in use (XXH3, far
  * faster than the disk) and writes the metadata and the slabs whose hash
- * moved to heap.img.delta.K; nothing at all when neither did.  A full one writes
- * every slab in use to a new heap.img (a new base) and removes the deltas:
- * the first checkpoint after the daemon adopted a live segment (the hashes
- * are not known then), and whenever the deltas grew past half the base or
- * to CHAIN_MAX files.  Each image is checked as a reader would check it
- * before it is renamed into place; one that would not verify never
- * replaces a good one.
+ * moved to heap.img.delta.K; nothing at all when neither did.  A full one
+ * writes every slab in use to a new heap.img (a new base) and removes the
+ * deltas: the first checkpoint after the daemon adopted a live segment
+ * (the hashes are not known then), and whenever the deltas grew past half
+ * the base or to 64 files (IMAGE_CHAIN_MAX).  Each image is checked as a
+ * reader would check it before it is renamed into place; one that would
+ * not verify never replaces a good one.
  *
  * Requests queue: whoever asks while a checkpoint runs is answered by the
  * next one, which starts after theirs, so its image holds their writes.
@@ -47,7 +47,6 @@
 #include "daemon/daemon.h"
 
 #define MAX_WAITERS	256
-#define CHAIN_MAX	64	/* deltas after a base at most */
 
 struct waiter {
 	ckpt_done_fn fn;
@@ -382,7 +381,7 @@ job_prepare(int dump)
 	} else if (want_full) {
 		j->kind = CKPT_FULL;
 		snprintf(j->res.why, sizeof(j->res.why), "asked for");
-	} else if (chain.links >= CHAIN_MAX) {
+	} else if (chain.links >= IMAGE_CHAIN_MAX) {
 		j->kind = CKPT_FULL;
 		snprintf(j->res.why, sizeof(j->res.why), "compaction: %u "
 		    "deltas", chain.links);

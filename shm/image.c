@@ -1043,6 +1043,37 @@ link_follows(const char *path, const struct image_header *d, uint32_t k,
 }
 
 /*
+ * The chain ends at delta k, which is not there: refused if a later delta
+ * of the same base is (a link is missing from the middle, never the way
+ * a crash leaves it), else 0.  Deltas are at most IMAGE_CHAIN_MAX.
+ */
+static int
+link_missing(const char *path, uint32_t k, const struct image_header *base,
+    char *err, size_t errlen)
+{
+	struct image_header h;
+	char lpath[4200], what[256];
+	uint32_t m;
+	int fd, rc;
+
+	for (m = k + 1; m <= IMAGE_CHAIN_MAX; m++) {
+		snprintf(lpath, sizeof(lpath), "%s.delta.%u", path, m);
+		if ((fd = open(lpath, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		rc = image_read_header(fd, &h, what, sizeof(what));
+		close(fd);
+		if (rc == 0 && h.kind == IMAGE_DELTA &&
+		    h.base_generation < base->generation)
+			continue;	/* stale, as are those before it */
+		snprintf(err, errlen, "%s.delta.%u: missing, but %s is there%s",
+		    path, k, lpath, rc != 0 ? " (and damaged)" :
+		    " (a link is missing from the chain)");
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+/*
  * Reads a chain: the base at path, then path.delta.1, path.delta.2, ...
  * while they follow.  Slabs an earlier link wrote and the last metadata
  * says are free are put as zeros.  info describes the whole chain, hdr its last link.
@@ -1104,8 +1135,12 @@ image_read_chain(const char *path, image_put_fn put, void *ctx,
 		close(fd);
 		snprintf(lpath, sizeof(lpath), "%s.delta.%u", path, k);
 		if ((fd = open(lpath, O_RDONLY | O_CLOEXEC)) == -1) {
-			if (errno == ENOENT)
+			if (errno == ENOENT) {
+				rc = link_missing(path, k, &base, err, errlen);
+				if (rc != 0)
+					goto out;
 				break;
+			}
 			rc = -errno;
 			snprintf(err, errlen, "%s: %s", lpath, strerror(errno));
 			goto out;

@@ -59,6 +59,7 @@
 #define IMAGE_VERSION	2u	/* 2: deltas; sections bound to their image */
 #define IMAGE_RUN_MAX	1024u		/* slabs per RUN section */
 #define IMAGE_BATCH	64u		/* slabs per RUN section written */
+#define IMAGE_CHAIN_MAX	64u		/* deltas after a base */
 
 enum image_kind {
 	IMAGE_FULL = 0,		/* self-contained: a base or a dump */

@@ -540,6 +540,48 @@ START_TEST(image_splice_refused)
 }
 END_TEST
 
+/* A delta missing from the middle of a chain is refused, naming it: the
+ * deltas after it cannot stand without it. */
+START_TEST(image_missing_link_refused)
+{
+	uint64_t *h0, *h1, d;
+	struct image_out o;
+	struct image_info info;
+	struct shm_seg off;
+	char err[512], d1[160], moved[170];
+
+	img_up();
+	h0 = calloc(seg.nslabs, 8);
+	h1 = calloc(seg.nslabs, 8);
+	write_full("heap.img", 7, h0, &o);
+	change_heap();
+	d = write_delta(1, 8, 7, 7, o.digest, h0, h1, NULL);
+	memset((void *)blocks[5], 'F', 60);
+	write_delta(2, 9, 7, 8, d, h1, h0, NULL);
+	ck_assert_msg(image_load_offline(path, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(info.links, 2);
+	ck_assert_uint_eq(info.hdr.generation, 9);
+	ck_assert_int_eq(memcmp((void *)(blocks[5] - seg.data + off.data),
+	    (void *)blocks[5], 60), 0);
+	image_unload_offline(&off);
+	snprintf(d1, sizeof(d1), "%s.delta.1", path);
+	snprintf(moved, sizeof(moved), "%s.moved", d1);
+	ck_assert_int_eq(rename(d1, moved), 0);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, d1) != NULL && strstr(err, "missing") !=
+	    NULL, "%s", err);
+	ck_assert_int_eq(rename(moved, d1), 0);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), 0);
+	image_unload_offline(&off);
+	free(h0);
+	free(h1);
+	img_down();
+}
+END_TEST
+
 Suite *
 image_suite(void)
 {
@@ -553,6 +595,7 @@ image_suite(void)
 	tcase_add_test(tc, image_delta_roundtrip);
 	tcase_add_test(tc, image_delta_flips_refused);
 	tcase_add_test(tc, image_splice_refused);
+	tcase_add_test(tc, image_missing_link_refused);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);
 	return s;
