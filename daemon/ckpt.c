@@ -321,6 +321,7 @@ out:
 	    j->generation;
 	j->res.time = (uint64_t)time(NULL);
 	j->res.kind = j->kind;
+	j->res.seq = j->kind == CKPT_DELTA ? j->seq : 0;
 	while (write(done_pipe[1], &b, 1) == -1 && errno == EINTR)
 		;
 	return NULL;
@@ -877,8 +878,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	struct image_info info;
 	struct loader l;
 	struct timespec t0;
+	struct shm_geom g;
 	char err[1024], name[64];
-	uint64_t n;
 	int fd, sfd, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -912,7 +913,16 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	}
 	close(fd);
 	l.fd = sfd;
-	rc = image_read_chain(path, put_fd, &l, &info, err, sizeof(err));
+	/* What the chain holds for each slab, as the next delta compares
+	 * it: hashed as it is read. */
+	if (seg_geometry(c->size, &g) != 0 ||
+	    (slab_hash = calloc(g.nslabs, sizeof(*slab_hash))) == NULL) {
+		rc = -ENOMEM;
+		log_errx("no memory for the hashes of image %s", path);
+		goto fail;
+	}
+	rc = image_read_chain(path, put_fd, &l, &info, slab_hash, err,
+	    sizeof(err));
 	if (rc != 0) {
 		log_errx("refusing image: %s", err);
 		goto fail;
@@ -936,17 +946,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		    "in /dev/shm: %s", path, strerror(-rc));
 		goto fail;
 	}
-	image_settle(&h->seg);
-	/* What the chain holds for each slab, as the next delta compares
-	 * it: hashed now, before any client can change it. */
-	if ((slab_hash = calloc(h->seg.nslabs, sizeof(*slab_hash))) == NULL ||
-	    (rc = image_scan(&h->seg, h->seg.slabs, NULL, slab_hash, NULL,
-	    &n)) != 0) {
-		log_errx("cannot hash the heap loaded from %s: %s", path,
-		    strerror(slab_hash == NULL ? ENOMEM : -rc));
-		rc = -ENOMEM;
-		goto fail;
-	}
+	/* Settling rewrites some bitmaps: their slabs' hashes with them. */
+	image_settle_hashed(&h->seg, slab_hash);
 	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
 		goto fail;
 	generation = info.hdr.generation;

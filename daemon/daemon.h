@@ -138,6 +138,7 @@ struct ckpt_result {
 	int kind;			/* CKPT_*: what it wrote */
 	char why[96];
 	uint64_t slabs;			/* slabs written */
+	uint32_t seq;			/* delta: K of heap.img.delta.K */
 	uint64_t bytes;
 	uint64_t duration_us;
 	uint64_t generation;

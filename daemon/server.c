@@ -569,7 +569,12 @@ ckpt_done(void *arg, const struct ckpt_result *res)
 			r.dump = &dr;
 		}
 	} else {
-		image_path(cfg, path, sizeof(path), "");
+		char sfx[32] = "";
+
+		/* The file it wrote: the base or the delta. */
+		if (res->seq != 0)
+			snprintf(sfx, sizeof(sfx), ".delta.%u", res->seq);
+		image_path(cfg, path, sizeof(path), sfx);
 		cr.path = path;
 		cr.bytes = res->bytes;
 		cr.duration_us = res->duration_us;

@@ -200,16 +200,26 @@ write_section(struct writer *w, uint32_t type, uint64_t first,
 	return 0;
 }
 
-/* The hash of a slab as an image carries it; never 0 (0: not carried). */
+/*
+ * The hash of a slab as an image carries it, never 0 (0: not carried):
+ * of the hashes of its bitmap, side array and data, each taken alone, so
+ * that a reader, which meets them in three parts of a RUN section, gets
+ * the same value as it reads.
+ */
+static uint64_t
+slab_hash3(uint64_t bm, uint64_t sd, uint64_t data)
+{
+	uint64_t v[3] = { bm, sd, data }, h;
+
+	h = XXH3_64bits(v, sizeof(v));
+	return h == 0 ? 1 : h;
+}
+
 static uint64_t
 slab_hash(const void *bm, const void *sd, const void *data)
 {
-	uint64_t h;
-
-	h = XXH3_64bits(bm, SHM_BITMAP_BYTES);
-	h = XXH3_64bits_withSeed(sd, SHM_SIDE_BYTES, h);
-	h = XXH3_64bits_withSeed(data, SHM_SLAB_SIZE, h);
-	return h == 0 ? 1 : h;
+	return slab_hash3(XXH3_64bits(bm, SHM_BITMAP_BYTES),
+	    XXH3_64bits(sd, SHM_SIDE_BYTES), XXH3_64bits(data, SHM_SLAB_SIZE));
 }
 
 static void
@@ -746,15 +756,18 @@ pipeline_finish(struct pipeline *p)
  * Streams a payload from fd: the parts to the offsets in offs[], each
  * lens[] long, through the pipeline (and, if tee is not NULL, into tee as
  * well).  Verifies the trailer, seeded with seed; *hp is the payload's
- * hash.  *bad: 1 for a checksum mismatch, 2 when storing failed.
+ * hash.  *bad: 1 for a checksum mismatch, 2 when storing failed.  If ph is
+ * not NULL, part i is made of pieces of piece[i] bytes (a divisor of
+ * CHUNK), and ph[i * npieces + k] receives the hash of its piece k.
  */
 static int
 read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
     const uint64_t *lens, int nparts, uint64_t seed, uint8_t *tee,
-    uint64_t *hp, int *bad)
+    const uint64_t *piece, uint64_t npieces, uint64_t *ph, uint64_t *hp,
+    int *bad)
 {
 	XXH3_state_t *st;
-	uint64_t off, n, h, at = 0;
+	uint64_t off, n, h, at = 0, x;
 	char *buf;
 	int i, rc = 0;
 
@@ -771,6 +784,10 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 			XXH3_64bits_update(st, buf, n);
 			if (tee != NULL)
 				memcpy(tee + at, buf, n);
+			for (x = 0; ph != NULL && x + piece[i] <= n;
+			    x += piece[i])
+				ph[(uint64_t)i * npieces + (off + x) / piece[i]] =
+				    XXH3_64bits(buf + x, piece[i]);
 			at += n;
 			if ((rc = pipeline_put(pl, offs[i] + off, n)) != 0) {
 				*bad = 2;
@@ -793,6 +810,7 @@ struct link {
 	void *ctx;
 	int over;		/* an earlier link wrote the segment */
 	uint8_t *written;	/* a bit per slab a RUN section carried */
+	uint64_t *hashes;	/* per slab: its hash as carried, or NULL */
 	uint8_t *meta;		/* the META payload, meta_len bytes */
 	uint64_t digest;	/* out: the END section's */
 };
@@ -809,7 +827,10 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 	struct image_section s;
 	struct shm_geom g;
 	struct stat sb;
+	static const uint64_t piece[3] = { SHM_BITMAP_BYTES, SHM_SIDE_BYTES,
+	    SHM_SLAB_SIZE };
 	uint64_t offs[3], lens[3], pos, per, ph, pair[2], d, t;
+	uint64_t *pieces = NULL;
 	XXH3_state_t *dg = NULL;
 	struct pipeline pl;
 	char what[96];
@@ -948,8 +969,17 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 			rc = -EUCLEAN;
 			goto out;
 		}
+		if (s.type == IMG_RUN && lk->hashes != NULL &&
+		    (pieces = reallocarray(pieces, 3 * s.count,
+		    sizeof(*pieces))) == NULL) {
+			snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+			rc = -ENOMEM;
+			goto out;
+		}
 		rc = read_payload(fd, &pl, offs, lens, nparts, h->hash,
-		    s.type == IMG_META ? lk->meta : NULL, &ph, &bad);
+		    s.type == IMG_META ? lk->meta : NULL, piece, s.count,
+		    s.type == IMG_RUN && lk->hashes != NULL ? pieces : NULL,
+		    &ph, &bad);
 		if (rc != 0) {
 			if (bad == 2)
 				snprintf(err, errlen, "%s: %s: cannot store: %s",
@@ -974,9 +1004,13 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 				for (t = s.first; t < s.first + s.count; t++)
 					lk->written[t / 8] |=
 					    (uint8_t)(1u << (t % 8));
+			for (t = 0; lk->hashes != NULL && t < s.count; t++)
+				lk->hashes[s.first + t] = slab_hash3(pieces[t],
+				    pieces[s.count + t], pieces[2 * s.count + t]);
 		}
 	}
 out:
+	free(pieces);
 	XXH3_freeState(dg);
 	bad = pipeline_finish(&pl);
 	if (rc == 0 && bad != 0) {
@@ -1080,7 +1114,7 @@ link_missing(const char *path, uint32_t k, const struct image_header *base,
  */
 int
 image_read_chain(const char *path, image_put_fn put, void *ctx,
-    struct image_info *info, char *err, size_t errlen)
+    struct image_info *info, uint64_t *hashes, char *err, size_t errlen)
 {
 	struct image_header base, dh;
 	struct image_info one;
@@ -1096,6 +1130,7 @@ image_read_chain(const char *path, image_put_fn put, void *ctx,
 	memset(&lk, 0, sizeof(lk));
 	lk.put = put;
 	lk.ctx = ctx;
+	lk.hashes = hashes;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -1174,6 +1209,8 @@ image_read_chain(const char *path, image_put_fn put, void *ctx,
 		if (!(lk.written[s / 8] & (1u << (s % 8))) ||
 		    table_used(table, s))
 			continue;
+		if (hashes != NULL)
+			hashes[s] = 0;
 		if ((rc = put(ctx, g.bitmaps_off + s * SHM_BITMAP_BYTES, NULL,
 		    SHM_BITMAP_BYTES, 1)) != 0 ||
 		    (rc = put(ctx, g.sides_off + s * SHM_SIDE_BYTES, NULL,
@@ -1253,9 +1290,19 @@ image_reseal(uint8_t *b, size_t len)
 void
 image_settle(struct shm_seg *seg)
 {
+	image_settle_hashed(seg, NULL);
+}
+
+/* The same, and the hash in hashes[] (as image_write() makes them) of
+ * each slab whose bitmap it rewrote. */
+void
+image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
+{
 	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits;
 	uint32_t w, cls, nw, i, k;
 	_Atomic uint16_t *sd;
+	uint8_t *buf = NULL;
+	int moved;
 
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
@@ -1273,6 +1320,7 @@ image_settle(struct shm_seg *seg)
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
 		sd = slab_sides(seg, s);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
+		moved = 0;
 		for (k = 0; k < nw; k++) {
 			bits = 0;
 			for (i = 0; i < 64 && k * 64 + i < slab_class_nblocks[cls];
@@ -1280,10 +1328,24 @@ image_settle(struct shm_seg *seg)
 				if (atomic_load_explicit(&sd[k * 64 + i],
 				    memory_order_relaxed) != 0)
 					bits |= UINT64_C(1) << i;
+			if (atomic_load_explicit(&slab_bitmap(seg, s)[k],
+			    memory_order_relaxed) != bits)
+				moved = 1;
 			atomic_store_explicit(&slab_bitmap(seg, s)[k], bits,
 			    memory_order_relaxed);
 		}
+		if (!moved || hashes == NULL)
+			continue;
+		if (buf == NULL && (buf = malloc(SHM_BITMAP_BYTES +
+		    SHM_SIDE_BYTES + SHM_SLAB_SIZE)) == NULL) {
+			hashes[s] = 0;	/* unknown: the next delta writes it */
+			continue;
+		}
+		if (slab_copy(seg, s, buf, buf + SHM_BITMAP_BYTES, buf +
+		    SHM_BITMAP_BYTES + SHM_SIDE_BYTES, NULL, &hashes[s]) != 0)
+			hashes[s] = 0;
 	}
+	free(buf);
 }
 
 static int
@@ -1341,7 +1403,7 @@ image_load_offline(const char *path, struct shm_seg *seg,
 		return rc;
 	}
 	close(fd);
-	rc = image_read_chain(path, put_mem, mem, info, err, errlen);
+	rc = image_read_chain(path, put_mem, mem, info, NULL, err, errlen);
 	if (rc != 0) {
 		munmap(mem, h.size);
 		return rc;

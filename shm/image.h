@@ -182,11 +182,12 @@ int	 image_read_header(int fd, struct image_header *, char *err,
 int	 image_read(int fd, const char *path, image_put_fn, void *ctx,
 	    struct image_info *, char *err, size_t errlen);
 int	 image_read_chain(const char *path, image_put_fn, void *ctx,
-	    struct image_info *, char *err, size_t errlen);
+	    struct image_info *, uint64_t *hashes, char *err, size_t errlen);
 int	 image_load_offline(const char *path, struct shm_seg *,
 	    struct image_info *, char *err, size_t errlen);
 void	 image_unload_offline(struct shm_seg *);
 void	 image_settle(struct shm_seg *);
+void	 image_settle_hashed(struct shm_seg *, uint64_t *hashes);
 void	 image_reseal(uint8_t *file, size_t len);
 
 #endif /* ACLHEAP_IMAGE_H */

@@ -560,6 +560,8 @@ START_TEST(test_checkpoint)
 	ck_assert_uint_eq(json_u64(out, "slabs"), 1);
 	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(delta));
 	ck_out_has("\"kind\":\"delta\",\"reason\":\"1 slabs changed\"");
+	snprintf(want, sizeof(want), "\"path\":\"%s\"", delta);
+	ck_out_has(want);
 	rc = ctl("inspect", path, NULL);
 	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
 	ck_out_has("generation 2");

@@ -152,6 +152,12 @@ START_TEST(reboot_restores_from_image)
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
 	check("a", "31", a);
 	check("b", "32", b);
+	/* The hashes read with the image are the heap's: the checkpoint
+	 * after a load writes the metadata (a new epoch) and no slab. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_msg(strstr(td_log(&td), "0 slabs in") != NULL &&
+	    strstr(td_log(&td), "(delta: metadata changed)") != NULL, "%s",
+	    td_log(&td));
 }
 END_TEST
 
