@@ -573,7 +573,20 @@ cmd_status(int argc, char **argv)
 			jnull("duration_ms");
 			jnull("bytes");
 		}
+		if (s->ckpt_kind[0] != '\0') {
+			jstr("kind", s->ckpt_kind);
+			jstr("reason", s->ckpt_reason);
+			ju64("slabs", s->ckpt_slabs);
+		} else {
+			jnull("kind");
+			jnull("reason");
+			jnull("slabs");
+		}
 		jstr("path", s->image_path);
+		jclose('}');
+		jopen("chain", '{');
+		ju64("deltas", s->chain_deltas);
+		ju64("bytes", s->chain_bytes);
 		jclose('}');
 		ju64("uptime_s", s->uptime_s);
 		json_classes(&f);
@@ -593,16 +606,21 @@ cmd_status(int argc, char **argv)
 	printf("clients     %" PRIu64 "\n", s->clients);
 	if (s->ckpt_time != 0) {
 		now = (uint64_t)time(NULL);
-		printf("checkpoint  %s (%s ago), %s in %.1f ms\n",
+		printf("checkpoint  %s (%s ago), %s in %.1f ms",
 		    fmt_time(a, sizeof(a), s->ckpt_time),
 		    fmt_duration(b, sizeof(b), now > s->ckpt_time ?
 		    now - s->ckpt_time : 0),
 		    fmt_bytes(c, sizeof(c), s->ckpt_bytes),
 		    s->ckpt_duration_us / 1000.0);
+		if (s->ckpt_kind[0] != '\0')
+			printf(", %s (%s)", s->ckpt_kind, s->ckpt_reason);
+		printf("\n");
 	} else
 		printf("checkpoint  none since aclheapd started\n");
 	printf("image       %s (generation %" PRIu64 ")\n", s->image_path,
 	    s->generation);
+	printf("chain       %s: the base and %u deltas\n", fmt_bytes(a,
+	    sizeof(a), s->chain_bytes), s->chain_deltas);
 	printf("daemon      aclheapd %s, pid %u, up %s\n", s->version, s->pid,
 	    fmt_duration(a, sizeof(a), s->uptime_s));
 	printf("socket      %s\n", s->socket_path[0] ? s->socket_path :
@@ -1106,14 +1124,20 @@ cmd_hexdump(int argc, char **argv)
 static int
 cmd_checkpoint(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "full", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__Checkpoint m = ACLHEAP__CHECKPOINT__INIT;
 	Aclheap__CheckpointReply *cr;
 	char hb[32];
+	int c;
 
 	cmd_start();
-	while (cmd_getopt(argc, argv, "", NULL) != -1)
-		;
+	while ((c = cmd_getopt(argc, argv, "f", opts)) != -1)
+		if (c == 'f')
+			m.full = 1;
 	no_more_args(argc, argv);
 	ctl_connect();
 	q.body_case = ACLHEAP__REQUEST__BODY_CHECKPOINT;
@@ -1126,12 +1150,19 @@ cmd_checkpoint(int argc, char **argv)
 		ju64("bytes", cr->bytes);
 		jdouble("duration_ms", cr->duration_us / 1000.0);
 		ju64("generation", cr->generation);
+		jstr("kind", cr->kind);
+		jstr("reason", cr->reason);
+		ju64("slabs", cr->slabs);
 		jclose('}');
-	} else
-		printf("checkpoint %" PRIu64 " written to %s: %" PRIu64
-		    " bytes (%s) in %.1f ms\n", cr->generation, cr->path,
-		    cr->bytes, fmt_bytes(hb, sizeof(hb), cr->bytes),
+	} else if (strcmp(cr->kind, "nothing") == 0)
+		printf("checkpoint %" PRIu64 " stands: nothing changed, nothing "
+		    "written (%.1f ms)\n", cr->generation,
 		    cr->duration_us / 1000.0);
+	else
+		printf("checkpoint %" PRIu64 " written to %s: %" PRIu64
+		    " bytes (%s) in %.1f ms, %s (%s)\n", cr->generation,
+		    cr->path, cr->bytes, fmt_bytes(hb, sizeof(hb), cr->bytes),
+		    cr->duration_us / 1000.0, cr->kind, cr->reason);
 	return 0;
 }
 
@@ -1181,6 +1212,8 @@ verify_image(const char *path)
 		jstr("image", path);
 		jbool("ok", 1);
 		ju64("generation", info.hdr.generation);
+		ju64("base_generation", info.base_generation);
+		ju64("deltas", info.links);
 		ju64("sections", info.sections);
 		ju64("bytes", info.bytes);
 		ju64("blocks_live", r.blocks_live);
@@ -1192,14 +1225,14 @@ verify_image(const char *path)
 		ju64("roots", r.roots);
 		jclose('}');
 	} else
-		printf("OK: %s: checksums of %" PRIu64 " section%s and all "
-		    "invariants hold; generation %" PRIu64 ", %" PRIu64
-		    " block%s live (%" PRIu64 " large), %" PRIu64
+		printf("OK: %s: checksums of %" PRIu64 " section%s (%" PRIu64
+		    " delta%s) and all invariants hold; generation %" PRIu64
+		    ", %" PRIu64 " block%s live (%" PRIu64 " large), %" PRIu64
 		    " orphaned claim%s, %" PRIu64 " root%s\n", path,
-		    info.sections, plural(info.sections), info.hdr.generation,
-		    r.blocks_live, plural(r.blocks_live), r.large_blocks,
-		    r.blocks_orphaned, plural(r.blocks_orphaned), r.roots,
-		    plural(r.roots));
+		    info.sections, plural(info.sections), info.links,
+		    plural(info.links), info.hdr.generation, r.blocks_live,
+		    plural(r.blocks_live), r.large_blocks, r.blocks_orphaned,
+		    plural(r.blocks_orphaned), r.roots, plural(r.roots));
 	image_unload_offline(&seg);
 	return 0;
 }
@@ -1333,6 +1366,9 @@ cmd_inspect(int argc, char **argv)
 		ju64("slabs_stored", info.slabs);
 		ju64("sections", info.sections);
 		ju64("generation", h->generation);
+		ju64("base_generation", info.base_generation);
+		ju64("base_bytes", info.base_bytes);
+		ju64("deltas", info.links);
 		ju64("time", h->time);
 		ju64("created", seg.sb->created);
 		ju64("epoch", atomic_load(&seg.sb->epoch));
@@ -1363,6 +1399,10 @@ cmd_inspect(int argc, char **argv)
 	printf("written     %s, generation %" PRIu64 ", format %u layout %u\n",
 	    fmt_time(a, sizeof(a), h->time), h->generation, h->version,
 	    h->layout);
+	printf("chain       base generation %" PRIu64 " (%s) and %" PRIu64
+	    " deltas%s\n", info.base_generation, fmt_bytes(b, sizeof(b),
+	    info.base_bytes), info.links, info.stale ?
+	    " (stale deltas after them ignored)" : "");
 	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s\n", h->base,
 	    h->base + h->size, fmt_bytes(b, sizeof(b), h->size));
 	printf("blocks      %" PRIu64 " in use (%" PRIu64 " large), %s "
@@ -1788,8 +1828,10 @@ static const char usage_text[] =
 "                             live blocks: address, requested, usable\n"
 "  roots                      named roots and their addresses\n"
 "  hexdump ADDR [LEN]         heap bytes at ADDR (LEN 256 unless given)\n"
-"  checkpoint                 persist now; image path, bytes, time taken\n"
-"  verify [IMAGE]             check the live heap, or an image offline\n"
+"  checkpoint [--full]        persist now (what changed, or with --full a\n"
+"                             whole new image); bytes, kind, time taken\n"
+"  verify [IMAGE]             check the live heap, or an image and its\n"
+"                             deltas offline\n"
 "  inspect IMAGE              status of an image file, offline\n"
 "  clients                    connected clients and what they hold\n"
 "  metrics                    status in the OpenMetrics text format\n"

@@ -1,16 +1,26 @@
-/* SPDX-License-Identifier: MIT */
 /*
- * ckpt.c: checkpoints (the heap written to STATE/heap.img), dumps (the same
- * image into an unlinked file handed to aclheapctl) and loading an image at
- * start-up.
+ * ckpt.c: checkpoints (the heap written to the chain STATE/heap.img,
+ * heap.img.delta.1, ...), dumps (one whole image in an unlinked file handed to
+ * aclheapctl) and loading the chain at start-up.
  *
  * A checkpoint has two halves.  On the event loop, in one step: copy the
- * metadata (superblock, roots, lease records, slab table) and freeze the
- * slab table (heap->frozen: no slab changes state until the end).  On a
- * thread: stream the metadata copy and, for every slab in use, its bitmap,
- * side array and data from the live mapping into heap.img.tmp, then fsync,
- * rename, fsync the folder.  The loop keeps serving meanwhile; blocks that
- * clients change during the copy are captured block by block.
+ * metadata (superblock, roots, lease records, slab table), freeze the slab
+ * table (heap->frozen: no slab changes state until the end) and choose what
+ * to write.  On a thread: hash and write, then fsync, rename, fsync the
+ * folder.  The loop keeps serving meanwhile; blocks that clients change
+ * during the copy are captured block by block.
+ *
+ * Clients write data straight into shared memory, so the daemon finds out
+ * what changed by hashing: it keeps, per slab, the hash of what the chain
+ * holds for it.  A delta checkpoint hashes every slab in use (XXH3, far
+ * faster than the disk) and writes the metadata and the slabs whose hash
+ * moved to heap.img.delta.K; nothing at all when neither did.  A full one
+ * writes every slab in use to a new heap.img (a new base) and removes the
+ * deltas: the first checkpoint after the daemon adopted a live segment
+ * (the hashes are not known then), and whenever the deltas grew past half
+ * the base or to 64 files (IMAGE_CHAIN_MAX).  Each image is checked as a
+ * reader would check it before it is renamed into place; one that would
+ * not verify never replaces a good one.
  *
  * Requests queue: whoever asks while a checkpoint runs is answered by the
  * next one, which starts after theirs, so its image holds their writes.
@@ -20,10 +30,12 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,16 +56,35 @@ struct waiter {
 
 struct job {
 	int dump;
+	int kind;			/* CKPT_FULL or CKPT_DELTA, as planned */
+	uint32_t seq;			/* delta: K of heap.img.delta.K */
 	uint8_t *meta;
 	uint64_t meta_len;
-	uint64_t *runs;			/* (first, count) pairs */
-	uint64_t nruns;
+	uint64_t meta_hash;		/* with the generation zeroed */
 	uint64_t generation;
+	uint64_t *next;			/* per slab: hash after this one */
+	struct shm_seg check;		/* what a reader would see */
+	struct image_out out;
+	int renamed;			/* the new file is in place */
 	struct timespec start;
 	struct ckpt_result res;
 	struct waiter w[MAX_WAITERS];
 	int nw;
 };
+
+/* What the daemon knows of the chain on disk. */
+static struct {
+	int valid;			/* slab_hash says what it holds */
+	char why[96];			/* if not, why (the next is full) */
+	uint32_t links;			/* deltas after the base */
+	uint64_t base_generation, base_bytes, delta_bytes;
+	uint64_t tip_generation, tip_digest;
+	uint64_t meta_hash;		/* of the last metadata written */
+} chain = { 0, "no image of this heap yet", 0, 0, 0, 0, 0, 0, 0 };
+static uint64_t *slab_hash;		/* per slab, 0: not in the chain */
+static uint64_t generation;		/* the last one written: ours, not
+					 * the superblock's, which clients
+					 * can write */
 
 static struct heap *H;
 static const struct config *C;
@@ -66,7 +97,12 @@ static int nqueue;
 static struct ckpt_result last;		/* the last checkpoint that worked */
 static struct ckpt_result latest;	/* the last one tried */
 static int start_error;		/* a job that could not start */
+static int want_full;		/* asked for: the next one is full */
 static int final;		/* ckpt_sync runs: the daemon is stopping */
+static const char *crash_at;	/* ACLHEAPD_TEST_CRASH: tests only */
+static const char *crash_kind;
+
+static const char *const kind_name[] = { "full", "delta", "nothing" };
 
 void
 image_path(const struct config *c, char *buf, size_t len, const char *suffix)
@@ -85,69 +121,207 @@ elapsed_us(const struct timespec *t0)
 	    ((int64_t)t1.tv_nsec - t0->tv_nsec) / 1000);
 }
 
-/* Writes the whole image to fd.  Runs on the thread, reads live memory. */
+/*
+ * Test-only: ACLHEAPD_TEST_CRASH=KIND-STEP (KIND full or delta; STEP
+ * written, synced, renamed, unlinked, done) kills the daemon with SIGKILL
+ * at that step of a checkpoint, so the tests can see that a crash at each
+ * one leaves a chain that loads.
+ */
+static void
+crash_point(const char *kind, const char *step)
+{
+	char name[64];
+
+	if (crash_at == NULL)
+		return;
+	snprintf(name, sizeof(name), "%s-%s", kind, step);
+	if (strcmp(name, crash_at) != 0)
+		return;
+	log_notice("test crash point %s", name);
+	raise(SIGKILL);
+}
+
+static void
+commit_hook(int step)
+{
+	crash_point(crash_kind, step == IMAGE_HOOK_SYNCED ? "synced" :
+	    "renamed");
+}
+
+/* heap.img.delta.K or heap.img.delta.K.tmp: K, else 0. */
+static uint32_t
+delta_name(const char *name, int *tmp)
+{
+	const char *p;
+	unsigned long k;
+	char *end;
+
+	if (strncmp(name, "heap.img.delta.", 15) != 0)
+		return 0;
+	p = name + 15;
+	if (*p < '1' || *p > '9')
+		return 0;
+	k = strtoul(p, &end, 10);
+	if (k == 0 || k > UINT32_MAX)
+		return 0;
+	*tmp = strcmp(end, ".tmp") == 0;
+	if (*end != '\0' && !*tmp)
+		return 0;
+	return (uint32_t)k;
+}
+
+/* Removes the deltas (tmp: their temp files only) from the state folder.
+ * The number removed. */
+static int
+unlink_deltas(int tmp_only)
+{
+	struct dirent *de;
+	DIR *d;
+	int n = 0, tmp, dfd;
+
+	if ((d = opendir(C->state_dir)) == NULL)
+		return 0;
+	dfd = dirfd(d);
+	while ((de = readdir(d)) != NULL) {
+		if (delta_name(de->d_name, &tmp) == 0 || (tmp_only && !tmp))
+			continue;
+		if (unlinkat(dfd, de->d_name, 0) == 0 && n++ == 0 && !tmp_only)
+			crash_point("full", "unlinked");
+	}
+	closedir(d);
+	return n;
+}
+
+/* Writes the image to fd.  Runs on the thread, reads live memory. */
 static int
 job_write(struct job *j, int fd)
 {
-	return image_write(fd, &H->seg, H->identity, j->meta, j->meta_len,
-	    j->runs, j->nruns, j->generation);
+	struct image_spec sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &H->seg;
+	sp.identity = H->identity;
+	sp.meta = j->meta;
+	sp.meta_len = j->meta_len;
+	sp.generation = j->generation;
+	sp.kind = j->kind == CKPT_DELTA ? IMAGE_DELTA : IMAGE_FULL;
+	if (j->kind == CKPT_DELTA) {
+		sp.seq = j->seq;
+		sp.base_generation = chain.base_generation;
+		sp.parent_generation = chain.tip_generation;
+		sp.parent_digest = chain.tip_digest;
+		sp.prev = slab_hash;
+	}
+	sp.next = j->next;
+	sp.check = j->dump ? NULL : &j->check;
+	return image_write(fd, &sp, &j->out);
 }
+
+#define MSG(...)	snprintf(j->res.message, sizeof(j->res.message), \
+			    __VA_ARGS__)
 
 static void *
 job_thread(void *arg)
 {
 	struct job *j = arg;
+	const struct shm_slab *table;
+	const char *kind = kind_name[j->kind];
+	struct shm_geom g;
 	struct stat st;
-	int fd = -1, rc;
+	uint64_t changed = 0;
+	char name[64], tmpname[80], why[200];
 	char *dir = C->state_dir;
+	int fd = -1, rc = 0;
 	char b = 1;
 
+	if (j->kind == CKPT_DELTA)
+		snprintf(name, sizeof(name), "heap.img.delta.%u", j->seq);
+	else
+		snprintf(name, sizeof(name), "heap.img");
+	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
+	if (j->kind == CKPT_DELTA) {
+		(void)seg_geometry(H->seg.size, &g);
+		table = (const struct shm_slab *)(j->meta + g.slabs_off);
+		if ((rc = image_scan(&H->seg, table, slab_hash, j->next, NULL,
+		    &changed)) != 0) {
+			MSG("hashing the heap: %s", strerror(-rc));
+			goto out;
+		}
+		if (changed == 0 && j->meta_hash == chain.meta_hash) {
+			j->kind = CKPT_NOTHING;
+			snprintf(j->res.why, sizeof(j->res.why), "nothing "
+			    "changed");
+			goto out;
+		}
+		if (changed == 0)
+			snprintf(j->res.why, sizeof(j->res.why), "metadata "
+			    "changed");
+		else
+			snprintf(j->res.why, sizeof(j->res.why), "%" PRIu64
+			    " slabs changed", changed);
+	}
 	if (j->dump) {
 		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (fd == -1) {
 			rc = -errno;
-			snprintf(j->res.message, sizeof(j->res.message),
-			    "dump file in %s: %s", dir, strerror(errno));
+			MSG("dump file in %s: %s", dir, strerror(errno));
 			goto out;
 		}
-	} else if ((rc = image_writer_open(dir, "heap.img.tmp", &fd,
+	} else if ((rc = image_writer_open(dir, tmpname, &fd,
 	    j->res.message, sizeof(j->res.message))) != 0)
 		goto out;
 	if ((rc = job_write(j, fd)) != 0) {
-		snprintf(j->res.message, sizeof(j->res.message),
-		    "writing %s/%s: %s", dir, j->dump ? "(dump)" :
-		    "heap.img.tmp", strerror(-rc));
+		MSG("writing %s/%s: %s", dir, j->dump ? "(dump)" : tmpname,
+		    strerror(-rc));
 		goto out;
 	}
 	if (fstat(fd, &st) == 0)
 		j->res.bytes = (uint64_t)st.st_size;
+	j->res.slabs = j->out.slabs;
 	if (j->dump) {
 		if (fsync(fd) == -1) {
 			rc = -errno;
-			snprintf(j->res.message, sizeof(j->res.message),
-			    "fsync of dump: %s", strerror(errno));
+			MSG("fsync of dump: %s", strerror(errno));
 			goto out;
 		}
 		j->res.fd = fd;
 		fd = -1;
-	} else {
-		rc = image_commit(fd, dir, "heap.img.tmp", "heap.img",
-		    j->res.message, sizeof(j->res.message));
-		fd = -1;
+		goto out;
 	}
+	crash_point(kind, "written");
+	/* What a reader would refuse is never renamed over what it loads. */
+	if (image_check_scratch(&j->check, why, sizeof(why)) != 0) {
+		rc = -EUCLEAN;
+		MSG("the heap fails its check, %s/%s not written (the last good "
+		    "image stays): %s", dir, name, why);
+		goto out;
+	}
+	crash_kind = kind;
+	rc = image_commit(fd, dir, tmpname, name, j->res.message,
+	    sizeof(j->res.message));
+	fd = -1;
+	if (rc != 0)
+		goto out;
+	j->renamed = 1;
+	if (j->kind == CKPT_FULL)
+		(void)unlink_deltas(0);
+	crash_point(kind, "done");
 out:
 	if (fd >= 0)
 		close(fd);
-	if (rc != 0 && !j->dump) {
-		char tmp[4096];
+	if (rc != 0 && !j->dump && j->kind != CKPT_NOTHING) {
+		char tmp[4200];
 
-		snprintf(tmp, sizeof(tmp), "%s/heap.img.tmp", dir);
+		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmpname);
 		unlink(tmp);
 	}
 	j->res.error = -rc;
 	j->res.duration_us = elapsed_us(&j->start);
-	j->res.generation = j->generation;
+	j->res.generation = j->kind == CKPT_NOTHING ? generation :
+	    j->generation;
 	j->res.time = (uint64_t)time(NULL);
+	j->res.kind = j->kind;
+	j->res.seq = j->kind == CKPT_DELTA ? j->seq : 0;
 	while (write(done_pipe[1], &b, 1) == -1 && errno == EINTR)
 		;
 	return NULL;
@@ -159,40 +333,74 @@ job_free(struct job *j)
 	if (j == NULL)
 		return;
 	free(j->meta);
-	free(j->runs);
+	free(j->next);
+	if (j->check.sb != NULL)
+		munmap(j->check.sb, j->check.size);
 	free(j);
 }
 
-/* The loop half: copy the metadata, list the runs, freeze, start. */
+/*
+ * The loop half: copy the metadata, freeze, choose full or delta, start.
+ * Geometry is the daemon's own (seg), never the copied superblock's.
+ */
 static struct job *
 job_prepare(int dump)
 {
 	struct shm_seg *seg = &H->seg;
 	struct shm_super *sb;
+	struct shm_geom g;
 	struct job *j;
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return NULL;
 	j->dump = dump;
 	j->res.fd = -1;
+	j->check.fd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &j->start);
-	/* The daemon's own geometry: the superblock's offsets are in memory
-	 * every client can write. */
-	j->meta_len = (uint64_t)((uintptr_t)seg->bitmaps - (uintptr_t)seg->sb);
+	if (seg_geometry(seg->size, &g) != 0)
+		goto fail;
+	j->meta_len = g.bitmaps_off;
 	if ((j->meta = malloc(j->meta_len)) == NULL)
 		goto fail;
 	memcpy(j->meta, seg->sb, j->meta_len);
-	j->generation = atomic_load(&seg->sb->generation) + (dump ? 0 : 1);
+	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
+	/* The superblock is in memory every client can write: the image
+	 * says what the daemon knows of the heap's shape. */
 	sb->magic = SHM_MAGIC;
 	seg_super_stamp(sb, H->identity, seg->base, seg->size);
+	atomic_store(&sb->generation, 0);
+	j->meta_hash = image_hash(j->meta, j->meta_len);
 	atomic_store(&sb->generation, j->generation);
-	free(j->runs);
-	j->runs = NULL;
-	if (image_runs((const struct shm_slab *)(j->meta +
-	    ((uintptr_t)seg->slabs - (uintptr_t)seg->sb)),
-	    seg->nslabs, seg, &j->runs, &j->nruns) != 0)
+	if (dump) {
+		j->kind = CKPT_FULL;
+		H->frozen = 1;
+		return j;
+	}
+	if ((j->next = calloc(seg->nslabs, sizeof(*j->next))) == NULL ||
+	    image_scratch(&j->check, seg->base, seg->size) != 0)
 		goto fail;
+	if (!chain.valid) {
+		j->kind = CKPT_FULL;
+		snprintf(j->res.why, sizeof(j->res.why), "%s", chain.why);
+	} else if (want_full) {
+		j->kind = CKPT_FULL;
+		snprintf(j->res.why, sizeof(j->res.why), "asked for");
+	} else if (chain.links >= IMAGE_CHAIN_MAX) {
+		j->kind = CKPT_FULL;
+		snprintf(j->res.why, sizeof(j->res.why), "compaction: %u "
+		    "deltas", chain.links);
+	} else if (chain.delta_bytes >= chain.base_bytes / 2) {
+		j->kind = CKPT_FULL;
+		snprintf(j->res.why, sizeof(j->res.why), "compaction: the "
+		    "deltas are %" PRIu64 "%% of the base", chain.base_bytes ?
+		    chain.delta_bytes * 100 / chain.base_bytes : 100);
+	} else {
+		j->kind = CKPT_DELTA;
+		j->seq = chain.links + 1;
+	}
+	if (j->kind == CKPT_FULL)
+		want_full = 0;
 	H->frozen = 1;
 	return j;
 fail:
@@ -204,16 +412,40 @@ static void
 job_finish(struct job *j)
 {
 	struct ckpt_result r = j->res;
+	uint64_t *t;
 	int i;
 
 	heap_thaw(H);
 	if (!j->dump)
 		latest = r;
-	if (r.error == 0 && !j->dump) {
-		atomic_store(&H->seg.sb->generation, j->generation);
+	if (r.error == 0 && !j->dump && j->kind == CKPT_NOTHING) {
 		last = r;
-		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes in %" PRIu64
-		    " ms", r.generation, r.bytes, r.duration_us / 1000);
+		log_debug("checkpoint: nothing changed since %" PRIu64
+		    ", nothing written (%" PRIu64 " ms)", generation,
+		    r.duration_us / 1000);
+	} else if (r.error == 0 && !j->dump) {
+		if (j->kind == CKPT_FULL) {
+			chain.links = 0;
+			chain.base_generation = j->generation;
+			chain.base_bytes = r.bytes;
+			chain.delta_bytes = 0;
+		} else {
+			chain.links = j->seq;
+			chain.delta_bytes += r.bytes;
+		}
+		chain.valid = 1;
+		chain.tip_generation = j->generation;
+		chain.tip_digest = j->out.digest;
+		chain.meta_hash = j->meta_hash;
+		t = slab_hash;
+		slab_hash = j->next;
+		j->next = t;
+		generation = j->generation;
+		atomic_store(&H->seg.sb->generation, generation);
+		last = r;
+		log_info("checkpoint %" PRIu64 ": %" PRIu64 " bytes, %" PRIu64
+		    " slabs in %" PRIu64 " ms (%s: %s)", r.generation, r.bytes,
+		    r.slabs, r.duration_us / 1000, kind_name[j->kind], r.why);
 	} else if (r.error != 0) {
 		log_errx("%s failed: %s", j->dump ? "dump" : "checkpoint",
 		    r.message);
@@ -221,6 +453,14 @@ job_finish(struct job *j)
 		 * even if the heap does not change meanwhile. */
 		if (!j->dump)
 			H->dirty = 1;
+		/* A base in place that we did not finish with (say its
+		 * folder's fsync failed): the deltas we would add next may
+		 * name the old one; start over with a whole image. */
+		if (!j->dump && j->kind == CKPT_FULL && j->renamed) {
+			chain.valid = 0;
+			snprintf(chain.why, sizeof(chain.why), "the last "
+			    "whole image failed after it was renamed");
+		}
 	}
 	/* At a stop the status stays "final checkpoint" until the end. */
 	if (!final) {
@@ -363,6 +603,18 @@ ckpt_init(struct heap *h, const struct config *c, struct event_base *eb)
 	C = c;
 	image_path(c, tmp, sizeof(tmp), ".tmp");
 	unlink(tmp);		/* a checkpoint cut short by a crash */
+	(void)unlink_deltas(1);
+	if ((crash_at = getenv("ACLHEAPD_TEST_CRASH")) != NULL &&
+	    *crash_at != '\0')
+		image_commit_hook = commit_hook;
+	if (!h->loaded) {
+		/* Adopted or new: what the chain holds is not known. */
+		generation = atomic_load(&h->seg.sb->generation);
+		chain.valid = 0;
+		snprintf(chain.why, sizeof(chain.why), "%s", h->adopted ?
+		    "first since the live segment was adopted" :
+		    "no image of this heap yet");
+	}
 	if (pipe2(done_pipe, O_CLOEXEC) == -1)
 		return -errno;
 	done_ev = event_new(eb, done_pipe[0], EV_READ | EV_PERSIST, done_cb,
@@ -456,6 +708,29 @@ ckpt_last(void)
 	return &last;
 }
 
+const char *
+ckpt_kind_name(int kind)
+{
+	return kind >= CKPT_FULL && kind <= CKPT_NOTHING ? kind_name[kind] :
+	    "";
+}
+
+/* The next checkpoint (the one a request made now waits for) writes a
+ * whole image: a new base, the deltas removed. */
+void
+ckpt_want_full(void)
+{
+	want_full = 1;
+}
+
+/* The chain on disk as far as the daemon wrote or read it. */
+void
+ckpt_chain(uint32_t *deltas, uint64_t *bytes)
+{
+	*deltas = chain.valid ? chain.links : 0;
+	*bytes = chain.valid ? chain.base_bytes + chain.delta_bytes : 0;
+}
+
 struct loader {
 	int fd;
 };
@@ -498,37 +773,51 @@ all_zero(const char *b, size_t n)
  * Stores what is not zero, a 4 KiB page of the segment at a time, runs of
  * pages in one write: the new object reads as zeros already, and writing
  * zeros would allocate pages for nothing (the bitmaps and side arrays of
- * extents are all zeros and never committed).  What must be committed,
- * load_commit() commits.
+ * extents are all zeros and never committed).  Over what an earlier link
+ * of the chain wrote, zeros are holes punched instead; p NULL punches the
+ * whole range.  What must be committed, load_commit() commits.
  */
 static int
-put_fd(void *ctx, uint64_t off, const void *p, size_t n)
+put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
 {
 	struct loader *l = ctx;
 	const char *b = p, *run = NULL;
-	uint64_t run_off = 0;
+	uint64_t run_off = 0, z_off = 0, zn = 0;
 	size_t w;
 	int rc;
 
+	if (p == NULL)
+		return seg_decommit(l->fd, off, n);
 	while (n > 0) {
 		w = 4096 - (size_t)(off % 4096);
 		if (w > n)
 			w = n;
 		if (!all_zero(b, w)) {
+			if (zn > 0 && (rc = seg_decommit(l->fd, z_off,
+			    zn)) != 0)
+				return rc;
+			zn = 0;
 			if (run == NULL) {
 				run = b;
 				run_off = off;
 			}
-		} else if (run != NULL) {
-			if ((rc = pwrite_all(l->fd, run, (size_t)(b - run),
-			    run_off)) != 0)
+		} else {
+			if (run != NULL && (rc = pwrite_all(l->fd, run,
+			    (size_t)(b - run), run_off)) != 0)
 				return rc;
 			run = NULL;
+			if (over) {
+				if (zn == 0)
+					z_off = off;
+				zn += w;
+			}
 		}
 		b += w;
 		off += w;
 		n -= w;
 	}
+	if (zn > 0 && (rc = seg_decommit(l->fd, z_off, zn)) != 0)
+		return rc;
 	if (run != NULL)
 		return pwrite_all(l->fd, run, (size_t)(b - run), run_off);
 	return 0;
@@ -599,6 +888,7 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	struct image_info info;
 	struct loader l;
 	struct timespec t0;
+	struct shm_geom g;
 	char err[1024], name[64];
 	int fd, sfd, rc;
 
@@ -631,14 +921,21 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		close(fd);
 		return rc;
 	}
+	close(fd);
 	/* Locked before a byte is in it: no other daemon adopts it. */
-	if ((rc = seglock_take(h, sfd)) != 0) {
-		close(fd);
+	if ((rc = seglock_take(h, sfd)) != 0)
+		goto fail;
+	l.fd = sfd;
+	/* What the chain holds for each slab, as the next delta compares
+	 * it: hashed as it is read. */
+	if (seg_geometry(c->size, &g) != 0 ||
+	    (slab_hash = calloc(g.nslabs, sizeof(*slab_hash))) == NULL) {
+		rc = -ENOMEM;
+		log_errx("no memory for the hashes of image %s", path);
 		goto fail;
 	}
-	l.fd = sfd;
-	rc = image_read(fd, path, put_fd, &l, &info, err, sizeof(err));
-	close(fd);
+	rc = image_read_chain(path, put_fd, &l, &info, slab_hash, err,
+	    sizeof(err));
 	if (rc != 0) {
 		log_errx("refusing image: %s", err);
 		goto fail;
@@ -662,19 +959,33 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		    "in /dev/shm: %s", path, strerror(-rc));
 		goto fail;
 	}
-	image_settle(&h->seg);
+	/* Settling rewrites some bitmaps: their slabs' hashes with them. */
+	image_settle_hashed(&h->seg, slab_hash);
 	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
 		goto fail;
-	last.generation = hdr.generation;
-	last.time = hdr.time;
+	generation = info.hdr.generation;
+	atomic_store(&h->seg.sb->generation, generation);
+	chain.valid = 1;
+	chain.links = (uint32_t)info.links;
+	chain.base_generation = info.base_generation;
+	chain.base_bytes = info.base_bytes;
+	chain.delta_bytes = info.bytes - info.base_bytes;
+	chain.tip_generation = info.hdr.generation;
+	chain.tip_digest = info.digest;
+	chain.meta_hash = 0;
+	last.generation = info.hdr.generation;
+	last.time = info.hdr.time;
 	last.bytes = info.bytes;
 	h->loaded = 1;
 	log_notice("loaded image %s (generation %" PRIu64 ", %" PRIu64
-	    " slabs, %" PRIu64 " bytes) in %" PRIu64 " ms into /dev/shm%s",
-	    path, hdr.generation, info.slabs, info.bytes,
-	    elapsed_us(&t0) / 1000, name);
+	    " deltas%s, %" PRIu64 " slabs, %" PRIu64 " bytes) in %" PRIu64
+	    " ms into /dev/shm%s", path, info.hdr.generation, info.links,
+	    info.stale ? " and stale ones after them" : "", info.slabs,
+	    info.bytes, elapsed_us(&t0) / 1000, name);
 	return 0;
 fail:
+	free(slab_hash);
+	slab_hash = NULL;
 	if (h->seg.sb != NULL)
 		seg_unmap(&h->seg);
 	else if (sfd >= 0)

@@ -154,9 +154,14 @@ uint64_t heap_proc_start(pid_t);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
 
 /* daemon/ckpt.c */
+enum { CKPT_FULL, CKPT_DELTA, CKPT_NOTHING };
 struct ckpt_result {
 	int error;			/* 0 or a positive errno */
 	char message[512];
+	int kind;			/* CKPT_*: what it wrote */
+	char why[96];
+	uint64_t slabs;			/* slabs written */
+	uint32_t seq;			/* delta: K of heap.img.delta.K */
 	uint64_t bytes;
 	uint64_t duration_us;
 	uint64_t generation;
@@ -173,6 +178,9 @@ void	 ckpt_cancel(void *arg);
 int	 ckpt_busy(void);
 int	 ckpt_sync(struct ckpt_result *);
 const struct ckpt_result *ckpt_last(void);
+const char *ckpt_kind_name(int kind);
+void	 ckpt_chain(uint32_t *deltas, uint64_t *bytes);
+void	 ckpt_want_full(void);
 void	 ckpt_set_interval(unsigned);
 
 /* daemon/seglock.c */

@@ -674,6 +674,11 @@ fill_stats(Aclheap__StatsReply *s, Aclheap__ClassStats *cs,
 	s->ckpt_time = lc->time;
 	s->ckpt_duration_us = lc->duration_us;
 	s->ckpt_bytes = lc->bytes;
+	s->ckpt_kind = lc->time != 0 && lc->why[0] != '\0' ?
+	    (char *)ckpt_kind_name(lc->kind) : "";
+	s->ckpt_reason = (char *)lc->why;
+	s->ckpt_slabs = lc->slabs;
+	ckpt_chain(&s->chain_deltas, &s->chain_bytes);
 	s->image_path = img;
 	s->generation = atomic_load(&seg->sb->generation);
 	s->epoch = atomic_load(&seg->sb->epoch);
@@ -720,11 +725,19 @@ ckpt_done(void *arg, const struct ckpt_result *res)
 			r.dump = &dr;
 		}
 	} else {
-		image_path(cfg, path, sizeof(path), "");
+		char sfx[32] = "";
+
+		/* The file it wrote: the base or the delta. */
+		if (res->seq != 0)
+			snprintf(sfx, sizeof(sfx), ".delta.%u", res->seq);
+		image_path(cfg, path, sizeof(path), sfx);
 		cr.path = path;
 		cr.bytes = res->bytes;
 		cr.duration_us = res->duration_us;
 		cr.generation = res->generation;
+		cr.kind = (char *)ckpt_kind_name(res->kind);
+		cr.reason = (char *)res->why;
+		cr.slabs = res->slabs;
 		r.body_case = ACLHEAP__REPLY__BODY_CHECKPOINT;
 		r.checkpoint = &cr;
 	}
@@ -1059,6 +1072,9 @@ dispatch(struct conn *c, const Aclheap__Request *q)
 			    "user and root", frame_body_name(q));
 			break;
 		}
+		if (q->body_case == ACLHEAP__REQUEST__BODY_CHECKPOINT &&
+		    q->checkpoint->full)
+			ckpt_want_full();
 		if ((rc = ckpt_request(q->body_case ==
 		    ACLHEAP__REQUEST__BODY_DUMP, ckpt_done, c)) != 0) {
 			snprintf(err, sizeof(err), "cannot start: %s",
@@ -1503,8 +1519,9 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		log_errx("final checkpoint failed: %s", res.message);
 		status = 1;
 	} else
-		log_notice("final checkpoint %" PRIu64 " written: %" PRIu64
-		    " bytes", res.generation, res.bytes);
+		log_notice("final checkpoint %" PRIu64 " (%s): %" PRIu64
+		    " bytes written", res.generation, ckpt_kind_name(res.kind),
+		    res.bytes);
 	for (i = 0; i < 4; i++)
 		event_free(sev[i]);
 	event_free(accept_ev);

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /*
  * image.c: writing and reading heap images (the format is in image.h).
  *
@@ -32,10 +31,18 @@
 
 #define CHUNK	(UINT64_C(4) << 20)
 
+void (*image_commit_hook)(int step);
+
 uint64_t
 image_hash(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
+}
+
+uint64_t
+image_hash_seeded(const void *p, size_t n, uint64_t seed)
+{
+	return XXH3_64bits_withSeed(p, n, seed);
 }
 
 int
@@ -120,20 +127,42 @@ part_copy(const struct shm_seg *src, void *buf, const char *p, size_t n)
 	return 0;
 }
 
+static int
+all_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t x = 0, v;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&v, b + i, 8);
+		x |= v;
+	}
+	for (; i < n; i++)
+		x |= b[i];
+	return x == 0;
+}
+
+/* What a writer carries from section to section. */
+struct writer {
+	int fd;
+	uint64_t seed;		/* the header's hash */
+	XXH3_state_t *digest;	/* of every hash written so far */
+	uint64_t sections;
+};
+
 /*
- * One section: its header, the parts one after the other as its payload, and
- * the payload's hash.  Parts may be live shared memory of src.
+ * One section: its header, the parts one after the other as its payload
+ * (private buffers: what is hashed is what is written), and the payload's
+ * hash, both seeded with the image's header hash.
  */
 static int
-write_section(int fd, const struct shm_seg *src, uint32_t type,
-    uint64_t first, uint64_t count, const void *const *parts,
-    const size_t *lens, int nparts)
+write_section(struct writer *w, uint32_t type, uint64_t first,
+    uint64_t count, const void *const *parts, const size_t *lens, int nparts)
 {
 	struct image_section s;
 	XXH3_state_t *st;
-	uint64_t h;
-	size_t off, n;
-	char *buf = NULL;
+	uint64_t h, pair[2];
 	off_t pos;
 	int i, rc;
 
@@ -143,212 +172,351 @@ write_section(int fd, const struct shm_seg *src, uint32_t type,
 	s.count = count;
 	for (i = 0; i < nparts; i++)
 		s.len += lens[i];
-	s.hash = image_hash(&s, offsetof(struct image_section, hash));
-	if ((rc = image_write_all(fd, &s, sizeof(s))) != 0)
+	s.hash = image_hash_seeded(&s, offsetof(struct image_section, hash),
+	    w->seed);
+	pos = lseek(w->fd, 0, SEEK_CUR);
+	if ((rc = image_write_all(w->fd, &s, sizeof(s))) != 0)
 		return rc;
 	if ((st = XXH3_createState()) == NULL)
 		return -ENOMEM;
-	XXH3_64bits_reset(st);
-	if (s.len > 0 && (buf = malloc(CHUNK)) == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < nparts; i++) {
-		for (off = 0; off < lens[i]; off += n) {
-			n = lens[i] - off < CHUNK ? lens[i] - off : CHUNK;
-			if ((rc = part_copy(src, buf, (const char *)parts[i] +
-			    off, n)) != 0)
-				goto out;
-			XXH3_64bits_update(st, buf, n);
-			if ((rc = image_write_all(fd, buf, n)) != 0)
-				goto out;
-			/* Start writeback now, so the disk works while we copy
-			 * and hash the next chunk, and the final fsync has
-			 * little left to do. */
-			pos = lseek(fd, 0, SEEK_CUR);
-			if (pos >= (off_t)n)
-				(void)sync_file_range(fd, pos - (off_t)n,
-				    (off_t)n, SYNC_FILE_RANGE_WRITE);
-		}
+	XXH3_64bits_reset_withSeed(st, w->seed);
+	for (i = 0; i < nparts && rc == 0; i++) {
+		XXH3_64bits_update(st, parts[i], lens[i]);
+		rc = image_write_all(w->fd, parts[i], lens[i]);
 	}
 	h = XXH3_64bits_digest(st);
-	rc = image_write_all(fd, &h, sizeof(h));
-out:
-	free(buf);
 	XXH3_freeState(st);
-	return rc;
-}
-
-int
-image_write_section(int fd, uint32_t type, uint64_t first, uint64_t count,
-    const void *const *parts, const size_t *lens, int nparts)
-{
-	return write_section(fd, NULL, type, first, count, parts, lens,
-	    nparts);
-}
-
-/* Whether block j of a span of cls at h is live in the segment. */
-static int
-span_live(const struct shm_seg *seg, uint64_t h, uint32_t cls, uint32_t j)
-{
-	return slab_side_load((uintptr_t)slab_sides(seg, h), cls, j) != 0;
-}
-
-/*
- * Whether slab s of a cut holds something an image must keep.  A small
- * slab with no claimed block holds nothing (I3: its side entries are zero
- * too).  A span keeps its head when a block in it is live (the head's side
- * line holds every side entry of the span) and a tail when a live block
- * reaches into it; blocks a thread holds privately are not live, and load
- * as free.  Without the live segment every slab in use is kept.
- */
-static int
-slab_kept(const struct shm_slab *slabs, const struct shm_seg *live,
-    uint64_t s)
-{
-	uint32_t w = atomic_load(&((struct shm_slab *)slabs)[s].word), cls, j;
-	uint64_t h, lo, hi, cs;
-	unsigned k;
-
-	switch (SHM_SLAB_STATE(w)) {
-	case SHM_FREE:
-		return 0;
-	case SHM_SMALL:
-	case SHM_RECLAIMING:
-		cls = SHM_SLAB_CLS(w);
-		if (live == NULL || cls >= SHM_NCLASSES)
-			return 1;
-		if (cls >= SHM_NSMALL) {
-			for (j = 0; j < slab_class_nblocks[cls]; j++)
-				if (span_live(live, s, cls, j))
-					return 1;
-			return 0;
-		}
-		for (k = 0; k < SHM_BITMAP_WORDS; k++)
-			if (atomic_load_explicit(&slab_bitmap(live, s)[k],
-			    memory_order_relaxed) != 0)
-				return 1;
-		return 0;
-	case SHM_SPAN_TAIL:
-		h = slabs[s].run;
-		if (live == NULL || h >= s || s - h >= SHM_SPAN_MAX)
-			return 1;
-		w = atomic_load(&((struct shm_slab *)slabs)[h].word);
-		cls = SHM_SLAB_CLS(w);
-		if ((SHM_SLAB_STATE(w) != SHM_SMALL &&
-		    SHM_SLAB_STATE(w) != SHM_RECLAIMING) ||
-		    cls < SHM_NSMALL || cls >= SHM_NCLASSES)
-			return 1;
-		cs = slab_class_size[cls];
-		lo = (s - h) << SHM_SLAB_SHIFT;
-		hi = lo + SHM_SLAB_SIZE;
-		for (j = (uint32_t)(lo / cs); j < slab_class_nblocks[cls] &&
-		    j * cs < hi; j++)
-			if (span_live(live, h, cls, j))
-				return 1;
-		return 0;
-	default:
-		return 1;
-	}
-}
-
-/*
- * The runs of slabs to write from a slab table (a copy taken at the cut),
- * as (first, count) pairs of at most IMAGE_RUN_MAX slabs: those in use,
- * less those holding nothing when the live segment is given (slab_kept()).
- * *runs is malloc'd.
- */
-int
-image_runs(const struct shm_slab *slabs, uint64_t nslabs,
-    const struct shm_seg *live, uint64_t **runs, uint64_t *nruns)
-{
-	uint64_t s, cap = 64, first = 0, n = 0, *r, *p;
-	uint32_t st;
-
-	*nruns = 0;
-	if ((r = malloc(cap * 16)) == NULL)
-		return -ENOMEM;
-	for (s = 0; s <= nslabs; s++) {
-		st = s < nslabs && slab_kept(slabs, live, s) ?
-		    SHM_SMALL : SHM_FREE;
-		if (st != SHM_FREE && n < IMAGE_RUN_MAX) {
-			if (n++ == 0)
-				first = s;
-			continue;
-		}
-		if (n > 0) {
-			if (*nruns == cap) {
-				if ((p = reallocarray(r, cap * 2, 16)) == NULL) {
-					free(r);
-					return -ENOMEM;
-				}
-				r = p;
-				cap *= 2;
-			}
-			r[2 * *nruns] = first;
-			r[2 * *nruns + 1] = n;
-			(*nruns)++;
-			n = 0;
-		}
-		if (st != SHM_FREE) {
-			first = s;
-			n = 1;
-		}
-	}
-	*runs = r;
+	if (rc != 0 || (rc = image_write_all(w->fd, &h, sizeof(h))) != 0)
+		return rc;
+	pair[0] = s.hash;
+	pair[1] = h;
+	XXH3_64bits_update(w->digest, pair, sizeof(pair));
+	w->sections++;
+	/* Start writeback now, so the disk works while we copy and hash the
+	 * next batch, and the final fsync has little left to do. */
+	if (pos >= 0 && s.len >= 65536)
+		(void)sync_file_range(w->fd, pos, (off_t)(sizeof(s) + s.len),
+		    SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 
 /*
- * A whole image: the header, the metadata copy, then each run's bitmaps,
- * side arrays and data read from the segment, then the end marker.
+ * The hash of a slab as an image carries it, never 0 (0: not carried):
+ * of the hashes of its bitmap, side array and data, each taken alone, so
+ * that a reader, which meets them in three parts of a RUN section, gets
+ * the same value as it reads.
  */
-int
-image_write(int fd, const struct shm_seg *seg, const uint8_t identity[16],
-    const uint8_t *meta, uint64_t meta_len, const uint64_t *runs,
-    uint64_t nruns, uint64_t generation)
+static uint64_t
+slab_hash3(uint64_t bm, uint64_t sd, uint64_t data)
 {
-	struct image_header hdr;
-	const void *parts[3];
-	size_t lens[3];
-	uint64_t i, f, n, sections = 0;
+	uint64_t v[3] = { bm, sd, data }, h;
+
+	h = XXH3_64bits(v, sizeof(v));
+	return h == 0 ? 1 : h;
+}
+
+static uint64_t
+slab_hash(const void *bm, const void *sd, const void *data)
+{
+	return slab_hash3(XXH3_64bits(bm, SHM_BITMAP_BYTES),
+	    XXH3_64bits(sd, SHM_SIDE_BYTES), XXH3_64bits(data, SHM_SLAB_SIZE));
+}
+
+static void
+check_store(struct shm_seg *check, uint64_t s, const uint8_t *bm,
+    const uint8_t *sd)
+{
+	void *cb = (void *)slab_bitmap(check, s);
+	void *cs = (void *)slab_sides(check, s);
+
+	if (!all_zero(bm, SHM_BITMAP_BYTES) || !all_zero(cb, SHM_BITMAP_BYTES))
+		memcpy(cb, bm, SHM_BITMAP_BYTES);
+	if (!all_zero(sd, SHM_SIDE_BYTES) || !all_zero(cs, SHM_SIDE_BYTES))
+		memcpy(cs, sd, SHM_SIDE_BYTES);
+}
+
+/*
+ * Copies slab s's bitmap, side array and data out of the segment, and its
+ * bitmap and side array into the scratch heap check (what a reader will
+ * see).  Zeros are stored in check only over what is not zero already, so
+ * extents' slabs cost the scratch heap no memory.
+ */
+static int
+slab_copy(const struct shm_seg *seg, uint64_t s, uint8_t *bm, uint8_t *sd,
+    uint8_t *data, struct shm_seg *check, uint64_t *h)
+{
 	int rc;
 
+	if ((rc = part_copy(seg, bm, (const char *)slab_bitmap(seg, s),
+	    SHM_BITMAP_BYTES)) != 0 ||
+	    (rc = part_copy(seg, sd, (const char *)slab_sides(seg, s),
+	    SHM_SIDE_BYTES)) != 0)
+		return rc;
+	if (data == NULL)	/* image_scan(): hashed where it lies */
+		*h = slab_hash(bm, sd, (const void *)slab_addr(seg, s));
+	else if ((rc = part_copy(seg, data, (const char *)slab_addr(seg, s),
+	    SHM_SLAB_SIZE)) != 0)
+		return rc;
+	else
+		*h = slab_hash(bm, sd, data);
+	if (check != NULL)
+		check_store(check, s, bm, sd);
+	return 0;
+}
+
+/*
+ * Whether every page of slab s's data is in memory, so that reading it
+ * through the mapping allocates nothing (a page never committed would be
+ * allocated by the read, and fault when /dev/shm is full).  The data of a
+ * slab in use is committed; a page swapped out is read through the
+ * descriptor like a hole.  Memory that is not a segment's is.
+ */
+static int
+data_resident(const struct shm_seg *seg, uint64_t s)
+{
+	static size_t page;
+	unsigned char vec[SHM_SLAB_SIZE / 4096];
+	long pg;
+	size_t i, n;
+
+	if (seg->fd < 0)
+		return 1;
+	if (page == 0) {
+		pg = sysconf(_SC_PAGESIZE);
+		page = pg >= 4096 && pg <= (long)SHM_SLAB_SIZE ? (size_t)pg :
+		    4096;
+	}
+	n = SHM_SLAB_SIZE / page;
+	if (mincore((void *)slab_addr(seg, s), SHM_SLAB_SIZE, vec) != 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!(vec[i] & 1))
+			return 0;
+	return 1;
+}
+
+static int
+table_used(const struct shm_slab *table, uint64_t s)
+{
+	return image_slab_used(atomic_load_explicit(
+	    &((struct shm_slab *)table)[s].word, memory_order_relaxed));
+}
+
+/*
+ * Hashes every slab the table says is in use into next[] (0 for the
+ * others), copying its bitmap and side array into check, and counts those
+ * whose hash differs from prev[] (every one when prev is NULL).  Writes
+ * nothing: a delta checkpoint asks this first whether there is anything
+ * to write at all.
+ */
+int
+image_scan(const struct shm_seg *seg, const struct shm_slab *table,
+    const uint64_t *prev, uint64_t *next, struct shm_seg *check,
+    uint64_t *changed)
+{
+	uint8_t *buf;
+	uint64_t s, h;
+	int rc = 0;
+
+	*changed = 0;
+	if ((buf = malloc(SHM_BITMAP_BYTES + SHM_SIDE_BYTES +
+	    SHM_SLAB_SIZE)) == NULL)
+		return -ENOMEM;
+	for (s = 0; s < seg->nslabs; s++) {
+		if (!table_used(table, s)) {
+			next[s] = 0;
+			continue;
+		}
+		/* The data, most of the bytes, is hashed in place when it
+		 * can be: a scan that finds nothing copies little. */
+		if ((rc = slab_copy(seg, s, buf, buf + SHM_BITMAP_BYTES,
+		    data_resident(seg, s) ? NULL : buf + SHM_BITMAP_BYTES +
+		    SHM_SIDE_BYTES, check, &h)) != 0)
+			break;
+		next[s] = h;
+		if (prev == NULL || prev[s] != h)
+			(*changed)++;
+	}
+	free(buf);
+	return rc;
+}
+
+/* The batch of consecutive slabs the next RUN section carries. */
+struct batch {
+	uint8_t *bm, *sd, *data;
+	uint64_t first, n;
+};
+
+static int
+batch_flush(struct writer *w, struct batch *b, struct image_out *out)
+{
+	const void *parts[3];
+	size_t lens[3];
+	int rc;
+
+	if (b->n == 0)
+		return 0;
+	parts[0] = b->bm;
+	lens[0] = b->n * SHM_BITMAP_BYTES;
+	parts[1] = b->sd;
+	lens[1] = b->n * SHM_SIDE_BYTES;
+	parts[2] = b->data;
+	lens[2] = b->n << SHM_SLAB_SHIFT;
+	rc = write_section(w, IMG_RUN, b->first, b->n, parts, lens, 3);
+	out->slabs += b->n;
+	b->n = 0;
+	return rc;
+}
+
+/*
+ * An image: the header, the metadata copy, then the bitmaps, side arrays
+ * and data of the slabs the spec asks for, copied out of the segment in
+ * batches of IMAGE_BATCH consecutive slabs, then the end marker.
+ */
+int
+image_write(int fd, const struct image_spec *sp, struct image_out *out)
+{
+	const struct shm_seg *seg = sp->seg;
+	const struct shm_slab *table;
+	struct image_header hdr;
+	struct writer w;
+	struct batch b;
+	struct shm_geom g;
+	const void *parts[1];
+	size_t lens[1];
+	uint64_t s, h, d;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (seg_geometry(seg->size, &g) != 0 || sp->meta_len != g.bitmaps_off)
+		return -EINVAL;
+	table = (const struct shm_slab *)(sp->meta + g.slabs_off);
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.magic = IMAGE_MAGIC;
 	hdr.version = IMAGE_VERSION;
 	hdr.layout = SHM_VERSION;
-	memcpy(hdr.identity, identity, 16);
+	memcpy(hdr.identity, sp->identity, 16);
 	hdr.base = seg->base;
 	hdr.size = seg->size;
 	hdr.slab_size = SHM_SLAB_SIZE;
 	hdr.nslabs = seg->nslabs;
-	hdr.generation = generation;
-	hdr.time = (uint64_t)time(NULL);
-	hdr.meta_len = meta_len;
-	if ((rc = image_write_header(fd, &hdr)) != 0)
+	hdr.generation = sp->generation;
+	hdr.time = sp->time != 0 ? sp->time : (uint64_t)time(NULL);
+	hdr.meta_len = sp->meta_len;
+	hdr.kind = sp->kind;
+	hdr.seq = sp->seq;
+	hdr.base_generation = sp->base_generation;
+	hdr.parent_generation = sp->parent_generation;
+	hdr.parent_digest = sp->parent_digest;
+	hdr.hash = image_hash(&hdr, offsetof(struct image_header, hash));
+	if ((rc = image_write_all(fd, &hdr, sizeof(hdr))) != 0)
 		return rc;
-	parts[0] = meta;
-	lens[0] = meta_len;
-	if ((rc = image_write_section(fd, IMG_META, 0, 0, parts, lens, 1))
-	    != 0)
-		return rc;
-	sections++;
-	for (i = 0; i < nruns; i++) {
-		f = runs[2 * i];
-		n = runs[2 * i + 1];
-		parts[0] = (const void *)slab_bitmap(seg, f);
-		lens[0] = n * SHM_BITMAP_BYTES;
-		parts[1] = (const void *)slab_sides(seg, f);
-		lens[1] = n * SHM_SIDE_BYTES;
-		parts[2] = (const void *)slab_addr(seg, f);
-		lens[2] = n << SHM_SLAB_SHIFT;
-		if ((rc = write_section(fd, seg, IMG_RUN, f, n, parts, lens,
-		    3)) != 0)
-			return rc;
-		sections++;
+	memset(&b, 0, sizeof(b));
+	w.fd = fd;
+	w.seed = hdr.hash;
+	w.sections = 0;
+	if ((w.digest = XXH3_createState()) == NULL)
+		return -ENOMEM;
+	XXH3_64bits_reset_withSeed(w.digest, w.seed);
+	XXH3_64bits_update(w.digest, &hdr.hash, sizeof(hdr.hash));
+	parts[0] = sp->meta;
+	lens[0] = sp->meta_len;
+	if ((rc = write_section(&w, IMG_META, 0, 0, parts, lens, 1)) != 0)
+		goto out;
+	if (sp->check != NULL)
+		memcpy(sp->check->sb, sp->meta, sp->meta_len);
+	b.bm = malloc(IMAGE_BATCH * SHM_BITMAP_BYTES);
+	b.sd = malloc(IMAGE_BATCH * SHM_SIDE_BYTES);
+	b.data = malloc(IMAGE_BATCH << SHM_SLAB_SHIFT);
+	if (b.bm == NULL || b.sd == NULL || b.data == NULL) {
+		rc = -ENOMEM;
+		goto out;
 	}
-	return image_write_section(fd, IMG_END, 0, sections, NULL, NULL, 0);
+	for (s = 0; s < seg->nslabs; s++) {
+		if (!table_used(table, s)) {
+			if (sp->next != NULL)
+				sp->next[s] = 0;
+			if ((rc = batch_flush(&w, &b, out)) != 0)
+				goto out;
+			continue;
+		}
+		/* A delta: what image_scan() found unchanged stays out;
+		 * the check still needs its bitmap and side array (the scan
+		 * did not copy them, so that one finding nothing is cheap). */
+		if (sp->prev != NULL && sp->next != NULL &&
+		    sp->next[s] == sp->prev[s]) {
+			if ((rc = batch_flush(&w, &b, out)) != 0)
+				goto out;
+			if (sp->check != NULL && ((rc = part_copy(seg, b.bm,
+			    (const char *)slab_bitmap(seg, s),
+			    SHM_BITMAP_BYTES)) != 0 || (rc = part_copy(seg,
+			    b.sd, (const char *)slab_sides(seg, s),
+			    SHM_SIDE_BYTES)) != 0))
+				goto out;
+			if (sp->check != NULL)
+				check_store(sp->check, s, b.bm, b.sd);
+			continue;
+		}
+		if ((rc = slab_copy(seg, s, b.bm + b.n * SHM_BITMAP_BYTES,
+		    b.sd + b.n * SHM_SIDE_BYTES,
+		    b.data + (b.n << SHM_SLAB_SHIFT), sp->check, &h)) != 0)
+			goto out;
+		if (sp->next != NULL)
+			sp->next[s] = h;
+		if (b.n++ == 0)
+			b.first = s;
+		if (b.n == IMAGE_BATCH && (rc = batch_flush(&w, &b, out)) != 0)
+			goto out;
+	}
+	if ((rc = batch_flush(&w, &b, out)) != 0)
+		goto out;
+	d = XXH3_64bits_digest(w.digest);
+	parts[0] = &d;
+	lens[0] = sizeof(d);
+	if ((rc = write_section(&w, IMG_END, 0, w.sections, parts, lens,
+	    1)) != 0)
+		goto out;
+	out->sections = w.sections;
+	out->digest = d;
+out:
+	free(b.bm);
+	free(b.sd);
+	free(b.data);
+	XXH3_freeState(w.digest);
+	return rc;
+}
+
+/*
+ * A scratch heap at no address in particular (seg->sb), standing for one
+ * at base: what image_write() copies for the check, or what a reader loads.
+ * Untouched, it costs no memory.
+ */
+int
+image_scratch(struct shm_seg *seg, uintptr_t base, uint64_t size)
+{
+	void *mem;
+
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	seg_bind(seg, mem, base, size);
+	return 0;
+}
+
+/*
+ * What `aclheapctl verify` would say of the image whose bitmaps, side
+ * arrays and metadata image_write() copied into check: settled as every
+ * reader settles, then every invariant.  A checkpoint that fails this is
+ * not renamed over the last good one.
+ */
+int
+image_check_scratch(struct shm_seg *check, char *err, size_t errlen)
+{
+	image_settle(check);
+	return shm_check_still(check, NULL, err, errlen);
 }
 
 /* fsync the file, rename it into place, fsync the folder.  Closes fd. */
@@ -371,6 +539,8 @@ image_commit(int fd, const char *dir, const char *tmpname, const char *name,
 		    strerror(errno));
 		return rc;
 	}
+	if (image_commit_hook != NULL)
+		image_commit_hook(IMAGE_HOOK_SYNCED);
 	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
@@ -380,7 +550,12 @@ image_commit(int fd, const char *dir, const char *tmpname, const char *name,
 		rc = -errno;
 		snprintf(err, errlen, "rename %s/%s to %s: %s", dir, tmpname,
 		    name, strerror(errno));
-	} else if (fsync(dfd) == -1) {
+		close(dfd);
+		return rc;
+	}
+	if (image_commit_hook != NULL)
+		image_commit_hook(IMAGE_HOOK_RENAMED);
+	if (fsync(dfd) == -1) {
 		rc = -errno;
 		snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
 	}
@@ -425,14 +600,22 @@ image_read_header(int fd, struct image_header *h, char *err, size_t errlen)
 		    "image)");
 		return -EUCLEAN;
 	}
-	if (h->hash != image_hash(h, offsetof(struct image_header, hash))) {
-		snprintf(err, errlen, "header: checksum mismatch");
-		return -EUCLEAN;
-	}
+	/* The version first: an older format's header is shorter, and its
+	 * checksum is not where this one's is. */
 	if (h->version != IMAGE_VERSION || h->layout != SHM_VERSION) {
 		snprintf(err, errlen, "header: image format %u layout %u, this "
 		    "build reads format %u layout %u", h->version, h->layout,
 		    IMAGE_VERSION, SHM_VERSION);
+		return -EUCLEAN;
+	}
+	if (h->hash != image_hash(h, offsetof(struct image_header, hash))) {
+		snprintf(err, errlen, "header: checksum mismatch");
+		return -EUCLEAN;
+	}
+	if (h->kind > IMAGE_DELTA || (h->kind == IMAGE_FULL && h->seq != 0) ||
+	    (h->kind == IMAGE_DELTA && h->seq == 0)) {
+		snprintf(err, errlen, "header: unknown kind %u (link %u)",
+		    h->kind, h->seq);
 		return -EUCLEAN;
 	}
 	if (h->slab_size != SHM_SLAB_SIZE) {
@@ -461,6 +644,7 @@ struct pipeline {
 		int full;
 	} slot[NSLOT];
 	int head, tail, done, err;
+	int over;
 	image_put_fn put;
 	void *ctx;
 	pthread_t thread;
@@ -481,7 +665,7 @@ pipeline_run(void *arg)
 			break;
 		pthread_mutex_unlock(&p->mu);
 		rc = p->err == 0 ? p->put(p->ctx, p->slot[t].off,
-		    p->slot[t].buf, p->slot[t].n) : 0;
+		    p->slot[t].buf, p->slot[t].n, p->over) : 0;
 		pthread_mutex_lock(&p->mu);
 		if (rc != 0 && p->err == 0)
 			p->err = rc;
@@ -494,13 +678,14 @@ pipeline_run(void *arg)
 }
 
 static int
-pipeline_start(struct pipeline *p, image_put_fn put, void *ctx)
+pipeline_start(struct pipeline *p, image_put_fn put, void *ctx, int over)
 {
 	int i;
 
 	memset(p, 0, sizeof(*p));
 	p->put = put;
 	p->ctx = ctx;
+	p->over = over;
 	for (i = 0; i < NSLOT; i++)
 		if ((p->slot[i].buf = malloc(CHUNK)) == NULL)
 			goto fail;
@@ -569,22 +754,27 @@ pipeline_finish(struct pipeline *p)
 
 /*
  * Streams a payload from fd: the parts to the offsets in offs[], each
- * lens[] long, through the pipeline.  Verifies the trailer.  *bad: 1 for a
- * checksum mismatch, 2 when storing failed.
+ * lens[] long, through the pipeline (and, if tee is not NULL, into tee as
+ * well).  Verifies the trailer, seeded with seed; *hp is the payload's
+ * hash.  *bad: 1 for a checksum mismatch, 2 when storing failed.  If ph is
+ * not NULL, part i is made of pieces of piece[i] bytes (a divisor of
+ * CHUNK), and ph[i * npieces + k] receives the hash of its piece k.
  */
 static int
 read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
-    const uint64_t *lens, int nparts, int *bad)
+    const uint64_t *lens, int nparts, uint64_t seed, uint8_t *tee,
+    const uint64_t *piece, uint64_t npieces, uint64_t *ph, uint64_t *hp,
+    int *bad)
 {
 	XXH3_state_t *st;
-	uint64_t off, n, h;
+	uint64_t off, n, h, at = 0, x;
 	char *buf;
 	int i, rc = 0;
 
 	*bad = 0;
 	if ((st = XXH3_createState()) == NULL)
 		return -ENOMEM;
-	XXH3_64bits_reset(st);
+	XXH3_64bits_reset_withSeed(st, seed);
 	for (i = 0; i < nparts && rc == 0; i++) {
 		for (off = 0; off < lens[i]; off += n) {
 			n = lens[i] - off < CHUNK ? lens[i] - off : CHUNK;
@@ -592,14 +782,21 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 			if ((rc = read_full(fd, buf, n)) != 0)
 				break;
 			XXH3_64bits_update(st, buf, n);
+			if (tee != NULL)
+				memcpy(tee + at, buf, n);
+			for (x = 0; ph != NULL && x + piece[i] <= n;
+			    x += piece[i])
+				ph[(uint64_t)i * npieces + (off + x) / piece[i]] =
+				    XXH3_64bits(buf + x, piece[i]);
+			at += n;
 			if ((rc = pipeline_put(pl, offs[i] + off, n)) != 0) {
 				*bad = 2;
 				break;
 			}
 		}
 	}
-	if (rc == 0 && (rc = read_full(fd, &h, sizeof(h))) == 0 &&
-	    h != XXH3_64bits_digest(st)) {
+	*hp = XXH3_64bits_digest(st);
+	if (rc == 0 && (rc = read_full(fd, &h, sizeof(h))) == 0 && h != *hp) {
 		*bad = 1;
 		rc = -EUCLEAN;
 	}
@@ -607,15 +804,34 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 	return rc;
 }
 
-int
-image_read(int fd, const char *path, image_put_fn put, void *ctx,
-    struct image_info *info, char *err, size_t errlen)
+/* How one link of a chain is read. */
+struct link {
+	image_put_fn put;
+	void *ctx;
+	int over;		/* an earlier link wrote the segment */
+	uint8_t *written;	/* a bit per slab a RUN section carried */
+	uint64_t *hashes;	/* per slab: its hash as carried, or NULL */
+	uint8_t *meta;		/* the META payload, meta_len bytes */
+	uint64_t digest;	/* out: the END section's */
+};
+
+/*
+ * Reads one file from its start: the header, then every section, each
+ * verified before the next is read.  info counts this file's sections.
+ */
+static int
+read_link(int fd, const char *path, struct link *lk, struct image_info *info,
+    char *err, size_t errlen)
 {
 	struct image_header *h = &info->hdr;
 	struct image_section s;
 	struct shm_geom g;
 	struct stat sb;
-	uint64_t offs[3], lens[3], pos, per;
+	static const uint64_t piece[3] = { SHM_BITMAP_BYTES, SHM_SIDE_BYTES,
+	    SHM_SLAB_SIZE };
+	uint64_t offs[3], lens[3], pos, per, ph, pair[2], d, t;
+	uint64_t *pieces = NULL;
+	XXH3_state_t *dg = NULL;
 	struct pipeline pl;
 	char what[96];
 	int rc, bad, nparts;
@@ -637,9 +853,15 @@ image_read(int fd, const char *path, image_put_fn put, void *ctx,
 		    h->nslabs);
 		return -EUCLEAN;
 	}
+	if ((dg = XXH3_createState()) == NULL)
+		return -ENOMEM;
+	XXH3_64bits_reset_withSeed(dg, h->hash);
+	XXH3_64bits_update(dg, &h->hash, sizeof(h->hash));
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if ((rc = pipeline_start(&pl, put, ctx)) != 0)
+	if ((rc = pipeline_start(&pl, lk->put, lk->ctx, lk->over)) != 0) {
+		XXH3_freeState(dg);
 		return rc;
+	}
 	per = SHM_BITMAP_BYTES + SHM_SIDE_BYTES + SHM_SLAB_SIZE;
 	for (;;) {
 		pos = (uint64_t)lseek(fd, 0, SEEK_CUR);
@@ -652,8 +874,8 @@ image_read(int fd, const char *path, image_put_fn put, void *ctx,
 			rc = -EUCLEAN;
 			goto out;
 		}
-		if (s.hash != image_hash(&s, offsetof(struct image_section,
-		    hash)) || s.pad != 0) {
+		if (s.hash != image_hash_seeded(&s, offsetof(struct
+		    image_section, hash), h->hash) || s.pad != 0) {
 			snprintf(err, errlen, "%s: %s: header checksum "
 			    "mismatch", path, what);
 			rc = -EUCLEAN;
@@ -702,39 +924,62 @@ image_read(int fd, const char *path, image_put_fn put, void *ctx,
 			    s.first, s.first + s.count - 1);
 			break;
 		case IMG_END:
-			if (s.count != info->sections || s.len != 0) {
+			if (s.count != info->sections || s.len != sizeof(d)) {
 				snprintf(err, errlen, "%s: %s: end marker counts "
 				    "%" PRIu64 " sections, found %" PRIu64,
 				    path, what, s.count, info->sections);
 				rc = -EUCLEAN;
 				goto out;
 			}
-			pos = (uint64_t)lseek(fd, 0, SEEK_CUR) + 8;
-			if (pos > info->bytes) {
-				/* Cut inside the trailer: not "garbage". */
-				snprintf(err, errlen, "%s: %s: truncated image: "
-				    "%" PRIu64 " byte%s missing at the end", path,
-				    what, pos - info->bytes, pos - info->bytes ==
-				    1 ? "" : "s");
+			if ((rc = read_full(fd, &d, sizeof(d))) != 0 ||
+			    (rc = read_full(fd, &t, sizeof(t))) != 0) {
+				snprintf(err, errlen, "%s: %s: truncated", path,
+				    what);
 				rc = -EUCLEAN;
 				goto out;
 			}
-			if (pos != info->bytes) {
+			if (t != image_hash_seeded(&d, sizeof(d), h->hash)) {
+				snprintf(err, errlen, "%s: %s: checksum "
+				    "mismatch", path, what);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			if (d != XXH3_64bits_digest(dg)) {
+				snprintf(err, errlen, "%s: %s: the end marker's "
+				    "digest does not match the sections before "
+				    "it (sections of another image)", path,
+				    what);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			if ((uint64_t)lseek(fd, 0, SEEK_CUR) != info->bytes) {
 				snprintf(err, errlen, "%s: %s: %" PRIu64 " bytes "
 				    "of garbage after the end marker", path,
-				    what, info->bytes - pos);
+				    what, info->bytes - (uint64_t)lseek(fd, 0,
+				    SEEK_CUR));
 				rc = -EUCLEAN;
 				goto out;
 			}
-			nparts = 0;
-			break;
+			lk->digest = d;
+			rc = 0;
+			goto out;
 		default:
 			snprintf(err, errlen, "%s: %s: unknown section type %u",
 			    path, what, s.type);
 			rc = -EUCLEAN;
 			goto out;
 		}
-		rc = read_payload(fd, &pl, offs, lens, nparts, &bad);
+		if (s.type == IMG_RUN && lk->hashes != NULL &&
+		    (pieces = reallocarray(pieces, 3 * s.count,
+		    sizeof(*pieces))) == NULL) {
+			snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = read_payload(fd, &pl, offs, lens, nparts, h->hash,
+		    s.type == IMG_META ? lk->meta : NULL, piece, s.count,
+		    s.type == IMG_RUN && lk->hashes != NULL ? pieces : NULL,
+		    &ph, &bad);
 		if (rc != 0) {
 			if (bad == 2)
 				snprintf(err, errlen, "%s: %s: cannot store: %s",
@@ -748,16 +993,25 @@ image_read(int fd, const char *path, image_put_fn put, void *ctx,
 				rc = -EUCLEAN;
 			goto out;
 		}
-		if (s.type == IMG_END)
-			break;
+		pair[0] = s.hash;
+		pair[1] = ph;
+		XXH3_64bits_update(dg, pair, sizeof(pair));
 		info->sections++;
 		if (s.type == IMG_RUN) {
 			info->runs++;
 			info->slabs += s.count;
+			if (lk->written != NULL)
+				for (t = s.first; t < s.first + s.count; t++)
+					lk->written[t / 8] |=
+					    (uint8_t)(1u << (t % 8));
+			for (t = 0; lk->hashes != NULL && t < s.count; t++)
+				lk->hashes[s.first + t] = slab_hash3(pieces[t],
+				    pieces[s.count + t], pieces[2 * s.count + t]);
 		}
 	}
-	rc = 0;
 out:
+	free(pieces);
+	XXH3_freeState(dg);
 	bad = pipeline_finish(&pl);
 	if (rc == 0 && bad != 0) {
 		snprintf(err, errlen, "%s: cannot store: %s", path,
@@ -765,6 +1019,263 @@ out:
 		rc = bad;
 	}
 	return rc;
+}
+
+/* One file, a base or a delta, on its own (the fuzzer's entry). */
+int
+image_read(int fd, const char *path, image_put_fn put, void *ctx,
+    struct image_info *info, char *err, size_t errlen)
+{
+	struct link lk;
+	int rc;
+
+	memset(&lk, 0, sizeof(lk));
+	lk.put = put;
+	lk.ctx = ctx;
+	rc = read_link(fd, path, &lk, info, err, errlen);
+	info->digest = lk.digest;
+	info->base_generation = info->hdr.generation;
+	info->base_bytes = info->bytes;
+	return rc;
+}
+
+/*
+ * Whether delta d (heap.img.delta.K, named path) follows the chain read so far:
+ * 1 yes, 0 stale (of an older base: the chain ends before it), -EUCLEAN
+ * refused (err says why).
+ */
+static int
+link_follows(const char *path, const struct image_header *d, uint32_t k,
+    const struct image_header *base, const struct image_info *sofar,
+    char *err, size_t errlen)
+{
+	if (d->kind != IMAGE_DELTA) {
+		snprintf(err, errlen, "%s: header: a whole image where delta %u "
+		    "of the chain belongs", path, k);
+		return -EUCLEAN;
+	}
+	if (memcmp(d->identity, base->identity, 16) != 0 ||
+	    d->base != base->base || d->size != base->size) {
+		snprintf(err, errlen, "%s: header: a delta of another heap "
+		    "than its base's", path);
+		return -EUCLEAN;
+	}
+	if (d->base_generation < base->generation)
+		return 0;
+	if (d->base_generation != base->generation || d->seq != k ||
+	    d->parent_generation != sofar->hdr.generation ||
+	    d->parent_digest != sofar->digest ||
+	    d->generation <= d->parent_generation) {
+		snprintf(err, errlen, "%s: header: delta %u (generation %"
+		    PRIu64 ", of base %" PRIu64 ") does not follow generation "
+		    "%" PRIu64 " of base %" PRIu64 " (a link of another chain)",
+		    path, d->seq, d->generation, d->base_generation,
+		    sofar->hdr.generation, base->generation);
+		return -EUCLEAN;
+	}
+	return 1;
+}
+
+/*
+ * The chain ends at delta k, which is not there: refused if a later delta
+ * of the same base is (a link is missing from the middle, never the way
+ * a crash leaves it), else 0.  Deltas are at most IMAGE_CHAIN_MAX.
+ */
+static int
+link_missing(const char *path, uint32_t k, const struct image_header *base,
+    char *err, size_t errlen)
+{
+	struct image_header h;
+	char lpath[4200], what[256];
+	uint32_t m;
+	int fd, rc;
+
+	for (m = k + 1; m <= IMAGE_CHAIN_MAX; m++) {
+		snprintf(lpath, sizeof(lpath), "%s.delta.%u", path, m);
+		if ((fd = open(lpath, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		rc = image_read_header(fd, &h, what, sizeof(what));
+		close(fd);
+		if (rc == 0 && h.kind == IMAGE_DELTA &&
+		    h.base_generation < base->generation)
+			continue;	/* stale, as are those before it */
+		snprintf(err, errlen, "%s.delta.%u: missing, but %s is there%s",
+		    path, k, lpath, rc != 0 ? " (and damaged)" :
+		    " (a link is missing from the chain)");
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
+/*
+ * Reads a chain: the base at path, then path.delta.1, path.delta.2, ...
+ * while they follow.  Slabs an earlier link wrote and the last metadata
+ * says are free are put as zeros.  info describes the whole chain, hdr its last link.
+ */
+int
+image_read_chain(const char *path, image_put_fn put, void *ctx,
+    struct image_info *info, uint64_t *hashes, char *err, size_t errlen)
+{
+	struct image_header base, dh;
+	struct image_info one;
+	struct shm_geom g;
+	struct link lk;
+	const struct shm_slab *table;
+	char lpath[4200], what[256];
+	uint64_t s;
+	uint32_t k;
+	int fd, rc;
+
+	memset(info, 0, sizeof(*info));
+	memset(&lk, 0, sizeof(lk));
+	lk.put = put;
+	lk.ctx = ctx;
+	lk.hashes = hashes;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return rc;
+	}
+	if ((rc = image_read_header(fd, &base, what, sizeof(what))) != 0) {
+		snprintf(err, errlen, "%s: %s", path, what);
+		goto out;
+	}
+	if (base.kind != IMAGE_FULL) {
+		snprintf(err, errlen, "%s: header: a delta (link %u of a "
+		    "chain), not a whole image", path, base.seq);
+		rc = -EUCLEAN;
+		goto out;
+	}
+	if (seg_geometry(base.size, &g) != 0 || g.nslabs != base.nslabs ||
+	    base.meta_len != g.bitmaps_off) {
+		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
+		    " does not match its %" PRIu64 " slabs", path, base.size,
+		    base.nslabs);
+		rc = -EUCLEAN;
+		goto out;
+	}
+	if ((lk.written = calloc(1, (size_t)(g.nslabs + 7) / 8)) == NULL ||
+	    (lk.meta = malloc(g.bitmaps_off)) == NULL) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+		goto out;
+	}
+	if ((rc = read_link(fd, path, &lk, info, err, errlen)) != 0)
+		goto out;
+	info->digest = lk.digest;
+	info->base_generation = base.generation;
+	info->base_bytes = info->bytes;
+	lk.over = 1;
+	for (k = 1;; k++) {
+		close(fd);
+		snprintf(lpath, sizeof(lpath), "%s.delta.%u", path, k);
+		if ((fd = open(lpath, O_RDONLY | O_CLOEXEC)) == -1) {
+			if (errno == ENOENT) {
+				rc = link_missing(path, k, &base, err, errlen);
+				if (rc != 0)
+					goto out;
+				break;
+			}
+			rc = -errno;
+			snprintf(err, errlen, "%s: %s", lpath, strerror(errno));
+			goto out;
+		}
+		if ((rc = image_read_header(fd, &dh, what,
+		    sizeof(what))) != 0) {
+			snprintf(err, errlen, "%s: %s", lpath, what);
+			goto out;
+		}
+		if ((rc = link_follows(lpath, &dh, k, &base, info, err,
+		    errlen)) < 0)
+			goto out;
+		if (rc == 0) {
+			info->stale = 1;
+			break;
+		}
+		if ((rc = read_link(fd, lpath, &lk, &one, err, errlen)) != 0)
+			goto out;
+		info->hdr = one.hdr;
+		info->digest = lk.digest;
+		info->sections += one.sections;
+		info->runs += one.runs;
+		info->slabs += one.slabs;
+		info->bytes += one.bytes;
+		info->links++;
+	}
+	fd = -1;
+	/* What the chain wrote and the end says is free reads as zeros. */
+	table = (const struct shm_slab *)(lk.meta + g.slabs_off);
+	for (s = 0; s < g.nslabs; s++) {
+		if (!(lk.written[s / 8] & (1u << (s % 8))) ||
+		    table_used(table, s))
+			continue;
+		if (hashes != NULL)
+			hashes[s] = 0;
+		if ((rc = put(ctx, g.bitmaps_off + s * SHM_BITMAP_BYTES, NULL,
+		    SHM_BITMAP_BYTES, 1)) != 0 ||
+		    (rc = put(ctx, g.sides_off + s * SHM_SIDE_BYTES, NULL,
+		    SHM_SIDE_BYTES, 1)) != 0 ||
+		    (rc = put(ctx, g.data_off + s * SHM_SLAB_SIZE, NULL,
+		    SHM_SLAB_SIZE, 1)) != 0) {
+			snprintf(err, errlen, "%s: cannot store: %s", path,
+			    strerror(-rc));
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(lk.written);
+	free(lk.meta);
+	return rc;
+}
+
+/*
+ * Recomputes every checksum of an image held in memory as the writer makes
+ * them: the header's, then each section's header and payload seeded with
+ * it, and the end marker's digest of them all (one XXH3 over the hashes in
+ * order).  For tests and fuzzers that edit images on purpose; stops at the
+ * first section that does not fit.
+ */
+void
+image_reseal(uint8_t *b, size_t len)
+{
+	struct image_header h;
+	struct image_section s;
+	uint64_t x, *dg;
+	size_t pos, nd = 0;
+
+	if (len < sizeof(h))
+		return;
+	memcpy(&h, b, sizeof(h));
+	h.hash = image_hash(&h, offsetof(struct image_header, hash));
+	memcpy(b, &h, sizeof(h));
+	if ((dg = malloc((len / sizeof(s) + 1) * 2 * sizeof(*dg))) == NULL)
+		return;
+	dg[nd++] = h.hash;
+	pos = sizeof(h);
+	while (len - pos >= sizeof(s)) {
+		memcpy(&s, b + pos, sizeof(s));
+		s.hash = image_hash_seeded(&s, offsetof(struct image_section,
+		    hash), h.hash);
+		memcpy(b + pos, &s, sizeof(s));
+		pos += sizeof(s);
+		if (s.len > len - pos || len - pos - s.len < sizeof(x))
+			break;
+		if (s.type == IMG_END && s.len == sizeof(x)) {
+			x = image_hash_seeded(dg, nd * sizeof(*dg), h.hash);
+			memcpy(b + pos, &x, sizeof(x));
+		}
+		x = image_hash_seeded(b + pos, s.len, h.hash);
+		memcpy(b + pos + s.len, &x, sizeof(x));
+		if (s.type != IMG_END) {
+			dg[nd++] = s.hash;
+			dg[nd++] = x;
+		}
+		pos += s.len + sizeof(x);
+	}
+	free(dg);
 }
 
 /*
@@ -779,9 +1290,19 @@ out:
 void
 image_settle(struct shm_seg *seg)
 {
+	image_settle_hashed(seg, NULL);
+}
+
+/* The same, and the hash in hashes[] (as image_write() makes them) of
+ * each slab whose bitmap it rewrote. */
+void
+image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
+{
 	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits;
 	uint32_t w, cls, nw, i, k;
 	uintptr_t sd;
+	uint8_t *buf = NULL;
+	int moved;
 
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
@@ -799,27 +1320,47 @@ image_settle(struct shm_seg *seg)
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
 		sd = slab_side_base(seg, s, cls);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
+		moved = 0;
 		for (k = 0; k < nw; k++) {
 			bits = 0;
 			for (i = 0; i < 64 && k * 64 + i < slab_class_nblocks[cls];
 			    i++)
 				if (slab_side_load(sd, cls, k * 64 + i) != 0)
 					bits |= UINT64_C(1) << i;
+			if (atomic_load_explicit(&slab_bitmap(seg, s)[k],
+			    memory_order_relaxed) != bits)
+				moved = 1;
 			atomic_store_explicit(&slab_bitmap(seg, s)[k], bits,
 			    memory_order_relaxed);
 		}
+		if (!moved || hashes == NULL)
+			continue;
+		if (buf == NULL && (buf = malloc(SHM_BITMAP_BYTES +
+		    SHM_SIDE_BYTES + SHM_SLAB_SIZE)) == NULL) {
+			hashes[s] = 0;	/* unknown: the next delta writes it */
+			continue;
+		}
+		if (slab_copy(seg, s, buf, buf + SHM_BITMAP_BYTES, buf +
+		    SHM_BITMAP_BYTES + SHM_SIDE_BYTES, NULL, &hashes[s]) != 0)
+			hashes[s] = 0;
 	}
+	free(buf);
 }
 
 static int
-put_mem(void *ctx, uint64_t off, const void *p, size_t n)
+put_mem(void *ctx, uint64_t off, const void *p, size_t n, int over)
 {
-	memcpy((char *)ctx + off, p, n);
+	(void)over;
+	if (p == NULL)
+		memset((char *)ctx + off, 0, n);
+	else
+		memcpy((char *)ctx + off, p, n);
 	return 0;
 }
 
 /*
- * Loads an image into scratch memory for offline work (verify, inspect):
+ * Loads an image, with the deltas that follow it, into scratch memory for
+ * offline work (verify, inspect):
  * seg->base is the image's base, seg->sb wherever the scratch landed.
  */
 int
@@ -860,8 +1401,8 @@ image_load_offline(const char *path, struct shm_seg *seg,
 		close(fd);
 		return rc;
 	}
-	rc = image_read(fd, path, put_mem, mem, info, err, errlen);
 	close(fd);
+	rc = image_read_chain(path, put_mem, mem, info, NULL, err, errlen);
 	if (rc != 0) {
 		munmap(mem, h.size);
 		return rc;

@@ -1,4 +1,3 @@
-/* SPDX-License-Identifier: MIT */
 /*
  * image.h: the on-disk image of a heap (STATE/heap.img).
  *
@@ -6,28 +5,41 @@
  * -------------------
  *   +--------------------------------------------------------------+
  *   | header   magic, version, layout, identity, base, size,        |
- *   |          slab size, nslabs, generation, time, meta_len, hash  |
+ *   |          slab size, nslabs, generation, time, meta_len, kind, |
+ *   |          seq, base/parent generation, parent digest, hash     |
  *   +--------------------------------------------------------------+
  *   | section  META: segment bytes [0, meta_len): superblock,      |
  *   |          roots, lease records, slab table                     |
  *   +--------------------------------------------------------------+
  *   | section  RUN first=s count=n: bitmaps, side arrays and data   |
- *   |          of slabs s .. s+n-1 (only slabs in use; n <= 1024)   |
+ *   |          of slabs s .. s+n-1 (n <= IMAGE_RUN_MAX)             |
  *   | ...                                                           |
  *   +--------------------------------------------------------------+
- *   | section  END count=number of sections before it               |
+ *   | section  END count=sections before it, payload: the digest    |
  *   +--------------------------------------------------------------+
  *
  *   section = | struct image_section (hash of its own fields) |
  *             | len bytes of payload | 8-byte XXH3 of the payload |
  *
  * Every byte is covered by a checksum (XXH3-64 from libxxhash), so a flip
- * anywhere is found, and the missing END section finds a truncation.  Slabs
- * that hold nothing are not written: the image of a big, mostly empty heap
- * is as small as what it holds.
+ * anywhere is found, and the missing END section finds a truncation.  Every
+ * section's hashes are seeded with the header's hash, and END carries a
+ * digest of the header's and every section's hashes in order: a section
+ * taken from another image, even of the same heap, is refused like any
+ * other damage.
+ *
+ * A chain: STATE/heap.img is a base (kind FULL: every slab in use); each
+ * heap.img.delta.K (K = 1, 2, ...) is a delta (kind DELTA): the whole
+ * metadata and only the slabs whose contents changed since link K-1.  A delta names
+ * its base's generation and the digest of the link before it, so a delta
+ * of another chain is refused; one of an older base (a compaction renamed
+ * a new base, and a crash kept it from removing the old deltas) is stale
+ * and ends the chain.  Loading applies the links in order; a slab that
+ * some link wrote and that the last metadata says is free reads as zeros.
  *
  * Writing is temp file, fsync, rename, fsync of the folder: at every instant
- * heap.img is a whole image, the old one or the new one.
+ * each file of the chain is whole, the old one or the new one, and a delta
+ * counts only once it is renamed into place.
  *
  * An image of a heap in use is captured block by block: a slab's bitmap
  * and its side entries are copied moments apart while clients claim and
@@ -44,8 +56,15 @@
 #include "shm/shm.h"
 
 #define IMAGE_MAGIC	UINT64_C(0x00474d4950414548)	/* "HEAPIMG\0" */
-#define IMAGE_VERSION	1u
+#define IMAGE_VERSION	2u	/* 2: deltas; sections bound to their image */
 #define IMAGE_RUN_MAX	1024u		/* slabs per RUN section */
+#define IMAGE_BATCH	64u		/* slabs per RUN section written */
+#define IMAGE_CHAIN_MAX	64u		/* deltas after a base */
+
+enum image_kind {
+	IMAGE_FULL = 0,		/* self-contained: a base or a dump */
+	IMAGE_DELTA = 1,	/* what changed since the link before */
+};
 
 enum image_section_type {
 	IMG_META = 1,
@@ -65,6 +84,11 @@ struct image_header {
 	uint64_t generation;
 	uint64_t time;
 	uint64_t meta_len;
+	uint32_t kind;		/* enum image_kind */
+	uint32_t seq;		/* delta: K of heap.img.delta.K, full: 0 */
+	uint64_t base_generation;	/* delta: its base's generation */
+	uint64_t parent_generation;	/* delta: the link before's */
+	uint64_t parent_digest;		/* delta: the link before's digest */
 	uint64_t hash;		/* XXH3 of the bytes above */
 };
 
@@ -77,41 +101,93 @@ struct image_section {
 	uint64_t hash;		/* XXH3 of the bytes above */
 };
 
-/* Where a reader puts what it loads: at offset off of the segment. */
-typedef int (*image_put_fn)(void *ctx, uint64_t off, const void *, size_t);
+/*
+ * Where a reader puts what it loads: at offset off of the segment.  p NULL:
+ * the range must read as zeros.  over: an earlier link of the chain may
+ * have written the range (zeros in p must then be stored as well).
+ */
+typedef int (*image_put_fn)(void *ctx, uint64_t off, const void *p,
+    size_t n, int over);
 
 struct image_info {
-	struct image_header hdr;
-	uint64_t sections;
+	struct image_header hdr;	/* the last link's (the base's if alone) */
+	uint64_t sections;	/* of every link */
 	uint64_t runs;
 	uint64_t slabs;		/* slabs carried by RUN sections */
-	uint64_t bytes;		/* file size */
+	uint64_t bytes;		/* of every link's file */
+	uint64_t base_generation;
+	uint64_t base_bytes;
+	uint64_t links;		/* deltas applied after the base */
+	uint64_t stale;		/* 1: a stale delta ended the chain */
+	uint64_t digest;	/* the last link's */
 };
+
+/*
+ * What image_write() is to write.  Slabs in use are those the slab table
+ * in meta says are (image_slab_used()).  prev == NULL: every one of them;
+ * else those whose hash in next (from image_scan(), or copied from prev)
+ * differs from prev.  next, if not NULL, receives each slab's hash as
+ * written (0: free).  check, if not NULL, is a scratch heap that receives
+ * meta and every copied bitmap and side array: what a reader of the
+ * image would see, for image_check_scratch().
+ */
+struct image_spec {
+	const struct shm_seg *seg;
+	const uint8_t *identity;
+	const uint8_t *meta;
+	uint64_t meta_len;
+	uint64_t generation;
+	uint64_t time;		/* 0: now */
+	uint32_t kind, seq;
+	uint64_t base_generation, parent_generation, parent_digest;
+	const uint64_t *prev;
+	uint64_t *next;
+	struct shm_seg *check;
+};
+
+struct image_out {
+	uint64_t slabs;		/* slabs written */
+	uint64_t sections;
+	uint64_t digest;	/* what the next delta names */
+};
+
+/* A slab whose bitmap, side array and data an image carries. */
+static inline int
+image_slab_used(uint32_t word)
+{
+	return SHM_SLAB_STATE(word) != SHM_FREE;
+}
+
+/* Test-only: called between the steps of image_commit(). */
+enum { IMAGE_HOOK_SYNCED, IMAGE_HOOK_RENAMED };
+extern void (*image_commit_hook)(int step);
 
 /* shm/image.c */
 uint64_t image_hash(const void *, size_t);
+uint64_t image_hash_seeded(const void *, size_t, uint64_t seed);
 int	 image_writer_open(const char *dir, const char *name, int *fdp,
 	    char *err, size_t errlen);
 int	 image_write_all(int fd, const void *, size_t);
 int	 image_write_header(int fd, const struct image_header *);
-int	 image_write_section(int fd, uint32_t type, uint64_t first,
-	    uint64_t count, const void *const *parts, const size_t *lens,
-	    int nparts);
-int	 image_runs(const struct shm_slab *, uint64_t nslabs,
-	    const struct shm_seg *live, uint64_t **runs,
-	    uint64_t *nruns);
-int	 image_write(int fd, const struct shm_seg *, const uint8_t identity[16],
-	    const uint8_t *meta, uint64_t meta_len, const uint64_t *runs,
-	    uint64_t nruns, uint64_t generation);
+int	 image_write(int fd, const struct image_spec *, struct image_out *);
+int	 image_scan(const struct shm_seg *, const struct shm_slab *table,
+	    const uint64_t *prev, uint64_t *next, struct shm_seg *check,
+	    uint64_t *changed);
+int	 image_scratch(struct shm_seg *, uintptr_t base, uint64_t size);
+int	 image_check_scratch(struct shm_seg *, char *err, size_t errlen);
 int	 image_commit(int fd, const char *dir, const char *tmpname,
 	    const char *name, char *err, size_t errlen);
 int	 image_read_header(int fd, struct image_header *, char *err,
 	    size_t errlen);
 int	 image_read(int fd, const char *path, image_put_fn, void *ctx,
 	    struct image_info *, char *err, size_t errlen);
+int	 image_read_chain(const char *path, image_put_fn, void *ctx,
+	    struct image_info *, uint64_t *hashes, char *err, size_t errlen);
 int	 image_load_offline(const char *path, struct shm_seg *,
 	    struct image_info *, char *err, size_t errlen);
 void	 image_unload_offline(struct shm_seg *);
 void	 image_settle(struct shm_seg *);
+void	 image_settle_hashed(struct shm_seg *, uint64_t *hashes);
+void	 image_reseal(uint8_t *file, size_t len);
 
 #endif /* ACLHEAP_IMAGE_H */

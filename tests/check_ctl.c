@@ -268,7 +268,21 @@ START_TEST(test_status_json)
 	ck_assert_ptr_nonnull(cls);
 	ck_assert_uint_gt(json_u64(cls, "time"), 0);
 	ck_assert_uint_gt(json_u64(cls, "bytes"), 0);
+	ck_assert_uint_gt(json_u64(cls, "slabs"), 0);
+	ck_out_has("\"kind\":\"full\",\"reason\":\"no image of this heap yet\"");
 	ck_out_has("/heap.img\"");
+	cls = strstr(out, "\"chain\":{");
+	ck_assert_ptr_nonnull(cls);
+	ck_assert_uint_eq(json_u64(cls, "deltas"), 0);
+	ck_assert_uint_gt(json_u64(cls, "bytes"), 0);
+	/* Nothing changed: a checkpoint that wrote nothing. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(ctl("status", "--json", NULL), 0);
+	cls = strstr(out, "\"last_checkpoint\":{");
+	ck_assert_uint_eq(json_u64(cls, "bytes"), 0);
+	ck_out_has("\"kind\":\"nothing\"");
+	ck_assert_int_eq(ctl("status", NULL), 0);
+	ck_out_has(", nothing (nothing changed)\n");
 }
 END_TEST
 
@@ -512,13 +526,15 @@ END_TEST
 
 START_TEST(test_checkpoint)
 {
-	char path[400], want[512];
+	char path[400], delta[420], want[512];
 	uint64_t bytes;
 	const char *p;
+	char *blk;
 	int rc;
 
-	ck_assert_int_eq(aclheap_root_set("ck", alloc_ok(5000)), 0);
+	ck_assert_int_eq(aclheap_root_set("ck", blk = alloc_ok(5000)), 0);
 	snprintf(path, sizeof(path), "%s/heap.img", td.state);
+	snprintf(delta, sizeof(delta), "%s.delta.1", path);
 	ck_assert_int_eq(access(path, F_OK), -1);
 
 	rc = ctl("checkpoint", NULL);
@@ -528,19 +544,78 @@ START_TEST(test_checkpoint)
 	ck_assert_ptr_nonnull(p);
 	bytes = strtoull(p + 2, NULL, 10);
 	ck_assert_uint_eq(bytes, (uint64_t)file_size(path));
-	ck_out_has(" ms");
+	ck_out_has(" ms, full (no image of this heap yet)");
 
+	/* Nothing changed since: nothing written, the generation stands. */
 	ck_assert_int_eq(ctl("checkpoint", "--json", NULL), 0);
-	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(path));
+	ck_assert_uint_eq(json_u64(out, "bytes"), 0);
+	ck_assert_uint_eq(json_u64(out, "generation"), 1);
+	ck_out_has("\"kind\":\"nothing\"");
+	ck_assert_int_eq(ctl("checkpoint", NULL), 0);
+	ck_out_has("checkpoint 1 stands: nothing changed, nothing written");
+	ck_assert_int_eq(access(delta, F_OK), -1);
+
+	/* A client's store: a delta of one slab. */
+	memset(blk, 'd', 100);
+	ck_assert_int_eq(ctl("checkpoint", "--json", NULL), 0);
 	ck_assert_uint_eq(json_u64(out, "generation"), 2);
+	ck_assert_uint_eq(json_u64(out, "slabs"), 1);
+	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(delta));
+	ck_out_has("\"kind\":\"delta\",\"reason\":\"1 slabs changed\"");
+	snprintf(want, sizeof(want), "\"path\":\"%s\"", delta);
+	ck_out_has(want);
+	rc = ctl("inspect", path, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("generation 2");
+	ck_out_has("base generation 1 (");
+	ck_out_has(") and 1 deltas\n");
+	ck_assert_int_eq(ctl("verify", path, NULL), 0);
+	ck_out_has("(1 deltas)");
+
+	/* --full: a new base, the delta gone. */
+	ck_assert_int_eq(ctl("checkpoint", "--full", "--json", NULL), 0);
+	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(path));
+	ck_assert_uint_eq(json_u64(out, "generation"), 3);
+	ck_out_has("\"kind\":\"full\",\"reason\":\"asked for\"");
 	snprintf(want, sizeof(want), "\"path\":\"%s\"", path);
 	ck_out_has(want);
+	ck_assert_int_eq(access(delta, F_OK), -1);
+	ck_assert_int_eq(ctl("checkpoint", "--bogus", NULL), 2);
 
 	/* The daemon's own image inspects like a dump. */
 	rc = ctl("inspect", path, NULL);
 	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
-	ck_out_has("generation 2");
+	ck_out_has("generation 3");
+	ck_out_has(") and 0 deltas\n");
 	ck_out_has("  ck\n");
+}
+END_TEST
+
+/* A dump is one whole image, whatever the chain on disk: it verifies and
+ * inspects alone. */
+START_TEST(test_dump_alone)
+{
+	char img[400], want[512];
+	char *blk = alloc_ok(3000);
+	int rc;
+
+	memset(blk, 1, 3000);
+	ck_assert_int_eq(aclheap_root_set("one", blk), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	memset(blk, 2, 3000);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);	/* a delta */
+	snprintf(img, sizeof(img), "%s/heap.img.delta.1", td.state);
+	ck_assert_int_eq(access(img, F_OK), 0);
+	snprintf(img, sizeof(img), "%s/alone.img", td.dir);
+	dump_to(img);
+	rc = ctl("inspect", img, "--json", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "deltas"), 0);
+	ck_assert_uint_eq(json_u64(out, "generation"), 2);
+	ck_assert_uint_eq(json_u64(out, "bytes"), (uint64_t)file_size(img));
+	snprintf(want, sizeof(want), "\"name\":\"one\",\"addr\":%" PRIuPTR,
+	    (uintptr_t)blk);
+	ck_out_has(want);
 }
 END_TEST
 
@@ -1172,6 +1247,7 @@ ctl_suite(void)
 	add(s, "hexdump_outside", test_hexdump_outside, setup_daemon);
 	add(s, "checkpoint", test_checkpoint, setup_daemon);
 	add(s, "dump", test_dump_verify_inspect, setup_daemon);
+	add(s, "dump_alone", test_dump_alone, setup_daemon);
 	add(s, "verify_damaged", test_verify_damaged, setup_daemon);
 	add(s, "clients", test_clients, setup_daemon);
 	add(s, "unreachable", test_unreachable, setup_daemon);

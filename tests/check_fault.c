@@ -314,15 +314,15 @@ START_TEST(sparse_heap_bigger_than_shm)
 END_TEST
 
 /*
- * The state folder fills up during a checkpoint: the checkpoint fails with
- * the reason logged and returned, heap.img stays exactly the previous
- * image, no temp file is left, the daemon serves on, and a checkpoint
- * succeeds again once there is room.
+ * The state folder fills up during a checkpoint (a delta): the checkpoint
+ * fails with the reason logged and returned, heap.img stays exactly the
+ * previous image, no temp file is left, the daemon serves on, and a
+ * checkpoint succeeds again once there is room.
  */
 START_TEST(checkpoint_disk_full_keeps_image)
 {
 	const char *extra[] = { "--checkpoint-interval", "0", NULL };
-	char img[400], tmp[400], err[512];
+	char img[400], tmp[400], delta[400], err[512];
 	uint8_t *before, *after;
 	size_t lb, la;
 	struct image_info info;
@@ -338,7 +338,8 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	private_tmpfs(td.state, "16m");
 	ck_assert_msg(td_start(&td, extra) == 0, "%s", td_log(&td));
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
-	snprintf(tmp, sizeof(tmp), "%s/heap.img.tmp", td.state);
+	snprintf(tmp, sizeof(tmp), "%s/heap.img.delta.1.tmp", td.state);
+	snprintf(delta, sizeof(delta), "%s/heap.img.delta.1", td.state);
 	memset(aclmalloc(1000), 1, 1000);
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
 	before = slurp(img, &lb);
@@ -350,7 +351,7 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	/* About 21 MB to write into 16 MB. */
 	ck_assert_int_eq(aclheap_checkpoint(), -EIO);
 	ck_assert_msg(strstr(aclheap_last_error(), strerror(ENOSPC)) != NULL &&
-	    strstr(aclheap_last_error(), "heap.img.tmp") != NULL, "%s",
+	    strstr(aclheap_last_error(), "heap.img.delta.1.tmp") != NULL, "%s",
 	    aclheap_last_error());
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "checkpoint failed"));
 	after = slurp(img, &la);
@@ -358,6 +359,7 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(after);
 	ck_assert_int_ne(stat(tmp, &st), 0);
+	ck_assert_int_ne(stat(delta, &st), 0);
 	ck_assert_msg(image_load_offline(img, &off, &info, err, sizeof(err)) ==
 	    0, "%s", err);
 	image_unload_offline(&off);
@@ -367,8 +369,10 @@ START_TEST(checkpoint_disk_full_keeps_image)
 		ck_assert_uint_eq(aclfree(big[i]), 1 << 20);
 	/* About 13 MB now: room again. */
 	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
+	ck_assert_int_eq(stat(delta, &st), 0);	/* a delta after the base */
 	after = slurp(img, &la);
-	ck_assert(la != lb || memcmp(before, after, lb) != 0);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(after);
 	ck_assert_msg(image_load_offline(img, &off, &info, err, sizeof(err)) ==
 	    0, "%s", err);
@@ -379,9 +383,10 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	}
 	image_unload_offline(&off);
 	free(before);
-	/* The final checkpoint needs room for a second image beside the
-	 * first, which 16 MB has not: the stop says it failed (exit 1), and
-	 * the image that is there stays whole. */
+	/* The deltas have outgrown the base: the final checkpoint is a new
+	 * base, which needs room beside the chain, which 16 MB has not: the
+	 * stop says it failed (exit 1), and the image that is there stays
+	 * whole. */
 	before = slurp(img, &lb);
 	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 1);
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "final checkpoint failed"));
@@ -396,15 +401,15 @@ END_TEST
 /*
  * A checkpoint that failed for want of room is tried again by the interval
  * timer once there is room, even when nothing changed in the heap since
- * and no client is connected.
+ * and no client is connected: the delta appears.
  */
 START_TEST(checkpoint_retried_when_room_returns)
 {
 	const char *extra[] = { "--checkpoint-interval", "1", NULL };
-	char img[400], filler[400], zero[65536];
+	char img[400], delta[400], filler[400], zero[65536];
 	struct stat st;
-	ino_t ino;
 	uint64_t end;
+	char *p = NULL;
 	int fd, i;
 
 	NEED_MOUNTS();
@@ -413,10 +418,12 @@ START_TEST(checkpoint_retried_when_room_returns)
 	private_tmpfs(td.state, "16m");
 	ck_assert_msg(td_start(&td, extra) == 0, "%s", td_log(&td));
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	snprintf(delta, sizeof(delta), "%s/heap.img.delta.1", td.state);
 	snprintf(filler, sizeof(filler), "%s/filler", td.state);
 	for (i = 0; i < 4; i++)
-		memset(aclmalloc(1 << 20), 'x', 1 << 20);
+		memset(p = aclmalloc(1 << 20), 'x', 1 << 20);
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	memset(p, 'y', 100);	/* something for the next one to write */
 	/* Everything else of the file system goes to the filler. */
 	memset(zero, 0, sizeof(zero));
 	fd = open(filler, O_WRONLY | O_CREAT, 0600);
@@ -426,12 +433,11 @@ START_TEST(checkpoint_retried_when_room_returns)
 	ck_assert_int_eq(errno, ENOSPC);
 	close(fd);
 	ck_assert_int_eq(aclheap_checkpoint(), -EIO);
-	ck_assert_int_eq(stat(img, &st), 0);
-	ino = st.st_ino;
+	ck_assert_int_ne(stat(delta, &st), 0);
 	aclheap_detach();
 	ck_assert_int_eq(unlink(filler), 0);
 	end = now_ms() + 20000;
-	while (stat(img, &st) != 0 || st.st_ino == ino) {
+	while (stat(delta, &st) != 0) {
 		ck_assert_msg(now_ms() < end, "no checkpoint after the room "
 		    "came back:\n%s", td_log(&td));
 		msleep(20);

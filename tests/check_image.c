@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,26 +79,45 @@ img_down(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* A whole image of seg (kind FULL) at generation gen into dir/name; the
+ * per-slab hashes into next if not NULL. */
 static void
-write_image(void)
+write_full(const char *name, uint64_t gen, uint64_t *next,
+    struct image_out *out)
 {
-	uint64_t *runs, nruns, len = seg.sb->bitmaps_off;
+	struct image_spec sp;
+	struct image_out o;
+	uint64_t len = seg.sb->bitmaps_off;
 	uint8_t *meta;
-	char err[512];
+	char err[512], tmp[64];
 	int fd;
 
 	meta = malloc(len);
 	memcpy(meta, seg.sb, len);
-	ck_assert_int_eq(image_runs(seg.slabs, seg.nslabs, NULL, &runs, &nruns), 0);
-	ck_assert_uint_eq(nruns, 3);	/* 0, 3-5, 100 */
-	ck_assert_int_eq(image_writer_open(dir, "heap.img.tmp", &fd, err,
-	    sizeof(err)), 0);
-	ck_assert_int_eq(image_write(fd, &seg, id, meta, len, runs, nruns, 7),
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &seg;
+	sp.identity = id;
+	sp.meta = meta;
+	sp.meta_len = len;
+	sp.generation = gen;
+	sp.time = 1000 + gen;
+	sp.next = next;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
 	    0);
-	ck_assert_msg(image_commit(fd, dir, "heap.img.tmp", "heap.img", err,
-	    sizeof(err)) == 0, "%s", err);
-	free(runs);
+	ck_assert_int_eq(image_write(fd, &sp, out != NULL ? out : &o), 0);
+	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
+	    "%s", err);
 	free(meta);
+}
+
+static void
+write_image(void)
+{
+	struct image_out o;
+
+	write_full("heap.img", 7, NULL, &o);
+	ck_assert_uint_eq(o.slabs, 5);	/* 0, 3-5, 100 */
 }
 
 static uint8_t *
@@ -254,6 +274,315 @@ START_TEST(image_refuses_foreign_files)
 }
 END_TEST
 
+/* A delta of seg after the base or delta whose digest is parent: only
+ * the slabs whose hash differs from prev (image_scan() fills next). */
+static uint64_t
+write_delta(uint32_t seq, uint64_t gen, uint64_t base_gen,
+    uint64_t parent_gen, uint64_t parent, const uint64_t *prev,
+    uint64_t *next, uint64_t *slabs)
+{
+	struct image_spec sp;
+	struct image_out o;
+	uint64_t len = seg.sb->bitmaps_off, changed;
+	uint8_t *meta;
+	char err[512], name[64], tmp[80];
+	int fd;
+
+	ck_assert_int_eq(image_scan(&seg, seg.slabs, prev, next, NULL,
+	    &changed), 0);
+	meta = malloc(len);
+	memcpy(meta, seg.sb, len);
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &seg;
+	sp.identity = id;
+	sp.meta = meta;
+	sp.meta_len = len;
+	sp.generation = gen;
+	sp.time = 1000 + gen;
+	sp.kind = IMAGE_DELTA;
+	sp.seq = seq;
+	sp.base_generation = base_gen;
+	sp.parent_generation = parent_gen;
+	sp.parent_digest = parent;
+	sp.prev = prev;
+	sp.next = next;
+	snprintf(name, sizeof(name), "heap.img.delta.%u", seq);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(image_write(fd, &sp, &o), 0);
+	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_uint_eq(o.slabs, changed);
+	if (slabs != NULL)
+		*slabs = o.slabs;
+	free(meta);
+	return o.digest;
+}
+
+static uint8_t *
+slurp_path(const char *p, size_t *len)
+{
+	struct stat st;
+	uint8_t *b;
+	int fd;
+
+	fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	b = malloc((size_t)st.st_size + 1);
+	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+static void
+spit_path(const char *p, const uint8_t *b, size_t len)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
+	close(fd);
+}
+
+/* Changes between the base and the delta: a block rewritten, the extent
+ * freed (its bytes left behind, as a reader must not keep them), a block
+ * in the empty slab. */
+static void
+change_heap(void)
+{
+	uint32_t hint = 0;
+	long b;
+
+	memset((void *)blocks[3], 'Z', 60);
+	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	atomic_store(&seg.slabs[4].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	atomic_store(&seg.slabs[5].word, SHM_SLAB_WORD(SHM_FREE, 0, 0));
+	seg.slabs[3].run = seg.slabs[4].run = seg.slabs[5].run = 0;
+	seg.slabs[3].req = 0;
+	b = slab_claim_one(&seg, 100, 7, &hint);
+	ck_assert_int_ge(b, 0);
+	slab_set_live(&seg, 100, (uint32_t)b, 7, 100);
+	memset((void *)slab_addr(&seg, 100), 'N', 100);
+}
+
+START_TEST(image_delta_roundtrip)
+{
+	uint64_t *h0, *h1, d0, slabs;
+	struct image_out o;
+	struct image_info info;
+	struct shm_seg off;
+	char err[512], dpath[160];
+	struct stat sb, sd;
+	uint64_t i;
+
+	img_up();
+	h0 = calloc(seg.nslabs, 8);
+	h1 = calloc(seg.nslabs, 8);
+	write_full("heap.img", 7, h0, &o);
+	d0 = o.digest;
+	change_heap();
+	write_delta(1, 8, 7, 7, d0, h0, h1, &slabs);
+	ck_assert_uint_eq(slabs, 2);	/* slab 0 and slab 100 */
+	ck_assert_msg(image_load_offline(path, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(info.links, 1);
+	ck_assert_uint_eq(info.hdr.generation, 8);
+	ck_assert_uint_eq(info.base_generation, 7);
+	ck_assert_msg(shm_check(&off, NULL, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(memcmp((void *)(blocks[3] - seg.data + off.data),
+	    (void *)blocks[3], 60), 0);
+	ck_assert_int_eq(memcmp((void *)slab_addr(&off, 100),
+	    (void *)slab_addr(&seg, 100), SHM_SLAB_SIZE), 0);
+	for (i = 0; i < 3 * SHM_SLAB_SIZE; i++)
+		ck_assert_msg(((uint8_t *)slab_addr(&off, 3))[i] == 0,
+		    "freed extent byte %" PRIu64 " kept", i);
+	image_unload_offline(&off);
+	snprintf(dpath, sizeof(dpath), "%s.delta.1", path);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(stat(dpath, &sd), 0);
+	/* The base carries five slabs, the delta two. */
+	ck_assert_uint_le((uint64_t)sd.st_size + 3 * SHM_SLAB_SIZE,
+	    (uint64_t)sb.st_size);
+	/* Nothing changed since: a scan finds nothing to write. */
+	ck_assert_int_eq(image_scan(&seg, seg.slabs, h1, h0, NULL, &i), 0);
+	ck_assert_uint_eq(i, 0);
+	free(h0);
+	free(h1);
+	img_down();
+}
+END_TEST
+
+/* Every flip in a delta, and every cut of it, refused with the delta
+ * named; the files are never written. */
+START_TEST(image_delta_flips_refused)
+{
+	uint64_t *h0, *h1;
+	struct image_out o;
+	struct image_info info;
+	struct shm_seg off;
+	char err[512], dpath[160];
+	uint8_t *b, r;
+	size_t len, i, n = 0;
+
+	img_up();
+	h0 = calloc(seg.nslabs, 8);
+	h1 = calloc(seg.nslabs, 8);
+	write_full("heap.img", 7, h0, &o);
+	change_heap();
+	write_delta(1, 8, 7, 7, o.digest, h0, h1, NULL);
+	snprintf(dpath, sizeof(dpath), "%s.delta.1", path);
+	b = slurp_path(dpath, &len);
+	for (i = 0; i < len; i += (i < 4096 || len - i < 64) ? 1 : 97) {
+		r = (uint8_t)(1u << (i % 8));
+		b[i] ^= r;
+		spit_path(dpath, b, len);
+		ck_assert_msg(image_load_offline(path, &off, &info, err,
+		    sizeof(err)) == -EUCLEAN, "flip at %zu not detected", i);
+		ck_assert_msg(strstr(err, dpath) != NULL, "%s", err);
+		b[i] ^= r;
+		n++;
+	}
+	ck_assert_uint_gt(n, 4000);
+	for (i = 0; i < len; i += i < 128 || len - i < 128 ? 1 : 4093) {
+		spit_path(dpath, b, i);
+		ck_assert_msg(image_load_offline(path, &off, &info, err,
+		    sizeof(err)) == -EUCLEAN, "cut at %zu not detected", i);
+		ck_assert_msg(strstr(err, dpath) != NULL, "%s", err);
+	}
+	spit_path(dpath, b, len);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), 0);
+	ck_assert_uint_eq(info.links, 1);
+	image_unload_offline(&off);
+	free(b);
+	free(h0);
+	free(h1);
+	img_down();
+}
+END_TEST
+
+/* Two images of the same heap spliced (one's header and metadata, the
+ * other's runs and end, every section's own checksum intact) are refused;
+ * so is a delta put after a base it was not written after; a delta of an
+ * older base is stale and ends the chain. */
+START_TEST(image_splice_refused)
+{
+	uint64_t *h0, *h1, d7;
+	struct image_out o;
+	struct image_info info;
+	struct shm_seg off;
+	char err[512], dpath[160];
+	uint8_t *a, *b, *sp, *dl;
+	size_t la, lb, ld, cut;
+
+	img_up();
+	h0 = calloc(seg.nslabs, 8);
+	h1 = calloc(seg.nslabs, 8);
+	write_full("heap.img", 7, h0, &o);
+	d7 = o.digest;
+	a = slurp(&la);
+	change_heap();
+	write_full("heap.img", 8, NULL, NULL);
+	b = slurp(&lb);
+	cut = sizeof(struct image_header) + sizeof(struct image_section) +
+	    seg.sb->bitmaps_off + 8;
+	ck_assert_uint_lt(cut, la);
+	sp = malloc(lb);
+	memcpy(sp, a, cut);
+	memcpy(sp + cut, b + cut, lb - cut);
+	spit(sp, lb);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, "section 1") != NULL &&
+	    strstr(err, "checksum mismatch") != NULL, "%s", err);
+	/* Whole sections moved with their hashes recomputed for the new
+	 * header: the end marker's digest still tells. */
+	image_reseal(sp, cut);
+	spit(sp, lb);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+
+	/* A delta of base 7 (digest d7) after another base 7. */
+	spit(a, la);
+	write_delta(1, 8, 7, 7, d7, h0, h1, NULL);
+	snprintf(dpath, sizeof(dpath), "%s.delta.1", path);
+	dl = slurp_path(dpath, &ld);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), 0);
+	image_unload_offline(&off);
+	write_full("heap.img", 7, NULL, NULL);	/* same generation, new time */
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, "does not follow") != NULL &&
+	    strstr(err, dpath) != NULL, "%s", err);
+	/* A newer base: the delta is stale, the base alone loads. */
+	write_full("heap.img", 9, NULL, NULL);
+	ck_assert_msg(image_load_offline(path, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(info.links, 0);
+	ck_assert_uint_eq(info.stale, 1);
+	ck_assert_uint_eq(info.hdr.generation, 9);
+	image_unload_offline(&off);
+	/* A delta where the base belongs. */
+	spit(dl, ld);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, "not a whole image") != NULL, "%s", err);
+	free(a);
+	free(b);
+	free(sp);
+	free(dl);
+	free(h0);
+	free(h1);
+	img_down();
+}
+END_TEST
+
+/* A delta missing from the middle of a chain is refused, naming it: the
+ * deltas after it cannot stand without it. */
+START_TEST(image_missing_link_refused)
+{
+	uint64_t *h0, *h1, d;
+	struct image_out o;
+	struct image_info info;
+	struct shm_seg off;
+	char err[512], d1[160], moved[170];
+
+	img_up();
+	h0 = calloc(seg.nslabs, 8);
+	h1 = calloc(seg.nslabs, 8);
+	write_full("heap.img", 7, h0, &o);
+	change_heap();
+	d = write_delta(1, 8, 7, 7, o.digest, h0, h1, NULL);
+	memset((void *)blocks[5], 'F', 60);
+	write_delta(2, 9, 7, 8, d, h1, h0, NULL);
+	ck_assert_msg(image_load_offline(path, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(info.links, 2);
+	ck_assert_uint_eq(info.hdr.generation, 9);
+	ck_assert_int_eq(memcmp((void *)(blocks[5] - seg.data + off.data),
+	    (void *)blocks[5], 60), 0);
+	image_unload_offline(&off);
+	snprintf(d1, sizeof(d1), "%s.delta.1", path);
+	snprintf(moved, sizeof(moved), "%s.moved", d1);
+	ck_assert_int_eq(rename(d1, moved), 0);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, d1) != NULL && strstr(err, "missing") !=
+	    NULL, "%s", err);
+	ck_assert_int_eq(rename(moved, d1), 0);
+	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
+	    sizeof(err)), 0);
+	image_unload_offline(&off);
+	free(h0);
+	free(h1);
+	img_down();
+}
+END_TEST
+
 Suite *
 image_suite(void)
 {
@@ -264,6 +593,10 @@ image_suite(void)
 	tcase_add_test(tc, image_every_flip_detected);
 	tcase_add_test(tc, image_every_truncation_detected);
 	tcase_add_test(tc, image_refuses_foreign_files);
+	tcase_add_test(tc, image_delta_roundtrip);
+	tcase_add_test(tc, image_delta_flips_refused);
+	tcase_add_test(tc, image_splice_refused);
+	tcase_add_test(tc, image_missing_link_refused);
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);
 	return s;

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,12 @@ START_TEST(reboot_restores_from_image)
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
 	check("a", "31", a);
 	check("b", "32", b);
+	/* The hashes read with the image are the heap's: the checkpoint
+	 * after a load writes the metadata (a new epoch) and no slab. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_msg(strstr(td_log(&td), "0 slabs in") != NULL &&
+	    strstr(td_log(&td), "(delta: metadata changed)") != NULL, "%s",
+	    td_log(&td));
 }
 END_TEST
 
@@ -338,7 +345,7 @@ START_TEST(inconsistent_image_refused)
 	struct shm_slab *sl;
 	char img[400];
 	uint8_t *b, *meta;
-	uint64_t s, x;
+	uint64_t s;
 	uint32_t w = 0, orig;
 	size_t len;
 
@@ -360,22 +367,19 @@ START_TEST(inconsistent_image_refused)
 	orig = w;
 	w = SHM_SLAB_WORD(SHM_SMALL, 100, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	refused(img, "has class 100");
 	/* An extent longer than the heap: the same. */
 	w = SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
 	sl[s].run = UINT32_MAX;
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	refused(img, "runs 4294967295 slabs past the end");
 	memcpy(&sl[s].word, &orig, sizeof(orig));
 	sl[s].run = 0;
-	x = image_hash(meta, h->meta_len);
-	memcpy(meta + h->meta_len, &x, sizeof(x));
+	image_reseal(b, len);
 	spit(img, b, len);
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "65", NULL);
@@ -561,28 +565,352 @@ START_TEST(client_follows_reloaded_heap)
 }
 END_TEST
 
-START_TEST(checkpoint_interval_writes)
+static int
+count_in(const char *hay, const char *needle)
 {
-	char img[400];
-	struct stat st;
+	int n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+/* Waits (30 s at most) until the log holds what at least n times. */
+static void
+wait_log(const char *what, int n)
+{
+	uint64_t end = now_ms() + 30000;
+
+	while (count_in(td_log(&td), what) < n) {
+		ck_assert_msg(now_ms() < end, "'%s' not %d times in 30 s:\n%s",
+		    what, n, td_log(&td));
+		msleep(20);
+	}
+}
+
+/* The state folder's files, names, sizes and inodes, as one string. */
+static void
+state_files(char *buf, size_t len)
+{
+	char cmd[600];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "ls -i -l --time-style=+%%s.%%N '%s' | "
+	    "grep heap.img", td.state);
+	ck_assert_ptr_nonnull(f = popen(cmd, "r"));
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	pclose(f);
+}
+
+/* The timer checkpoints while a client is connected; when nothing changed
+ * it writes nothing at all; a change is written as a delta. */
+START_TEST(idle_client_writes_nothing)
+{
 	const char *extra[] = { "--checkpoint-interval", "1", NULL };
-	uint64_t end, gen = 0;
+	char img[400], delta[420], before[4096], after[4096];
+	struct stat st;
+	uint64_t gen = 0;
+	char *p;
+	int n;
 
 	td_stop(&td, SIGTERM);
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	snprintf(delta, sizeof(delta), "%s.delta.1", img);
 	unlink(img);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
 	ck_assert_int_eq(td_start(&td, extra), 0);
-	ck_assert_ptr_nonnull(aclmalloc(10));	/* a connected client */
-	end = now_ms() + 15000;
-	while (now_ms() < end) {
-		if (stat(img, &st) == 0) {
-			image_verifies(img, &gen);
-			if (gen >= 3)
-				break;
-		}
-		msleep(50);
+	ck_assert_ptr_nonnull(p = aclmalloc(5000));	/* a connected client */
+	memset(p, 'x', 5000);
+	wait_log("(full: no image of this heap yet)", 1);
+	/* Two intervals after it may still write the metadata the first one
+	 * raced with; after those, nothing. */
+	n = count_in(td_log(&td), "nothing changed since");
+	wait_log("nothing changed since", n + 2);
+	state_files(before, sizeof(before));
+	n = count_in(td_log(&td), "nothing changed since");
+	wait_log("nothing changed since", n + 3);
+	state_files(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	ck_assert_ptr_null(strstr(after, "tmp"));
+	/* A client's store, which the daemon never sees: a delta. */
+	n = count_in(td_log(&td), "(delta: ");
+	memset(p, 'y', 100);
+	wait_log("(delta: ", n + 1);
+	ck_assert_int_eq(stat(delta, &st), 0);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "(delta: 1 slabs changed)"));
+	/* Small: the metadata and one slab. */
+	ck_assert_uint_lt((uint64_t)st.st_size, 123112 + 2 * 75000);
+	image_verifies(img, &gen);
+	ck_assert_uint_ge(gen, 2);
+}
+END_TEST
+
+/* A new heap in an empty state folder (of td.size); this process is a
+ * client of the new one. */
+static void
+fresh(void)
+{
+	char cmd[600];
+
+	aclheap_detach();
+	td_stop(&td, SIGKILL);
+	td_shm_unlink(&td);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/heap.*", td.state);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+}
+
+/* Starts the daemon to be killed at step (KIND-STEP) of a checkpoint. */
+static void
+start_crashing(const char *step)
+{
+	char env[64];
+	const char *envv[] = { env, NULL };
+
+	snprintf(env, sizeof(env), "ACLHEAPD_TEST_CRASH=%s", step);
+	ck_assert_int_eq(td_start_env(&td, NULL, envv), 0);
+	ck_assert_msg(td_wait_ready(&td) == 0, "%s", td_log(&td));
+}
+
+/* Asks for a checkpoint (SIGUSR1) and sees the daemon die at step. */
+static void
+crash_in_checkpoint(const char *step)
+{
+	char what[64];
+	int st;
+
+	ck_assert_int_eq(kill(td.pid, SIGUSR1), 0);
+	st = td_wait_exit(&td, 60000);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+	    "status %d\n%s", st, td_log(&td));
+	snprintf(what, sizeof(what), "test crash point %s", step);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), what));
+}
+
+/* After a reboot: is root r there? */
+static int
+root_there(const char *r)
+{
+	char out[256];
+
+	return helper(out, sizeof(out), "addr", r, NULL, NULL) == 0;
+}
+
+/* A delta checkpoint killed at each of its steps: the chain loads after a
+ * reboot, with the delta's changes exactly when its rename happened, and
+ * the next checkpoint carries on from there. */
+START_TEST(kills_at_every_delta_step)
+{
+	static const char *steps[] = { "written", "synced", "renamed",
+	    "done" };
+	char img[400], step[32];
+	uint64_t g0, gen;
+	int i, renamed;
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	for (i = 0; i < 4; i++) {
+		renamed = i >= 2;
+		fresh();
+		fill("a", "50", "81", NULL, 0);
+		ck_assert_int_eq(aclheap_checkpoint(), 0);	/* the base */
+		image_verifies(img, &g0);
+		/* A reboot: the chain is read, the next one is a delta. */
+		td_stop(&td, SIGKILL);
+		ck_assert_int_eq(td_shm_unlink(&td), 0);
+		snprintf(step, sizeof(step), "delta-%s", steps[i]);
+		start_crashing(step);
+		fill("b", "50", "82", NULL, 0);
+		crash_in_checkpoint(step);
+		ck_assert_int_eq(td_shm_unlink(&td), 0);
+		ck_assert_msg(td_start(&td, NULL) == 0, "%s: %s", step,
+		    td_log(&td));
+		check("a", "81", NULL);
+		if (renamed)
+			check("b", "82", NULL);
+		else
+			ck_assert_msg(!root_there("b"), "%s", step);
+		image_verifies(img, &gen);
+		ck_assert_uint_eq(gen, g0 + (uint64_t)renamed);
+		fill("c", "20", "83", NULL, 0);
+		ck_assert_int_eq(aclheap_checkpoint(), 0);
+		image_verifies(img, &gen);
+		ck_assert_uint_eq(gen, g0 + (uint64_t)renamed + 1);
 	}
-	ck_assert_uint_ge(gen, 3);
+}
+END_TEST
+
+/* A whole image replacing a chain (here: the first checkpoint after an
+ * adopted start), killed at each step: the old chain or the new base
+ * loads, never a mix; stale deltas are ignored, then replaced. */
+START_TEST(kills_at_every_compaction_step)
+{
+	static const char *steps[] = { "written", "synced", "renamed",
+	    "unlinked", "done" };
+	char img[400], delta[420], step[32];
+	uint64_t g0, gen;
+	struct stat st;
+	int i, renamed;
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	snprintf(delta, sizeof(delta), "%s.delta.1", img);
+	for (i = 0; i < 5; i++) {
+		renamed = i >= 2;
+		fresh();
+		fill("a", "50", "91", NULL, 0);
+		ck_assert_int_eq(aclheap_checkpoint(), 0);	/* base */
+		fill("b", "50", "92", NULL, 0);
+		ck_assert_int_eq(aclheap_checkpoint(), 0);	/* delta */
+		ck_assert_int_eq(stat(delta, &st), 0);
+		image_verifies(img, &g0);
+		/* Killed, not rebooted: the live segment is adopted, so the
+		 * next checkpoint writes a new base. */
+		td_stop(&td, SIGKILL);
+		snprintf(step, sizeof(step), "full-%s", steps[i]);
+		start_crashing(step);
+		fill("c", "50", "93", NULL, 0);
+		crash_in_checkpoint(step);
+		ck_assert_int_eq(td_shm_unlink(&td), 0);
+		ck_assert_msg(td_start(&td, NULL) == 0, "%s: %s", step,
+		    td_log(&td));
+		check("a", "91", NULL);
+		check("b", "92", NULL);
+		if (renamed)
+			check("c", "93", NULL);
+		else
+			ck_assert_msg(!root_there("c"), "%s", step);
+		if (i == 2)
+			ck_assert_ptr_nonnull(strstr(td_log(&td),
+			    "and stale ones after them"));
+		if (i >= 3)
+			ck_assert_int_ne(stat(delta, &st), 0);
+		image_verifies(img, &gen);
+		ck_assert_uint_eq(gen, g0 + (uint64_t)renamed);
+		fill("d", "20", "94", NULL, 0);
+		ck_assert_int_eq(aclheap_checkpoint(), 0);
+		image_verifies(img, &gen);
+		ck_assert_uint_eq(gen, g0 + (uint64_t)renamed + 1);
+	}
+}
+END_TEST
+
+/* The heap a chain of a base and two deltas loads is the live heap at the
+ * last checkpoint, byte for byte (both settled as every reader settles):
+ * changed blocks, freed small slabs and extents, new ones. */
+START_TEST(chain_reload_equals_live_heap)
+{
+	char img[400], path[200], err[1024], out[256];
+	struct image_info info;
+	struct shm_seg live, off;
+	uint8_t *big[4];
+	uint64_t size = UINT64_C(256) << 20, o, n;
+	void *mem;
+	int fd, i;
+
+	td_stop(&td, SIGKILL);
+	td_shm_unlink(&td);
+	snprintf(td.size, sizeof(td.size), "256M");
+	fresh();
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	fill("a", "300", "101", NULL, 0);
+	fill("b", "200", "102", NULL, 0);
+	for (i = 0; i < 3; i++) {
+		big[i] = aclmalloc((size_t)(3 + i) << 20);
+		ck_assert_ptr_nonnull(big[i]);
+		memset(big[i], 'P' + i, (size_t)(3 + i) << 20);
+	}
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(helper(out, sizeof(out), "free", "b", NULL, NULL), 0);
+	fill("c", "100", "103", NULL, 0);
+	memset(big[1] + 12345, 'q', 8192);
+	ck_assert_uint_eq(aclfree(big[2]), (size_t)5 << 20);
+	big[3] = aclmalloc(1 << 20);
+	memset(big[3], 'R', 1 << 20);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	big[0][1] ^= 1;
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "(delta: 1 slabs changed)"));
+	td_stop(&td, SIGKILL);	/* nothing changes the segment after this */
+
+	snprintf(path, sizeof(path), "/dev/shm%s", td.shm);
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	ck_assert_ptr_ne(mem, MAP_FAILED);
+	close(fd);
+	memset(&live, 0, sizeof(live));
+	seg_bind(&live, mem, TEST_BASE, size);
+	live.fd = -1;
+	image_settle(&live);
+	ck_assert_msg(image_load_offline(img, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(info.links, 2);
+	for (o = 0; o < size; o += n) {
+		n = size - o < (1u << 20) ? size - o : (1u << 20);
+		if (memcmp((char *)mem + o, (char *)off.sb + o, n) == 0)
+			continue;
+		while (((char *)mem)[o] == ((char *)off.sb)[o])
+			o++;
+		ck_abort_msg("the reloaded heap differs at offset %" PRIu64
+		    " (data starts at %" PRIu64 ")", o, live.data -
+		    (uintptr_t)mem);
+	}
+	image_unload_offline(&off);
+	munmap(mem, size);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
+	check("a", "101", NULL);
+	check("c", "103", NULL);
+	ck_assert(!root_there("b"));
+}
+END_TEST
+
+/* A heap that fails its check is not checkpointed over the good image:
+ * the request fails naming the damage, the chain stays as it was, and
+ * once the damage is gone checkpoints go on. */
+START_TEST(bad_checkpoint_not_renamed)
+{
+	char img[400], before[4096], after[4096];
+	struct slab_block b;
+	uint8_t *ib, *ia;
+	size_t lb, la;
+	uint64_t gen;
+	char *p;
+	uint16_t old;
+	_Atomic uint16_t *side;
+
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
+	ck_assert_ptr_nonnull(p = aclmalloc(64));
+	strcpy(p, "good");
+	ck_assert_int_eq(aclheap_root_set("p", p), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	state_files(before, sizeof(before));
+	ib = slurp(img, &lb);
+	ck_assert_int_eq(slab_block_lookup(&conn_seg, (uintptr_t)p, &b), 0);
+	side = &slab_sides(&conn_seg, b.slab)[b.index];
+	old = atomic_load(side);
+	atomic_store(side, 0xffff);	/* more slack than the class has */
+	strcpy(p, "bad");
+	ck_assert_int_ne(aclheap_checkpoint(), 0);
+	ck_assert_msg(strstr(aclheap_last_error(), "fails its check") != NULL &&
+	    strstr(aclheap_last_error(), "bytes of slack") != NULL, "%s",
+	    aclheap_last_error());
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "checkpoint failed: the heap "
+	    "fails its check"));
+	state_files(after, sizeof(after));
+	ck_assert_str_eq(before, after);
+	ia = slurp(img, &la);
+	ck_assert_uint_eq(la, lb);
+	ck_assert_int_eq(memcmp(ia, ib, lb), 0);
+	free(ia);
+	free(ib);
+	atomic_store(side, old);
+	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
+	image_verifies(img, &gen);
+	ck_assert_uint_eq(gen, 2);
 }
 END_TEST
 
@@ -940,7 +1268,11 @@ persist_suite(void)
 	tcase_add_test(tc, reconnect_gives_up_after_timeout);
 	tcase_add_test(tc, different_heap_refused);
 	tcase_add_test(tc, client_follows_reloaded_heap);
-	tcase_add_test(tc, checkpoint_interval_writes);
+	tcase_add_test(tc, idle_client_writes_nothing);
+	tcase_add_test(tc, kills_at_every_delta_step);
+	tcase_add_test(tc, kills_at_every_compaction_step);
+	tcase_add_test(tc, chain_reload_equals_live_heap);
+	tcase_add_test(tc, bad_checkpoint_not_renamed);
 	tcase_add_test(tc, checkpoints_under_load_load);
 	tcase_add_test(tc, large_free_during_checkpoint);
 	tcase_add_test(tc, copied_state_folder_refused);

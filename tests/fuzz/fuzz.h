@@ -35,8 +35,9 @@ int	 fuzz_image_one(const uint8_t *, size_t);
 extern uint64_t fuzz_image_loaded;	/* images that loaded */
 extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
 
-/* tests/fuzz/seed_image.c: a valid 4 MiB heap image, malloc'd */
-int	 fuzz_seed_image(int filled, uint8_t **, size_t *);
+/* tests/fuzz/seed_image.c: a valid 4 MiB heap image, malloc'd; delta:
+ * as the first delta of a chain (carrying every slab in use) */
+int	 fuzz_seed_image(int filled, int delta, uint8_t **, size_t *);
 
 #ifdef FUZZ_LIBFUZZER
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);

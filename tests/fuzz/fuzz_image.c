@@ -60,41 +60,24 @@ die(const char *what, const char *detail)
 }
 
 static int
-put_checked(void *ctx, uint64_t off, const void *p, size_t n)
+put_checked(void *ctx, uint64_t off, const void *p, size_t n, int over)
 {
 	struct scratch *s = ctx;
 
+	(void)over;
 	if (off > s->size || n > s->size - off)
 		die("image_read stores bytes outside the segment", NULL);
-	memcpy(s->mem + off, p, n);
+	if (p == NULL)
+		memset(s->mem + off, 0, n);
+	else
+		memcpy(s->mem + off, p, n);
 	return 0;
 }
 
 static void
 fix_hashes(uint8_t *b, size_t len)
 {
-	struct image_header h;
-	struct image_section s;
-	uint64_t x;
-	size_t pos;
-
-	if (len < sizeof(h))
-		return;
-	memcpy(&h, b, sizeof(h));
-	h.hash = image_hash(&h, offsetof(struct image_header, hash));
-	memcpy(b, &h, sizeof(h));
-	pos = sizeof(h);
-	while (len - pos >= sizeof(s)) {
-		memcpy(&s, b + pos, sizeof(s));
-		s.hash = image_hash(&s, offsetof(struct image_section, hash));
-		memcpy(b + pos, &s, sizeof(s));
-		pos += sizeof(s);
-		if (s.len > len - pos || len - pos - s.len < sizeof(x))
-			break;
-		x = image_hash(b + pos, s.len);
-		memcpy(b + pos + s.len, &x, sizeof(x));
-		pos += s.len + sizeof(x);
-	}
+	image_reseal(b, len);
 }
 
 /* The seed image edited as the patch list says.  0, or -1 for no image. */
@@ -110,7 +93,7 @@ apply_patches(const uint8_t *p, size_t n, uint8_t **out, size_t *outlen)
 	size_t len, at, k;
 	uint8_t *b;
 
-	if (seed == NULL && fuzz_seed_image(1, &seed, &seedlen) != 0)
+	if (seed == NULL && fuzz_seed_image(1, 0, &seed, &seedlen) != 0)
 		die("cannot make the seed image", NULL);
 	if ((b = malloc(seedlen)) == NULL)
 		return -1;

@@ -9,8 +9,9 @@
  *              addresses are those the fuzz heap hands out from empty
  *   image/     images of a 4 MiB heap (seed_image.c): empty, and with
  *              small blocks, an extent, roots, a lease record and a slab
- *              caught reclaiming, each prefixed by the byte 0x01 (the
- *              harness fixes checksums); and two patch-mode inputs
+ *              caught reclaiming, and the latter as a delta, each
+ *              prefixed by the byte 0x01 (the harness fixes checksums);
+ *              and two patch-mode inputs
  *
  * The output is committed; rerun this after a change to the wire format or
  * the image format.  Identities and times are fixed so reruns are stable.
@@ -325,12 +326,12 @@ replies(void)
 
 /* The seed images, with the byte that has the harness fix checksums. */
 static void
-image(const char *name, int filled)
+image(const char *name, int filled, int delta)
 {
 	uint8_t *b, *f;
 	size_t len;
 
-	if (fuzz_seed_image(filled, &b, &len) != 0)
+	if (fuzz_seed_image(filled, delta, &b, &len) != 0)
 		errx(1, "cannot make the seed image");
 	if ((f = malloc(len + 1)) == NULL)
 		err(1, "malloc");
@@ -387,8 +388,9 @@ main(int argc, char **argv)
 	one_of_each(FUZZ_BASE + g.data_off);
 	sessions(FUZZ_BASE + g.data_off);
 	replies();
-	image("empty-heap", 0);
-	image("small-heap", 1);
+	image("empty-heap", 0, 0);
+	image("small-heap", 1, 0);
+	image("small-heap-delta", 1, 1);
 	patches();
 	return 0;
 }

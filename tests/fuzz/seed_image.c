@@ -6,7 +6,9 @@
  * A 4 MiB heap, empty or with: small blocks of one class in slab 0, a
  * one-slab extent in slab 1, slab 2 caught RECLAIMING by a crash, a lease
  * record of a process that is gone, and two roots.  Identity and times are
- * fixed, so the bytes are the same on every run.
+ * fixed, so the bytes are the same on every run.  As a delta, it is the
+ * first one after a base of generation 2 whose hashes are not the heap's,
+ * so it carries every slab in use and loads alone.
  */
 #include "config.h"
 
@@ -60,13 +62,15 @@ populate(struct shm_seg *seg)
  * but is written from any mapping.  0 or a negative errno.
  */
 int
-fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
+fuzz_seed_image(int filled, int delta, uint8_t **out, size_t *outlen)
 {
 	static const uint8_t id[16] = { 0xac, 0x1e, 0xa9, 0x00, 0xf0, 0x22 };
-	struct image_header h;
+	struct image_spec sp;
+	struct image_out io;
 	struct shm_seg seg;
-	uint64_t *runs = NULL, nruns, len;
+	uint64_t len;
 	uint8_t *meta = NULL, *b = NULL;
+	uint64_t *prev = NULL, *next = NULL;
 	void *mem = MAP_FAILED;
 	off_t size;
 	int fd = -1, ifd = -1, rc = -ENOMEM;
@@ -93,8 +97,30 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 		goto out;
 	}
 	memcpy(meta, seg.sb, len);
-	if ((rc = image_runs(seg.slabs, seg.nslabs, NULL, &runs, &nruns)) != 0 ||
-	    (rc = image_write(ifd, &seg, id, meta, len, runs, nruns, 3)) != 0)
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = &seg;
+	sp.identity = id;
+	sp.meta = meta;
+	sp.meta_len = len;
+	sp.generation = 3;
+	sp.time = SEED_TIME;
+	if (delta) {
+		if ((prev = calloc(seg.nslabs, sizeof(*prev))) == NULL ||
+		    (next = calloc(seg.nslabs, sizeof(*next))) == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		sp.kind = IMAGE_DELTA;
+		sp.seq = 1;
+		sp.base_generation = sp.parent_generation = 2;
+		sp.parent_digest = UINT64_C(0x5eed5eed5eed5eed);
+		sp.prev = prev;
+		sp.next = next;
+	}
+	if (delta && (rc = image_scan(&seg, seg.slabs, prev, next, NULL,
+	    &io.slabs)) != 0)
+		goto out;
+	if ((rc = image_write(ifd, &sp, &io)) != 0)
 		goto out;
 	if ((size = lseek(ifd, 0, SEEK_END)) == -1 ||
 	    (b = malloc((size_t)size)) == NULL ||
@@ -102,10 +128,6 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 		rc = -EIO;
 		goto out;
 	}
-	memcpy(&h, b, sizeof(h));
-	h.time = SEED_TIME;
-	h.hash = image_hash(&h, offsetof(struct image_header, hash));
-	memcpy(b, &h, sizeof(h));
 	*out = b;
 	*outlen = (size_t)size;
 	b = NULL;
@@ -113,7 +135,8 @@ fuzz_seed_image(int filled, uint8_t **out, size_t *outlen)
 out:
 	free(b);
 	free(meta);
-	free(runs);
+	free(prev);
+	free(next);
 	if (mem != MAP_FAILED)
 		munmap(mem, SEED_SIZE);
 	if (fd >= 0)
