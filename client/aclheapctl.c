@@ -21,11 +21,13 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1496,6 +1498,32 @@ cmd_clients(int argc, char **argv)
  * adopted at the next start in preference to any image; it is newer than
  * every image, so restore refuses unless told to discard it.
  */
+/* Removes the deltas of a state folder's chain (heap.img.delta.*), and
+ * makes that durable. */
+static void
+remove_deltas(const char *state)
+{
+	char p[PATH_MAX + 256];
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	if ((d = opendir(state)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "heap.img.delta.", 15) != 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", state, e->d_name);
+		if (unlink(p) == -1)
+			warn("restore: removing %s", p);
+	}
+	closedir(d);
+	if ((fd = open(state, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
 static int
 cmd_restore(int argc, char **argv)
 {
@@ -1617,6 +1645,10 @@ cmd_restore(int argc, char **argv)
 		    "changed: invariants: %s", strcmp(src, "-") == 0 ?
 		    "standard input" : src, why);
 	}
+	/* The deltas on top of the old base go first: on the new one they
+	 * would be refused as damage (their parent is not it).  A crash
+	 * before the rename leaves the old base alone, which loads. */
+	remove_deltas(state);
 	if (image_commit(ofd, state, "heap.img.restore", "heap.img", errbuf,
 	    sizeof(errbuf)) != 0) {
 		image_unload_offline(&seg);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * image.c: writing and reading heap images (the format is in image.h).
  *
@@ -236,6 +237,33 @@ check_store(struct shm_seg *check, uint64_t s, const uint8_t *bm,
 }
 
 /*
+ * The check also needs the side entries a slab of a class below 1 KiB keeps
+ * at its own end (shm.h): copied from data, the slab's bytes as written or
+ * as they lie, into the check's copy of the slab, whose class the check's
+ * slab table (the cut's) says.
+ */
+static int
+check_store_inband(const struct shm_seg *seg, struct shm_seg *check,
+    uint64_t s, const uint8_t *data)
+{
+	uint32_t w = atomic_load(&check->slabs[s].word), cls, off;
+	char *dst;
+
+	cls = SHM_SLAB_CLS(w);
+	if ((SHM_SLAB_STATE(w) != SHM_SMALL &&
+	    SHM_SLAB_STATE(w) != SHM_RECLAIMING) || cls >= SHM_NINBAND)
+		return 0;
+	off = slab_class_sideoff[cls];
+	dst = (char *)slab_addr(check, s) + off;
+	if (data != NULL) {
+		memcpy(dst, data + off, SHM_SLAB_SIZE - off);
+		return 0;
+	}
+	return part_copy(seg, dst, (const char *)slab_addr(seg, s) + off,
+	    SHM_SLAB_SIZE - off);
+}
+
+/*
  * Copies slab s's bitmap, side array and data out of the segment, and its
  * bitmap and side array into the scratch heap check (what a reader will
  * see).  Zeros are stored in check only over what is not zero already, so
@@ -259,8 +287,10 @@ slab_copy(const struct shm_seg *seg, uint64_t s, uint8_t *bm, uint8_t *sd,
 		return rc;
 	else
 		*h = slab_hash(bm, sd, data);
-	if (check != NULL)
+	if (check != NULL) {
 		check_store(check, s, bm, sd);
+		return check_store_inband(seg, check, s, data);
+	}
 	return 0;
 }
 
@@ -453,8 +483,12 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 			    b.sd, (const char *)slab_sides(seg, s),
 			    SHM_SIDE_BYTES)) != 0))
 				goto out;
-			if (sp->check != NULL)
+			if (sp->check != NULL) {
 				check_store(sp->check, s, b.bm, b.sd);
+				if ((rc = check_store_inband(seg, sp->check,
+				    s, NULL)) != 0)
+					goto out;
+			}
 			continue;
 		}
 		if ((rc = slab_copy(seg, s, b.bm + b.n * SHM_BITMAP_BYTES,
@@ -928,6 +962,17 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 				snprintf(err, errlen, "%s: %s: end marker counts "
 				    "%" PRIu64 " sections, found %" PRIu64,
 				    path, what, s.count, info->sections);
+				rc = -EUCLEAN;
+				goto out;
+			}
+			pos = (uint64_t)lseek(fd, 0, SEEK_CUR) + sizeof(d) +
+			    sizeof(t);
+			if (pos > info->bytes) {
+				/* Cut inside the trailer: not "garbage". */
+				snprintf(err, errlen, "%s: %s: truncated image: "
+				    "%" PRIu64 " byte%s missing at the end", path,
+				    what, pos - info->bytes, pos - info->bytes ==
+				    1 ? "" : "s");
 				rc = -EUCLEAN;
 				goto out;
 			}

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * image.h: the on-disk image of a heap (STATE/heap.img).
  *

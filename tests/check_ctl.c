@@ -570,7 +570,7 @@ START_TEST(test_checkpoint)
 	ck_out_has("base generation 1 (");
 	ck_out_has(") and 1 deltas\n");
 	ck_assert_int_eq(ctl("verify", path, NULL), 0);
-	ck_out_has("(1 deltas)");
+	ck_out_has("(1 delta)");
 
 	/* --full: a new base, the delta gone. */
 	ck_assert_int_eq(ctl("checkpoint", "--full", "--json", NULL), 0);
@@ -1012,6 +1012,7 @@ same_file(const char *a, const char *b)
 START_TEST(test_dump_stdout_restore)
 {
 	char dump[400], bad[400], img[400], keep[400], tmp[400], shm[200];
+	char delta[400];
 	struct td t;
 	char *p;
 	int fd, rc;
@@ -1034,15 +1035,21 @@ START_TEST(test_dump_stdout_restore)
 	ck_out_has("to standard output");
 	ck_assert_int_eq(ctl("verify", dump, NULL), 0);
 
+	/* A base and a delta on top of it, which a restore must not leave
+	 * over the image it puts there. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
 	ck_assert_int_eq(aclheap_root_set("later", p), 0);
 	ck_assert_int_eq(aclheap_root_remove("r"), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	snprintf(delta, sizeof(delta), "%s/heap.img.delta.1", t.state);
+	ck_assert_int_eq(access(delta, F_OK), 0);
 	aclheap_detach();
 
 	/* Refused while the daemon serves the state. */
 	rc = ctl("restore", "--state-dir", t.state, dump, NULL);
 	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
 	ck_out_has("serves");
-	ck_assert_int_eq(access(img, F_OK), -1);
+	ck_assert(!same_file(img, dump));
 
 	/* Stopped: its final checkpoint is the image now. */
 	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
@@ -1083,6 +1090,7 @@ START_TEST(test_dump_stdout_restore)
 	ck_assert(same_file(img, dump));
 	ck_assert_int_eq(access(shm, F_OK), -1);
 	ck_assert_int_eq(access(tmp, F_OK), -1);
+	ck_assert_int_eq(access(delta, F_OK), -1);
 
 	/* The next daemon there serves the dumped heap. */
 	ck_assert_int_eq(td_start(&t, NULL), 0);
