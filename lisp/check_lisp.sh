@@ -214,6 +214,24 @@ image_refused "image whose range is taken" "cannot attach the heap" \
     --dynamic-space-size "$cover_mb"
 # And the same image still starts where nothing is in the way.
 image_ok "image restarted once more"
+
+# The example of examples/: saved, started, started again after a SIGKILL
+# of the daemon, at the same address each time.
+ex=0
+CORE=$dir/example.core lisp --load "$srcdir/examples/saved-image.lisp" \
+    >"$dir/example-save.out" 2>&1 || ex=1
+sbcl --core "$dir/example.core" --noinform >"$dir/example1.out" 2>&1 || ex=1
+stop_daemon KILL
+start_daemon "$dir/state"
+sbcl --core "$dir/example.core" --noinform >"$dir/example2.out" 2>&1 || ex=1
+if [ $ex = 0 ] && grep -q '^table at #x' "$dir/example1.out" &&
+    cmp -s "$dir/example1.out" "$dir/example2.out"; then
+	pass "examples/saved-image.lisp: $(cat "$dir/example2.out")"
+else
+	fail "examples/saved-image.lisp"
+	grep -v '^; ' "$dir/example-save.out" | tail -20
+	cat "$dir/example1.out" "$dir/example2.out" 2>/dev/null
+fi
 stop_daemon TERM
 
 exit $failed
