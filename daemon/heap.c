@@ -100,12 +100,12 @@ heap_commit(struct heap *h, uint64_t s, uint64_t n)
 	    n << SHM_SLAB_SHIFT)) == -ENOMEM) {
 		/* /dev/shm is full: slabs clients emptied, and what free
 		 * slabs hold, go back first. */
-		if (!h->frozen)
-			(void)heap_reclaim_sweep(h);
-		if (h->nheld > 0) {
-			log_info("out of memory for %" PRIu64 " slabs: gave "
-			    "back the memory of %" PRIu64 " free ones early",
-			    n, heap_decay(h, 1));
+		int swept = h->frozen ? 0 : heap_reclaim_sweep(h);
+
+		if (swept > 0 || h->nheld > 0) {
+			log_info("out of memory for %" PRIu64 " slabs: "
+			    "reclaimed %d, gave back the memory of %" PRIu64
+			    " free ones early", n, swept, heap_decay(h, 1));
 			rc = seg_commit(h->seg.fd, DATA_OFF(h, s),
 			    n << SHM_SLAB_SHIFT);
 		}
@@ -386,7 +386,7 @@ heap_lease_release(struct heap *h, uint32_t rec)
 
 /* Frees the tails of the span whose head s was (its slabs after it that
  * name it), head first having been freed by the caller. */
-static void
+static uint64_t
 span_tails_free(struct heap *h, uint64_t s)
 {
 	struct shm_seg *seg = &h->seg;
@@ -400,6 +400,7 @@ span_tails_free(struct heap *h, uint64_t s)
 		    0));
 		free_set(h, t);
 	}
+	return t - s - 1;
 }
 
 /*
@@ -488,13 +489,16 @@ heap_rebuild(struct heap *h)
 		}
 	}
 	/* Free slabs below the high-water mark may still hold memory (a
-	 * crash before their decay): it goes back after the decay time. */
+	 * crash before their decay), or be holes: nothing says which, so
+	 * their memory goes back now, and heap_commit() commits them again
+	 * when they are used (held slabs skip that, and a hole must not). */
 	for (s = 0; s < seg->nslabs && s < atomic_load(&seg->sb->slab_hwm);
 	    s = t) {
 		for (t = s; t < seg->nslabs && free_test(h, t); t++)
 			;
 		if (t > s)
-			heap_hold(h, s, t - s);
+			(void)seg_decommit(seg->fd, DATA_OFF(h, s),
+			    (t - s) << SHM_SLAB_SHIFT);
 		else
 			t++;
 	}
@@ -992,14 +996,17 @@ small_slab_new(struct heap *h, uint32_t cls)
 
 	if ((s = take_run(h, n, 0)) < 0)
 		return -ENOMEM;
-	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0 ||
-	    (rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
+	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0)
+		return rc;
+	if ((rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
 	    SHM_BITMAP_BYTES)) != 0 ||
 	    (rc = seg_commit(seg->fd, soff + (uint64_t)s * SHM_SIDE_BYTES,
-	    n * SHM_SIDE_BYTES)) != 0)
+	    n * SHM_SIDE_BYTES)) != 0 ||
+	    (rc = class_add(h, cls, (uint64_t)s)) != 0) {
+		/* The run stays free; its memory decays as a freed one's. */
+		heap_hold(h, (uint64_t)s, n);
 		return rc;
-	if ((rc = class_add(h, cls, (uint64_t)s)) != 0)
-		return rc;
+	}
 	/* Memory kept from an earlier use holds its bytes: side entries
 	 * must start as zeros (I3), in the slab and in its side lines. */
 	if (cls < SHM_NINBAND)
@@ -1147,15 +1154,18 @@ static int
 reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
 {
 	struct shm_seg *seg = &h->seg;
+	uint64_t n;
 
 	if (h->frozen || h->cur[cls] == s + 1 || slab_reclaim(seg, s) != 0)
 		return 0;
 	class_remove(h, cls, s);
-	span_tails_free(h, s);
+	/* As many slabs as were the span's: the class came from a word a
+	 * client can write. */
+	n = 1 + span_tails_free(h, s);
 	free_set(h, s);
 	/* The memory stays committed for a while, for the next slab or
 	 * span made there (heap_decay()). */
-	heap_hold(h, s, slab_class_slabs[cls]);
+	heap_hold(h, s, n);
 	return 1;
 }
 

@@ -1135,6 +1135,19 @@ END_TEST
 
 /* An allowed user whom the socket's mode shuts out is warned about at
  * start-up; with a mode or group that lets the user in, it is not. */
+/* The socket answers before the daemon's start-up lines are all in its
+ * log: "serving heap" comes after every warning of the start. */
+static void
+serving_logged(struct td *t)
+{
+	uint64_t end = now_ms() + 20000;
+
+	while (strstr(td_log(t), "serving heap") == NULL && now_ms() < end)
+		msleep(10);
+	ck_assert_msg(strstr(td_log(t), "serving heap") != NULL, "%s",
+	    td_log(t));
+}
+
 START_TEST(allow_user_unreachable_warned)
 {
 	const char *shut[] = { "--allow-user", "nobody", NULL };
@@ -1146,14 +1159,17 @@ START_TEST(allow_user_unreachable_warned)
 
 	if (pw == NULL)
 		td_skip("no user 'nobody' on this machine");
+
 	td_cleanup(&td);
 	td_init(&td, "reach");
 	ck_assert_int_eq(td_start(&td, shut), 0);
+	serving_logged(&td);
 	ck_assert_msg(strstr(td_log(&td), "--allow-user nobody (uid") != NULL &&
 	    strstr(td_log(&td), "has no effect") != NULL, "%s", td_log(&td));
 	td_cleanup(&td);
 	td_init(&td, "reach");
 	ck_assert_int_eq(td_start(&td, open_mode), 0);
+	serving_logged(&td);
 	ck_assert_msg(strstr(td_log(&td), "has no effect") == NULL, "%s",
 	    td_log(&td));
 	if (geteuid() != 0 || getgrnam("nogroup") == NULL ||
@@ -1162,6 +1178,7 @@ START_TEST(allow_user_unreachable_warned)
 	td_cleanup(&td);
 	td_init(&td, "reach");
 	ck_assert_int_eq(td_start(&td, by_group), 0);
+	serving_logged(&td);
 	ck_assert_msg(strstr(td_log(&td), "has no effect") == NULL, "%s",
 	    td_log(&td));
 }
