@@ -676,6 +676,48 @@ dump_request(Aclheap__DumpReply **dp)
 }
 
 /*
+ * Copies the image the daemon handed over (fd, bytes long) to ofd, named
+ * what in messages; on failure removes unlink_on_error, if any, and exits.
+ * Closes fd.
+ */
+static void
+dump_copy(int fd, uint64_t bytes, int ofd, const char *what,
+    const char *unlink_on_error)
+{
+	uint64_t off = 0;
+	ssize_t n;
+	char *buf;
+	int rc;
+
+	if ((buf = malloc(COPY_CHUNK)) == NULL)
+		err(EXIT_FAILURE, "dump");
+	while (off < bytes) {
+		/* pread: the descriptor's offset is wherever the writer left
+		 * it, and it is not ours to move. */
+		n = pread(fd, buf, COPY_CHUNK, (off_t)off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n == 0 ? ENODATA : errno;
+			if (unlink_on_error != NULL)
+				unlink(unlink_on_error);
+			errno = rc;
+			err(EXIT_FAILURE, "dump: reading the image at offset %"
+			    PRIu64, off);
+		}
+		if ((rc = image_write_all(ofd, buf, (size_t)n)) != 0) {
+			if (unlink_on_error != NULL)
+				unlink(unlink_on_error);
+			errno = -rc;
+			err(EXIT_FAILURE, "dump: writing %s", what);
+		}
+		off += (uint64_t)n;
+	}
+	free(buf);
+	close(fd);
+}
+
+/*
  * dump --out -: the image on standard output, for a pipe (to ssh and
  * 'aclheapctl restore -' on another host) or a redirection.  What was
  * written goes to standard error, which is not part of the image.
@@ -684,34 +726,14 @@ static int
 dump_stdout(void)
 {
 	Aclheap__DumpReply *d;
-	uint64_t off = 0;
-	ssize_t n;
-	char *buf, hb[32];
-	int fd, rc;
+	char hb[32];
+	int fd;
 
 	if (isatty(STDOUT_FILENO))
 		errx(EXIT_FAILURE, "dump: standard output is a terminal; "
 		    "redirect it to a file or a pipe");
 	fd = dump_request(&d);
-	if ((buf = malloc(COPY_CHUNK)) == NULL)
-		err(EXIT_FAILURE, "dump");
-	while (off < d->bytes) {
-		n = pread(fd, buf, COPY_CHUNK, (off_t)off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			errno = n == 0 ? ENODATA : errno;
-			err(EXIT_FAILURE, "dump: reading the image at offset %"
-			    PRIu64, off);
-		}
-		if ((rc = image_write_all(STDOUT_FILENO, buf, (size_t)n)) != 0) {
-			errno = -rc;
-			err(EXIT_FAILURE, "dump: writing standard output");
-		}
-		off += (uint64_t)n;
-	}
-	free(buf);
-	close(fd);
+	dump_copy(fd, d->bytes, STDOUT_FILENO, "standard output", NULL);
 	if (!json)
 		fprintf(stderr, "dumped %" PRIu64 " bytes (%s) of generation %"
 		    PRIu64 " to standard output\n", d->bytes,
@@ -729,10 +751,7 @@ cmd_dump(int argc, char **argv)
 	Aclheap__DumpReply *d;
 	const char *out = NULL, *name;
 	char dir[4096], tmp[4200], tmpname[4200], errbuf[512], hb[32];
-	uint64_t off = 0;
-	ssize_t n;
-	char *buf;
-	int c, fd = -1, ofd, rc;
+	int c, fd = -1, ofd;
 
 	cmd_start();
 	while ((c = cmd_getopt(argc, argv, "o:", opts)) != -1)
@@ -757,30 +776,7 @@ cmd_dump(int argc, char **argv)
 	ofd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (ofd == -1)
 		err(EXIT_FAILURE, "dump: %s", tmp);
-	if ((buf = malloc(COPY_CHUNK)) == NULL)
-		err(EXIT_FAILURE, "dump");
-	while (off < d->bytes) {
-		/* pread: the descriptor's offset is wherever the writer left
-		 * it, and it is not ours to move. */
-		n = pread(fd, buf, COPY_CHUNK, (off_t)off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n == 0 ? ENODATA : errno;
-			unlink(tmp);
-			errno = rc;
-			err(EXIT_FAILURE, "dump: reading the image at offset %"
-			    PRIu64, off);
-		}
-		if ((rc = image_write_all(ofd, buf, (size_t)n)) != 0) {
-			unlink(tmp);
-			errno = -rc;
-			err(EXIT_FAILURE, "dump: %s", tmp);
-		}
-		off += (uint64_t)n;
-	}
-	free(buf);
-	close(fd);
+	dump_copy(fd, d->bytes, ofd, tmp, tmp);
 	if (image_commit(ofd, dir, tmpname, name, errbuf,
 	    sizeof(errbuf)) != 0) {
 		unlink(tmp);
