@@ -202,7 +202,7 @@ fast_free(const struct slab_block *b, size_t *req)
 
 	side = slab_side_xchg(b->sides, b->cls, b->index, 0);
 	if (__builtin_expect(side == 0, 0))
-		return -22;
+		return -EINVAL;
 	*req = slab_class_size[b->cls] - (side - 1u);
 	if (c->leased && c->slab == b->slab && c->word == b->index / 64 &&
 	    fast_tc.gen == atomic_load_explicit(&conn_gen,

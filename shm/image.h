@@ -42,6 +42,14 @@
  * each file of the chain is whole, the old one or the new one, and a delta
  * counts only once it is renamed into place.
  *
+ * Byte order.  The writer copies the header, the section headers, the
+ * checksums and the segment's own bytes as they lie in memory, so every
+ * integer is in the host's order; the build is for little-endian hosts
+ * only (asserted below), which makes every image little-endian.  The
+ * structs are laid out by hand, with no padding left for the compiler
+ * to choose (sizes and offsets asserted below; shm.h does the same for
+ * the segment's structs, which the metadata section copies).
+ *
  * An image of a heap in use is captured block by block: a slab's bitmap
  * and its side entries are copied moments apart while clients claim and
  * free.  Every reader therefore settles what it loaded (image_settle):
@@ -51,6 +59,7 @@
 #ifndef ACLHEAP_IMAGE_H
 #define ACLHEAP_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -101,6 +110,35 @@ struct image_section {
 	uint64_t len;
 	uint64_t hash;		/* XXH3 of the bytes above */
 };
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+    "images and the segment are little-endian: a big-endian host needs a "
+    "reader and writer that swap");
+_Static_assert(sizeof(struct image_header) == 128 &&
+    offsetof(struct image_header, version) == 8 &&
+    offsetof(struct image_header, layout) == 12 &&
+    offsetof(struct image_header, identity) == 16 &&
+    offsetof(struct image_header, base) == 32 &&
+    offsetof(struct image_header, size) == 40 &&
+    offsetof(struct image_header, slab_size) == 48 &&
+    offsetof(struct image_header, nslabs) == 56 &&
+    offsetof(struct image_header, generation) == 64 &&
+    offsetof(struct image_header, time) == 72 &&
+    offsetof(struct image_header, meta_len) == 80 &&
+    offsetof(struct image_header, kind) == 88 &&
+    offsetof(struct image_header, seq) == 92 &&
+    offsetof(struct image_header, base_generation) == 96 &&
+    offsetof(struct image_header, parent_generation) == 104 &&
+    offsetof(struct image_header, parent_digest) == 112 &&
+    offsetof(struct image_header, hash) == 120,
+    "struct image_header changed: that is a new IMAGE_VERSION");
+_Static_assert(sizeof(struct image_section) == 40 &&
+    offsetof(struct image_section, pad) == 4 &&
+    offsetof(struct image_section, first) == 8 &&
+    offsetof(struct image_section, count) == 16 &&
+    offsetof(struct image_section, len) == 24 &&
+    offsetof(struct image_section, hash) == 32,
+    "struct image_section changed: that is a new IMAGE_VERSION");
 
 /*
  * Where a reader puts what it loads: at offset off of the segment.  p NULL:

@@ -96,6 +96,7 @@
 #ifndef ACLHEAP_SHM_H
 #define ACLHEAP_SHM_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,6 +210,53 @@ struct shm_super {
 	_Atomic uint32_t move_slab;
 	uint32_t move_from;
 };
+
+/*
+ * The layout is shared by every process mapping the segment, whatever
+ * build it comes from, and an image copies it byte for byte (image.h):
+ * a change to any of these is a new SHM_VERSION.  The atomics must be
+ * plain words, lock-free, as other processes use them.
+ */
+_Static_assert(sizeof(_Atomic uint32_t) == 4 && sizeof(_Atomic uint64_t) == 8 &&
+    sizeof(_Atomic uint16_t) == 2, "atomics are not plain words");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+    "shared atomics must be lock-free");
+_Static_assert(sizeof(struct shm_slab) == 16 &&
+    offsetof(struct shm_slab, run) == 4 &&
+    offsetof(struct shm_slab, req) == 8, "struct shm_slab changed");
+_Static_assert(sizeof(struct shm_root) == 72 &&
+    offsetof(struct shm_root, value) == 64, "struct shm_root changed");
+_Static_assert(sizeof(struct shm_lease) == 64 &&
+    offsetof(struct shm_lease, slab) == 4 &&
+    offsetof(struct shm_lease, owner_start) == 8 &&
+    offsetof(struct shm_lease, word) == 16 &&
+    offsetof(struct shm_lease, pending) == 20 &&
+    offsetof(struct shm_lease, mask) == 24 &&
+    offsetof(struct shm_lease, set_slab) == 32 &&
+    offsetof(struct shm_lease, cls) == 36, "struct shm_lease changed");
+_Static_assert(sizeof(struct shm_super) == 152 &&
+    sizeof(struct shm_super) <= SHM_SUPER_BYTES &&
+    offsetof(struct shm_super, version) == 8 &&
+    offsetof(struct shm_super, ptr_bits) == 12 &&
+    offsetof(struct shm_super, identity) == 16 &&
+    offsetof(struct shm_super, base) == 32 &&
+    offsetof(struct shm_super, size) == 40 &&
+    offsetof(struct shm_super, slab_size) == 48 &&
+    offsetof(struct shm_super, nslabs) == 56 &&
+    offsetof(struct shm_super, roots_off) == 64 &&
+    offsetof(struct shm_super, leases_off) == 72 &&
+    offsetof(struct shm_super, slabs_off) == 80 &&
+    offsetof(struct shm_super, bitmaps_off) == 88 &&
+    offsetof(struct shm_super, sides_off) == 96 &&
+    offsetof(struct shm_super, data_off) == 104 &&
+    offsetof(struct shm_super, created) == 112 &&
+    offsetof(struct shm_super, generation) == 120 &&
+    offsetof(struct shm_super, epoch) == 128 &&
+    offsetof(struct shm_super, slab_hwm) == 136 &&
+    offsetof(struct shm_super, move_slab) == 144 &&
+    offsetof(struct shm_super, move_from) == 148, "struct shm_super changed");
+_Static_assert(SHM_BITMAP_BYTES == SHM_BITMAP_WORDS * 8 &&
+    SHM_SIDE_BYTES % 8 == 0, "bitmap or side line size");
 
 /* A mapped segment as a process sees it.  sb is where it is mapped here:
  * base itself, or scratch memory when an image is examined offline. */
@@ -413,12 +461,12 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	uintptr_t sides;
 
 	if (!seg_in_data(seg, addr))
-		return -22;	/* EINVAL, without <errno.h> in every user */
+		return -EINVAL;
 	s = slab_index(seg, addr);
 	w = atomic_load_explicit(&seg->slabs[s].word, memory_order_acquire);
 	if (__builtin_expect(SHM_SLAB_STATE(w) == SHM_SPAN_TAIL, 0)) {
 		if ((s = slab_span_head(seg, s)) == UINT64_MAX)
-			return -22;
+			return -EINVAL;
 		w = atomic_load_explicit(&seg->slabs[s].word,
 		    memory_order_acquire);
 	}
@@ -430,17 +478,17 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	    SHM_SLAB_STATE(w) == SHM_RECLAIMING) {
 		cls = SHM_SLAB_CLS(w);
 		if (cls >= SHM_NCLASSES)
-			return -22;
+			return -EINVAL;
 		cs = slab_class_size[cls];
 		/* off / cs without a divide: exact for every offset in a
 		 * slab or span. */
 		i = (uint32_t)((off * slab_class_magic[cls]) >> 48);
 		if (off != (uint64_t)i * cs || i >= slab_class_nblocks[cls])
-			return -22;
+			return -EINVAL;
 		sides = slab_side_base(seg, s, cls);
 		side = slab_side_load(sides, cls, i);
 		if (side == 0 || side > cs + 1)
-			return -22;
+			return -EINVAL;
 		b->slab = s;
 		b->index = i;
 		b->cls = cls;
@@ -452,7 +500,7 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	/* run comes from shared memory: bounded before anyone walks it. */
 	if (SHM_SLAB_STATE(w) != SHM_LARGE_HEAD || off != 0 ||
 	    seg->slabs[s].run == 0 || seg->slabs[s].run > seg->nslabs - s)
-		return -22;
+		return -EINVAL;
 	b->slab = s;
 	b->index = 0;
 	b->cls = UINT32_MAX;
