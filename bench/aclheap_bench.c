@@ -38,6 +38,7 @@
 
 #include "aclheap.h"
 #include "client/client.h"
+#include "shm/image.h"
 
 #define RING		10000
 #define RING_OPS	2000000
@@ -143,17 +144,11 @@ daemon_stop(void)
 static void
 heap_unlink(void)
 {
-	char p[256], hex[64], name[96];
-	FILE *f;
+	char name[96];
+	uint8_t id[16];
 
-	snprintf(p, sizeof(p), "%s/heap.id", statep);
-	if ((f = fopen(p, "r")) != NULL) {
-		if (fscanf(f, "%63s", hex) == 1) {
-			snprintf(name, sizeof(name), "/aclheap-%s", hex);
-			shm_unlink(name);
-		}
-		fclose(f);
-	}
+	if (heapid_read(statep, id, name, sizeof(name)) == 0)
+		shm_unlink(name);
 }
 
 static void

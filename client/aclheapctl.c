@@ -1528,7 +1528,7 @@ cmd_restore(int argc, char **argv)
 		{ "discard-live", no_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char state[4096], path[4200], live[128], hex[64], buf[65536];
+	char state[4096], path[4200], live[128], name[64], buf[65536];
 	char errbuf[1024], why[512], hb[32];
 	const char *src, *dir = NULL, *e;
 	struct shm_seg seg;
@@ -1536,8 +1536,8 @@ cmd_restore(int argc, char **argv)
 	struct shm_report rep;
 	struct stat sst;
 	uint64_t total = 0;
+	uint8_t liveid[16];
 	ssize_t n;
-	FILE *f;
 	int c, lfd, in, ofd, rc, discard = 0, have_live = 0;
 
 	cmd_start();
@@ -1575,14 +1575,9 @@ cmd_restore(int argc, char **argv)
 		    "it first (a running heap is replaced by stopping it, not "
 		    "under it)", buf[0] ? buf : "?", state);
 	}
-	snprintf(path, sizeof(path), "%s/heap.id", state);
-	if ((f = fopen(path, "re")) != NULL) {
-		if (fscanf(f, "%63s", hex) == 1) {
-			snprintf(live, sizeof(live), "/dev/shm/aclheap-%s",
-			    hex);
-			have_live = access(live, F_OK) == 0;
-		}
-		fclose(f);
+	if (heapid_read(state, liveid, name, sizeof(name)) == 0) {
+		snprintf(live, sizeof(live), "/dev/shm%s", name);
+		have_live = access(live, F_OK) == 0;
 	}
 	if (have_live && !discard)
 		errx(EXIT_FAILURE, "restore: the heap's live segment %s is "

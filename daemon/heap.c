@@ -553,47 +553,16 @@ ensure_dir(const char *path)
 static int
 id_read(const char *dir, uint8_t id[16])
 {
-	char path[4096], hex[40];
-	FILE *f;
-	int i, rc = -ENOENT;
-	unsigned v;
-
-	snprintf(path, sizeof(path), "%s/heap.id", dir);
-	if ((f = fopen(path, "re")) == NULL)
-		return errno == ENOENT ? -ENOENT : -errno;
-	if (fscanf(f, "%32s", hex) == 1 && strlen(hex) == 32) {
-		rc = 0;
-		for (i = 0; i < 16; i++) {
-			if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-				rc = -EINVAL;
-			id[i] = (uint8_t)v;
-		}
-	} else
-		rc = -EINVAL;
-	fclose(f);
-	return rc;
+	return heapid_read(dir, id, NULL, 0);
 }
 
 int
 heap_id_write(const char *dir, const uint8_t id[16])
 {
-	char name[64], err[256];
-	int fd, rc, i, n = 0;
+	char err[512];
+	int rc;
 
-	if ((rc = image_writer_open(dir, "heap.id.tmp", &fd, err,
-	    sizeof(err))) != 0) {
-		log_errx("%s", err);
-		return rc;
-	}
-	for (i = 0; i < 16; i++)
-		n += snprintf(name + n, sizeof(name) - (size_t)n, "%02x", id[i]);
-	name[n++] = '\n';
-	if ((rc = image_write_all(fd, name, (size_t)n)) != 0) {
-		close(fd);
-		return rc;
-	}
-	if ((rc = image_commit(fd, dir, "heap.id.tmp", "heap.id", err,
-	    sizeof(err))) != 0)
+	if ((rc = heapid_write(dir, id, err, sizeof(err))) != 0)
 		log_errx("%s", err);
 	return rc;
 }

@@ -229,4 +229,10 @@ void	 image_settle(struct shm_seg *);
 void	 image_settle_hashed(struct shm_seg *, uint64_t *hashes);
 void	 image_reseal(uint8_t *file, size_t len);
 
+/* shm/heapid.c: STATE/heap.id, the identity of the heap's segment */
+int	 heapid_read(const char *dir, uint8_t id[16], char *name,
+	    size_t namelen);
+int	 heapid_write(const char *dir, const uint8_t id[16], char *err,
+	    size_t errlen);
+
 #endif /* ACLHEAP_IMAGE_H */
