@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ckpt_load.c: loading the chain of images (STATE/heap.img and its
+ * deltas) into a new segment at start-up.
+ *
+ * The chain is read through the new object's descriptor, never its
+ * mapping, so a load costs no page faults and allocates no page for the
+ * zeros it does not write; then what the allocator promises is committed
+ * is committed, so a /dev/shm too small for the heap refuses the start
+ * instead of faulting a client later.  The hashes of what the chain holds
+ * are taken as it is read and handed to ckpt.c, whose next delta compares
+ * with them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/ckpt.h"
+
+struct loader {
+	int fd;
+};
+
+static int
+pwrite_all(int fd, const char *b, size_t n, uint64_t off)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = pwrite(fd, b, n, (off_t)off);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			return errno == ENOSPC ? -ENOMEM : -errno;
+		}
+		b += w;
+		off += (uint64_t)w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+all_zero(const char *b, size_t n)
+{
+	uint64_t x = 0, v;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&v, b + i, 8);
+		x |= v;
+	}
+	for (; i < n; i++)
+		x |= (uint8_t)b[i];
+	return x == 0;
+}
+
+/*
+ * Stores what is not zero, a 4 KiB page of the segment at a time, runs of
+ * pages in one write: the new object reads as zeros already, and writing
+ * zeros would allocate pages for nothing (the bitmaps and side arrays of
+ * extents are all zeros and never committed).  Over what an earlier link
+ * of the chain wrote, zeros are holes punched instead; p NULL punches the
+ * whole range.  What must be committed, load_commit() commits.
+ */
+static int
+put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
+{
+	struct loader *l = ctx;
+	const char *b = p, *run = NULL;
+	uint64_t run_off = 0, z_off = 0, zn = 0;
+	size_t w;
+	int rc;
+
+	if (p == NULL)
+		return seg_decommit(l->fd, off, n);
+	while (n > 0) {
+		w = 4096 - (size_t)(off % 4096);
+		if (w > n)
+			w = n;
+		if (!all_zero(b, w)) {
+			if (zn > 0 && (rc = seg_decommit(l->fd, z_off,
+			    zn)) != 0)
+				return rc;
+			zn = 0;
+			if (run == NULL) {
+				run = b;
+				run_off = off;
+			}
+		} else {
+			if (run != NULL && (rc = pwrite_all(l->fd, run,
+			    (size_t)(b - run), run_off)) != 0)
+				return rc;
+			run = NULL;
+			if (over) {
+				if (zn == 0)
+					z_off = off;
+				zn += w;
+			}
+		}
+		b += w;
+		off += w;
+		n -= w;
+	}
+	if (zn > 0 && (rc = seg_decommit(l->fd, z_off, zn)) != 0)
+		return rc;
+	if (run != NULL)
+		return pwrite_all(l->fd, run, (size_t)(b - run), run_off);
+	return 0;
+}
+
+/*
+ * Commits what the allocator promises is committed (seg.c: memory is
+ * committed before it is handed out): the metadata, the bitmap, side
+ * array and data of every small slab, the data of every extent.  put_fd()
+ * left zeros as holes, so a /dev/shm too small for the heap shows up here
+ * as ENOMEM, not later as SIGBUS in a client.  An extent whose length is
+ * out of range is left to heap_rebuild() to refuse.
+ */
+static int
+load_commit(const struct shm_seg *seg)
+{
+	const struct shm_super *sb = seg->sb;
+	uint64_t s, run;
+	uint32_t w;
+	int rc;
+
+	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0)
+		return rc;
+	for (s = 0; s < seg->nslabs; s++) {
+		w = atomic_load(&seg->slabs[s].word);
+		switch (SHM_SLAB_STATE(w)) {
+		case SHM_SMALL:
+		case SHM_RECLAIMING:
+			/* A span's tails come with its head. */
+			run = SHM_SLAB_CLS(w) < SHM_NCLASSES ?
+			    slab_class_slabs[SHM_SLAB_CLS(w)] : 1;
+			if (run > seg->nslabs - s)
+				break;
+			if ((rc = seg_commit(seg->fd, sb->bitmaps_off +
+			    s * SHM_BITMAP_BYTES, SHM_BITMAP_BYTES)) != 0 ||
+			    (rc = seg_commit(seg->fd, sb->sides_off +
+			    s * SHM_SIDE_BYTES, run * SHM_SIDE_BYTES)) != 0 ||
+			    (rc = seg_commit(seg->fd, sb->data_off +
+			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
+				return rc;
+			s += run - 1;
+			break;
+		case SHM_LARGE_HEAD:
+			run = seg->slabs[s].run;
+			if (run == 0 || run > seg->nslabs - s)
+				break;
+			if ((rc = seg_commit(seg->fd, sb->data_off +
+			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
+				return rc;
+			s += run - 1;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Loads an image into a new segment object through its descriptor (no page
+ * faults).  On any damage the new object is removed, the image is left as it
+ * is, and the daemon refuses to start.
+ */
+int
+ckpt_load(struct heap *h, const struct config *c, const char *path)
+{
+	struct image_header hdr;
+	struct image_info info;
+	struct loader l;
+	struct timespec t0;
+	struct shm_geom g;
+	char err[1024], name[64];
+	uint64_t *hashes = NULL;
+	int fd, sfd, rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Reading a large image takes a while: say so in systemctl status. */
+	notify_status("loading image %s", path);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_errx("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if ((rc = image_read_header(fd, &hdr, err, sizeof(err))) != 0) {
+		log_errx("refusing image %s: %s", path, err);
+		close(fd);
+		return rc;
+	}
+	if (hdr.base != c->base || hdr.size != c->size) {
+		log_errx("refusing image %s: it holds a heap at base 0x%" PRIx64
+		    " of size %" PRIu64 ", the daemon is asked for base 0x%"
+		    PRIxPTR " size %" PRIu64 " (start with --base 0x%" PRIx64
+		    " --size %" PRIu64 ")", path, hdr.base, hdr.size, c->base,
+		    c->size, hdr.base, hdr.size);
+		close(fd);
+		return -EINVAL;
+	}
+	memcpy(h->identity, hdr.identity, 16);
+	seg_name(h->identity, name, sizeof(name));
+	if ((rc = seg_create(h->identity, c->size, &sfd)) != 0) {
+		log_errx("cannot create segment /dev/shm%s for image %s: %s",
+		    name, path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	/* Locked before a byte is in it: no other daemon adopts it. */
+	if ((rc = seglock_take(h, sfd)) != 0)
+		goto fail;
+	l.fd = sfd;
+	/* What the chain holds for each slab, as the next delta compares
+	 * it: hashed as it is read. */
+	if (seg_geometry(c->size, &g) != 0 ||
+	    (hashes = calloc(g.nslabs, sizeof(*hashes))) == NULL) {
+		rc = -ENOMEM;
+		log_errx("no memory for the hashes of image %s", path);
+		goto fail;
+	}
+	rc = image_read_chain(path, put_fd, &l, &info, hashes, err,
+	    sizeof(err));
+	if (rc != 0) {
+		log_errx("refusing image: %s", err);
+		goto fail;
+	}
+	if ((rc = seg_map(&h->seg, sfd, c->base, c->size, err,
+	    sizeof(err))) != 0) {
+		log_errx("cannot map the heap: %s", err);
+		goto fail;
+	}
+	sfd = -1;
+	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, hdr.identity,
+	    16) != 0) {
+		log_errx("refusing image %s: its superblock does not match "
+		    "its header: %s", path, rc ? err : "identity");
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	if ((rc = load_commit(&h->seg)) != 0) {
+		log_errx("cannot load image %s: the heap it holds does not fit "
+		    "in /dev/shm: %s", path, strerror(-rc));
+		goto fail;
+	}
+	/* Settling rewrites some bitmaps: their slabs' hashes with them. */
+	image_settle_hashed(&h->seg, hashes);
+	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
+		goto fail;
+	atomic_store(&h->seg.sb->generation, info.hdr.generation);
+	ckpt_chain_loaded(&info, hashes);
+	h->loaded = 1;
+	log_notice("loaded image %s (generation %" PRIu64 ", %" PRIu64
+	    " deltas%s, %" PRIu64 " slabs, %" PRIu64 " bytes) in %" PRIu64
+	    " ms into /dev/shm%s", path, info.hdr.generation, info.links,
+	    info.stale ? " and stale ones after them" : "", info.slabs,
+	    info.bytes, ckpt_elapsed_us(&t0) / 1000, name);
+	return 0;
+fail:
+	free(hashes);
+	if (h->seg.sb != NULL)
+		seg_unmap(&h->seg);
+	else if (sfd >= 0)
+		close(sfd);
+	seg_unlink(h->identity);
+	seglock_release(h);
+	return rc;
+}
