@@ -73,7 +73,8 @@ heapid_write(const char *dir, const uint8_t id[16], char *err, size_t errlen)
 	    errlen)) != 0)
 		return rc;
 	for (i = 0; i < 16; i++)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", id[i]);
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x",
+		    id[i]);
 	line[n++] = '\n';
 	if ((rc = image_write_all(fd, line, (size_t)n)) != 0) {
 		snprintf(err, errlen, "%s/heap.id.tmp: %s", dir, strerror(-rc));

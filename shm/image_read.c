@@ -337,8 +337,8 @@ section_place(struct link_read *r, const struct image_section *s,
 		    s->first >= h->nslabs || s->count > h->nslabs - s->first ||
 		    s->len != s->count * (SHM_BITMAP_BYTES + SHM_SIDE_BYTES +
 		    SHM_SLAB_SIZE))
-			LR_FAIL(r, "run of slabs %" PRIu64 "+%" PRIu64 " is out "
-			    "of range", s->first, s->count);
+			LR_FAIL(r, "run of slabs %" PRIu64 "+%" PRIu64 " is "
+			    "out of range", s->first, s->count);
 		offs[0] = r->g.bitmaps_off + s->first * SHM_BITMAP_BYTES;
 		lens[0] = s->count * SHM_BITMAP_BYTES;
 		offs[1] = r->g.sides_off + s->first * SHM_SIDE_BYTES;
@@ -376,8 +376,8 @@ section_end(struct link_read *r, const struct image_section *s)
 	if (t != image_hash_seeded(&d, sizeof(d), info->hdr.hash))
 		LR_FAIL(r, "checksum mismatch");
 	if (d != XXH3_64bits_digest(r->dg))
-		LR_FAIL(r, "the end marker's digest does not match the sections "
-		    "before it (sections of another image)");
+		LR_FAIL(r, "the end marker's digest does not match the "
+		    "sections before it (sections of another image)");
 	pos = (uint64_t)lseek(r->fd, 0, SEEK_CUR);
 	if (pos != info->bytes)
 		LR_FAIL(r, "%" PRIu64 " bytes of garbage after the end marker",

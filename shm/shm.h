@@ -45,17 +45,43 @@
  *   cls >= SHM_NSMALL (spans)      uint32_t, in the side lines of the
  *                                  span's slabs, which are contiguous
  *
- * Invariants (shm_check() asserts each of them):
+ * Invariants.  shm_check() and shm_check_still() check each of them, and
+ * name it (I1 .. I8) in what they report:
  *
- *   I1  state FREE  =>  bitmap == 0
- *   I2  state SMALL =>  cls < SHM_NCLASSES, bits only below nblocks(cls);
- *       cls >= SHM_NSMALL  =>  slabs s+1 .. s+K-1 are SPAN_TAIL with
- *       run == s, K = slab_class_slabs[cls]
- *   I3  side[i] != 0 =>  bit i set            (live implies claimed)
+ *   I1  state FREE  =>  bitmap == 0 and side line == 0 (the side
+ *       entries a class keeps in the slab itself are data once it is free)
+ *   I2  state SMALL (or RECLAIMING) =>  cls < SHM_NCLASSES, bits and side
+ *       entries only below nblocks(cls); cls >= SHM_NSMALL  =>  slabs
+ *       s+1 .. s+K-1 are SPAN_TAIL with run == s, K = slab_class_slabs[cls],
+ *       and every SPAN_TAIL is one of such a span
+ *   I3  side[i] != 0 =>  bit i set, and side[i] <= class_size + 1
+ *                                            (live implies claimed)
  *   I4  LARGE_HEAD at s with run n  =>  slabs s+1 .. s+n-1 are LARGE_TAIL
- *       with head == s, and req <= n * SHM_SLAB_SIZE
- *   I5  a bit set with side == 0 is a claimed block not yet handed out; it
- *       belongs to the lease whose record names its word (in its mask)
+ *       with head == s, and req <= n * SHM_SLAB_SIZE; every LARGE_TAIL is
+ *       one of such an extent
+ *   I5  a bit set with side == 0 is a claimed block not yet handed out: it
+ *       belongs to the lease whose record names its slab and word (in its
+ *       mask), and every block a record in use lists is such a block
+ *   I6  the slab word: a known state; a lease (record + 1 <= SHM_LEASES)
+ *       only on a SMALL slab, whose owner is then that record; an owner
+ *       (<= SHM_LEASES) only on a SMALL or RECLAIMING one
+ *   I7  slab_hwm <= nslabs, and no slab at or above it is in use
+ *   I8  a root's name is "" or printable ASCII, NUL-terminated
+ *
+ * What a live heap allows.  shm_check() runs while clients claim and free:
+ * a slab that breaks an invariant is read again, with growing waits, and
+ * reported only when it stays broken.  I5 holds only between the steps of
+ * a client's allocation and free: one killed between them leaves that one
+ * block claimed and in no record (an orphan, client/fast.c), and a record
+ * lists its intent before the bits are taken and a set it gives back until
+ * after they are cleared.  So on a live heap I5 is counted, not checked:
+ * claimed blocks that are not live are blocks_orphaned, and those in no
+ * record's private set blocks_unlisted.  shm_check_still() is for a heap
+ * nobody changes (an image read offline, a heap before any client
+ * attaches), which image_settle() or seg_format() has made: no record in
+ * use and no orphan.  There every check is strict and at once, I5 both
+ * ways: an unlisted block, or a listed one that is not claimed or is live,
+ * is an error.
  *
  * Who writes what
  * ---------------
@@ -594,7 +620,9 @@ int	 slab_empty(const struct shm_seg *, uint64_t s);
 /* shm/check.c: the validator */
 struct shm_report {
 	uint64_t slabs_free, slabs_small, slabs_large;
-	uint64_t blocks_live, blocks_orphaned;
+	uint64_t blocks_live;
+	uint64_t blocks_orphaned;	/* claimed, not live (I5) */
+	uint64_t blocks_unlisted;	/* of those, in no private set */
 	uint64_t bytes_requested, bytes_live;
 	uint64_t large_blocks;
 	uint64_t roots;
