@@ -15,8 +15,8 @@
 
 #include "ctl/ctl.h"
 
-#define HEXDUMP_DEFAULT		256u
-#define HEXDUMP_MAX		(1u << 20)	/* more is a job for dump */
+#define HEXDUMP_DEFAULT	256u
+#define HEXDUMP_MAX	(1u << 20)	/* more is a job for dump */
 
 /* ------------------------------------------------------------------ */
 /* blocks */

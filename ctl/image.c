@@ -151,7 +151,8 @@ cmd_dump(int argc, char **argv)
 			out = optarg;
 	args_end(argc, argv);
 	if (out == NULL || *out == '\0') {
-		warnx("dump: --out FILE (or - for standard output) is required");
+		warnx("dump: --out FILE (or - for standard output) is "
+		    "required");
 		ctl_usage();
 	}
 	if (strcmp(out, "-") == 0)
@@ -224,8 +225,8 @@ cmd_checkpoint(int argc, char **argv)
 		json_u64("slabs", cr->slabs);
 		json_close('}');
 	} else if (strcmp(cr->kind, "nothing") == 0)
-		printf("checkpoint %" PRIu64 " stands: nothing changed, nothing "
-		    "written (%.1f ms)\n", cr->generation,
+		printf("checkpoint %" PRIu64 " stands: nothing changed, "
+		    "nothing written (%.1f ms)\n", cr->generation,
 		    cr->duration_us / 1000.0);
 	else
 		printf("checkpoint %" PRIu64 " written to %s: %" PRIu64

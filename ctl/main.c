@@ -98,8 +98,8 @@ ctl_help(void)
 		}
 		for (p = commands[i].help; *p != '\0'; p = nl + 1) {
 			nl = strchr(p, '\n');
-			printf("%*s%.*s\n", HELP_COLUMN - col, "", (int)(nl - p),
-			    p);
+			printf("%*s%.*s\n", HELP_COLUMN - col, "",
+			    (int)(nl - p), p);
 			col = 0;
 		}
 	}

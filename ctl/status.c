@@ -237,8 +237,8 @@ metrics_checkpoint(const Aclheap__StatsReply *s)
 		om_gauge("aclheap_last_checkpoint_duration_seconds", "seconds",
 		    "how long the last checkpoint took",
 		    s->ckpt_duration_us / 1e6);
-		om_gauge("aclheap_last_checkpoint_bytes", "bytes", "size of the "
-		    "last checkpoint's image", (double)s->ckpt_bytes);
+		om_gauge("aclheap_last_checkpoint_bytes", "bytes", "size of "
+		    "the last checkpoint's image", (double)s->ckpt_bytes);
 	}
 	om_gauge("aclheap_uptime_seconds", "seconds", "seconds since aclheapd "
 	    "started", (double)s->uptime_s);
@@ -294,7 +294,8 @@ cmd_metrics(int argc, char **argv)
 	q.stats = &m;
 	if ((rc = ctl_attach()) == 0)
 		rc = ctl_send(&q, &r, NULL);
-	if (rc != 0 || r == NULL || r->body_case != ACLHEAP__REPLY__BODY_STATS) {
+	if (rc != 0 || r == NULL ||
+	    r->body_case != ACLHEAP__REPLY__BODY_STATS) {
 		om_gauge("aclheap_up", NULL, "1 if aclheapd answered", 0);
 		printf("# EOF\n");
 		fflush(stdout);

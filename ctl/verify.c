@@ -138,8 +138,9 @@ verify_live(void)
 		json_close('}');
 	} else
 		printf("OK: live heap at %s: all invariants hold; %" PRIu64
-		    " block%s live, %" PRIu64 " claimed not handed out; slabs: %"
-		    PRIu64 " small, %" PRIu64 " large, %" PRIu64 " free\n",
+		    " block%s live, %" PRIu64 " claimed not handed out; "
+		    "slabs: %" PRIu64 " small, %" PRIu64 " large, %" PRIu64
+		    " free\n",
 		    ctl_socket, v->blocks_live, fmt_plural(v->blocks_live),
 		    v->blocks_orphaned, v->slabs_small, v->slabs_large,
 		    v->slabs_free);
