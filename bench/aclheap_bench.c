@@ -13,7 +13,8 @@
  *   bench/aclheap_bench -o N          only section N (see main)
  *
  * It starts its own aclheapd (ACLHEAP_BUILDDIR/aclheapd) on a private
- * socket, state folder and base, and removes everything it made.
+ * socket, state folder and base, through the tests' fixture
+ * (tests/testutil.c), and removes everything it made.
  */
 #include "config.h"
 
@@ -38,7 +39,7 @@
 
 #include "aclheap.h"
 #include "client/client.h"
-#include "shm/image.h"
+#include "tests/testutil.h"
 
 #define RING		10000
 #define RING_OPS	2000000
@@ -52,8 +53,7 @@ static int quick;	/* -q: no 16 GiB heap */
 static int only;	/* -o N: only section N (1 alloc, 2 memory, 3 socket,
 			 * 4 throughput, 5 persistence, 6 big heap, 7 deltas,
 			 * 8 blocks above 8 KiB) */
-static char dir[64], sockp[128], statep[128], logp[128];
-static pid_t daemon_pid = -1;
+static struct td td;
 
 static double
 now_ns(void)
@@ -90,77 +90,35 @@ summarize(double *v, int n)
 
 /* --- the daemon ------------------------------------------------------- */
 
+/*
+ * The tests' fixture (tests/testutil.c): a private folder, socket and
+ * state folder.  The bench's daemon has its own base, writes no timed
+ * checkpoints, logs at its default level, and may take a minute to load
+ * a large image.
+ */
 static void
 daemon_start(const char *size)
 {
-	const char *b = getenv("ACLHEAP_BUILDDIR");
-	char prog[512];
-	struct sockaddr_un sun;
-	double end;
-	int fd;
+	static const char *const extra[] = { "--checkpoint-interval", "0",
+	    NULL };
 
-	snprintf(prog, sizeof(prog), "%s/aclheapd", b ? b : ".");
-	if ((daemon_pid = fork()) == 0) {
-		fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(prog, prog, "--foreground", "--socket", sockp,
-		    "--state-dir", statep, "--base", "0x380000000000", "--size",
-		    size, "--config", "/dev/null", "--checkpoint-interval", "0",
-		    (char *)NULL);
-		_exit(127);
+	snprintf(td.size, sizeof(td.size), "%s", size);
+	if (td_start(&td, extra) != 0) {
+		fprintf(stderr, "aclheapd did not come up; see %s\n", td.log);
+		exit(1);
 	}
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, sockp, strlen(sockp) + 1);
-	end = now_ns() + 60e9;
-	while (now_ns() < end) {
-		if (waitpid(daemon_pid, NULL, WNOHANG) == daemon_pid) {
-			fprintf(stderr, "aclheapd exited; see %s\n", logp);
-			exit(1);
-		}
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-			close(fd);
-			return;
-		}
-		close(fd);
-		usleep(2000);
-	}
-	fprintf(stderr, "aclheapd did not come up\n");
-	exit(1);
 }
 
 static void
 daemon_stop(void)
 {
-	if (daemon_pid > 0) {
-		kill(daemon_pid, SIGTERM);
-		waitpid(daemon_pid, NULL, 0);
-	}
-	daemon_pid = -1;
-}
-
-static void
-heap_unlink(void)
-{
-	char name[96];
-	uint8_t id[16];
-
-	if (heapid_read(statep, id, name, sizeof(name)) == 0)
-		shm_unlink(name);
+	td_stop(&td, SIGTERM);
 }
 
 static void
 cleanup(void)
 {
-	char cmd[128];
-
-	daemon_stop();
-	heap_unlink();
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	td_cleanup(&td);
 }
 
 /* --- allocation ------------------------------------------------------- */
@@ -712,7 +670,7 @@ echo_server(const char *path)
 static double
 raw_write(uint64_t bytes)
 {
-	char path[256];
+	char path[400];
 	size_t chunk = 4 << 20;
 	char *buf = malloc(chunk);
 	uint64_t done = 0;
@@ -720,7 +678,7 @@ raw_write(uint64_t bytes)
 	int fd;
 
 	memset(buf, 0x5a, chunk);
-	snprintf(path, sizeof(path), "%s/raw.bin", statep);
+	snprintf(path, sizeof(path), "%s/raw.bin", td.state);
 	t0 = now_ns();
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	while (done < bytes) {
@@ -779,7 +737,7 @@ logged_load_ms(void)
 {
 	char line[1024];
 	double ms = -1;
-	FILE *f = fopen(logp, "r");
+	FILE *f = fopen(td.log, "r");
 	char *p;
 
 	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
@@ -806,7 +764,7 @@ ctl_checkpoint(int full, uint64_t *bytes, char *kind, size_t klen)
 	FILE *f;
 
 	snprintf(cmd, sizeof(cmd), "%s/aclheapctl -s %s checkpoint %s--json",
-	    b ? b : ".", sockp, full ? "--full " : "");
+	    b ? b : ".", td.sock, full ? "--full " : "");
 	if ((f = popen(cmd, "r")) == NULL)
 		exit(1);
 	n = fread(out, 1, sizeof(out) - 1, f);
@@ -879,16 +837,16 @@ ring_class_peaks(uint64_t seed, int n)
 static void
 fresh_heap(const char *size)
 {
-	char cmd[256];
+	char cmd[400];
 
 	aclheap_detach();
 	daemon_stop();
-	heap_unlink();
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", statep);
+	td_shm_unlink(&td);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", td.state);
 	if (system(cmd) != 0)
 		exit(1);
 	daemon_start(size);
-	if (aclheap_attach(sockp) != 0)
+	if (aclheap_attach(td.sock) != 0)
 		exit(1);
 }
 
@@ -1029,16 +987,16 @@ sec_socket(void)
 static void
 sec_throughput(void)
 {
-	char echo_path[160], what[80];
+	char echo_path[320], what[80];
 	int nc[] = { 1, 2, 4 }, n, i;
 	struct stat3 s;
 	pid_t ep;
 
-	snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", dir);
+	snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", td.dir);
 	ep = echo_server(echo_path);
 	for (n = 0; n < 3; n++) {
 		for (i = 0; i < reps; i++) {
-			v[i] = pipelined(sockp, 0, nc[n]);
+			v[i] = pipelined(td.sock, 0, nc[n]);
 			w[i] = pipelined(echo_path, 1, nc[n]);
 			ratio[i] = v[i] / w[i];
 		}
@@ -1057,13 +1015,13 @@ sec_throughput(void)
 static void
 sec_persist(void)
 {
-	char img[256];
+	char img[400];
 	uint64_t bytes = 0;
 	struct stat3 s;
 	void *blk;
 	int i;
 
-	snprintf(img, sizeof(img), "%s/heap.img", statep);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
 	for (i = 0; i < 16; i++) {
 		blk = aclmalloc(16 << 20);
 		memset(blk, i + 1, 16 << 20);
@@ -1086,7 +1044,7 @@ sec_persist(void)
 	aclheap_detach();
 	for (i = 0; i < reps; i++) {
 		daemon_stop();
-		heap_unlink();
+		td_shm_unlink(&td);
 		drop_caches();
 		daemon_start("1G");
 		v[i] = logged_load_ms() * 1e6;
@@ -1104,7 +1062,7 @@ sec_persist(void)
 	    bytes / (summarize(w, reps).med / 1e3),
 	    access("/proc/sys/vm/drop_caches", W_OK) == 0 ? "dropped" :
 	    "warm");
-	if (aclheap_attach(sockp) != 0)
+	if (aclheap_attach(td.sock) != 0)
 		exit(1);
 }
 
@@ -1112,13 +1070,13 @@ sec_persist(void)
 static void
 sec_big(void)
 {
-	char img[256];
+	char img[400];
 	struct stat3 s;
 	void *p;
 	int i;
 
 	fresh_heap("16G");
-	snprintf(img, sizeof(img), "%s/heap.img", statep);
+	snprintf(img, sizeof(img), "%s/heap.img", td.state);
 	p = aclmalloc(10 << 20);
 	memset(p, 7, 10 << 20);
 	for (i = 0; i < reps; i++) {
@@ -1411,16 +1369,16 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	snprintf(dir, sizeof(dir), "/tmp/aclheap-bench-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (td_setup(&td, "bench") != 0) {
+		perror("aclheap_bench: mkdtemp");
 		return 1;
-	snprintf(sockp, sizeof(sockp), "%s/sock", dir);
-	snprintf(statep, sizeof(statep), "%s/state", dir);
-	snprintf(logp, sizeof(logp), "%s/daemon.log", dir);
+	}
+	snprintf(td.base, sizeof(td.base), "0x380000000000");
+	td.log_level = NULL;
+	td.ready_ms = 60000;
 	atexit(cleanup);
-	setenv("ACLHEAP_SOCKET", sockp, 1);
 	daemon_start("1G");
-	if (aclheap_attach(sockp) != 0) {
+	if (aclheap_attach(td.sock) != 0) {
 		fprintf(stderr, "attach: %s\n", aclheap_last_error());
 		return 1;
 	}

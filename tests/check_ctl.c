@@ -123,18 +123,6 @@ json_u64(const char *json, const char *key)
 	return strtoull(p, NULL, 10);
 }
 
-static size_t
-count_of(const char *hay, const char *needle)
-{
-	size_t n = 0;
-
-	while ((hay = strstr(hay, needle)) != NULL) {
-		n++;
-		hay += strlen(needle);
-	}
-	return n;
-}
-
 /* The line of out that contains s, copied to buf. */
 static const char *
 line_with(const char *s, char *buf, size_t len)
@@ -357,7 +345,7 @@ START_TEST(test_roots)
 	snprintf(want, sizeof(want), "{\"name\":\"alpha\",\"addr\":%" PRIuPTR
 	    ",\"requested\":100}", (uintptr_t)a);
 	ck_out_has(want);
-	ck_assert_uint_eq(count_of(out, "\"name\":"), 2);
+	ck_assert_uint_eq(str_count(out, "\"name\":"), 2);
 
 	/* A removed root is gone from the list. */
 	ck_assert_int_eq(aclheap_root_remove("alpha"), 0);
@@ -412,7 +400,7 @@ START_TEST(test_blocks)
 	snprintf(want, sizeof(want), "{\"addr\":%" PRIuPTR ",\"requested\":"
 	    "1000,\"usable\":1024}", (uintptr_t)p[2]);
 	ck_out_has(want);
-	ck_assert_uint_eq(count_of(out, "{\"addr\":"), 1);
+	ck_assert_uint_eq(str_count(out, "{\"addr\":"), 1);
 	ck_assert_msg(out[0] == '[' && strstr(out, "]\n") != NULL, "%s", out);
 
 	/* A freed block is no longer listed. */
@@ -436,7 +424,7 @@ START_TEST(test_blocks_pages)
 		addr[i] = (uintptr_t)alloc_ok(16);
 	rc = ctl("blocks", "--class", "16", "--json", NULL);
 	ck_assert_msg(rc == 0, "exit %d:\n%.2000s", rc, out);
-	ck_assert_uint_eq(count_of(out, "{\"addr\":"), N);
+	ck_assert_uint_eq(str_count(out, "{\"addr\":"), N);
 	for (i = 0; i < N; i++) {
 		snprintf(want, sizeof(want), "{\"addr\":%" PRIuPTR ",",
 		    addr[i]);
@@ -974,28 +962,11 @@ ctl_io(const char *in, const char *outpath, const char *arg, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The whole file at path (malloc'd), its length in *len. */
-static char *
-slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	char *b;
-	int fd;
-
-	ck_assert_msg((fd = open(path, O_RDONLY)) >= 0, "%s", path);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	ck_assert_ptr_nonnull(b = malloc((size_t)st.st_size + 1));
-	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
 static int
 same_file(const char *a, const char *b)
 {
 	size_t la, lb;
-	char *x = slurp(a, &la), *y = slurp(b, &lb);
+	char *x = file_slurp(a, &la), *y = file_slurp(b, &lb);
 	int same = la == lb && memcmp(x, y, la) == 0;
 
 	free(x);

@@ -133,48 +133,6 @@ heap_checks_out(void)
 	(void)verify_live();
 }
 
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-	int fd = open(path, O_RDONLY);
-
-	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	b = malloc((size_t)st.st_size + 1);
-	ck_assert_ptr_nonnull(b);
-	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
-static int
-count(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	while ((hay = strstr(hay, needle)) != NULL) {
-		n++;
-		hay += strlen(needle);
-	}
-	return n;
-}
-
-/* Polls the daemon's log for what, 20 s at most. */
-static void
-log_waits_for(const char *what)
-{
-	uint64_t end = now_ms() + 20000;
-
-	while (strstr(td_log(&td), what) == NULL) {
-		ck_assert_msg(now_ms() < end, "'%s' not logged:\n%s", what,
-		    td_log(&td));
-		msleep(5);
-	}
-}
-
 /*
  * A 1 GiB heap on a 64 MiB /dev/shm: allocations fail with ENOMEM once the
  * memory is gone, every byte of every block handed out can be written (a
@@ -342,7 +300,7 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	snprintf(delta, sizeof(delta), "%s/heap.img.delta.1", td.state);
 	memset(aclmalloc(1000), 1, 1000);
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
-	before = slurp(img, &lb);
+	before = file_slurp(img, &lb);
 	for (i = 0; i < 20; i++) {
 		big[i] = aclmalloc(1 << 20);
 		ck_assert_ptr_nonnull(big[i]);
@@ -354,7 +312,7 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	    strstr(aclheap_last_error(), "heap.img.delta.1.tmp") != NULL, "%s",
 	    aclheap_last_error());
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "checkpoint failed"));
-	after = slurp(img, &la);
+	after = file_slurp(img, &la);
 	ck_assert_uint_eq(la, lb);
 	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(after);
@@ -373,7 +331,7 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	/* About 13 MB now: room again. */
 	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
 	ck_assert_int_eq(stat(delta, &st), 0);	/* a delta after the base */
-	after = slurp(img, &la);
+	after = file_slurp(img, &la);
 	ck_assert_uint_eq(la, lb);
 	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(after);
@@ -390,10 +348,10 @@ START_TEST(checkpoint_disk_full_keeps_image)
 	 * base, which needs room beside the chain, which 16 MB has not: the
 	 * stop says it failed (exit 1), and the image that is there stays
 	 * whole. */
-	before = slurp(img, &lb);
+	before = file_slurp(img, &lb);
 	ck_assert_int_eq(WEXITSTATUS(td_stop(&td, SIGTERM)), 1);
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "final checkpoint failed"));
-	after = slurp(img, &la);
+	after = file_slurp(img, &la);
 	ck_assert_uint_eq(la, lb);
 	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(before);
@@ -520,7 +478,7 @@ START_TEST(fd_exhaustion_pauses_accept)
 	ck_assert_int_eq(aclheap_attach(NULL), 0);
 	for (i = 0; i < IDLE; i++)
 		idle[i] = sock_open(0);
-	log_waits_for("not accepting");
+	td_log_wait(&td, "not accepting", 1, 20000);
 	/* Connected clients are served, checkpoints too. */
 	p = aclmalloc(100000);
 	ck_assert_msg(p != NULL, "%s", aclheap_last_error());
@@ -531,12 +489,12 @@ START_TEST(fd_exhaustion_pauses_accept)
 	/* A newcomer waits in the backlog: said once, not once a loop. */
 	late = sock_open(1);
 	ck_assert_ptr_nonnull(aclmalloc(10));
-	ck_assert_int_eq(count(td_log(&td), "not accepting"), 1);
+	ck_assert_int_eq(str_count(td_log(&td), "not accepting"), 1);
 	for (i = 0; i < IDLE; i++)
 		close(idle[i]);
 	ck_assert_int_eq(hello_reply(late), 0);
 	close(late);
-	log_waits_for("accepting connections again");
+	td_log_wait(&td, "accepting connections again", 1, 20000);
 	{
 		char out[4096];
 		const char *argv[] = { td_prog("tests/helper_client"), "fill",

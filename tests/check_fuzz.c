@@ -32,26 +32,6 @@ srcdir(void)
 	return s != NULL ? s : ".";
 }
 
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	b = malloc((size_t)st.st_size + 1);
-	ck_assert_ptr_nonnull(b);
-	n = read(fd, b, (size_t)st.st_size);
-	ck_assert_msg(n == st.st_size, "%s: short read", path);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
 /* Runs every regular file of DIR/NAME/ through fn; the count. */
 static int
 replay_dir(const char *dir, const char *name, harness_fn fn)
@@ -73,7 +53,7 @@ replay_dir(const char *dir, const char *name, harness_fn fn)
 		if (ents[i]->d_name[0] != '.') {
 			snprintf(file, sizeof(file), "%s/%s", path,
 			    ents[i]->d_name);
-			b = slurp(file, &len);
+			b = file_slurp(file, &len);
 			/* Named on stderr first: a crash leaves the name. */
 			fprintf(stderr, "# %s\n", file);
 			ck_assert_int_eq(fn(b, len), 0);

@@ -79,6 +79,40 @@ img_down(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* What an image of seg at generation gen holds: its metadata copied
+ * (free sp->meta after), the rest left for the caller. */
+static void
+spec_of(struct image_spec *sp, uint64_t gen)
+{
+	uint64_t len = seg.sb->bitmaps_off;
+
+	memset(sp, 0, sizeof(*sp));
+	sp->meta = malloc(len);
+	ck_assert_ptr_nonnull(sp->meta);
+	memcpy((void *)sp->meta, seg.sb, len);
+	sp->seg = &seg;
+	sp->identity = id;
+	sp->meta_len = len;
+	sp->generation = gen;
+	sp->time = 1000 + gen;
+}
+
+/* Writes sp as dir/name, as a checkpoint does: temp file, rename. */
+static void
+commit_spec(const char *name, struct image_spec *sp, struct image_out *out)
+{
+	char err[512], tmp[80];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(image_write(fd, sp, out), 0);
+	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
+	    "%s", err);
+	free((void *)sp->meta);
+}
+
 /* A whole image of seg (kind FULL) at generation gen into dir/name; the
  * per-slab hashes into next if not NULL. */
 static void
@@ -87,28 +121,10 @@ write_full(const char *name, uint64_t gen, uint64_t *next,
 {
 	struct image_spec sp;
 	struct image_out o;
-	uint64_t len = seg.sb->bitmaps_off;
-	uint8_t *meta;
-	char err[512], tmp[64];
-	int fd;
 
-	meta = malloc(len);
-	memcpy(meta, seg.sb, len);
-	memset(&sp, 0, sizeof(sp));
-	sp.seg = &seg;
-	sp.identity = id;
-	sp.meta = meta;
-	sp.meta_len = len;
-	sp.generation = gen;
-	sp.time = 1000 + gen;
+	spec_of(&sp, gen);
 	sp.next = next;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
-	    0);
-	ck_assert_int_eq(image_write(fd, &sp, out != NULL ? out : &o), 0);
-	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
-	    "%s", err);
-	free(meta);
+	commit_spec(name, &sp, out != NULL ? out : &o);
 }
 
 static void
@@ -118,33 +134,6 @@ write_image(void)
 
 	write_full("heap.img", 7, NULL, &o);
 	ck_assert_uint_eq(o.slabs, 5);	/* 0, 3-5, 100 */
-}
-
-static uint8_t *
-slurp(size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-	int fd;
-
-	fd = open(path, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	b = malloc((size_t)st.st_size);
-	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
-static void
-spit(const uint8_t *b, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
-	close(fd);
 }
 
 START_TEST(image_write_read_roundtrip)
@@ -194,14 +183,14 @@ START_TEST(image_every_flip_detected)
 
 	img_up();
 	write_image();
-	b = slurp(&len);
+	b = file_slurp(path, &len);
 	/* Every byte of the headers and trailers, a stride through the
 	 * payloads: each flip must be refused, and the reader must never
 	 * write the file. */
 	for (i = 0; i < len; i += (i < 4096 || len - i < 64) ? 1 : 61) {
 		r = (uint8_t)(1u << (i % 8));
 		b[i] ^= r;
-		spit(b, len);
+		file_spit(path, b, len);
 		ck_assert_msg(image_load_offline(path, &off, &info, err,
 		    sizeof(err)) == -EUCLEAN, "flip at %zu not detected", i);
 		ck_assert_msg(strstr(err, path) != NULL &&
@@ -211,7 +200,7 @@ START_TEST(image_every_flip_detected)
 		n++;
 	}
 	ck_assert_uint_gt(n, 5000);
-	spit(b, len);
+	file_spit(path, b, len);
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_uint_eq((size_t)st.st_size, len);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
@@ -232,17 +221,17 @@ START_TEST(image_every_truncation_detected)
 
 	img_up();
 	write_image();
-	b = slurp(&len);
+	b = file_slurp(path, &len);
 	for (cut = 0; cut < len; cut += cut < 256 || len - cut < 256 ? 1 :
 	    4093) {
-		spit(b, cut);
+		file_spit(path, b, cut);
 		ck_assert_msg(image_load_offline(path, &off, &info, err,
 		    sizeof(err)) == -EUCLEAN, "cut at %zu not detected", cut);
 	}
 	/* A longer file (garbage appended) is refused too. */
 	b = realloc(b, len + 3);
 	memset(b + len, 0, 3);
-	spit(b, len + 3);
+	file_spit(path, b, len + 3);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, "garbage") != NULL, "%s", err);
@@ -260,11 +249,11 @@ START_TEST(image_refuses_foreign_files)
 
 	img_up();
 	memset(b, 'x', sizeof(b));
-	spit(b, sizeof(b));
+	file_spit(path, b, sizeof(b));
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, "bad magic") != NULL, "%s", err);
-	spit(b, 0);
+	file_spit(path, b, 0);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, "truncated") != NULL, "%s", err);
@@ -283,22 +272,12 @@ write_delta(uint32_t seq, uint64_t gen, uint64_t base_gen,
 {
 	struct image_spec sp;
 	struct image_out o;
-	uint64_t len = seg.sb->bitmaps_off, changed;
-	uint8_t *meta;
-	char err[512], name[64], tmp[80];
-	int fd;
+	uint64_t changed;
+	char name[64];
 
 	ck_assert_int_eq(image_scan(&seg, seg.slabs, prev, next, NULL,
 	    &changed), 0);
-	meta = malloc(len);
-	memcpy(meta, seg.sb, len);
-	memset(&sp, 0, sizeof(sp));
-	sp.seg = &seg;
-	sp.identity = id;
-	sp.meta = meta;
-	sp.meta_len = len;
-	sp.generation = gen;
-	sp.time = 1000 + gen;
+	spec_of(&sp, gen);
 	sp.kind = IMAGE_DELTA;
 	sp.seq = seq;
 	sp.base_generation = base_gen;
@@ -307,44 +286,11 @@ write_delta(uint32_t seq, uint64_t gen, uint64_t base_gen,
 	sp.prev = prev;
 	sp.next = next;
 	snprintf(name, sizeof(name), "heap.img.delta.%u", seq);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	ck_assert_int_eq(image_writer_open(dir, tmp, &fd, err, sizeof(err)),
-	    0);
-	ck_assert_int_eq(image_write(fd, &sp, &o), 0);
-	ck_assert_msg(image_commit(fd, dir, tmp, name, err, sizeof(err)) == 0,
-	    "%s", err);
+	commit_spec(name, &sp, &o);
 	ck_assert_uint_eq(o.slabs, changed);
 	if (slabs != NULL)
 		*slabs = o.slabs;
-	free(meta);
 	return o.digest;
-}
-
-static uint8_t *
-slurp_path(const char *p, size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-	int fd;
-
-	fd = open(p, O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	b = malloc((size_t)st.st_size + 1);
-	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
-static void
-spit_path(const char *p, const uint8_t *b, size_t len)
-{
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
-	close(fd);
 }
 
 /* Changes between the base and the delta: a block rewritten, the extent
@@ -434,11 +380,11 @@ START_TEST(image_delta_flips_refused)
 	change_heap();
 	write_delta(1, 8, 7, 7, o.digest, h0, h1, NULL);
 	snprintf(dpath, sizeof(dpath), "%s.delta.1", path);
-	b = slurp_path(dpath, &len);
+	b = file_slurp(dpath, &len);
 	for (i = 0; i < len; i += (i < 4096 || len - i < 64) ? 1 : 97) {
 		r = (uint8_t)(1u << (i % 8));
 		b[i] ^= r;
-		spit_path(dpath, b, len);
+		file_spit(dpath, b, len);
 		ck_assert_msg(image_load_offline(path, &off, &info, err,
 		    sizeof(err)) == -EUCLEAN, "flip at %zu not detected", i);
 		ck_assert_msg(strstr(err, dpath) != NULL, "%s", err);
@@ -447,12 +393,12 @@ START_TEST(image_delta_flips_refused)
 	}
 	ck_assert_uint_gt(n, 4000);
 	for (i = 0; i < len; i += i < 128 || len - i < 128 ? 1 : 4093) {
-		spit_path(dpath, b, i);
+		file_spit(dpath, b, i);
 		ck_assert_msg(image_load_offline(path, &off, &info, err,
 		    sizeof(err)) == -EUCLEAN, "cut at %zu not detected", i);
 		ck_assert_msg(strstr(err, dpath) != NULL, "%s", err);
 	}
-	spit_path(dpath, b, len);
+	file_spit(dpath, b, len);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), 0);
 	ck_assert_uint_eq(info.links, 1);
@@ -483,17 +429,17 @@ START_TEST(image_splice_refused)
 	h1 = calloc(seg.nslabs, 8);
 	write_full("heap.img", 7, h0, &o);
 	d7 = o.digest;
-	a = slurp(&la);
+	a = file_slurp(path, &la);
 	change_heap();
 	write_full("heap.img", 8, NULL, NULL);
-	b = slurp(&lb);
+	b = file_slurp(path, &lb);
 	cut = sizeof(struct image_header) + sizeof(struct image_section) +
 	    seg.sb->bitmaps_off + 8;
 	ck_assert_uint_lt(cut, la);
 	sp = malloc(lb);
 	memcpy(sp, a, cut);
 	memcpy(sp + cut, b + cut, lb - cut);
-	spit(sp, lb);
+	file_spit(path, sp, lb);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, "section 1") != NULL &&
@@ -501,15 +447,15 @@ START_TEST(image_splice_refused)
 	/* Whole sections moved with their hashes recomputed for the new
 	 * header: the end marker's digest still tells. */
 	image_reseal(sp, cut);
-	spit(sp, lb);
+	file_spit(path, sp, lb);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 
 	/* A delta of base 7 (digest d7) after another base 7. */
-	spit(a, la);
+	file_spit(path, a, la);
 	write_delta(1, 8, 7, 7, d7, h0, h1, NULL);
 	snprintf(dpath, sizeof(dpath), "%s.delta.1", path);
-	dl = slurp_path(dpath, &ld);
+	dl = file_slurp(dpath, &ld);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), 0);
 	image_unload_offline(&off);
@@ -527,7 +473,7 @@ START_TEST(image_splice_refused)
 	ck_assert_uint_eq(info.hdr.generation, 9);
 	image_unload_offline(&off);
 	/* A delta where the base belongs. */
-	spit(dl, ld);
+	file_spit(path, dl, ld);
 	ck_assert_int_eq(image_load_offline(path, &off, &info, err,
 	    sizeof(err)), -EUCLEAN);
 	ck_assert_msg(strstr(err, "not a whole image") != NULL, "%s", err);

@@ -257,32 +257,6 @@ START_TEST(kill_during_checkpoint)
 }
 END_TEST
 
-static uint8_t *
-slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	uint8_t *b;
-	int fd = open(path, O_RDONLY);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	b = malloc((size_t)st.st_size + 1);
-	ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-	close(fd);
-	*len = (size_t)st.st_size;
-	return b;
-}
-
-static void
-spit(const char *path, const uint8_t *b, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
-	close(fd);
-}
-
 /* The daemon must refuse to start on img as it is now, say why, and leave
  * the file exactly as it was. */
 static void
@@ -292,14 +266,14 @@ refused(const char *img, const char *why)
 	size_t lb, la;
 	int st;
 
-	before = slurp(img, &lb);
+	before = file_slurp(img, &lb);
 	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
 	st = td_wait_exit(&td, 30000);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
 	ck_assert_msg(strstr(td_log(&td), why) != NULL, "'%s' not in:\n%s",
 	    why, td_log(&td));
 	ck_assert_ptr_nonnull(strstr(td_log(&td), img));
-	after = slurp(img, &la);
+	after = file_slurp(img, &la);
 	ck_assert_uint_eq(la, lb);
 	ck_assert_int_eq(memcmp(before, after, lb), 0);
 	free(before);
@@ -318,18 +292,18 @@ START_TEST(damaged_image_refused)
 	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
 	ck_assert_int_eq(td_shm_unlink(&td), 0);
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
-	b = slurp(img, &len);
+	b = file_slurp(img, &len);
 	for (i = 0; i < 6; i++) {
 		size_t at = (size_t)rand_r(&seed) % len;
 
 		b[at] ^= 0x10;
-		spit(img, b, len);
+		file_spit(img, b, len);
 		refused(img, "refusing image");
 		b[at] ^= 0x10;
 	}
-	spit(img, b, len / 2);
+	file_spit(img, b, len / 2);
 	refused(img, "truncated");
-	spit(img, b, len);
+	file_spit(img, b, len);
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "61", NULL);
 	free(b);
@@ -353,7 +327,7 @@ START_TEST(inconsistent_image_refused)
 	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
 	ck_assert_int_eq(td_shm_unlink(&td), 0);
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
-	b = slurp(img, &len);
+	b = file_slurp(img, &len);
 	h = (struct image_header *)b;
 	meta = b + sizeof(*h) + sizeof(struct image_section);
 	sb = (struct shm_super *)meta;
@@ -368,19 +342,19 @@ START_TEST(inconsistent_image_refused)
 	w = SHM_SLAB_WORD(SHM_SMALL, 100, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
 	image_reseal(b, len);
-	spit(img, b, len);
+	file_spit(img, b, len);
 	refused(img, "has class 100");
 	/* An extent longer than the heap: the same. */
 	w = SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0);
 	memcpy(&sl[s].word, &w, sizeof(w));
 	sl[s].run = UINT32_MAX;
 	image_reseal(b, len);
-	spit(img, b, len);
+	file_spit(img, b, len);
 	refused(img, "runs 4294967295 slabs past the end");
 	memcpy(&sl[s].word, &orig, sizeof(orig));
 	sl[s].run = 0;
 	image_reseal(b, len);
-	spit(img, b, len);
+	file_spit(img, b, len);
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "65", NULL);
 	free(b);
@@ -565,31 +539,6 @@ START_TEST(client_follows_reloaded_heap)
 }
 END_TEST
 
-static int
-count_in(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	while ((hay = strstr(hay, needle)) != NULL) {
-		n++;
-		hay += strlen(needle);
-	}
-	return n;
-}
-
-/* Waits (30 s at most) until the log holds what at least n times. */
-static void
-wait_log(const char *what, int n)
-{
-	uint64_t end = now_ms() + 30000;
-
-	while (count_in(td_log(&td), what) < n) {
-		ck_assert_msg(now_ms() < end, "'%s' not %d times in 30 s:\n%s",
-		    what, n, td_log(&td));
-		msleep(20);
-	}
-}
-
 /* The state folder's files, names, sizes and inodes, as one string. */
 static void
 state_files(char *buf, size_t len)
@@ -625,21 +574,21 @@ START_TEST(idle_client_writes_nothing)
 	ck_assert_int_eq(td_start(&td, extra), 0);
 	ck_assert_ptr_nonnull(p = aclmalloc(5000));	/* a connected client */
 	memset(p, 'x', 5000);
-	wait_log("(full: no image of this heap yet)", 1);
+	td_log_wait(&td, "(full: no image of this heap yet)", 1, 30000);
 	/* Two intervals after it may still write the metadata the first one
 	 * raced with; after those, nothing. */
-	n = count_in(td_log(&td), "nothing changed since");
-	wait_log("nothing changed since", n + 2);
+	n = str_count(td_log(&td), "nothing changed since");
+	td_log_wait(&td, "nothing changed since", n + 2, 30000);
 	state_files(before, sizeof(before));
-	n = count_in(td_log(&td), "nothing changed since");
-	wait_log("nothing changed since", n + 3);
+	n = str_count(td_log(&td), "nothing changed since");
+	td_log_wait(&td, "nothing changed since", n + 3, 30000);
 	state_files(after, sizeof(after));
 	ck_assert_str_eq(before, after);
 	ck_assert_ptr_null(strstr(after, "tmp"));
 	/* A client's store, which the daemon never sees: a delta. */
-	n = count_in(td_log(&td), "(delta: ");
+	n = str_count(td_log(&td), "(delta: ");
 	memset(p, 'y', 100);
-	wait_log("(delta: ", n + 1);
+	td_log_wait(&td, "(delta: ", n + 1, 30000);
 	ck_assert_int_eq(stat(delta, &st), 0);
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "(delta: 1 slabs changed)"));
 	/* Small: the metadata and one slab. */
@@ -900,7 +849,7 @@ START_TEST(bad_checkpoint_not_renamed)
 	ck_assert_int_eq(aclheap_root_set("p", p), 0);
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
 	state_files(before, sizeof(before));
-	ib = slurp(img, &lb);
+	ib = file_slurp(img, &lb);
 	ck_assert_int_eq(slab_block_lookup(&conn_seg, (uintptr_t)p, &b), 0);
 	side = (_Atomic uint16_t *)b.sides + b.index;
 	old = atomic_load(side);
@@ -914,7 +863,7 @@ START_TEST(bad_checkpoint_not_renamed)
 	    "fails its check"));
 	state_files(after, sizeof(after));
 	ck_assert_str_eq(before, after);
-	ia = slurp(img, &la);
+	ia = file_slurp(img, &la);
 	ck_assert_uint_eq(la, lb);
 	ck_assert_int_eq(memcmp(ia, ib, lb), 0);
 	free(ia);
@@ -930,7 +879,7 @@ static void
 copy_file(const char *from, const char *to)
 {
 	size_t len;
-	uint8_t *b = slurp(from, &len);
+	uint8_t *b = file_slurp(from, &len);
 	int fd = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 	ck_assert_int_ge(fd, 0);

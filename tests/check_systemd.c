@@ -738,18 +738,6 @@ probe_clients(struct probe *pr, uint64_t *nclients, uint64_t *requests)
 			*requests = r->clients->clients[i]->requests;
 }
 
-static int
-count_of(const char *hay, const char *needle)
-{
-	int n = 0;
-
-	while ((hay = strstr(hay, needle)) != NULL) {
-		n++;
-		hay += strlen(needle);
-	}
-	return n;
-}
-
 /* The number of the last "checkpoint N:" line in the log, 0: none. */
 static int
 last_checkpoint(struct td *t)
@@ -836,13 +824,13 @@ START_TEST(test_hup_reload)
 	    "settings", DEADLINE_MS), "%s", td_log(&t));
 	ck_assert_ptr_nonnull(strstr(td_log(&t), "log level 'loud'"));
 	ck = last_checkpoint(&t);
-	nothing = count_of(td_log(&t), "checkpoint: nothing changed");
+	nothing = str_count(td_log(&t), "checkpoint: nothing changed");
 	probe_open(pr3, t.sock, "probe3");
 	ck_assert_msg(log_wait(&t, "(probe3)", DEADLINE_MS), "%s", td_log(&t));
 	/* The timer still runs every second: a checkpoint, or one that
 	 * found nothing changed and wrote nothing. */
 	end = now_ms() + DEADLINE_MS;
-	while (last_checkpoint(&t) <= ck && count_of(td_log(&t),
+	while (last_checkpoint(&t) <= ck && str_count(td_log(&t),
 	    "checkpoint: nothing changed") <= nothing) {
 		ck_assert_msg(now_ms() < end, "no checkpoint after %d: %s",
 		    ck, td_log(&t));

@@ -60,20 +60,36 @@ td_prog(const char *name)
 	return buf[i];
 }
 
-void
-td_init(struct td *t, const char *tag)
+/*
+ * The fixture's folder, /tmp/aclheap-test-TAG-XXXXXX, and the paths in it;
+ * the daemon's log level debug, its base TEST_BASE and size TEST_SIZE.
+ * Needs no Check runner (the benchmark uses it): 0, or -errno.
+ */
+int
+td_setup(struct td *t, const char *tag)
 {
 	memset(t, 0, sizeof(*t));
+	t->pid = -1;
 	snprintf(t->dir, sizeof(t->dir), "/tmp/aclheap-test-%s-XXXXXX", tag);
-	ck_assert_ptr_nonnull(mkdtemp(t->dir));
+	if (mkdtemp(t->dir) == NULL) {
+		t->dir[0] = '\0';
+		return -errno;
+	}
 	snprintf(t->sock, sizeof(t->sock), "%s/sock", t->dir);
 	snprintf(t->state, sizeof(t->state), "%s/state", t->dir);
 	snprintf(t->log, sizeof(t->log), "%s/daemon.log", t->dir);
 	snprintf(t->base, sizeof(t->base), "0x%llx",
 	    (unsigned long long)TEST_BASE);
 	snprintf(t->size, sizeof(t->size), "%s", TEST_SIZE);
-	t->pid = -1;
+	t->log_level = "debug";
 	setenv("ACLHEAP_SOCKET", t->sock, 1);
+	return 0;
+}
+
+void
+td_init(struct td *t, const char *tag)
+{
+	ck_assert_int_eq(td_setup(t, tag), 0);
 }
 
 /* Puts the daemon and the fixture's socket, state folder, base, size and
@@ -110,8 +126,10 @@ td_start_env(struct td *t, const char *const *extra, const char *const *env)
 	pid_t pid;
 
 	n = td_daemon_argv(t, argv, 0, "/dev/null");
-	argv[n++] = "--log-level";
-	argv[n++] = "debug";
+	if (t->log_level != NULL) {
+		argv[n++] = "--log-level";
+		argv[n++] = t->log_level;
+	}
 	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
@@ -149,7 +167,6 @@ td_start(struct td *t, const char *const *extra)
 	return td_wait_ready(t);
 }
 
-/* Connects until the daemon accepts: 0, or -1 if it exited or took 20 s. */
 /* The segment the daemon's heap.id names, "/aclheap-HEX": 0, or -1. */
 static int
 shm_name_of(const struct td *t, char *name, size_t len)
@@ -169,11 +186,14 @@ shm_name_of(const struct td *t, char *name, size_t len)
 	return rc;
 }
 
+/* Connects until the daemon accepts: 0, or -1 if it exited or took
+ * ready_ms (20 s when 0). */
 int
 td_wait_ready(struct td *t)
 {
 	struct sockaddr_un sun;
-	uint64_t end = now_ms() + 20000;
+	uint64_t end = now_ms() + (t->ready_ms > 0 ? (uint64_t)t->ready_ms :
+	    20000);
 	int fd, status;
 
 	/* A path the kernel would cut short could name another socket. */
@@ -282,6 +302,65 @@ td_log(struct td *t)
 	buf[n > 0 ? n : 0] = '\0';
 	close(fd);
 	return buf;
+}
+
+/* Polls the daemon's log until it holds what n times, timeout_ms at
+ * most; fails the test, with the log, when it does not. */
+void
+td_log_wait(struct td *t, const char *what, int n, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+
+	while (str_count(td_log(t), what) < n) {
+		ck_assert_msg(now_ms() < end, "'%s' not logged %d times in "
+		    "%d ms:\n%s", what, n, timeout_ms, td_log(t));
+		msleep(5);
+	}
+}
+
+/* How many times needle stands in hay, not overlapping. */
+int
+str_count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+/* A whole file, malloc'd and NUL-terminated; its length in *len. */
+void *
+file_slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	char *b;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	b = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_msg(read(fd, b, (size_t)st.st_size) == st.st_size,
+	    "%s: short read", path);
+	close(fd);
+	b[st.st_size] = '\0';
+	*len = (size_t)st.st_size;
+	return b;
+}
+
+/* Writes b as the whole of path. */
+void
+file_spit(const char *path, const void *b, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	ck_assert_int_eq(write(fd, b, len), (ssize_t)len);
+	close(fd);
 }
 
 void

@@ -1,9 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * testutil.h: what the Check suites share: the runner's suite list and a
- * fixture that starts the real aclheapd on a private socket, state folder
- * and base address, waits until it accepts connections, and stops it with
- * a real signal.
+ * testutil.h: what the Check suites and the benchmark share: the runner's
+ * suite list and a fixture that starts the real aclheapd on a private
+ * socket, state folder and base address, waits until it accepts
+ * connections, and stops it with a real signal.
+ *
+ *   td_setup/td_init  the folder /tmp/aclheap-test-TAG-XXXXXX and the
+ *                     paths in it; set base, size, log_level, nofile or
+ *                     ready_ms after it to change what the daemon gets
+ *   td_start          the daemon with --config /dev/null and the extra
+ *                     arguments, ready when it accepts a connection
+ *   td_stop           a signal, then the daemon reaped
+ *   td_cleanup        the daemon killed, its segment and folder removed
+ *
+ * Everything but td_setup() reports a failure through Check, so only
+ * td_setup(), td_start*(), td_stop(), td_shm_unlink() and td_cleanup()
+ * may be used outside a test (the benchmark does).
  */
 #ifndef ACLHEAP_TESTUTIL_H
 #define ACLHEAP_TESTUTIL_H
@@ -24,6 +36,8 @@ struct td {
 	char base[32];
 	char size[32];
 	int nofile;		/* the daemon's RLIMIT_NOFILE, 0: inherit */
+	const char *log_level;	/* --log-level, NULL: the daemon's default */
+	int ready_ms;		/* how long td_wait_ready() waits, 0: 20 s */
 	pid_t pid;
 	char shm[96];		/* its segment's name, once it was ready */
 };
@@ -37,6 +51,7 @@ struct td {
 } while (0)
 
 /* tests/testutil.c */
+int	 td_setup(struct td *, const char *tag);
 void	 td_init(struct td *, const char *tag);
 int	 td_daemon_argv(const struct td *, const char **argv, int n,
 	    const char *config);
@@ -49,6 +64,10 @@ int	 td_wait_exit(struct td *, int timeout_ms);
 void	 td_cleanup(struct td *);
 int	 td_shm_unlink(struct td *);
 char	*td_log(struct td *);
+void	 td_log_wait(struct td *, const char *what, int n, int timeout_ms);
+int	 str_count(const char *hay, const char *needle);
+void	*file_slurp(const char *path, size_t *len);
+void	 file_spit(const char *path, const void *, size_t);
 int	 run_cmd(char *out, size_t outlen, const char *const *argv);
 const char *td_prog(const char *name);
 const char *td_stage(struct td *, const char *prog);
