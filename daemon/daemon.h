@@ -22,11 +22,13 @@
 #ifndef ACLHEAP_DAEMON_H
 #define ACLHEAP_DAEMON_H
 
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "shm/shm.h"
 #include "shm/image.h"
@@ -91,9 +93,40 @@ struct heap {
 	unsigned decay;
 };
 
-
+struct event;
 struct event_base;
-struct conn;
+
+/* A client's connection: its buffers, its peer and where it stands. */
+struct conn {
+	int fd;
+	struct event *rev, *wev;
+	struct event *hev;		/* Hello timeout, NULL once said */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_off, out_cap;
+	int passfd;			/* sent with the byte at passfd_at */
+	size_t passfd_at;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int hello, privileged, closing, waiting;
+	uint64_t wait_id;
+	char name[32];
+	uint64_t requests;
+	time_t since;
+	TAILQ_ENTRY(conn) link;
+};
+TAILQ_HEAD(conn_list, conn);
+
+/* What the parts of the loop share, set once by server_setup(). */
+struct server {
+	struct config *cfg;
+	struct heap *heap;
+	struct event_base *base;
+	time_t started;
+	int stopping;			/* at a stop, clients keep leases */
+};
 
 /* daemon/log.c */
 void	 log_init(int level, int to_syslog_prefix);
@@ -190,12 +223,42 @@ pid_t	 seglock_holder(int fd);
 void	 seglock_release(struct heap *);
 
 /* daemon/server.c */
+extern struct server server;
+extern struct conn_list conns;
 int	 server_listen(const struct config *, int *activated);
 int	 server_run(struct config *, struct heap *, int lfd, int argc,
 	    char **argv);
 int	 server_client_count(void);
 int	 server_setup(struct config *, struct heap *, struct event_base *);
 struct conn *server_conn_new(int fd);
+int	 conn_count(void);
+void	 conn_close(struct conn *);
+int	 conn_flush(struct conn *);
+void	 conn_process(struct conn *);
+void	 conn_resume(struct conn *);
+void	 conn_reply(struct conn *, Aclheap__Reply *);
+void	 conn_error(struct conn *, uint64_t id, int err, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+int	 conn_reserve_slow(struct conn *, size_t);
+
+/* Room for n more bytes of output.  The usual case, an empty buffer with
+ * room, is one branch; anything else is conn_reserve_slow()'s. */
+static inline int
+conn_reserve(struct conn *c, size_t n)
+{
+	if (__builtin_expect(c->out_off == 0 && c->out_cap - c->out_len >= n,
+	    1))
+		return 0;
+	return conn_reserve_slow(c, n);
+}
+
+/* daemon/request.c */
+void	 request_dispatch(struct conn *, const Aclheap__Request *,
+	    uint32_t len);
+void	 request_quick(struct conn *, const struct quick_req *);
+
+/* daemon/stats.c */
+void	 stats_fill(Aclheap__StatsReply *);
 
 /* daemon/notify.c */
 void	 notify_ready(void);

@@ -49,46 +49,16 @@
 
 #define IN_INIT		4096
 #define OUT_PAUSE	(1u << 20)	/* stop reading above this backlog */
-#define BLOCKS_PAGE	1500
 /* How long an admitted connection may take to say Hello.  The library
  * sends it right after connect(); 5 s covers a loaded machine.  Tests
  * shorten it through ACLHEAPD_TEST_HELLO_MS, read by server_setup(). */
 #define HELLO_TIMEOUT_MS	5000
 #define ACCEPT_BATCH	64	/* accepts per wake-up: a flood drains fast */
-/* A Blocks cursor is slab << 12 | block, so a page can end inside a slab:
- * a slab of 16-byte blocks holds more live blocks than one page. */
-#define BLOCKS_CURSOR_SHIFT	12
-_Static_assert(SHM_MAX_BLOCKS == 1u << BLOCKS_CURSOR_SHIFT,
-    "a Blocks cursor must be able to name every block of a slab");
 
-struct conn {
-	int fd;
-	struct event *rev, *wev;
-	struct event *hev;		/* Hello timeout, NULL once said */
-	uint8_t *in;
-	size_t in_len, in_cap;
-	uint8_t *out;
-	size_t out_len, out_off, out_cap;
-	int passfd;			/* sent with the byte at passfd_at */
-	size_t passfd_at;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	int hello, privileged, closing, waiting;
-	uint64_t wait_id;
-	char name[32];
-	uint64_t requests;
-	time_t since;
-	TAILQ_ENTRY(conn) link;
-};
-
-static TAILQ_HEAD(, conn) conns = TAILQ_HEAD_INITIALIZER(conns);
+struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
+struct server server;
 static int nconns;
-static struct event_base *base;
 static struct event *accept_ev, *watchdog_ev, *reap_ev;
-static struct config *cfg;
-static struct heap *heap;
-static time_t started;
 static int accept_paused;
 static int conn_max;		/* what the descriptor limit allows, 0: any */
 static int hello_ms = HELLO_TIMEOUT_MS;
@@ -98,10 +68,15 @@ static uint8_t arena_buf[256 * 1024];
 static struct frame_arena arena;
 
 static void conn_read(evutil_socket_t, short, void *);
-static void conn_process(struct conn *);
 
 int
 server_client_count(void)
+{
+	return nconns;
+}
+
+int
+conn_count(void)
 {
 	return nconns;
 }
@@ -180,8 +155,9 @@ fail:
 	}
 }
 
-static int
-out_reserve(struct conn *c, size_t n)
+/* conn_reserve()'s slow half: a buffer to reset or to grow. */
+int
+conn_reserve_slow(struct conn *c, size_t n)
 {
 	uint8_t *p;
 	size_t cap;
@@ -201,16 +177,14 @@ out_reserve(struct conn *c, size_t n)
 	return 0;
 }
 
-static int stopping;
-
-static void
+void
 conn_close(struct conn *c)
 {
 	if (c->waiting)
 		ckpt_cancel(c);
 	/* At a stop the clients live on with their leases: keep them. */
-	if (!stopping)
-		heap_conn_gone(heap, c);
+	if (!server.stopping)
+		heap_conn_gone(server.heap, c);
 	TAILQ_REMOVE(&conns, c, link);
 	nconns--;
 	event_free(c->rev);
@@ -279,7 +253,7 @@ conn_limit_init(void)
 
 /* Writes what is queued, the passed descriptor (if any) with its byte.
  * 0, or -1 when the connection was closed. */
-static int
+int
 conn_flush(struct conn *c)
 {
 	size_t end;
@@ -334,8 +308,19 @@ conn_write(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void
-reply_send(struct conn *c, Aclheap__Reply *r)
+/* A connection that waited for a checkpoint goes on: its reply out, then
+ * the requests that came meanwhile. */
+void
+conn_resume(struct conn *c)
+{
+	if (conn_flush(c) != 0)
+		return;
+	event_add(c->rev, NULL);
+	conn_process(c);
+}
+
+void
+conn_reply(struct conn *c, Aclheap__Reply *r)
 {
 	size_t n = protobuf_c_message_get_packed_size(&r->base);
 
@@ -348,7 +333,7 @@ reply_send(struct conn *c, Aclheap__Reply *r)
 		r->message = "reply too large";
 		n = protobuf_c_message_get_packed_size(&r->base);
 	}
-	if (out_reserve(c, n + FRAME_HDR) != 0) {
+	if (conn_reserve(c, n + FRAME_HDR) != 0) {
 		c->closing = 1;
 		return;
 	}
@@ -358,12 +343,8 @@ reply_send(struct conn *c, Aclheap__Reply *r)
 	c->out_len += n + FRAME_HDR;
 }
 
-static void
-reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
+void
+conn_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
 {
 	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
 	char msg[512];
@@ -375,7 +356,7 @@ reply_error(struct conn *c, uint64_t id, int err, const char *fmt, ...)
 	r.id = id;
 	r.error = err;
 	r.message = msg;
-	reply_send(c, &r);
+	conn_reply(c, &r);
 }
 
 static const char *
@@ -488,7 +469,7 @@ hello_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_info("pid %d (uid %u) said no Hello within %d ms; closing",
 	    (int)c->pid, (unsigned)c->uid, hello_ms);
-	reply_error(c, 0, ETIMEDOUT, "no Hello within %d ms", hello_ms);
+	conn_error(c, 0, ETIMEDOUT, "no Hello within %d ms", hello_ms);
 	c->closing = 1;
 	/* A peer that does not read must not keep it open either. */
 	if (conn_flush(c) == 0)
@@ -516,7 +497,7 @@ server_conn_new(int fd)
 		close(fd);
 		return NULL;
 	}
-	if (!config_allowed(cfg, cred.uid, cred.gid, cred.pid)) {
+	if (!config_allowed(server.cfg, cred.uid, cred.gid, cred.pid)) {
 		if (refuse_log_ok(&refused_stranger, more, sizeof(more)))
 			log_notice("refused pid %d: user %s (uid %u) is not on "
 			    "the allow list%s", (int)cred.pid,
@@ -526,8 +507,8 @@ server_conn_new(int fd)
 		    peer_name(cred.uid), (unsigned)cred.uid);
 		return NULL;
 	}
-	if (cfg->max_per_user > 0 &&
-	    (have = conns_of(cred.uid)) >= (int)cfg->max_per_user) {
+	if (server.cfg->max_per_user > 0 &&
+	    (have = conns_of(cred.uid)) >= (int)server.cfg->max_per_user) {
 		if (refuse_log_ok(&refused_cap, more, sizeof(more)))
 			log_notice("refused pid %d: user %s (uid %u) has %d "
 			    "connections, its cap (--max-clients-per-user)%s",
@@ -551,9 +532,9 @@ server_conn_new(int fd)
 	c->passfd = -1;
 	c->since = time(NULL);
 	snprintf(c->name, sizeof(c->name), "?");
-	c->rev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read, c);
-	c->wev = event_new(base, fd, EV_WRITE, conn_write, c);
-	c->hev = evtimer_new(base, hello_timeout, c);
+	c->rev = event_new(server.base, fd, EV_READ | EV_PERSIST, conn_read, c);
+	c->wev = event_new(server.base, fd, EV_WRITE, conn_write, c);
+	c->hev = evtimer_new(server.base, hello_timeout, c);
 	if (c->rev == NULL || c->wev == NULL || c->hev == NULL ||
 	    (c->in = malloc(IN_INIT)) == NULL) {
 		log_warnx("new connection: out of memory");
@@ -598,628 +579,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 	}
 }
 
-static void
-do_hello(struct conn *c, uint64_t id, const Aclheap__Hello *m)
-{
-	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
-	Aclheap__HelloReply hr = ACLHEAP__HELLO_REPLY__INIT;
-	struct shm_seg *seg = &heap->seg;
-	uint32_t n;
-
-	if (m->version != PROTOCOL_VERSION) {
-		reply_error(c, id, EPROTO, "client speaks protocol %u, aclheapd "
-		    "speaks %u", m->version, PROTOCOL_VERSION);
-		c->closing = 1;
-		return;
-	}
-	/* The allow list was checked at accept (server_conn_new()). */
-	if ((c->passfd = dup(seg->fd)) == -1) {
-		reply_error(c, id, EMFILE, "aclheapd is out of descriptors");
-		c->closing = 1;
-		return;
-	}
-	c->passfd_at = c->out_len;
-	c->hello = 1;
-	event_free(c->hev);
-	c->hev = NULL;
-	c->privileged = c->uid == 0 || c->uid == geteuid();
-	if (m->name != NULL && m->name[0] != '\0')
-		snprintf(c->name, sizeof(c->name), "%s", m->name);
-	n = heap_conn_adopt(heap, c, c->pid);
-	if (n > 0)
-		log_info("pid %d reconnected with %u leases", (int)c->pid, n);
-	hr.version = PROTOCOL_VERSION;
-	hr.heap_base = seg->base;
-	hr.size = seg->size;
-	hr.identity.data = heap->identity;
-	hr.identity.len = 16;
-	hr.layout = SHM_VERSION;
-	hr.epoch = atomic_load(&seg->sb->epoch);
-	hr.data_start = seg->data;
-	hr.privileged = (uint32_t)c->privileged;
-	r.id = id;
-	r.body_case = ACLHEAP__REPLY__BODY_HELLO;
-	r.hello = &hr;
-	reply_send(c, &r);
-	log_debug("hello from pid %d (%s), uid %u", (int)c->pid, c->name,
-	    (unsigned)c->uid);
-}
-
-static void
-fill_stats(Aclheap__StatsReply *s, Aclheap__ClassStats *cs,
-    Aclheap__ClassStats **csp)
-{
-	static struct shm_stats st;
-	const struct ckpt_result *lc = ckpt_last();
-	struct shm_seg *seg = &heap->seg;
-	static char img[4096];
-	int i;
-
-	shm_stats(&heap->seg, &st);
-	image_path(cfg, img, sizeof(img), "");
-	s->version = PACKAGE_VERSION;
-	s->heap_base = seg->base;
-	s->size = seg->size;
-	s->data_start = seg->data;
-	s->slabs_total = seg->nslabs;
-	s->slabs_free = seg->nslabs - st.slabs_used;
-	s->bytes_in_use = st.slabs_used << SHM_SLAB_SHIFT;
-	s->blocks_in_use = st.blocks;
-	s->bytes_requested = st.req;
-	s->large_blocks = st.large_blocks;
-	s->large_bytes = st.large_bytes;
-	s->roots = st.roots;
-	s->clients = (uint64_t)nconns;
-	s->uptime_s = (uint64_t)(time(NULL) - started);
-	s->ckpt_time = lc->time;
-	s->ckpt_duration_us = lc->duration_us;
-	s->ckpt_bytes = lc->bytes;
-	s->ckpt_kind = lc->time != 0 && lc->why[0] != '\0' ?
-	    (char *)ckpt_kind_name(lc->kind) : "";
-	s->ckpt_reason = (char *)lc->why;
-	s->ckpt_slabs = lc->slabs;
-	ckpt_chain(&s->chain_deltas, &s->chain_bytes);
-	s->image_path = img;
-	s->generation = atomic_load(&seg->sb->generation);
-	s->epoch = atomic_load(&seg->sb->epoch);
-	s->blocks_cached = st.cached;
-	s->identity.data = heap->identity;
-	s->identity.len = 16;
-	s->socket_path = cfg->socket_path;
-	s->pid = (uint32_t)getpid();
-	for (i = 0; i < SHM_NCLASSES; i++) {
-		aclheap__class_stats__init(&cs[i]);
-		cs[i].block_size = slab_class_size[i];
-		cs[i].slabs = st.cls[i].slabs;
-		cs[i].blocks_in_use = st.cls[i].used;
-		cs[i].blocks_free = st.cls[i].free;
-		cs[i].bytes_requested = st.cls[i].req;
-		csp[i] = &cs[i];
-	}
-	s->n_classes = SHM_NCLASSES;
-	s->classes = csp;
-}
-
-static void
-ckpt_done(void *arg, const struct ckpt_result *res)
-{
-	struct conn *c = arg;
-	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
-	Aclheap__CheckpointReply cr = ACLHEAP__CHECKPOINT_REPLY__INIT;
-	Aclheap__DumpReply dr = ACLHEAP__DUMP_REPLY__INIT;
-	char path[4096];
-
-	r.id = c->wait_id;
-	if (res->error != 0) {
-		r.error = res->error;
-		r.message = (char *)res->message;
-	} else if (res->fd >= 0) {
-		if ((c->passfd = dup(res->fd)) == -1) {
-			r.error = EMFILE;
-			r.message = "aclheapd is out of descriptors";
-		} else {
-			c->passfd_at = c->out_len;
-			dr.bytes = res->bytes;
-			dr.generation = res->generation;
-			r.body_case = ACLHEAP__REPLY__BODY_DUMP;
-			r.dump = &dr;
-		}
-	} else {
-		char sfx[32] = "";
-
-		/* The file it wrote: the base or the delta. */
-		if (res->seq != 0)
-			snprintf(sfx, sizeof(sfx), ".delta.%u", res->seq);
-		image_path(cfg, path, sizeof(path), sfx);
-		cr.path = path;
-		cr.bytes = res->bytes;
-		cr.duration_us = res->duration_us;
-		cr.generation = res->generation;
-		cr.kind = (char *)ckpt_kind_name(res->kind);
-		cr.reason = (char *)res->why;
-		cr.slabs = res->slabs;
-		r.body_case = ACLHEAP__REPLY__BODY_CHECKPOINT;
-		r.checkpoint = &cr;
-	}
-	c->waiting = 0;
-	reply_send(c, &r);
-	if (conn_flush(c) != 0)
-		return;
-	event_add(c->rev, NULL);
-	conn_process(c);
-}
-
-static int
-addr_ok(uint64_t a)
-{
-	return a >= heap->seg.base && a < heap->seg.base + heap->seg.size;
-}
-
-static void
-do_blocks(struct conn *c, Aclheap__Reply *r, const Aclheap__Blocks *m,
-    Aclheap__BlocksReply *br)
-{
-	static Aclheap__Block blk[BLOCKS_PAGE], *blkp[BLOCKS_PAGE];
-	struct shm_seg *seg = &heap->seg;
-	struct slab_block b;
-	uint64_t s, hi = m->hi ? m->hi : UINT64_MAX;
-	uint32_t w, cls, i = 0, first;
-	size_t n = 0;
-	uintptr_t a;
-	int full = 0;
-
-	(void)c;
-	first = (uint32_t)(m->cursor & (SHM_MAX_BLOCKS - 1));
-	for (s = m->cursor >> BLOCKS_CURSOR_SHIFT; s < seg->nslabs;
-	    s++, first = 0) {
-		w = atomic_load(&seg->slabs[s].word);
-		if (n + SHM_MAX_BLOCKS > BLOCKS_PAGE && n > 0)
-			break;
-		if (SHM_SLAB_STATE(w) == SHM_LARGE_HEAD) {
-			a = slab_addr(seg, s);
-			if (m->cls == -1 || m->cls == -2) {
-				if (a >= m->lo && a < hi &&
-				    slab_block_lookup(seg, a, &b) == 0) {
-					aclheap__block__init(&blk[n]);
-					blk[n].addr = a;
-					blk[n].req = b.req;
-					blk[n].usable = b.usable;
-					blkp[n] = &blk[n];
-					n++;
-				}
-			}
-			continue;
-		}
-		if (SHM_SLAB_STATE(w) != SHM_SMALL)
-			continue;
-		cls = SHM_SLAB_CLS(w);
-		/* Clients can write the slab table: never index by it
-		 * unchecked. */
-		if (cls >= SHM_NCLASSES || m->cls == -2 ||
-		    (m->cls >= 0 && (uint32_t)m->cls != cls))
-			continue;
-		for (i = first; i < slab_class_nblocks[cls]; i++) {
-			if (n == BLOCKS_PAGE) {
-				full = 1;
-				break;
-			}
-			a = slab_addr(seg, s) + (uintptr_t)i *
-			    slab_class_size[cls];
-			if (a < m->lo || a >= hi ||
-			    slab_block_lookup(seg, a, &b) != 0)
-				continue;
-			aclheap__block__init(&blk[n]);
-			blk[n].addr = a;
-			blk[n].req = b.req;
-			blk[n].usable = b.usable;
-			blkp[n] = &blk[n];
-			n++;
-		}
-		if (full)
-			break;
-	}
-	br->n_blocks = n;
-	br->blocks = blkp;
-	/* Never 0 while blocks remain: a full page has passed block 0. */
-	if (full)
-		br->next = s << BLOCKS_CURSOR_SHIFT | i;
-	else
-		br->next = s < seg->nslabs ? s << BLOCKS_CURSOR_SHIFT : 0;
-	r->body_case = ACLHEAP__REPLY__BODY_BLOCKS;
-	r->blocks = br;
-}
-
-static void
-do_clients(Aclheap__Reply *r, Aclheap__ClientsReply *cr)
-{
-	static Aclheap__ClientInfo *ci[1024];
-	static Aclheap__ClientInfo cis[1024];
-	struct conn *c;
-	size_t n = 0;
-
-	/* 700 entries of at most ~80 bytes stay under the frame cap. */
-	TAILQ_FOREACH(c, &conns, link) {
-		if (n == 700)
-			break;
-		aclheap__client_info__init(&cis[n]);
-		cis[n].pid = (uint32_t)c->pid;
-		cis[n].uid = (uint32_t)c->uid;
-		cis[n].gid = (uint32_t)c->gid;
-		cis[n].name = c->name;
-		cis[n].leases = heap_conn_leases(heap, c);
-		cis[n].requests = c->requests;
-		cis[n].since = (uint64_t)c->since;
-		ci[n] = &cis[n];
-		n++;
-	}
-	cr->n_clients = n;
-	cr->clients = ci;
-	cr->total = (uint32_t)nconns;
-	r->body_case = ACLHEAP__REPLY__BODY_CLIENTS;
-	r->clients = cr;
-}
-
-/* Alloc and Free, for dispatch() and for the quick path alike: 0, or
- * -errno with the words for it in err. */
-static int
-op_alloc(uint64_t size, uint64_t align, uintptr_t *addr, uint64_t *usable,
-    char *err, size_t errlen)
-{
-	int rc;
-
-	if (align != 0 && ((align & (align - 1)) != 0 ||
-	    align > (UINT64_C(1) << 30))) {
-		snprintf(err, errlen, "alignment %" PRIu64 " is not a power "
-		    "of two up to 1 GiB", align);
-		return -EINVAL;
-	}
-	if ((rc = heap_alloc(heap, size, align, addr, usable)) != 0)
-		snprintf(err, errlen, "no room for %" PRIu64 " bytes in the "
-		    "heap", size);
-	return rc;
-}
-
-static int
-op_free(uint64_t addr, uint64_t *size, char *err, size_t errlen)
-{
-	int rc;
-
-	if ((rc = heap_free(heap, addr, size)) != 0)
-		snprintf(err, errlen, "0x%" PRIx64 " is not a live block",
-		    addr);
-	return rc;
-}
-
-/*
- * An Alloc or Free that quick_decode() recognised, answered in the bytes
- * quick_encode() writes; a refusal goes out as dispatch() words it.  Only
- * after Hello: everything before it takes the general way.
- */
-static void
-dispatch_quick(struct conn *c, const struct quick_req *q)
-{
-	char err[128];
-	uintptr_t addr = 0;
-	uint64_t v, usable = 0;
-	size_t n;
-	int rc;
-
-	c->requests++;
-	if (q->body == ACLHEAP__REQUEST__BODY_ALLOC)
-		rc = op_alloc(q->a, q->b, &addr, &usable, err, sizeof(err));
-	else
-		rc = op_free(q->a, &v, err, sizeof(err));
-	if (rc != 0) {
-		log_debug("pid %d: refused %s: %s", (int)c->pid,
-		    q->body == ACLHEAP__REQUEST__BODY_ALLOC ? "alloc" : "free",
-		    err);
-		reply_error(c, q->id, -rc, "%s", err);
-		return;
-	}
-	if (out_reserve(c, FRAME_HDR + QUICK_MAX) != 0) {
-		c->closing = 1;
-		return;
-	}
-	n = q->body == ACLHEAP__REQUEST__BODY_ALLOC ?
-	    quick_encode(c->out + c->out_len + FRAME_HDR,
-	    ACLHEAP__REPLY__BODY_ALLOC, q->id, addr, usable) :
-	    quick_encode(c->out + c->out_len + FRAME_HDR,
-	    ACLHEAP__REPLY__BODY_FREE, q->id, v, 0);
-	frame_put_len(c->out + c->out_len, (uint32_t)n);
-	c->out_len += n + FRAME_HDR;
-}
-
-/* One request.  Everything it answers with lives until reply_send(). */
-/*
- * A root name that holds a NUL byte: protobuf-c hands the string over cut
- * at the NUL, which would set a shorter name than was sent.  The cut shows
- * as a request that packs to fewer bytes than arrived (our clients pack
- * exactly what protobuf-c packs, so an honest request always matches).
- */
-static int
-root_name_cut(const Aclheap__Request *q, uint32_t len)
-{
-	if (q->body_case < ACLHEAP__REQUEST__BODY_ROOT_SET ||
-	    q->body_case > ACLHEAP__REQUEST__BODY_ROOT_REMOVE)
-		return 0;
-	return protobuf_c_message_get_packed_size(&q->base) != len;
-}
-
-static void
-dispatch(struct conn *c, const Aclheap__Request *q)
-{
-	static Aclheap__Root roots[SHM_ROOTS], *rootp[SHM_ROOTS];
-	static Aclheap__ClassStats cs[SHM_NCLASSES], *csp[SHM_NCLASSES];
-	static uint8_t rbuf[READ_MAX];
-	/* Reply bodies are initialised where they are used: the hot
-	 * requests (Alloc, Free) should not pay for the others. */
-	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
-	Aclheap__AllocReply ar;
-	Aclheap__FreeReply fr;
-	Aclheap__Root rt;
-	Aclheap__RootListReply rl;
-	Aclheap__StatsReply sr;
-	Aclheap__VerifyReply vr;
-	Aclheap__ReadReply rr;
-	Aclheap__BlocksReply br;
-	Aclheap__ClientsReply clr;
-	Aclheap__LeaseReply lr;
-	static Aclheap__Empty ok = ACLHEAP__EMPTY__INIT;
-	struct shm_report rep;
-	char err[512];
-	uintptr_t addr;
-	uint64_t v, usable;
-	uint32_t rec;
-	ssize_t got = 0;
-	int rc = 0, i, n;
-
-	c->requests++;
-	err[0] = '\0';
-	r.id = q->id;
-	if (q->body_case == ACLHEAP__REQUEST__BODY_HELLO) {
-		if (c->hello) {
-			reply_error(c, q->id, EPROTO, "Hello sent twice");
-			return;
-		}
-		do_hello(c, q->id, q->hello);
-		return;
-	}
-	if (!c->hello) {
-		reply_error(c, q->id, EPROTO, "the first request must be Hello");
-		c->closing = 1;
-		return;
-	}
-	switch (q->body_case) {
-	case ACLHEAP__REQUEST__BODY_ALLOC:
-		if ((rc = op_alloc(q->alloc->size, q->alloc->alignment, &addr,
-		    &usable, err, sizeof(err))) != 0)
-			break;
-		aclheap__alloc_reply__init(&ar);
-		ar.addr = addr;
-		ar.usable = usable;
-		r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
-		r.alloc = &ar;
-		break;
-	case ACLHEAP__REQUEST__BODY_FREE:
-		if ((rc = op_free(q->free->addr, &v, err, sizeof(err))) != 0)
-			break;
-		aclheap__free_reply__init(&fr);
-		fr.size = v;
-		r.body_case = ACLHEAP__REPLY__BODY_FREE;
-		r.free = &fr;
-		break;
-	case ACLHEAP__REQUEST__BODY_REALLOC:
-		if ((rc = heap_realloc(heap, q->realloc->addr, q->realloc->size,
-		    &addr, &usable)) != 0) {
-			snprintf(err, sizeof(err), rc == -EINVAL ? "0x%" PRIx64
-			    " is not a live block" : "no room for %" PRIu64
-			    " bytes", rc == -EINVAL ? q->realloc->addr :
-			    q->realloc->size);
-			break;
-		}
-		aclheap__alloc_reply__init(&ar);
-		ar.addr = addr;
-		ar.usable = usable;
-		r.body_case = ACLHEAP__REPLY__BODY_ALLOC;
-		r.alloc = &ar;
-		break;
-	case ACLHEAP__REQUEST__BODY_ROOT_SET:
-		rc = heap_root_set(heap, q->root_set->name, q->root_set->value);
-		break;
-	case ACLHEAP__REQUEST__BODY_ROOT_GET:
-		if ((rc = heap_root_get(heap, q->root_get->name, &v)) != 0)
-			break;
-		aclheap__root__init(&rt);
-		rt.name = q->root_get->name;
-		rt.value = v;
-		r.body_case = ACLHEAP__REPLY__BODY_ROOT;
-		r.root = &rt;
-		break;
-	case ACLHEAP__REQUEST__BODY_ROOT_CAS:
-		rc = heap_root_cas(heap, q->root_cas->name,
-		    q->root_cas->expected, q->root_cas->desired);
-		break;
-	case ACLHEAP__REQUEST__BODY_ROOT_REMOVE:
-		rc = heap_root_remove(heap, q->root_remove->name);
-		break;
-	case ACLHEAP__REQUEST__BODY_ROOT_LIST:
-		for (i = 0, n = 0; i < SHM_ROOTS; i++) {
-			if (heap->seg.roots[i].name[0] == '\0')
-				continue;
-			aclheap__root__init(&roots[n]);
-			roots[n].name = heap->seg.roots[i].name;
-			roots[n].value = atomic_load(&heap->seg.roots[i].value);
-			rootp[n] = &roots[n];
-			n++;
-		}
-		aclheap__root_list_reply__init(&rl);
-		rl.n_roots = (size_t)n;
-		rl.roots = rootp;
-		r.body_case = ACLHEAP__REPLY__BODY_ROOTS;
-		r.roots = &rl;
-		break;
-	case ACLHEAP__REQUEST__BODY_STATS:
-		aclheap__stats_reply__init(&sr);
-		fill_stats(&sr, cs, csp);
-		r.body_case = ACLHEAP__REPLY__BODY_STATS;
-		r.stats = &sr;
-		break;
-	case ACLHEAP__REQUEST__BODY_CHECKPOINT:
-	case ACLHEAP__REQUEST__BODY_DUMP:
-		if (!c->privileged) {
-			rc = -EPERM;
-			snprintf(err, sizeof(err), "%s is only for aclheapd's "
-			    "user and root", frame_body_name(q));
-			break;
-		}
-		if (q->body_case == ACLHEAP__REQUEST__BODY_CHECKPOINT &&
-		    q->checkpoint->full)
-			ckpt_want_full();
-		if ((rc = ckpt_request(q->body_case ==
-		    ACLHEAP__REQUEST__BODY_DUMP, ckpt_done, c)) != 0) {
-			snprintf(err, sizeof(err), "cannot start: %s",
-			    strerror(-rc));
-			break;
-		}
-		c->waiting = 1;
-		c->wait_id = q->id;
-		return;
-	case ACLHEAP__REQUEST__BODY_VERIFY:
-		if ((rc = shm_check(&heap->seg, &rep, err, sizeof(err))) != 0)
-			break;
-		aclheap__verify_reply__init(&vr);
-		vr.blocks_live = rep.blocks_live;
-		vr.blocks_orphaned = rep.blocks_orphaned;
-		vr.slabs_small = rep.slabs_small;
-		vr.slabs_large = rep.slabs_large;
-		vr.slabs_free = rep.slabs_free;
-		r.body_case = ACLHEAP__REPLY__BODY_VERIFY;
-		r.verify = &vr;
-		break;
-	case ACLHEAP__REQUEST__BODY_READ:
-		if (!c->privileged) {
-			rc = -EPERM;
-			snprintf(err, sizeof(err), "reading heap bytes is only "
-			    "for aclheapd's user and root");
-			break;
-		}
-		v = q->read->addr;
-		if (q->read->len > READ_MAX || !addr_ok(v) ||
-		    q->read->len > heap->seg.base + heap->seg.size - v) {
-			rc = -ERANGE;
-			snprintf(err, sizeof(err), "0x%" PRIx64 "+%u is not "
-			    "inside the heap 0x%" PRIxPTR "-0x%" PRIxPTR
-			    " (or over %u bytes)", v, q->read->len,
-			    heap->seg.base, (uintptr_t)(heap->seg.base +
-			    heap->seg.size), READ_MAX);
-			break;
-		}
-		/* Through the descriptor, not the mapping: a page nobody
-		 * committed reads as zeros instead of being allocated, which
-		 * on a full /dev/shm would be SIGBUS here. */
-		for (n = 0; (uint32_t)n < q->read->len; n += (int)got) {
-			got = pread(heap->seg.fd, rbuf + n, q->read->len -
-			    (uint32_t)n, (off_t)(v - heap->seg.base) + n);
-			if (got == -1 && errno == EINTR) {
-				got = 0;
-				continue;
-			}
-			if (got <= 0)
-				break;
-		}
-		if ((uint32_t)n < q->read->len) {
-			rc = -EIO;
-			snprintf(err, sizeof(err), "reading the heap: %s",
-			    got == -1 ? strerror(errno) : "short read");
-			break;
-		}
-		aclheap__read_reply__init(&rr);
-		rr.data.data = rbuf;
-		rr.data.len = q->read->len;
-		r.body_case = ACLHEAP__REPLY__BODY_READ;
-		r.read = &rr;
-		break;
-	case ACLHEAP__REQUEST__BODY_BLOCKS:
-		aclheap__blocks_reply__init(&br);
-		do_blocks(c, &r, q->blocks, &br);
-		break;
-	case ACLHEAP__REQUEST__BODY_CLIENTS:
-		aclheap__clients_reply__init(&clr);
-		do_clients(&r, &clr);
-		break;
-	case ACLHEAP__REQUEST__BODY_LEASE:
-		if ((rc = heap_lease(heap, c, c->pid, q->lease->cls,
-		    q->lease->renew, q->lease->want, &v, &rec)) != 0) {
-			if (rc == -EBUSY)
-				snprintf(err, sizeof(err), "the lease table is "
-				    "full (%d leases held); small blocks go "
-				    "through aclheapd until one is released",
-				    SHM_LEASES);
-			else if (rc == -EINVAL)
-				snprintf(err, sizeof(err), "no lease of class "
-				    "%u to renew for this connection",
-				    q->lease->cls);
-			else
-				snprintf(err, sizeof(err), rc == -EMFILE ?
-				    "aclheapd is out of descriptors" : rc ==
-				    -EAGAIN ? "the slab's owner is claiming in "
-				    "it; ask again" : "no slab to lease for "
-				    "class %u", q->lease->cls);
-			break;
-		}
-		aclheap__lease_reply__init(&lr);
-		lr.slab = v;
-		lr.record = rec;
-		r.body_case = ACLHEAP__REPLY__BODY_LEASE;
-		r.lease = &lr;
-		break;
-	case ACLHEAP__REQUEST__BODY_RELEASE:
-		rec = q->release->record;
-		if (rec >= SHM_LEASES || heap->owners[rec].conn != c) {
-			rc = -EINVAL;
-			snprintf(err, sizeof(err), "lease %u is not yours", rec);
-			break;
-		}
-		rc = heap_lease_release(heap, rec);
-		break;
-	default:
-		rc = -EOPNOTSUPP;
-		snprintf(err, sizeof(err), "unknown request");
-		break;
-	}
-	if (rc != 0) {
-		/* The roots' own words, for root requests only: another
-		 * request's ENOENT or ENOSPC is not about roots. */
-		int root_req = q->body_case >= ACLHEAP__REQUEST__BODY_ROOT_SET &&
-		    q->body_case <= ACLHEAP__REQUEST__BODY_ROOT_LIST;
-
-		r.body_case = ACLHEAP__REPLY__BODY__NOT_SET;
-		r.error = -rc;
-		r.message = err;
-		if (root_req && rc == -EINVAL && err[0] == '\0')
-			snprintf(err, sizeof(err), "root names are 1 to %d "
-			    "printable ASCII bytes", SHM_ROOT_NAME_MAX);
-		else if (root_req && rc == -ENOENT && err[0] == '\0')
-			snprintf(err, sizeof(err), "no such root");
-		else if (root_req && rc == -EAGAIN && err[0] == '\0')
-			snprintf(err, sizeof(err), "root holds another value");
-		else if (root_req && rc == -ENOSPC && err[0] == '\0')
-			snprintf(err, sizeof(err), "the root table is full "
-			    "(%d roots)", SHM_ROOTS);
-		else if (err[0] == '\0')
-			snprintf(err, sizeof(err), "%s", strerror(-rc));
-		/* Every refusal, for whoever debugs a client. */
-		log_debug("pid %d: refused %s: %s", (int)c->pid,
-		    frame_body_name(q), err);
-	} else if (r.body_case == ACLHEAP__REPLY__BODY__NOT_SET) {
-		r.body_case = ACLHEAP__REPLY__BODY_OK;
-		r.ok = &ok;
-	}
-	reply_send(c, &r);
-}
-
 /* Handles every complete frame in the input buffer. */
-static void
+void
 conn_process(struct conn *c)
 {
 	struct quick_req qq;
@@ -1235,7 +596,7 @@ conn_process(struct conn *c)
 		if (rc < 0) {
 			log_info("pid %d sent a frame over %u bytes; closing",
 			    (int)c->pid, FRAME_MAX);
-			reply_error(c, 0, EMSGSIZE, "frame over %u bytes",
+			conn_error(c, 0, EMSGSIZE, "frame over %u bytes",
 			    FRAME_MAX);
 			c->closing = 1;
 			break;
@@ -1245,8 +606,7 @@ conn_process(struct conn *c)
 		if (c->hello && quick_decode(c->in + off + FRAME_HDR, len,
 		    &qq)) {
 			off += FRAME_HDR + len;
-			heap->dirty = 1;
-			dispatch_quick(c, &qq);
+			request_quick(c, &qq);
 			continue;
 		}
 		frame_arena_reset(&arena);
@@ -1254,18 +614,12 @@ conn_process(struct conn *c)
 		off += FRAME_HDR + len;
 		if (q == NULL) {
 			log_debug("pid %d sent a malformed message", (int)c->pid);
-			reply_error(c, 0, EPROTO, "malformed message");
+			conn_error(c, 0, EPROTO, "malformed message");
 			if (!c->hello)
 				c->closing = 1;
 			continue;
 		}
-		if (root_name_cut(q, len)) {
-			reply_error(c, q->id, EINVAL, "a root name must not "
-			    "hold a NUL byte");
-			continue;
-		}
-		heap->dirty = 1;
-		dispatch(c, q);
+		request_dispatch(c, q, len);
 	}
 	if (off > 0) {
 		memmove(c->in, c->in + off, c->in_len - off);
@@ -1339,7 +693,7 @@ conn_refuse_pending(struct conn *c)
 		q = frame_unpack_request(&arena, c->in + off + FRAME_HDR, len);
 		off += FRAME_HDR + len;
 		if (q != NULL)
-			reply_error(c, q->id, ESHUTDOWN, "aclheapd is stopping; "
+			conn_error(c, q->id, ESHUTDOWN, "aclheapd is stopping; "
 			    "not done");
 	}
 	c->in_len = 0;
@@ -1350,7 +704,7 @@ conn_refuse_pending(struct conn *c)
 static void
 sig_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct config nc;
+	struct config nc, *cfg = server.cfg;
 
 	(void)what;
 	(void)arg;
@@ -1359,7 +713,7 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 	case SIGINT:
 		log_notice("signal %d: stopping", (int)sig);
 		notify_stopping();
-		event_base_loopbreak(base);
+		event_base_loopbreak(server.base);
 		break;
 	case SIGUSR1:
 		log_info("SIGUSR1: checkpoint requested");
@@ -1405,6 +759,7 @@ sig_cb(evutil_socket_t sig, short what, void *arg)
 static void
 reap_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct heap *heap = server.heap;
 	uint32_t n;
 
 	(void)fd;
@@ -1441,10 +796,10 @@ server_setup(struct config *c, struct heap *h, struct event_base *eb)
 {
 	const char *e = getenv("ACLHEAPD_TEST_HELLO_MS");
 
-	cfg = c;
-	heap = h;
-	base = eb;
-	started = time(NULL);
+	server.cfg = c;
+	server.heap = h;
+	server.base = eb;
+	server.started = time(NULL);
 	if (e != NULL && atoi(e) > 0)
 		hello_ms = atoi(e);	/* tests only: not a setting */
 	frame_arena_init(&arena, arena_buf, sizeof(arena_buf));
@@ -1477,20 +832,20 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		fatalx("cannot set up checkpoints");
 	sigemptyset(&blocked);
 	for (i = 0; i < 4; i++) {
-		sev[i] = evsignal_new(base, sigs[i], sig_cb, NULL);
+		sev[i] = evsignal_new(server.base, sigs[i], sig_cb, NULL);
 		if (sev[i] == NULL || evsignal_add(sev[i], NULL) != 0)
 			fatalx("cannot watch signal %d", sigs[i]);
 		sigaddset(&blocked, sigs[i]);
 	}
 	/* main() blocked them until now; any that came are delivered. */
 	sigprocmask(SIG_UNBLOCK, &blocked, NULL);
-	accept_ev = event_new(base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
+	accept_ev = event_new(server.base, lfd, EV_READ | EV_PERSIST, accept_cb, NULL);
 	if (accept_ev == NULL || event_add(accept_ev, NULL) != 0)
 		fatalx("cannot watch the socket");
 	{
 		struct timeval tv = { 2, 0 };
 
-		reap_ev = event_new(base, -1, EV_PERSIST, reap_cb, NULL);
+		reap_ev = event_new(server.base, -1, EV_PERSIST, reap_cb, NULL);
 		if (reap_ev == NULL || event_add(reap_ev, &tv) != 0)
 			fatalx("cannot set up the lease reaper");
 	}
@@ -1499,7 +854,7 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 		struct timeval tv = { (time_t)(wd / 1000000),
 		    (suseconds_t)(wd % 1000000) };
 
-		watchdog_ev = event_new(base, -1, EV_PERSIST, watchdog_cb, NULL);
+		watchdog_ev = event_new(server.base, -1, EV_PERSIST, watchdog_cb, NULL);
 		if (watchdog_ev != NULL)
 			event_add(watchdog_ev, &tv);
 		notify_watchdog();
@@ -1507,11 +862,11 @@ server_run(struct config *c, struct heap *h, int lfd, int argc, char **argv)
 	notify_ready();
 	log_notice("serving heap 0x%" PRIxPTR "+%" PRIu64 " on %s", h->seg.base,
 	    h->seg.size, c->socket_path);
-	event_base_dispatch(base);
+	event_base_dispatch(server.base);
 
 	/* Graceful stop: no new requests, then the final checkpoint. */
 	event_del(accept_ev);
-	stopping = 1;
+	server.stopping = 1;
 	while ((cn = TAILQ_FIRST(&conns)) != NULL)
 		if (conn_refuse_pending(cn) == 0)
 			conn_close(cn);
