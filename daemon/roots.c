@@ -13,19 +13,6 @@
 
 #include "daemon/daemon.h"
 
-static int
-root_name_ok(const char *name)
-{
-	size_t i;
-
-	if (name == NULL || name[0] == '\0')
-		return 0;
-	for (i = 0; name[i] != '\0'; i++)
-		if (i >= SHM_ROOT_NAME_MAX || name[i] < 0x20 || name[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
 static struct shm_root *
 root_find(struct heap *h, const char *name)
 {
@@ -62,7 +49,7 @@ heap_root_set(struct heap *h, const char *name, uint64_t v)
 {
 	struct shm_root *r;
 
-	if (!root_name_ok(name))
+	if (!shm_root_name_ok(name))
 		return -EINVAL;
 	h->dirty = 1;
 	if ((r = root_find(h, name)) != NULL) {
@@ -77,7 +64,7 @@ heap_root_get(struct heap *h, const char *name, uint64_t *v)
 {
 	struct shm_root *r;
 
-	if (!root_name_ok(name))
+	if (!shm_root_name_ok(name))
 		return -EINVAL;
 	if ((r = root_find(h, name)) == NULL)
 		return -ENOENT;
@@ -91,7 +78,7 @@ heap_root_cas(struct heap *h, const char *name, uint64_t expected,
 {
 	struct shm_root *r;
 
-	if (!root_name_ok(name))
+	if (!shm_root_name_ok(name))
 		return -EINVAL;
 	r = root_find(h, name);
 	if (r == NULL) {
@@ -118,7 +105,7 @@ heap_root_remove(struct heap *h, const char *name)
 {
 	struct shm_root *r;
 
-	if (!root_name_ok(name))
+	if (!shm_root_name_ok(name))
 		return -EINVAL;
 	if ((r = root_find(h, name)) == NULL)
 		return -ENOENT;

@@ -30,9 +30,9 @@ stats_fill(Aclheap__StatsReply *s)
 	s->heap_base = seg->base;
 	s->size = seg->size;
 	s->data_start = seg->data;
-	s->slabs_total = seg->nslabs;
-	s->slabs_free = seg->nslabs - st.slabs_used;
-	s->bytes_in_use = st.slabs_used << SHM_SLAB_SHIFT;
+	s->slabs_total = st.slabs_total;
+	s->slabs_free = st.slabs_free;
+	s->bytes_in_use = st.bytes_in_use;
 	s->blocks_in_use = st.blocks;
 	s->bytes_requested = st.req;
 	s->large_blocks = st.large_blocks;
