@@ -163,7 +163,6 @@ int	 config_load_file(struct config *, const char *path, int required);
 int	 config_finish(struct config *);
 void	 config_free(struct config *);
 void	 config_usage(FILE *);
-void	 config_log_errors(int);
 int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
 int	 config_warn_unreachable(const struct config *, const char *path,
 	    mode_t, uid_t, gid_t);
