@@ -535,7 +535,6 @@ enum { SLAB_HOOK_ANNOUNCED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN,
     SLAB_HOOK_DROP };
 extern void (*slab_claim_hook)(int where);
 int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
-int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
 int	 slab_reclaim(struct shm_seg *, uint64_t s);
 uint64_t slab_settle_extents(struct shm_seg *);
 uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,
