@@ -322,25 +322,20 @@ aclheap_contains(const void *p)
 	    a - conn_seg.base < conn_seg.size;
 }
 
+_Static_assert(ACLHEAP_ROOT_NAME_MAX == SHM_ROOT_NAME_MAX,
+    "the API's root names are the segment's");
+
 /* Checks a root name here, so a bad one costs no round trip, then asks. */
 static int
 root_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
     Aclheap__Reply **r, const char *name)
 {
-	size_t n;
-
 	conn_clearerr();
-	n = name != NULL ? strlen(name) : 0;
-	if (n == 0 || n > ACLHEAP_ROOT_NAME_MAX) {
-		conn_seterr("root names are 1 to %d bytes",
+	if (!shm_root_name_ok(name)) {
+		conn_seterr("root names are 1 to %d bytes of printable ASCII",
 		    ACLHEAP_ROOT_NAME_MAX);
 		return -EINVAL;
 	}
-	while (n-- > 0)
-		if (name[n] < 0x20 || name[n] > 0x7e) {
-			conn_seterr("root names are printable ASCII");
-			return -EINVAL;
-		}
 	return conn_call(q, want, r, 0);
 }
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "proto/request.h"
 #include "proto/sockpath.h"
 
 struct shm_seg conn_seg = { .fd = -1 };
@@ -68,8 +69,6 @@ conn_clearerr(void)
 	if (fast_tcp != &fast_empty)
 		fast_tcp->lasterr[0] = '\0';
 }
-
-
 
 /* The child of fork() keeps the mapping but must not share our socket. */
 static void
@@ -402,34 +401,26 @@ now_ms(void)
 }
 
 /*
+ * Whether a request may be sent again when the daemon went away after
+ * getting it: its row in the table of kinds (proto/request.h) says.  A
+ * kind that may or may not have happened (an Alloc, a Free, a RootCas...)
+ * is not: sending it again could free someone else's new block, so the
+ * caller gets ECONNRESET instead.
+ */
+static int
+resendable(const Aclheap__Request *q)
+{
+	const struct request_kind *k = request_kind((int)q->body_case);
+
+	return k == NULL || k->retry == REQUEST_RESEND;
+}
+
+/*
  * Sends a request and returns its reply.  Reconnects when the socket is
  * gone (daemon restarted, or we are a fork child), waiting for the daemon
  * up to the reconnect budget.  0 or a negative errno (the reply's own error
  * included, with its message as the thread's last error).
  */
-/*
- * Requests that may be sent again when the daemon went away after getting
- * them: doing them twice does what doing them once does.  An Alloc, Free,
- * Realloc, RootCas, RootRemove or Dump whose reply was lost may or may not
- * have happened; sending it again could free someone else's new block, so
- * the caller gets ECONNRESET instead.
- */
-static int
-idempotent(const Aclheap__Request *q)
-{
-	switch (q->body_case) {
-	case ACLHEAP__REQUEST__BODY_ALLOC:
-	case ACLHEAP__REQUEST__BODY_FREE:
-	case ACLHEAP__REQUEST__BODY_REALLOC:
-	case ACLHEAP__REQUEST__BODY_ROOT_CAS:
-	case ACLHEAP__REQUEST__BODY_ROOT_REMOVE:
-	case ACLHEAP__REQUEST__BODY_DUMP:
-		return 0;
-	default:
-		return 1;
-	}
-}
-
 int
 conn_request(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
     int *fdp)
@@ -470,7 +461,7 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 			if (rc == 0)
 				break;
 			drop();
-			if (sent && !idempotent(q)) {
+			if (sent && !resendable(q)) {
 				conn_seterr("aclheapd at %s went away while "
 				    "handling %s; it may or may not have been "
 				    "done", sock_path, frame_body_name(q));

@@ -108,36 +108,12 @@ config_usage(FILE *f)
 "See aclheapd(8).\n", SHM_BASE_DEFAULT, DEFAULT_MAX_PER_USER);
 }
 
-static int errors_to_log;
-
 /*
- * Where a settings error goes: to standard error at start-up, where the
- * one starting the daemon reads it; to the log once the daemon runs (a
- * reload by SIGHUP), where standard error may be /dev/null.
+ * A settings error goes to the log: at start-up, before log_init(), that
+ * is standard error, as "aclheapd: ...", where the one starting the daemon
+ * reads it; once the daemon runs (a reload by SIGHUP), the log it keeps.
  */
-void
-config_log_errors(int on)
-{
-	errors_to_log = on;
-}
-
-static void
-cfg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-cfg_err(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	if (errors_to_log)
-		log_errx("%s", buf);
-	else
-		fprintf(stderr, "aclheapd: %s\n", buf);
-}
+#define cfg_err(...)	log_errx(__VA_ARGS__)
 
 static char *
 xstrdup(const char *s)
@@ -275,8 +251,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 		break;
 	case OPT_DECAY:
 		if (parse_uint(v, 86400, &n) != 0) {
-			fprintf(stderr, "aclheapd: %s: decay '%s' is not a "
-			    "number of seconds up to a day\n", where, v);
+			cfg_err("%s: decay '%s' is not a number of seconds up "
+			    "to a day", where, v);
 			return -1;
 		}
 		c->decay = (unsigned)n;
@@ -313,9 +289,8 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 		break;
 	case OPT_MAX_PER_USER:
 		if (parse_uint(v, 1000000, &n) != 0) {
-			fprintf(stderr, "aclheapd: %s: max-clients-per-user "
-			    "'%s' is not a number from 0 to 1000000\n", where,
-			    v);
+			cfg_err("%s: max-clients-per-user '%s' is not a number "
+			    "from 0 to 1000000", where, v);
 			return -1;
 		}
 		c->max_per_user = (unsigned)n;
@@ -494,9 +469,9 @@ config_finish(struct config *c)
 		    getenv("XDG_RUNTIME_DIR")) == 0)
 			c->socket_path = xstrdup(buf);
 		else {
-			fprintf(stderr, "aclheapd: the default socket path in "
-			    "$XDG_RUNTIME_DIR is longer than a Unix socket "
-			    "address allows (107 bytes); set --socket\n");
+			cfg_err("the default socket path in $XDG_RUNTIME_DIR is "
+			    "longer than a Unix socket address allows (107 "
+			    "bytes); set --socket");
 			return -1;
 		}
 	}
@@ -510,21 +485,20 @@ config_finish(struct config *c)
 		    getenv("XDG_STATE_HOME"), home) == 0)
 			c->state_dir = xstrdup(sd);
 		else {
-			fprintf(stderr, "aclheapd: no state folder: set "
-			    "--state-dir, XDG_STATE_HOME or HOME\n");
+			cfg_err("no state folder: set --state-dir, "
+			    "XDG_STATE_HOME or HOME");
 			return -1;
 		}
 	}
 	if (strlen(c->socket_path) >= 108) {
-		fprintf(stderr, "aclheapd: socket path '%s' is longer than a "
-		    "Unix socket address allows (107 bytes)\n", c->socket_path);
+		cfg_err("socket path '%s' is longer than a Unix socket "
+		    "address allows (107 bytes)", c->socket_path);
 		return -1;
 	}
 	if (c->base + c->size < c->base ||
 	    c->base + c->size > UINT64_C(0x800000000000)) {
-		fprintf(stderr, "aclheapd: heap 0x%" PRIxPTR "+%" PRIu64
-		    " does not fit below the 128 TiB user address limit\n",
-		    c->base, c->size);
+		cfg_err("heap 0x%" PRIxPTR "+%" PRIu64 " does not fit below "
+		    "the 128 TiB user address limit", c->base, c->size);
 		return -1;
 	}
 	return 0;

@@ -10,23 +10,35 @@
  * serialized without locks.  Clients change bitmap bits and side entries
  * concurrently, through shm/'s atomic operations only.
  *
- *   listen fd --accept--> struct conn --frames--> server_dispatch()
- *                                                   |
- *                       heap_*() (allocation, roots, leases, stats)
- *                       image_*() (checkpoint, load)
+ *   listen fd --accept, admission (listen.c)--> struct conn (conn.c)
+ *       --frames--> request_dispatch() (request.c): one handler per kind
+ *                   of proto/request.h's table
+ *                     |
+ *       heap_*() (heap.c: allocation; roots.c; lease.c; open.c)
+ *       ckpt_*() (ckpt.c: checkpoint, dump, load)
+ *
+ * server.c runs the loop: signals, the reload, the timers, the stop.
  *
  * The daemon's derived state (struct heap: the free-slab bitmap, per-class
  * slab lists, the lease owners) is rebuilt from the segment at every start
- * by heap_rebuild(); nothing in it is ever saved.
+ * by heap_rebuild(); nothing in it is ever saved.  Debug builds (without
+ * NDEBUG) assert it at points that walk it anyway:
+ *
+ *   nfree = popcount(free_map), no free bit below free_hint's word
+ *       (heap_rebuild(), heap_reclaim_sweep())
+ *   owners[rec].conn != NULL  =>  leases[rec].owner_pid != 0
+ *       (heap_reap_leases())
  */
 #ifndef ACLHEAP_DAEMON_H
 #define ACLHEAP_DAEMON_H
 
+#include <sys/queue.h>
 #include <sys/types.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "shm/shm.h"
 #include "shm/image.h"
@@ -91,9 +103,40 @@ struct heap {
 	unsigned decay;
 };
 
-
+struct event;
 struct event_base;
-struct conn;
+
+/* A client's connection: its buffers, its peer and where it stands. */
+struct conn {
+	int fd;
+	struct event *rev, *wev;
+	struct event *hev;		/* Hello timeout, NULL once said */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_off, out_cap;
+	int passfd;			/* sent with the byte at passfd_at */
+	size_t passfd_at;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int hello, privileged, closing, waiting;
+	uint64_t wait_id;
+	char name[32];
+	uint64_t requests;
+	time_t since;
+	TAILQ_ENTRY(conn) link;
+};
+TAILQ_HEAD(conn_list, conn);
+
+/* What the parts of the loop share, set once by server_setup(). */
+struct server {
+	struct config *cfg;
+	struct heap *heap;
+	struct event_base *base;
+	time_t started;
+	int stopping;			/* at a stop, clients keep leases */
+};
 
 /* daemon/log.c */
 void	 log_init(int level, int to_syslog_prefix);
@@ -120,15 +163,11 @@ int	 config_load_file(struct config *, const char *path, int required);
 int	 config_finish(struct config *);
 void	 config_free(struct config *);
 void	 config_usage(FILE *);
-void	 config_log_errors(int);
 int	 config_allowed(const struct config *, uid_t, gid_t, pid_t);
 int	 config_warn_unreachable(const struct config *, const char *path,
 	    mode_t, uid_t, gid_t);
 
 /* daemon/heap.c */
-int	 heap_open(struct heap *, struct config *);
-void	 heap_close(struct heap *);
-void	 heap_forget(struct heap *);
 int	 heap_rebuild(struct heap *);
 int	 heap_alloc(struct heap *, uint64_t size, uint64_t align,
 	    uintptr_t *addr, uint64_t *usable);
@@ -137,10 +176,24 @@ int	 heap_realloc(struct heap *, uintptr_t addr, uint64_t size,
 	    uintptr_t *out, uint64_t *usable);
 int	 heap_reclaim_sweep(struct heap *);
 uint64_t heap_decay(struct heap *, int all);
+void	 heap_thaw(struct heap *);
+int64_t	 heap_slab_new(struct heap *, uint32_t cls);
+int	 heap_slab_has_room(const struct heap *, uint64_t s, uint32_t cls);
+
+/* daemon/open.c */
+int	 heap_open(struct heap *, struct config *);
+void	 heap_close(struct heap *);
+void	 heap_forget(struct heap *);
+int	 heap_id_write(const char *dir, const uint8_t id[16]);
+
+/* daemon/roots.c */
 int	 heap_root_set(struct heap *, const char *, uint64_t);
 int	 heap_root_get(struct heap *, const char *, uint64_t *);
 int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);
 int	 heap_root_remove(struct heap *, const char *);
+
+/* daemon/lease.c */
+void	 lease_rebuild(struct heap *);
 int	 heap_lease(struct heap *, struct conn *, pid_t, uint32_t cls,
 	    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *rec);
 int	 heap_lease_release(struct heap *, uint32_t rec);
@@ -148,10 +201,10 @@ void	 heap_conn_gone(struct heap *, struct conn *);
 uint32_t heap_conn_adopt(struct heap *, struct conn *, pid_t);
 uint32_t heap_reap_leases(struct heap *);
 uint32_t heap_conn_leases(const struct heap *, const struct conn *);
-void	 heap_thaw(struct heap *);
-#define PROC_UNKNOWN	UINT64_MAX	/* heap_proc_start(): cannot tell */
-uint64_t heap_proc_start(pid_t);
-int	 heap_id_write(const char *dir, const uint8_t id[16]);
+
+/* daemon/proc.c */
+#define PROC_UNKNOWN	UINT64_MAX	/* proc_start(): cannot tell */
+uint64_t proc_start(pid_t);
 
 /* daemon/ckpt.c */
 enum { CKPT_FULL, CKPT_DELTA, CKPT_NOTHING };
@@ -175,13 +228,15 @@ int	 ckpt_init(struct heap *, const struct config *,
 	    struct event_base *);
 int	 ckpt_request(int dump, ckpt_done_fn, void *arg);
 void	 ckpt_cancel(void *arg);
-int	 ckpt_busy(void);
 int	 ckpt_sync(struct ckpt_result *);
 const struct ckpt_result *ckpt_last(void);
 const char *ckpt_kind_name(int kind);
 void	 ckpt_chain(uint32_t *deltas, uint64_t *bytes);
 void	 ckpt_want_full(void);
 void	 ckpt_set_interval(unsigned);
+/* For the dispatch fuzzer only (tests/fuzz/), which runs the loop itself
+ * and must wait out a checkpoint's thread: nothing in the daemon asks. */
+int	 ckpt_busy(void);
 
 /* daemon/seglock.c */
 int	 seglock_take(struct heap *, int segfd);
@@ -190,12 +245,52 @@ pid_t	 seglock_holder(int fd);
 void	 seglock_release(struct heap *);
 
 /* daemon/server.c */
-int	 server_listen(const struct config *, int *activated);
+extern struct server server;
 int	 server_run(struct config *, struct heap *, int lfd, int argc,
 	    char **argv);
-int	 server_client_count(void);
 int	 server_setup(struct config *, struct heap *, struct event_base *);
+int	 server_client_count(void);
+
+/* daemon/listen.c */
+int	 server_listen(const struct config *, int *activated);
 struct conn *server_conn_new(int fd);
+int	 listen_start(int lfd);
+void	 listen_stop(void);
+void	 listen_resume(void);
+
+/* daemon/conn.c */
+extern struct conn_list conns;
+void	 conn_setup(void);
+struct conn *conn_new(int fd, pid_t, uid_t, gid_t);
+int	 conn_count(void);
+void	 conn_close(struct conn *);
+void	 conn_close_all(void);
+int	 conn_flush(struct conn *);
+void	 conn_process(struct conn *);
+void	 conn_resume(struct conn *);
+void	 conn_reply(struct conn *, Aclheap__Reply *);
+void	 conn_error(struct conn *, uint64_t id, int err, const char *, ...)
+	    __attribute__((format(printf, 4, 5)));
+int	 conn_reserve_slow(struct conn *, size_t);
+
+/* Room for n more bytes of output.  The usual case, an empty buffer with
+ * room, is one branch; anything else is conn_reserve_slow()'s. */
+static inline int
+conn_reserve(struct conn *c, size_t n)
+{
+	if (__builtin_expect(c->out_off == 0 && c->out_cap - c->out_len >= n,
+	    1))
+		return 0;
+	return conn_reserve_slow(c, n);
+}
+
+/* daemon/request.c */
+void	 request_dispatch(struct conn *, const Aclheap__Request *,
+	    uint32_t len);
+void	 request_quick(struct conn *, const struct quick_req *);
+
+/* daemon/stats.c */
+void	 stats_fill(Aclheap__StatsReply *);
 
 /* daemon/notify.c */
 void	 notify_ready(void);

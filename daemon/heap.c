@@ -16,13 +16,9 @@
  */
 #include "config.h"
 
-#include <sys/random.h>
-#include <sys/stat.h>
-
+#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +30,19 @@
 #define DATA_OFF(h, s)	((uint64_t)((h)->seg.data - (h)->seg.base) + \
 			    ((uint64_t)(s) << SHM_SLAB_SHIFT))
 
+static inline int
+free_test(const struct heap *h, uint64_t s)
+{
+	return (h->free_map[s / 64] >> (s % 64)) & 1;
+}
+
+/* A slab joins the free pool.  Once only, even when a slab table that a
+ * client scribbled on names it twice: nfree counts bits. */
 static inline void
 free_set(struct heap *h, uint64_t s)
 {
+	if (free_test(h, s))
+		return;
 	h->free_map[s / 64] |= UINT64_C(1) << (s % 64);
 	h->nfree++;
 	if (s / 64 < h->free_hint)
@@ -56,12 +62,6 @@ free_clear(struct heap *h, uint64_t s)
 }
 
 static inline int
-free_test(const struct heap *h, uint64_t s)
-{
-	return (h->free_map[s / 64] >> (s % 64)) & 1;
-}
-
-static inline int
 held_test(const struct heap *h, uint64_t s)
 {
 	return (h->held_map[s / 64] >> (s % 64)) & 1;
@@ -71,6 +71,31 @@ static inline void
 held_clear(struct heap *h, uint64_t s)
 {
 	h->held_map[s / 64] &= ~(UINT64_C(1) << (s % 64));
+}
+
+/*
+ * Debug builds check the free map against what is derived from it, at
+ * the points that already walk the slabs (the rebuild, the sweep):
+ *
+ *   nfree = popcount(free_map),  no free bit at or past nslabs,
+ *   free_map[w] = 0 for every word w < free_hint
+ */
+static void
+free_map_assert(const struct heap *h)
+{
+#ifndef NDEBUG
+	uint64_t w, n = 0, words = (h->seg.nslabs + 63) / 64;
+
+	for (w = 0; w < words; w++) {
+		n += (uint64_t)__builtin_popcountll(h->free_map[w]);
+		assert(w >= h->free_hint || h->free_map[w] == 0);
+	}
+	assert(n == h->nfree);
+	assert(h->seg.nslabs % 64 == 0 || words == 0 ||
+	    h->free_map[words - 1] >> (h->seg.nslabs % 64) == 0);
+#else
+	(void)h;
+#endif
 }
 
 static uint64_t
@@ -221,169 +246,6 @@ class_remove(struct heap *h, uint32_t cls, uint64_t s)
 	}
 }
 
-/* Threads of a process, from /proc/PID/status; 0 if it cannot be read. */
-static long
-proc_threads(pid_t pid)
-{
-	char path[64], line[256];
-	long n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "Threads:", 8) == 0)
-			n = strtol(line + 8, NULL, 10);
-	fclose(f);
-	return n;
-}
-
-/*
- * Process start time, to tell a live lease owner from a reused pid.  0 when
- * the process is gone or a zombie with no thread left; PROC_UNKNOWN when
- * /proc will not say (out of descriptors, say: then it counts as alive,
- * since releasing a live process's leases would hand its private blocks
- * out twice).  A zombie leader whose other threads still run is alive:
- * its threads go on allocating.
- */
-uint64_t
-heap_proc_start(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	int fd, i;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return errno == ENOENT || errno == ESRCH ? 0 : PROC_UNKNOWN;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return n == 0 || errno == ESRCH ? 0 : UINT64_MAX;
-	buf[n] = '\0';
-	/* Field 2 is "(comm)" and may hold spaces: skip past its ')'. */
-	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
-		return UINT64_MAX;
-	if ((p[2] == 'Z' || p[2] == 'X') && proc_threads(pid) <= 1)
-		return 0;
-	for (i = 2; i < 22 && p != NULL; i++)
-		p = strchr(p + 1, ' ');
-	if (p != NULL)
-		start = strtoull(p + 1, NULL, 10);
-	return start != 0 ? start : UINT64_MAX;
-}
-
-static int
-lease_owner_alive(const struct shm_lease *l)
-{
-	uint64_t start;
-
-	if (l->owner_pid == 0)
-		return 0;
-	start = heap_proc_start((pid_t)l->owner_pid);
-	if (start == PROC_UNKNOWN)
-		return 1;	/* ask again later */
-	return start != 0 && start == l->owner_start;
-}
-
-/* Clears the lease mark a record put on its slab's word. */
-static void
-lease_unmark(struct heap *h, uint32_t rec)
-{
-	struct shm_seg *seg = &h->seg;
-	uint32_t s = seg->leases[rec].slab, w;
-
-	if (s >= seg->nslabs)
-		return;
-	w = atomic_load(&seg->slabs[s].word);
-	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
-		atomic_store(&seg->slabs[s].word, SHM_SLAB_LEASED(w, 0));
-}
-
-/* The slabs record rec had as its own are the daemon's again: it is going
- * (its owner is gone or giving it back, so claims nothing), and may come
- * back for another class or another thread. */
-static void
-affinity_clear(struct heap *h, uint32_t rec)
-{
-	struct shm_seg *seg = &h->seg;
-	uint32_t cls = seg->leases[rec].cls, i, t;
-
-	if (cls >= SHM_NCLASSES)
-		return;
-	for (i = 0; i < h->class_n[cls]; i++) {
-		t = h->class_slabs[cls][i];
-		if (slab_affinity(seg, t) == rec + 1)
-			slab_affinity_set(seg, t, 0);
-	}
-}
-
-/*
- * Returns what a lease record holds privately (claimed, never handed out)
- * to the pool, clears the slab's lease mark and frees the record.  Only for
- * records whose owner is gone or has handed them back.  An owner that died
- * in a claim had announced it and recorded every bit it was taking before
- * taking it, and nobody else claims in its slab: of those, the ones set
- * are exactly what it took (shm/shm.h), returned like the rest.
- *
- * In a slab the record (or nobody) owns, nobody claims a bit we clear
- * before the record forgets it, so a crash in between only has the next
- * start-up clear it again.  In a slab that changed owner, the new owner
- * could, and clearing it again would take it out of its private set: so
- * there the record forgets first (a crash in between leaks the bits).
- * Not covered: start-up releases a dead record at once unless /proc
- * cannot say whether its owner lives; if that delays the second release
- * and the slab changes owner meanwhile, the bits the crash cleared could
- * be claimed and then cleared again.
- */
-int
-heap_lease_release(struct heap *h, uint32_t rec)
-{
-	struct shm_seg *seg = &h->seg;
-	struct shm_lease *l;
-	uint64_t mask, bit;
-	uint32_t w, word, set, owner, cls;
-	uintptr_t sd;
-
-	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
-		return -EINVAL;
-	l = &seg->leases[rec];
-	set = atomic_load(&l->set_slab);
-	word = atomic_load(&l->word);
-	mask = atomic_load(&l->mask);
-	if (set < seg->nslabs && word < SHM_BITMAP_WORDS &&
-	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
-	    SHM_SMALL && (cls = SHM_SLAB_CLS(w)) < SHM_NCLASSES) {
-		owner = SHM_SLAB_OWNER(w);
-		if (owner != 0 && owner != rec + 1)
-			atomic_store(&l->mask, 0);
-		sd = slab_side_base(seg, set, cls);
-		/* Bits past the class's blocks were never claimed. */
-		mask &= slab_word_valid(cls, word);
-		while (mask != 0) {
-			bit = mask & -mask;
-			mask &= mask - 1;
-			/* Never a block its owner handed out. */
-			if (slab_side_load(sd, cls, word * 64 +
-			    (uint32_t)__builtin_ctzll(bit)) == 0)
-				atomic_fetch_and(&slab_bitmap(seg, set)[word],
-				    ~bit);
-		}
-	}
-	atomic_store(&l->mask, 0);
-	atomic_store(&l->pending, 0);
-	lease_unmark(h, rec);
-	affinity_clear(h, rec);
-	atomic_store(&l->set_slab, 0);
-	l->slab = 0;
-	l->owner_start = 0;
-	l->owner_pid = 0;
-	h->owners[rec].conn = NULL;
-	return 0;
-}
-
 /* Frees the tails of the span whose head s was (its slabs after it that
  * name it), head first having been freed by the caller. */
 static uint64_t
@@ -415,7 +277,7 @@ heap_rebuild(struct heap *h)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t s, t, words = (seg->nslabs + 63) / 64;
-	uint32_t w, i, n, kept;
+	uint32_t w, i;
 	int rc;
 
 	free(h->free_map);
@@ -502,324 +364,9 @@ heap_rebuild(struct heap *h)
 		else
 			t++;
 	}
-	/* Leases of processes that are gone give back their private sets;
-	 * those of live ones stay until the owner reconnects or dies. */
-	for (i = 0, n = 0, kept = 0; i < SHM_LEASES; i++) {
-		if (seg->leases[i].owner_pid == 0)
-			continue;
-		if (!lease_owner_alive(&seg->leases[i])) {
-			if (heap_lease_release(h, i) == 0)
-				n++;
-		} else
-			kept++;
-	}
-	if (n > 0 || kept > 0)
-		log_info("leases: returned %u of processes that are gone, kept "
-		    "%u of live ones", n, kept);
-	/* An affinity must name a live record of the slab's class (a crash
-	 * can cut affinity_clear() short). */
-	for (i = 0; i < SHM_NCLASSES; i++)
-		for (n = 0; n < h->class_n[i]; n++) {
-			uint32_t a = slab_affinity(seg, h->class_slabs[i][n]);
-
-			if (a != 0 && (a > SHM_LEASES ||
-			    seg->leases[a - 1].owner_pid == 0 ||
-			    seg->leases[a - 1].cls != i))
-				slab_affinity_set(seg,
-				    h->class_slabs[i][n], 0);
-		}
+	lease_rebuild(h);
+	free_map_assert(h);
 	return 0;
-}
-
-static int
-ensure_dir(const char *path)
-{
-	char buf[4096], *p;
-
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) == -1 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-static int
-id_read(const char *dir, uint8_t id[16])
-{
-	return heapid_read(dir, id, NULL, 0);
-}
-
-int
-heap_id_write(const char *dir, const uint8_t id[16])
-{
-	char err[512];
-	int rc;
-
-	if ((rc = heapid_write(dir, id, err, sizeof(err))) != 0)
-		log_errx("%s", err);
-	return rc;
-}
-
-static int
-heap_map(struct heap *h, const struct config *c, int fd)
-{
-	char err[512];
-	int rc;
-
-	if ((rc = seg_map(&h->seg, fd, c->base, c->size, err,
-	    sizeof(err))) != 0) {
-		log_errx("cannot map the heap: %s", err);
-		close(fd);
-	}
-	return rc;
-}
-
-/* Tries the live segment named by heap.id: 1 adopted, 0 none, <0 refused. */
-static int
-heap_adopt(struct heap *h, const struct config *c)
-{
-	struct stat st;
-	char err[512], name[64];
-	int fd, rc;
-
-	if (id_read(c->state_dir, h->identity) != 0)
-		return 0;
-	if (seg_open(h->identity, &fd) != 0)
-		return 0;
-	/* Locked before anything in it is trusted: another daemon may
-	 * serve it (a copy of our state folder names it too). */
-	if ((rc = seglock_take(h, fd)) != 0) {
-		close(fd);
-		return rc;
-	}
-	seg_name(h->identity, name, sizeof(name));
-	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->size) {
-		log_errx("live segment /dev/shm%s has size %lld, the daemon is "
-		    "asked for %" PRIu64 "; start with --size %lld or remove "
-		    "the segment", name, (long long)st.st_size, c->size,
-		    (long long)st.st_size);
-		close(fd);
-		seglock_release(h);
-		return -EINVAL;
-	}
-	if ((rc = heap_map(h, c, fd)) != 0) {
-		seglock_release(h);
-		return rc;
-	}
-	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
-	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
-	    16) != 0) {
-		log_errx("live segment /dev/shm%s does not check out: %s; "
-		    "remove it to start from the image", name,
-		    rc ? err : "identity differs from heap.id");
-		seg_unmap(&h->seg);
-		seglock_release(h);
-		return -EUCLEAN;
-	}
-	log_notice("adopted live segment /dev/shm%s", name);
-	h->adopted = 1;
-	return 1;
-}
-
-static int
-heap_format(struct heap *h, const struct config *c)
-{
-	char name[64];
-	int fd, rc;
-
-	if (getrandom(h->identity, 16, 0) != 16)
-		return -errno;
-	if ((rc = seg_create(h->identity, c->size, &fd)) != 0) {
-		log_errx("cannot create the segment: %s", strerror(-rc));
-		return rc;
-	}
-	if ((rc = seglock_take(h, fd)) != 0) {
-		close(fd);
-		goto fail;
-	}
-	if ((rc = heap_map(h, c, fd)) != 0)
-		goto fail;
-	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
-		log_errx("cannot commit the heap's metadata: %s",
-		    strerror(-rc));
-		goto fail;
-	}
-	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
-		goto fail;
-	seg_name(h->identity, name, sizeof(name));
-	log_notice("formatted a new heap in /dev/shm%s: base 0x%" PRIxPTR
-	    ", %" PRIu64 " bytes, %" PRIu64 " slabs", name, c->base, c->size,
-	    h->seg.nslabs);
-	return 0;
-fail:
-	seg_unmap(&h->seg);
-	seg_unlink(h->identity);
-	seglock_release(h);
-	return rc;
-}
-
-/* Whether base and size could be a heap's (as the options require). */
-static int
-shape_ok(uint64_t base, uint64_t size)
-{
-	return base != 0 && base % SHM_SLAB_SIZE == 0 && size >= SHM_SIZE_MIN &&
-	    size <= SHM_SIZE_MAX && size % SHM_SLAB_SIZE == 0 &&
-	    base < (UINT64_C(1) << 47) && size <= (UINT64_C(1) << 47) - base;
-}
-
-/*
- * The heap knows its shape: the base and size the settings leave out come
- * from the heap in the state folder, its live segment's superblock, else
- * its image's header.  Given and different, adopting and loading refuse
- * as before, naming both.
- */
-static void
-heap_shape(struct config *c)
-{
-	struct image_header hdr;
-	struct shm_super sb;
-	char path[4096], err[256];
-	const char *from = NULL;
-	uint64_t base = 0, size = 0;
-	uint8_t id[16];
-	int fd;
-
-	if (c->base_set && c->size_set)
-		return;
-	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0) {
-		if (pread(fd, &sb, sizeof(sb), 0) == (ssize_t)sizeof(sb) &&
-		    sb.magic == SHM_MAGIC) {
-			base = sb.base;
-			size = sb.size;
-			from = "its live segment";
-		}
-		close(fd);
-	} else {
-		image_path(c, path, sizeof(path), "");
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-			if (image_read_header(fd, &hdr, err, sizeof(err)) == 0) {
-				base = hdr.base;
-				size = hdr.size;
-				from = path;
-			}
-			close(fd);
-		}
-	}
-	if (from == NULL || !shape_ok(base, size))
-		return;
-	if (!c->base_set)
-		c->base = (uintptr_t)base;
-	if (!c->size_set)
-		c->size = size;
-	log_info("heap's own shape from %s: base 0x%" PRIx64 ", size %"
-	    PRIu64, from, base, size);
-}
-
-/*
- * Adopts the live segment, else loads the image, else formats a new heap.
- * Then rebuilds the derived state and runs the validator.  A segment made
- * here from the image (or formatted) that fails is removed again: left in
- * /dev/shm, it would be adopted at the next start in place of the image.
- * An adopted one stays, since it may hold writes the image does not.
- */
-int
-heap_open(struct heap *h, struct config *c)
-{
-	char path[4096], err[1024];
-	const char *from = "the live segment";
-	uint64_t n;
-	int rc;
-
-	memset(h, 0, sizeof(*h));
-	h->seg.fd = -1;
-	h->decay = c->decay;
-	h->lockfd = -1;
-	if ((rc = ensure_dir(c->state_dir)) != 0) {
-		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
-		return rc;
-	}
-	heap_shape(c);
-	if ((rc = heap_adopt(h, c)) < 0)
-		return rc;
-	if (rc == 0) {
-		image_path(c, path, sizeof(path), "");
-		if (access(path, F_OK) == 0) {
-			if ((rc = ckpt_load(h, c, path)) != 0)
-				return rc;
-			from = path;
-		} else if ((rc = heap_format(h, c)) != 0)
-			return rc;
-		else
-			from = "the new heap";
-	}
-	if ((n = slab_settle_extents(&h->seg)) != 0)
-		log_notice("freed %" PRIu64 " extent slabs a crash left "
-		    "without their head", n);
-	/* Validate before deriving anything: the rebuild indexes by class
-	 * and walks extents, and the segment is writable by every client.
-	 * Only an adopted segment can have clients changing it now. */
-	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
-	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
-		log_errx("heap from %s fails its check: %s", from, err);
-		rc = -EUCLEAN;
-		goto fail;
-	}
-	atomic_fetch_add(&h->seg.sb->epoch, 1);
-	if ((rc = heap_rebuild(h)) != 0) {
-		log_errx("cannot rebuild the heap's state from %s: %s", from,
-		    strerror(-rc));
-		goto fail;
-	}
-	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
-	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
-		log_errx("heap from %s fails its check after the rebuild: %s",
-		    from, err);
-		rc = -EUCLEAN;
-		goto fail;
-	}
-	return 0;
-fail:
-	if (!h->adopted) {
-		seg_unmap(&h->seg);
-		seg_unlink(h->identity);
-	}
-	seglock_release(h);
-	return rc;
-}
-
-/* Frees the derived state, leaving the segment as it is. */
-void
-heap_forget(struct heap *h)
-{
-	int i;
-
-	free(h->free_map);
-	free(h->held_map);
-	free(h->held);
-	for (i = 0; i < SHM_NCLASSES; i++)
-		free(h->class_slabs[i]);
-	free(h->limbo);
-	h->free_map = h->held_map = h->limbo = NULL;
-	h->held = NULL;
-	memset(h->class_slabs, 0, sizeof(h->class_slabs));
-}
-
-void
-heap_close(struct heap *h)
-{
-	seg_unmap(&h->seg);
-	seglock_release(h);
-	heap_forget(h);
-	memset(h, 0, sizeof(*h));
-	h->seg.fd = -1;
-	h->lockfd = -1;
 }
 
 /* The memory of a freed run goes back to the system and the run to the
@@ -951,8 +498,8 @@ take_run(struct heap *h, uint64_t n, uint64_t align)
  * costs a system call again until the span is given back.  Tails first,
  * head last (shm.h), so a crash in between leaves tails start-up frees.
  */
-static int64_t
-small_slab_new(struct heap *h, uint32_t cls)
+int64_t
+heap_slab_new(struct heap *h, uint32_t cls)
 {
 	struct shm_seg *seg = &h->seg;
 	/* From the daemon's own mapping, never from the superblock, which
@@ -993,8 +540,8 @@ small_slab_new(struct heap *h, uint32_t cls)
 	return s;
 }
 
-static int
-slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
+int
+heap_slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
 {
 	return slab_claimed(&h->seg, s) < slab_class_nblocks[cls];
 }
@@ -1020,7 +567,7 @@ slab_for_daemon(struct heap *h, uint32_t cls)
 			if (SHM_SLAB_STATE(w) != SHM_SMALL ||
 			    SHM_SLAB_CLS(w) != cls || SHM_SLAB_LEASE(w) != 0 ||
 			    (SHM_SLAB_OWNER(w) == 0) != (pass == 0) ||
-			    !slab_has_room(h, t, cls))
+			    !heap_slab_has_room(h, t, cls))
 				continue;
 			if (slab_owner_move(&h->seg, t, 0) == 0)
 				return t;
@@ -1053,7 +600,7 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 			h->cur[cls] = 0;
 		}
 		if ((s = slab_for_daemon(h, cls)) < 0 &&
-		    (s = small_slab_new(h, cls)) < 0)
+		    (s = heap_slab_new(h, cls)) < 0)
 			return (int)s;
 		h->cur[cls] = (uint32_t)s + 1;
 		h->cur_hint[cls] = 0;
@@ -1152,6 +699,7 @@ heap_reclaim_sweep(struct heap *h)
 		for (i = h->class_n[cls]; i-- > 0;)
 			n += reclaim_one(h, cls, h->class_slabs[cls][i]);
 	}
+	free_map_assert(h);
 	return n;
 }
 
@@ -1281,282 +829,3 @@ heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
 	return 0;
 }
 
-static int
-root_name_ok(const char *name)
-{
-	size_t i;
-
-	if (name == NULL || name[0] == '\0')
-		return 0;
-	for (i = 0; name[i] != '\0'; i++)
-		if (i >= SHM_ROOT_NAME_MAX || name[i] < 0x20 || name[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-static struct shm_root *
-root_find(struct heap *h, const char *name)
-{
-	int i;
-
-	for (i = 0; i < SHM_ROOTS; i++)
-		if (strncmp(h->seg.roots[i].name, name,
-		    sizeof(h->seg.roots[i].name)) == 0)
-			return &h->seg.roots[i];
-	return NULL;
-}
-
-static int
-root_create(struct heap *h, const char *name, uint64_t v)
-{
-	struct shm_root *r;
-	int i;
-
-	for (i = 0; i < SHM_ROOTS; i++) {
-		r = &h->seg.roots[i];
-		if (r->name[0] != '\0')
-			continue;
-		/* Value first, then the name that makes it visible. */
-		atomic_store(&r->value, v);
-		memset(r->name, 0, sizeof(r->name));
-		memcpy(r->name, name, strlen(name));
-		return 0;
-	}
-	return -ENOSPC;
-}
-
-int
-heap_root_set(struct heap *h, const char *name, uint64_t v)
-{
-	struct shm_root *r;
-
-	if (!root_name_ok(name))
-		return -EINVAL;
-	h->dirty = 1;
-	if ((r = root_find(h, name)) != NULL) {
-		atomic_store(&r->value, v);
-		return 0;
-	}
-	return root_create(h, name, v);
-}
-
-int
-heap_root_get(struct heap *h, const char *name, uint64_t *v)
-{
-	struct shm_root *r;
-
-	if (!root_name_ok(name))
-		return -EINVAL;
-	if ((r = root_find(h, name)) == NULL)
-		return -ENOENT;
-	*v = atomic_load(&r->value);
-	return 0;
-}
-
-int
-heap_root_cas(struct heap *h, const char *name, uint64_t expected,
-    uint64_t desired)
-{
-	struct shm_root *r;
-
-	if (!root_name_ok(name))
-		return -EINVAL;
-	r = root_find(h, name);
-	if (r == NULL) {
-		if (expected != 0)
-			return -EAGAIN;
-		if (desired == 0)
-			return 0;
-		h->dirty = 1;
-		return root_create(h, name, desired);
-	}
-	if (atomic_load(&r->value) != expected)
-		return -EAGAIN;
-	h->dirty = 1;
-	if (desired == 0) {
-		memset(r->name, 0, sizeof(r->name));
-		atomic_store(&r->value, 0);
-	} else
-		atomic_store(&r->value, desired);
-	return 0;
-}
-
-int
-heap_root_remove(struct heap *h, const char *name)
-{
-	struct shm_root *r;
-
-	if (!root_name_ok(name))
-		return -EINVAL;
-	if ((r = root_find(h, name)) == NULL)
-		return -ENOENT;
-	memset(r->name, 0, sizeof(r->name));
-	atomic_store(&r->value, 0);
-	h->dirty = 1;
-	return 0;
-}
-
-/*
- * Leases a slab of cls to a client: the slab it wants (want: slab + 1) if
- * that is an unleased slab of the class that no other live lease has as
- * its own, else a partly used unleased slab of the class, else a fresh
- * slab.  The lease record in the segment is
- * where the client keeps its private set, so a crash can give it back.
- * renew (record + 1) moves a lease the connection holds to a new slab
- * instead of taking a new record: one round trip when a slab is full.
- */
-int
-heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
-    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp)
-{
-	struct shm_seg *seg = &h->seg;
-	struct shm_lease *l;
-	uint32_t rec, i, w, best_free = 0, f;
-	uint64_t start = 0;
-	int64_t s = -1;
-	int pass;
-
-	if (cls >= SHM_NCLASSES)
-		return -EINVAL;
-	if (renew != 0) {
-		rec = renew - 1;
-		if (rec >= SHM_LEASES || h->owners[rec].conn != c ||
-		    seg->leases[rec].cls != cls)
-			return -EINVAL;
-	} else {
-		/* Without the owner's start time the lease could not be
-		 * told from one of a later process with the same pid. */
-		if ((start = heap_proc_start(pid)) == PROC_UNKNOWN)
-			return -EMFILE;
-		for (rec = 0; rec < SHM_LEASES; rec++)
-			if (seg->leases[rec].owner_pid == 0)
-				break;
-		if (rec == SHM_LEASES)
-			return -EBUSY;
-	}
-	/* The unleased slab of the class with the most room, if it has at
-	 * least a quarter of its blocks free and no other live lease has it
-	 * as its own (affinity); then a fresh slab; then, with no fresh slab
-	 * left, any unleased slab with room.  Never one whose owner is
-	 * claiming in it: it could not be moved (slab_owner_move()). */
-	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
-		w = atomic_load(&seg->slabs[want - 1].word);
-		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
-		    SHM_SLAB_LEASE(w) == 0 &&
-		    !slab_affine_other(seg, want - 1, rec) &&
-		    slab_has_room(h, want - 1, cls))
-			s = want - 1;
-	}
-	for (pass = 0; pass < 2 && s < 0; pass++) {
-		for (i = 0; i < h->class_n[cls]; i++) {
-			uint32_t t = h->class_slabs[cls][i];
-
-			w = atomic_load(&seg->slabs[t].word);
-			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
-			    (pass == 0 && slab_affine_other(seg, t, rec)) ||
-			    slab_announced(seg, t, SHM_SLAB_OWNER(w)))
-				continue;
-			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
-			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
-			    f > best_free) {
-				best_free = f;
-				s = t;
-			}
-		}
-		if (pass == 0 && s < 0)
-			s = small_slab_new(h, cls);
-	}
-	if (s < 0)
-		return (int)s;
-	/* Ours from now on, unless its owner is claiming in it this very
-	 * moment (then the client asks again, or uses the socket). */
-	if (slab_owner_move(seg, (uint64_t)s, rec + 1) != 0)
-		return -EAGAIN;
-	l = &seg->leases[rec];
-	if (renew != 0)
-		lease_unmark(h, rec);
-	else {
-		l->cls = (uint8_t)cls;
-		l->owner_start = start;
-		atomic_store(&l->word, 0);
-		atomic_store(&l->mask, 0);
-		atomic_store(&l->pending, 0);
-		atomic_store(&l->set_slab, (uint32_t)s);
-		l->owner_pid = (uint32_t)pid;
-		h->owners[rec].conn = c;
-	}
-	l->slab = (uint32_t)s;
-	atomic_store(&seg->slabs[s].word,
-	    SHM_SLAB_LEASED(atomic_load(&seg->slabs[s].word), rec + 1));
-	*slab = (uint64_t)s;
-	*recp = rec;
-	h->dirty = 1;
-	return 0;
-}
-
-/*
- * A connection is gone.  Its leases go back only if the process is gone
- * too: a live process (the daemon closed on it, or it detached) may still
- * hand out its private sets, so those leases wait, orphaned, until it says
- * Hello again or heap_reap_leases() sees it dead.
- */
-void
-heap_conn_gone(struct heap *h, struct conn *c)
-{
-	uint32_t i;
-
-	for (i = 0; i < SHM_LEASES; i++) {
-		if (h->owners[i].conn != c)
-			continue;
-		h->owners[i].conn = NULL;
-		if (!lease_owner_alive(&h->seg.leases[i]))
-			heap_lease_release(h, i);
-	}
-}
-
-/* Leases kept for a process that never came back to claim them (it did
- * not need the socket again before it died) go back once it is gone. */
-uint32_t
-heap_reap_leases(struct heap *h)
-{
-	uint32_t i, n = 0;
-
-	for (i = 0; i < SHM_LEASES; i++) {
-		if (h->seg.leases[i].owner_pid == 0 || h->owners[i].conn != NULL)
-			continue;
-		if (!lease_owner_alive(&h->seg.leases[i]) &&
-		    heap_lease_release(h, i) == 0)
-			n++;
-	}
-	return n;
-}
-
-/* Leases a restarted daemon kept for a live process come back to it. */
-uint32_t
-heap_conn_adopt(struct heap *h, struct conn *c, pid_t pid)
-{
-	uint64_t start = heap_proc_start(pid);
-	uint32_t i, n = 0;
-
-	for (i = 0; i < SHM_LEASES; i++) {
-		/* Same pid and same start: the same process, not a reuse. */
-		if (h->seg.leases[i].owner_pid == (uint32_t)pid &&
-		    h->seg.leases[i].owner_start == start &&
-		    h->owners[i].conn == NULL) {
-			h->owners[i].conn = c;
-			n++;
-		}
-	}
-	return n;
-}
-
-uint32_t
-heap_conn_leases(const struct heap *h, const struct conn *c)
-{
-	uint32_t i, n = 0;
-
-	for (i = 0; i < SHM_LEASES; i++)
-		if (h->owners[i].conn == c)
-			n++;
-	return n;
-}

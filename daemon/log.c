@@ -23,7 +23,9 @@
 #include "daemon/daemon.h"
 
 static int log_max = LOG_INFO;
-static int log_prefix = 1;
+/* Until log_init(), lines read "aclheapd: ...": the settings' errors at
+ * start-up (config.c), for whoever starts the daemon. */
+static int log_prefix;
 static int log_syslog;
 static int log_fd = -1;
 static char log_path[4096];

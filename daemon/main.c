@@ -230,8 +230,6 @@ main(int argc, char **argv)
 		    heap.seg.base, heap.seg.size >> 20, cfg.state_dir,
 		    cfg.socket_path, hint, cfg.socket_path);
 	}
-	/* From here a settings error (a reload) is the log's to tell. */
-	config_log_errors(1);
 	status = server_run(&cfg, &heap, lfd, argc, argv);
 	/* Remove the socket only if it is still the one we bound: a daemon
 	 * started while we stopped may own the path by now. */

@@ -31,15 +31,23 @@
 	return -EUCLEAN;					\
 } while (0)
 
-static int
-root_name_ok(const char *n)
+/*
+ * The one rule for a root's name, for the daemon, the library and this
+ * validator: 1 to SHM_ROOT_NAME_MAX bytes of printable ASCII (0x20 to
+ * 0x7e), then a NUL.  It reads no further than SHM_ROOT_NAME_MAX + 1
+ * bytes, so it can check a root table entry in place.
+ */
+int
+shm_root_name_ok(const char *n)
 {
 	size_t i;
 
-	for (i = 0; i <= SHM_ROOT_NAME_MAX && n[i] != '\0'; i++)
-		if (n[i] < 0x20 || n[i] > 0x7e)
+	if (n == NULL || n[0] == '\0')
+		return 0;
+	for (i = 0; n[i] != '\0'; i++)
+		if (i >= SHM_ROOT_NAME_MAX || n[i] < 0x20 || n[i] > 0x7e)
 			return 0;
-	return i <= SHM_ROOT_NAME_MAX;
+	return 1;
 }
 
 /*
@@ -533,7 +541,7 @@ check_top(const struct shm_seg *seg, struct walk *wk, struct shm_report *r,
 	for (i = 0; i < SHM_ROOTS; i++) {
 		if (seg->roots[i].name[0] == '\0')
 			continue;
-		if (!root_name_ok(seg->roots[i].name))
+		if (!shm_root_name_ok(seg->roots[i].name))
 			FAIL("I8", "root %d has a malformed name", i);
 		r->roots++;
 	}
@@ -656,4 +664,9 @@ shm_stats(const struct shm_seg *seg, struct shm_stats *st)
 	for (i = 0; i < SHM_ROOTS; i++)
 		if (seg->roots[i].name[0] != '\0')
 			st->roots++;
+	st->slabs_total = seg->nslabs;
+	/* A scribbled slab table can claim more than there is. */
+	st->slabs_free = st->slabs_used < seg->nslabs ?
+	    seg->nslabs - st->slabs_used : 0;
+	st->bytes_in_use = st->slabs_used << SHM_SLAB_SHIFT;
 }

@@ -609,7 +609,6 @@ enum { SLAB_HOOK_ANNOUNCED, SLAB_HOOK_INTENT, SLAB_HOOK_TAKEN,
     SLAB_HOOK_DROP };
 extern void (*slab_claim_hook)(int where);
 int	 slab_free_block(struct shm_seg *, const struct slab_block *, size_t *req);
-int	 slab_free_small(struct shm_seg *, uintptr_t, size_t *req);
 int	 slab_reclaim(struct shm_seg *, uint64_t s);
 uint64_t slab_settle_extents(struct shm_seg *);
 uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,
@@ -634,11 +633,22 @@ int	 shm_check(const struct shm_seg *, struct shm_report *, char *err,
 int	 shm_check_still(const struct shm_seg *, struct shm_report *,
 	    char *err, size_t errlen);
 
-/* Figures for status and inspect: one pass over the slab table. */
+int	 shm_root_name_ok(const char *);
+
+/*
+ * The heap's figures, one pass over the slab table: the one place that
+ * says what each means.  The Stats reply carries them as they are
+ * (daemon/stats.c); aclheap_stats() and aclheapctl show them.
+ *
+ *   slabs_used = sum of small slabs (spans count all theirs) + extent slabs
+ *   slabs_free = slabs_total - slabs_used,  bytes_in_use = slabs_used *
+ *   SHM_SLAB_SIZE,  blocks = large_blocks + sum of cls[].used
+ */
 struct shm_stats {
 	struct {
 		uint64_t slabs, used, free, cached, req;
 	} cls[SHM_NCLASSES];
+	uint64_t slabs_total, slabs_free, bytes_in_use;
 	uint64_t slabs_used;		/* small slabs + extent slabs */
 	uint64_t blocks, req, cached;	/* live blocks, their requests */
 	uint64_t large_blocks, large_bytes, large_req;

@@ -268,24 +268,6 @@ slab_free_block(struct shm_seg *seg, const struct slab_block *b, size_t *req)
 	return 0;
 }
 
-/*
- * Frees a small block: validates it, then slab_free_block().  -EINVAL for
- * anything that is not a live small block (then nothing was written),
- * -EOPNOTSUPP for a large block (the daemon frees those).
- */
-int
-slab_free_small(struct shm_seg *seg, uintptr_t addr, size_t *req)
-{
-	struct slab_block b;
-	int rc;
-
-	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
-		return rc;
-	if (b.cls == UINT32_MAX)
-		return -EOPNOTSUPP;
-	return slab_free_block(seg, &b, req);
-}
-
 int
 slab_empty(const struct shm_seg *seg, uint64_t s)
 {

@@ -50,7 +50,7 @@ claim_started(void)
 	atomic_store(&seg->slabs[S].word, SHM_SLAB_OWNED(
 	    SHM_SLAB_WORD(SHM_SMALL, CLS, 0), REC + 1));
 	seg->leases[REC].owner_pid = (uint32_t)getpid();
-	seg->leases[REC].owner_start = heap_proc_start(getpid());
+	seg->leases[REC].owner_start = proc_start(getpid());
 	seg->leases[REC].cls = CLS;
 	atomic_store(&seg->leases[REC].set_slab, S);
 	ck_assert_int_eq(slab_claim_begin(seg, S, CLS, REC), 0);

@@ -103,6 +103,25 @@ check_fails(const char *what)
 	    what);
 }
 
+/*
+ * Frees a small block as a client's aclfree() does: looks it up, then
+ * slab_free_block().  -EINVAL for anything that is not a live small block
+ * (then nothing was written), -EOPNOTSUPP for a large block (the daemon
+ * frees those).
+ */
+static int
+slab_free_small(struct shm_seg *s, uintptr_t addr, size_t *req)
+{
+	struct slab_block b;
+	int rc;
+
+	if ((rc = slab_block_lookup(s, addr, &b)) != 0)
+		return rc;
+	if (b.cls == UINT32_MAX)
+		return -EOPNOTSUPP;
+	return slab_free_block(s, &b, req);
+}
+
 START_TEST(slab_class_of_bounds)
 {
 	uint64_t bad;

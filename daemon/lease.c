@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lease.c: slabs leased to clients' fast paths, and the records in the
+ * segment that let a crash give their private blocks back.
+ *
+ * A lease record (struct shm_lease) names its owner by pid and start time
+ * (proc.c) and the slab it claims in.  h->owners[rec] is the connection
+ * that holds record rec, NULL while the record is free or orphaned (its
+ * owner's connection is gone but the owner may live: it gets the record
+ * back at its next Hello, or heap_reap_leases() returns it once the owner
+ * is dead).  Only the daemon writes a record's owner fields, so
+ *
+ *   owners[rec].conn != NULL  =>  leases[rec].owner_pid != 0
+ *
+ * which heap_reap_leases() asserts in debug builds.
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+
+#include "daemon/daemon.h"
+
+static int
+lease_owner_alive(const struct shm_lease *l)
+{
+	uint64_t start;
+
+	if (l->owner_pid == 0)
+		return 0;
+	start = proc_start((pid_t)l->owner_pid);
+	if (start == PROC_UNKNOWN)
+		return 1;	/* ask again later */
+	return start != 0 && start == l->owner_start;
+}
+
+/* Clears the lease mark a record put on its slab's word. */
+static void
+lease_unmark(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t s = seg->leases[rec].slab, w;
+
+	if (s >= seg->nslabs)
+		return;
+	w = atomic_load(&seg->slabs[s].word);
+	if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_LEASE(w) == rec + 1)
+		atomic_store(&seg->slabs[s].word, SHM_SLAB_LEASED(w, 0));
+}
+
+/* The slabs record rec had as its own are the daemon's again: it is going
+ * (its owner is gone or giving it back, so claims nothing), and may come
+ * back for another class or another thread. */
+static void
+affinity_clear(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t cls = seg->leases[rec].cls, i, t;
+
+	if (cls >= SHM_NCLASSES)
+		return;
+	for (i = 0; i < h->class_n[cls]; i++) {
+		t = h->class_slabs[cls][i];
+		if (slab_affinity(seg, t) == rec + 1)
+			slab_affinity_set(seg, t, 0);
+	}
+}
+
+/*
+ * Returns what a lease record holds privately (claimed, never handed out)
+ * to the pool, clears the slab's lease mark and frees the record.  Only for
+ * records whose owner is gone or has handed them back.  An owner that died
+ * in a claim had announced it and recorded every bit it was taking before
+ * taking it, and nobody else claims in its slab: of those, the ones set
+ * are exactly what it took (shm/shm.h), returned like the rest.
+ *
+ * In a slab the record (or nobody) owns, nobody claims a bit we clear
+ * before the record forgets it, so a crash in between only has the next
+ * start-up clear it again.  In a slab that changed owner, the new owner
+ * could, and clearing it again would take it out of its private set: so
+ * there the record forgets first (a crash in between leaks the bits).
+ * Not covered: start-up releases a dead record at once unless /proc
+ * cannot say whether its owner lives; if that delays the second release
+ * and the slab changes owner meanwhile, the bits the crash cleared could
+ * be claimed and then cleared again.
+ */
+int
+heap_lease_release(struct heap *h, uint32_t rec)
+{
+	struct shm_seg *seg = &h->seg;
+	struct shm_lease *l;
+	uint64_t mask, bit;
+	uint32_t w, word, set, owner, cls;
+	uintptr_t sd;
+
+	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
+		return -EINVAL;
+	l = &seg->leases[rec];
+	set = atomic_load(&l->set_slab);
+	word = atomic_load(&l->word);
+	mask = atomic_load(&l->mask);
+	if (set < seg->nslabs && word < SHM_BITMAP_WORDS &&
+	    SHM_SLAB_STATE(w = atomic_load(&seg->slabs[set].word)) ==
+	    SHM_SMALL && (cls = SHM_SLAB_CLS(w)) < SHM_NCLASSES) {
+		owner = SHM_SLAB_OWNER(w);
+		if (owner != 0 && owner != rec + 1)
+			atomic_store(&l->mask, 0);
+		sd = slab_side_base(seg, set, cls);
+		/* Bits past the class's blocks were never claimed. */
+		mask &= slab_word_valid(cls, word);
+		while (mask != 0) {
+			bit = mask & -mask;
+			mask &= mask - 1;
+			/* Never a block its owner handed out. */
+			if (slab_side_load(sd, cls, word * 64 +
+			    (uint32_t)__builtin_ctzll(bit)) == 0)
+				atomic_fetch_and(&slab_bitmap(seg, set)[word],
+				    ~bit);
+		}
+	}
+	atomic_store(&l->mask, 0);
+	atomic_store(&l->pending, 0);
+	lease_unmark(h, rec);
+	affinity_clear(h, rec);
+	atomic_store(&l->set_slab, 0);
+	l->slab = 0;
+	l->owner_start = 0;
+	l->owner_pid = 0;
+	h->owners[rec].conn = NULL;
+	return 0;
+}
+
+/*
+ * At a start, after the slab table is rebuilt: leases of processes that
+ * are gone give back their private sets; those of live ones stay until
+ * the owner reconnects or dies.  Then every slab's affinity must name a
+ * live record of the slab's class (a crash can cut affinity_clear()
+ * short).
+ */
+void
+lease_rebuild(struct heap *h)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t i, n, kept;
+
+	for (i = 0, n = 0, kept = 0; i < SHM_LEASES; i++) {
+		if (seg->leases[i].owner_pid == 0)
+			continue;
+		if (!lease_owner_alive(&seg->leases[i])) {
+			if (heap_lease_release(h, i) == 0)
+				n++;
+		} else
+			kept++;
+	}
+	if (n > 0 || kept > 0)
+		log_info("leases: returned %u of processes that are gone, kept "
+		    "%u of live ones", n, kept);
+	for (i = 0; i < SHM_NCLASSES; i++)
+		for (n = 0; n < h->class_n[i]; n++) {
+			uint32_t a = slab_affinity(seg, h->class_slabs[i][n]);
+
+			if (a != 0 && (a > SHM_LEASES ||
+			    seg->leases[a - 1].owner_pid == 0 ||
+			    seg->leases[a - 1].cls != i))
+				slab_affinity_set(seg,
+				    h->class_slabs[i][n], 0);
+		}
+}
+
+/*
+ * Leases a slab of cls to a client: the slab it wants (want: slab + 1) if
+ * that is an unleased slab of the class that no other live lease has as
+ * its own, else a partly used unleased slab of the class, else a fresh
+ * slab.  The lease record in the segment is
+ * where the client keeps its private set, so a crash can give it back.
+ * renew (record + 1) moves a lease the connection holds to a new slab
+ * instead of taking a new record: one round trip when a slab is full.
+ */
+int
+heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
+    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp)
+{
+	struct shm_seg *seg = &h->seg;
+	struct shm_lease *l;
+	uint32_t rec, i, w, best_free = 0, f;
+	uint64_t start = 0;
+	int64_t s = -1;
+	int pass;
+
+	if (cls >= SHM_NCLASSES)
+		return -EINVAL;
+	if (renew != 0) {
+		rec = renew - 1;
+		if (rec >= SHM_LEASES || h->owners[rec].conn != c ||
+		    seg->leases[rec].cls != cls)
+			return -EINVAL;
+	} else {
+		/* Without the owner's start time the lease could not be
+		 * told from one of a later process with the same pid. */
+		if ((start = proc_start(pid)) == PROC_UNKNOWN)
+			return -EMFILE;
+		for (rec = 0; rec < SHM_LEASES; rec++)
+			if (seg->leases[rec].owner_pid == 0)
+				break;
+		if (rec == SHM_LEASES)
+			return -EBUSY;
+	}
+	/* The unleased slab of the class with the most room, if it has at
+	 * least a quarter of its blocks free and no other live lease has it
+	 * as its own (affinity); then a fresh slab; then, with no fresh slab
+	 * left, any unleased slab with room.  Never one whose owner is
+	 * claiming in it: it could not be moved (slab_owner_move()). */
+	if (want != 0 && want <= seg->nslabs && h->cur[cls] != want) {
+		w = atomic_load(&seg->slabs[want - 1].word);
+		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == cls &&
+		    SHM_SLAB_LEASE(w) == 0 &&
+		    !slab_affine_other(seg, want - 1, rec) &&
+		    heap_slab_has_room(h, want - 1, cls))
+			s = want - 1;
+	}
+	for (pass = 0; pass < 2 && s < 0; pass++) {
+		for (i = 0; i < h->class_n[cls]; i++) {
+			uint32_t t = h->class_slabs[cls][i];
+
+			w = atomic_load(&seg->slabs[t].word);
+			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
+			    (pass == 0 && slab_affine_other(seg, t, rec)) ||
+			    slab_announced(seg, t, SHM_SLAB_OWNER(w)))
+				continue;
+			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
+			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
+			    f > best_free) {
+				best_free = f;
+				s = t;
+			}
+		}
+		if (pass == 0 && s < 0)
+			s = heap_slab_new(h, cls);
+	}
+	if (s < 0)
+		return (int)s;
+	/* Ours from now on, unless its owner is claiming in it this very
+	 * moment (then the client asks again, or uses the socket). */
+	if (slab_owner_move(seg, (uint64_t)s, rec + 1) != 0)
+		return -EAGAIN;
+	l = &seg->leases[rec];
+	if (renew != 0)
+		lease_unmark(h, rec);
+	else {
+		l->cls = (uint8_t)cls;
+		l->owner_start = start;
+		atomic_store(&l->word, 0);
+		atomic_store(&l->mask, 0);
+		atomic_store(&l->pending, 0);
+		atomic_store(&l->set_slab, (uint32_t)s);
+		l->owner_pid = (uint32_t)pid;
+		h->owners[rec].conn = c;
+	}
+	l->slab = (uint32_t)s;
+	atomic_store(&seg->slabs[s].word,
+	    SHM_SLAB_LEASED(atomic_load(&seg->slabs[s].word), rec + 1));
+	*slab = (uint64_t)s;
+	*recp = rec;
+	h->dirty = 1;
+	return 0;
+}
+
+/*
+ * A connection is gone.  Its leases go back only if the process is gone
+ * too: a live process (the daemon closed on it, or it detached) may still
+ * hand out its private sets, so those leases wait, orphaned, until it says
+ * Hello again or heap_reap_leases() sees it dead.
+ */
+void
+heap_conn_gone(struct heap *h, struct conn *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < SHM_LEASES; i++) {
+		if (h->owners[i].conn != c)
+			continue;
+		h->owners[i].conn = NULL;
+		if (!lease_owner_alive(&h->seg.leases[i]))
+			heap_lease_release(h, i);
+	}
+}
+
+/* Leases kept for a process that never came back to claim them (it did
+ * not need the socket again before it died) go back once it is gone. */
+uint32_t
+heap_reap_leases(struct heap *h)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++) {
+		assert(h->owners[i].conn == NULL ||
+		    h->seg.leases[i].owner_pid != 0);
+		if (h->seg.leases[i].owner_pid == 0 || h->owners[i].conn != NULL)
+			continue;
+		if (!lease_owner_alive(&h->seg.leases[i]) &&
+		    heap_lease_release(h, i) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Leases a restarted daemon kept for a live process come back to it. */
+uint32_t
+heap_conn_adopt(struct heap *h, struct conn *c, pid_t pid)
+{
+	uint64_t start = proc_start(pid);
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++) {
+		/* Same pid and same start: the same process, not a reuse. */
+		if (h->seg.leases[i].owner_pid == (uint32_t)pid &&
+		    h->seg.leases[i].owner_start == start &&
+		    h->owners[i].conn == NULL) {
+			h->owners[i].conn = c;
+			n++;
+		}
+	}
+	return n;
+}
+
+uint32_t
+heap_conn_leases(const struct heap *h, const struct conn *c)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < SHM_LEASES; i++)
+		if (h->owners[i].conn == c)
+			n++;
+	return n;
+}

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * open.c: where the heap comes from at a start, and where it goes at the
+ * end.  The live segment that the state folder's heap.id names is adopted
+ * (clients may still be using it); else the image is loaded into a new
+ * segment; else a new heap is formatted.  Each way is locked (seglock.c)
+ * before anything in the segment is trusted, then validated, then its
+ * derived state rebuilt (heap_rebuild()).
+ */
+#include "config.h"
+
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+
+static int
+ensure_dir(const char *path)
+{
+	char buf[4096], *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int
+id_read(const char *dir, uint8_t id[16])
+{
+	return heapid_read(dir, id, NULL, 0);
+}
+
+int
+heap_id_write(const char *dir, const uint8_t id[16])
+{
+	char err[512];
+	int rc;
+
+	if ((rc = heapid_write(dir, id, err, sizeof(err))) != 0)
+		log_errx("%s", err);
+	return rc;
+}
+
+static int
+heap_map(struct heap *h, const struct config *c, int fd)
+{
+	char err[512];
+	int rc;
+
+	if ((rc = seg_map(&h->seg, fd, c->base, c->size, err,
+	    sizeof(err))) != 0) {
+		log_errx("cannot map the heap: %s", err);
+		close(fd);
+	}
+	return rc;
+}
+
+/* Tries the live segment named by heap.id: 1 adopted, 0 none, <0 refused. */
+static int
+heap_adopt(struct heap *h, const struct config *c)
+{
+	struct stat st;
+	char err[512], name[64];
+	int fd, rc;
+
+	if (id_read(c->state_dir, h->identity) != 0)
+		return 0;
+	if (seg_open(h->identity, &fd) != 0)
+		return 0;
+	/* Locked before anything in it is trusted: another daemon may
+	 * serve it (a copy of our state folder names it too). */
+	if ((rc = seglock_take(h, fd)) != 0) {
+		close(fd);
+		return rc;
+	}
+	seg_name(h->identity, name, sizeof(name));
+	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->size) {
+		log_errx("live segment /dev/shm%s has size %lld, the daemon is "
+		    "asked for %" PRIu64 "; start with --size %lld or remove "
+		    "the segment", name, (long long)st.st_size, c->size,
+		    (long long)st.st_size);
+		close(fd);
+		seglock_release(h);
+		return -EINVAL;
+	}
+	if ((rc = heap_map(h, c, fd)) != 0) {
+		seglock_release(h);
+		return rc;
+	}
+	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
+	    16) != 0) {
+		log_errx("live segment /dev/shm%s does not check out: %s; "
+		    "remove it to start from the image", name,
+		    rc ? err : "identity differs from heap.id");
+		seg_unmap(&h->seg);
+		seglock_release(h);
+		return -EUCLEAN;
+	}
+	log_notice("adopted live segment /dev/shm%s", name);
+	h->adopted = 1;
+	return 1;
+}
+
+static int
+heap_format(struct heap *h, const struct config *c)
+{
+	char name[64];
+	int fd, rc;
+
+	if (getrandom(h->identity, 16, 0) != 16)
+		return -errno;
+	if ((rc = seg_create(h->identity, c->size, &fd)) != 0) {
+		log_errx("cannot create the segment: %s", strerror(-rc));
+		return rc;
+	}
+	if ((rc = seglock_take(h, fd)) != 0) {
+		close(fd);
+		goto fail;
+	}
+	if ((rc = heap_map(h, c, fd)) != 0)
+		goto fail;
+	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
+		log_errx("cannot commit the heap's metadata: %s",
+		    strerror(-rc));
+		goto fail;
+	}
+	if ((rc = heap_id_write(c->state_dir, h->identity)) != 0)
+		goto fail;
+	seg_name(h->identity, name, sizeof(name));
+	log_notice("formatted a new heap in /dev/shm%s: base 0x%" PRIxPTR
+	    ", %" PRIu64 " bytes, %" PRIu64 " slabs", name, c->base, c->size,
+	    h->seg.nslabs);
+	return 0;
+fail:
+	seg_unmap(&h->seg);
+	seg_unlink(h->identity);
+	seglock_release(h);
+	return rc;
+}
+
+/* Whether base and size could be a heap's (as the options require). */
+static int
+shape_ok(uint64_t base, uint64_t size)
+{
+	return base != 0 && base % SHM_SLAB_SIZE == 0 && size >= SHM_SIZE_MIN &&
+	    size <= SHM_SIZE_MAX && size % SHM_SLAB_SIZE == 0 &&
+	    base < (UINT64_C(1) << 47) && size <= (UINT64_C(1) << 47) - base;
+}
+
+/*
+ * The heap knows its shape: the base and size the settings leave out come
+ * from the heap in the state folder, its live segment's superblock, else
+ * its image's header.  Given and different, adopting and loading refuse
+ * as before, naming both.
+ */
+static void
+heap_shape(struct config *c)
+{
+	struct image_header hdr;
+	struct shm_super sb;
+	char path[4096], err[256];
+	const char *from = NULL;
+	uint64_t base = 0, size = 0;
+	uint8_t id[16];
+	int fd;
+
+	if (c->base_set && c->size_set)
+		return;
+	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0) {
+		if (pread(fd, &sb, sizeof(sb), 0) == (ssize_t)sizeof(sb) &&
+		    sb.magic == SHM_MAGIC) {
+			base = sb.base;
+			size = sb.size;
+			from = "its live segment";
+		}
+		close(fd);
+	} else {
+		image_path(c, path, sizeof(path), "");
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+			if (image_read_header(fd, &hdr, err, sizeof(err)) == 0) {
+				base = hdr.base;
+				size = hdr.size;
+				from = path;
+			}
+			close(fd);
+		}
+	}
+	if (from == NULL || !shape_ok(base, size))
+		return;
+	if (!c->base_set)
+		c->base = (uintptr_t)base;
+	if (!c->size_set)
+		c->size = size;
+	log_info("heap's own shape from %s: base 0x%" PRIx64 ", size %"
+	    PRIu64, from, base, size);
+}
+
+/*
+ * Adopts the live segment, else loads the image, else formats a new heap.
+ * Then rebuilds the derived state and runs the validator.  A segment made
+ * here from the image (or formatted) that fails is removed again: left in
+ * /dev/shm, it would be adopted at the next start in place of the image.
+ * An adopted one stays, since it may hold writes the image does not.
+ */
+int
+heap_open(struct heap *h, struct config *c)
+{
+	char path[4096], err[1024];
+	const char *from = "the live segment";
+	uint64_t n;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	h->seg.fd = -1;
+	h->decay = c->decay;
+	h->lockfd = -1;
+	if ((rc = ensure_dir(c->state_dir)) != 0) {
+		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
+		return rc;
+	}
+	heap_shape(c);
+	if ((rc = heap_adopt(h, c)) < 0)
+		return rc;
+	if (rc == 0) {
+		image_path(c, path, sizeof(path), "");
+		if (access(path, F_OK) == 0) {
+			if ((rc = ckpt_load(h, c, path)) != 0)
+				return rc;
+			from = path;
+		} else if ((rc = heap_format(h, c)) != 0)
+			return rc;
+		else
+			from = "the new heap";
+	}
+	if ((n = slab_settle_extents(&h->seg)) != 0)
+		log_notice("freed %" PRIu64 " extent slabs a crash left "
+		    "without their head", n);
+	/* Validate before deriving anything: the rebuild indexes by class
+	 * and walks extents, and the segment is writable by every client.
+	 * Only an adopted segment can have clients changing it now. */
+	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
+	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
+		log_errx("heap from %s fails its check: %s", from, err);
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	atomic_fetch_add(&h->seg.sb->epoch, 1);
+	if ((rc = heap_rebuild(h)) != 0) {
+		log_errx("cannot rebuild the heap's state from %s: %s", from,
+		    strerror(-rc));
+		goto fail;
+	}
+	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
+	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
+		log_errx("heap from %s fails its check after the rebuild: %s",
+		    from, err);
+		rc = -EUCLEAN;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (!h->adopted) {
+		seg_unmap(&h->seg);
+		seg_unlink(h->identity);
+	}
+	seglock_release(h);
+	return rc;
+}
+
+/* Frees the derived state, leaving the segment as it is. */
+void
+heap_forget(struct heap *h)
+{
+	int i;
+
+	free(h->free_map);
+	free(h->held_map);
+	free(h->held);
+	for (i = 0; i < SHM_NCLASSES; i++)
+		free(h->class_slabs[i]);
+	free(h->limbo);
+	h->free_map = h->held_map = h->limbo = NULL;
+	h->held = NULL;
+	memset(h->class_slabs, 0, sizeof(h->class_slabs));
+}
+
+void
+heap_close(struct heap *h)
+{
+	seg_unmap(&h->seg);
+	seglock_release(h);
+	heap_forget(h);
+	memset(h, 0, sizeof(*h));
+	h->seg.fd = -1;
+	h->lockfd = -1;
+}
