@@ -39,6 +39,10 @@ static uint8_t identity[16];
 static dev_t seg_dev;
 static ino_t seg_ino;
 static uint64_t next_id = 1;
+/* Our session with the daemon (daemon/journal.h): its number + 1 and
+ * token, taken up again after a reconnect, and the last seq we sent. */
+static uint32_t sess_id;
+static uint64_t sess_nonce, sess_seq;
 
 /* The thread's last error lives in its state block (client/fast.c); with
  * no memory for one, the errno the caller sets is all there is. */
@@ -76,6 +80,10 @@ atfork_child(void)
 {
 	pthread_mutex_init(&lock, NULL);
 	atomic_fetch_add(&conn_gen, 1);
+	/* The parent's session is the parent's. */
+	sess_id = 0;
+	sess_nonce = 0;
+	sess_seq = 0;
 	if (conn_fd >= 0)
 		close(conn_fd);
 	conn_fd = -1;
@@ -225,6 +233,8 @@ hello(const char *path)
 	h.version = PROTOCOL_VERSION;
 	h.pid = (uint32_t)getpid();
 	h.name = program_invocation_short_name;
+	h.session = sess_id;
+	h.nonce = sess_nonce;
 	q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
 	q.hello = &h;
 	frame_arena_init(&a, abuf, sizeof(abuf));
@@ -248,6 +258,8 @@ hello(const char *path)
 		goto fail;
 	}
 	hr = r->hello;
+	sess_id = hr->session;
+	sess_nonce = hr->nonce;
 	if ((uint64_t)st.st_size != hr->size) {
 		/* Mapping past the object's end would fault on touch. */
 		conn_seterr("segment from %s is %lld bytes, the heap %llu", path,
@@ -355,6 +367,8 @@ conn_detach(void)
 		seg_unmap(&conn_seg);
 	}
 	sock_path[0] = '\0';
+	sess_id = 0;	/* the daemon ends it with the connection */
+	sess_nonce = 0;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -412,7 +426,20 @@ resendable(const Aclheap__Request *q)
 {
 	const struct request_kind *k = request_kind((int)q->body_case);
 
-	return k == NULL || k->retry == REQUEST_RESEND;
+	return k == NULL || k->retry == REQUEST_RESEND ||
+	    (k->retry == REQUEST_ONCE && q->seq != 0);
+}
+
+/* A changing request gets its seq once, in the first session it is sent
+ * in; a resend keeps it (a new session takes any seq as new). */
+static void
+number(Aclheap__Request *q)
+{
+	const struct request_kind *k = request_kind((int)q->body_case);
+
+	if (q->seq == 0 && sess_id != 0 && k != NULL &&
+	    k->retry == REQUEST_ONCE)
+		q->seq = ++sess_seq;
 }
 
 /*
@@ -440,6 +467,7 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 	pthread_mutex_lock(&lock);
 	if (conn_pid != getpid())
 		drop();
+	q->seq = 0;
 	for (;;) {
 		if (conn_fd < 0) {
 			if (sock_path[0] == '\0' && resolve(NULL, sock_path,
@@ -451,6 +479,7 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 		} else
 			rc = 0;
 		if (rc == 0) {
+			number(q);
 			rc = roundtrip(q, rp, a, fdp, &sent);
 			if (rc == 0 && (*rp)->error == ESHUTDOWN) {
 				/* The daemon is stopping and did not do it:

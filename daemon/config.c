@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 #include "proto/sockpath.h"
 
 /* The build says where (daemon/include.am): --sysconfdir's aclheap/. */
@@ -46,6 +47,7 @@ enum {
 	OPT_HELP = 'h', OPT_VERSION = 'V', OPT_LOGLEVEL = 'l',
 	OPT_ALLOW_USER = 256, OPT_ALLOW_GROUP, OPT_SOCKET_GROUP,
 	OPT_SOCKET_MODE, OPT_DECAY, OPT_LOG_FILE, OPT_MAX_PER_USER,
+	OPT_CRASH_POINTS,
 };
 
 static const struct option longopts[] = {
@@ -66,6 +68,7 @@ static const struct option longopts[] = {
 	{ "config",		required_argument, NULL, OPT_CONFIG },
 	{ "help",		no_argument,	   NULL, OPT_HELP },
 	{ "version",		no_argument,	   NULL, OPT_VERSION },
+	{ "crash-points",	no_argument,	   NULL, OPT_CRASH_POINTS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -362,7 +365,8 @@ config_load_file(struct config *c, const char *path, int required)
 			if (strcmp(o->name, k) == 0)
 				break;
 		if (o->name == NULL || o->val == OPT_CONFIG ||
-		    o->val == OPT_HELP || o->val == OPT_VERSION) {
+		    o->val == OPT_HELP || o->val == OPT_VERSION ||
+		    o->val == OPT_CRASH_POINTS) {
 			cfg_err("%s: unknown setting '%s'",
 			    where, k);
 			rc = -1;
@@ -410,6 +414,9 @@ config_parse_args(struct config *c, int argc, char **argv)
 			    "built without systemd support"
 #endif
 			    );
+			return 1;
+		} else if (ch == OPT_CRASH_POINTS) {
+			journal_list_points(stdout);
 			return 1;
 		} else if (ch == '?' || ch == ':') {
 			cfg_err("bad option '%s'",

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 
 #define IN_INIT		4096
 #define OUT_PAUSE	(1u << 20)	/* stop reading above this backlog */
@@ -93,6 +94,13 @@ conn_close(struct conn *c)
 	/* At a stop the clients live on with their leases: keep them. */
 	if (!server.stopping)
 		heap_conn_gone(server.heap, c);
+	/* Its process will not send this session's requests again, unless
+	 * we are stopping: then they come to the next daemon. */
+	if (c->session != 0) {
+		server.heap->sessions[c->session - 1] = NULL;
+		if (!server.stopping)
+			journal_session_close(server.heap, c->session - 1);
+	}
 	TAILQ_REMOVE(&conns, c, link);
 	nconns--;
 	event_free(c->rev);

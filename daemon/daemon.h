@@ -83,6 +83,7 @@ struct heap {
 	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
 	uint32_t cur_hint[SHM_NCLASSES];
 	struct lease_owner owners[SHM_LEASES];
+	struct conn *sessions[SHM_SESSIONS];	/* bound sessions (journal.h) */
 	int lockfd;			/* the segment lock (seglock.c), -1 */
 	pid_t lock_pid;			/* the pid recorded in it */
 	int adopted;			/* 1 if a live segment was adopted */
@@ -125,6 +126,7 @@ struct conn {
 	char name[32];
 	uint64_t requests;
 	time_t since;
+	uint32_t session;		/* its session + 1, 0: none */
 	TAILQ_ENTRY(conn) link;
 };
 TAILQ_HEAD(conn_list, conn);
@@ -178,6 +180,17 @@ int	 heap_reclaim_sweep(struct heap *);
 uint64_t heap_decay(struct heap *, int all);
 void	 heap_thaw(struct heap *);
 int64_t	 heap_slab_new(struct heap *, uint32_t cls);
+int	 heap_daemon_block(struct heap *, uint32_t cls, uint64_t *s,
+	    uint32_t *i);
+int64_t	 heap_take_run(struct heap *, uint64_t n, uint64_t align);
+int	 heap_run_free(const struct heap *, uint64_t s, uint64_t n);
+int	 heap_extent_make(struct heap *, uint64_t s, uint64_t n,
+	    uint64_t size);
+int	 heap_extent_grow(struct heap *, uint64_t s, uint64_t old, uint64_t n,
+	    uint64_t size);
+void	 heap_slabs_release(struct heap *, uint64_t s, uint64_t n);
+void	 heap_maybe_reclaim(struct heap *, uint32_t cls, uint64_t s,
+	    uint32_t index);
 int	 heap_slab_has_room(const struct heap *, uint64_t s, uint32_t cls);
 
 /* daemon/open.c */

@@ -575,27 +575,40 @@ slab_for_daemon(struct heap *h, uint32_t cls)
 	return -1;
 }
 
-static int
-alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
+/*
+ * The daemon's own slab of cls with a free block, for the socket path:
+ * its current one, else one it owns or takes, else a new one.  The block
+ * is chosen, not taken (alloc.c takes it once its plan is recorded); only
+ * the daemon sets bits in a slab it owns, so it stays free until then.
+ * 0 with *sp and *ip, or -errno.
+ */
+int
+heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 {
 	struct shm_seg *seg = &h->seg;
-	int64_t s = -1;	/* set below; gcc -fsanitize cannot tell */
-	uint32_t tries;
-	long b;
+	_Atomic uint64_t *bm;
+	uint64_t freebits;
+	uint32_t tries, w, nw = (slab_class_nblocks[cls] + 63) / 64;
+	int64_t s;
 
 	/* Each slab is tried once at most: one that has room by its bits
 	 * and still gives no block was scribbled on. */
 	for (tries = 0; tries <= h->class_n[cls] + 1; tries++) {
 		if (h->cur[cls] != 0) {
 			s = h->cur[cls] - 1;
-			b = slab_claim_one(seg, (uint64_t)s, cls,
-			    &h->cur_hint[cls]);
-			if (b >= 0) {
-				slab_set_live(seg, (uint64_t)s, (uint32_t)b,
-				    cls, size);
-				*addr = slab_addr(seg, (uint64_t)s) +
-				    (uintptr_t)b * slab_class_size[cls];
-				return 0;
+			w = atomic_load(&seg->slabs[s].word);
+			bm = slab_bitmap(seg, (uint64_t)s);
+			for (; SHM_SLAB_STATE(w) == SHM_SMALL &&
+			    SHM_SLAB_CLS(w) == cls && SHM_SLAB_OWNER(w) == 0 &&
+			    h->cur_hint[cls] < nw; h->cur_hint[cls]++) {
+				freebits = ~atomic_load(&bm[h->cur_hint[cls]]) &
+				    slab_word_valid(cls, h->cur_hint[cls]);
+				if (freebits != 0) {
+					*sp = (uint64_t)s;
+					*ip = h->cur_hint[cls] * 64 +
+					    (uint32_t)__builtin_ctzll(freebits);
+					return 0;
+				}
 			}
 			h->cur[cls] = 0;
 		}
@@ -611,57 +624,90 @@ alloc_small(struct heap *h, uint32_t cls, uint64_t size, uintptr_t *addr)
 	return -EIO;
 }
 
-static int
-alloc_large(struct heap *h, uint64_t size, uint64_t align, uintptr_t *addr,
-    uint64_t *usable)
+/* A free run of n slabs for an extent, aligned; -ENOMEM. */
+int64_t
+heap_take_run(struct heap *h, uint64_t n, uint64_t align)
+{
+	int64_t s = take_run(h, n, align);
+
+	return s < 0 ? -ENOMEM : s;
+}
+
+/* 1 if slabs s .. s+n-1 are all free. */
+int
+heap_run_free(const struct heap *h, uint64_t s, uint64_t n)
+{
+	uint64_t t;
+
+	if (s >= h->seg.nslabs || n > h->seg.nslabs - s)
+		return 0;
+	for (t = s; t < s + n; t++)
+		if (!free_test(h, t))
+			return 0;
+	return 1;
+}
+
+/*
+ * Free slabs s .. s+n-1 become an extent of size bytes: committed, tails
+ * first, the head last.  On failure the run stays free, nothing of it
+ * committed.
+ */
+int
+heap_extent_make(struct heap *h, uint64_t s, uint64_t n, uint64_t size)
 {
 	struct shm_seg *seg = &h->seg;
-	uint64_t n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT, t;
-	int64_t s;
+	uint64_t t;
 	int rc;
 
-	if (n == 0)
-		n = 1;
-	if ((s = take_run(h, n, align)) < 0)
-		return -ENOMEM;
-	/* On failure the run stays free, nothing of it committed. */
-	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0)
+	if ((rc = heap_commit(h, s, n)) != 0)
 		return rc;
-	for (t = (uint64_t)s + 1; t < (uint64_t)s + n; t++) {
+	for (t = s + 1; t < s + n; t++) {
 		free_clear(h, t);
 		seg->slabs[t].run = (uint32_t)s;
 		atomic_store(&seg->slabs[t].word,
 		    SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
 	}
-	free_clear(h, (uint64_t)s);
+	free_clear(h, s);
 	seg->slabs[s].run = (uint32_t)n;
 	seg->slabs[s].req = size;
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
-	*addr = slab_addr(seg, (uint64_t)s);
-	*usable = n << SHM_SLAB_SHIFT;
 	return 0;
 }
 
-int
-heap_alloc(struct heap *h, uint64_t size, uint64_t align, uintptr_t *addr,
-    uint64_t *usable)
+/* Slabs s .. s+n-1, an extent's or its tail, are free again. */
+void
+heap_slabs_release(struct heap *h, uint64_t s, uint64_t n)
 {
-	int cls, rc;
+	slabs_release(h, s, n);
+}
 
-	if (align == 0)
-		align = SHM_ALIGN;
-	if ((align & (align - 1)) != 0 || align > (UINT64_C(1) << 30))
-		return -EINVAL;
-	if (size > (h->seg.nslabs << SHM_SLAB_SHIFT))
+/*
+ * Extent s of old slabs grows in place to n slabs holding size bytes.
+ * The new tails first, then the longer length, then the larger request:
+ * a crash in between leaves tails no head covers (start-up frees them)
+ * or a longer extent with its old request, both valid.  -ENOMEM when the
+ * slabs are not free or their memory cannot be had.
+ */
+int
+heap_extent_grow(struct heap *h, uint64_t s, uint64_t old, uint64_t n,
+    uint64_t size)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t t;
+	int rc;
+
+	if (n > UINT32_MAX || !heap_run_free(h, s + old, n - old))
 		return -ENOMEM;
-	cls = slab_class_aligned((size_t)size, (size_t)align);
-	if (cls >= 0) {
-		if ((rc = alloc_small(h, (uint32_t)cls, size, addr)) != 0)
-			return rc;
-		*usable = slab_class_size[cls];
-	} else if ((rc = alloc_large(h, size, align, addr, usable)) != 0)
+	if ((rc = heap_commit(h, s + old, n - old)) != 0)
 		return rc;
-	h->dirty = 1;
+	for (t = s + old; t < s + n; t++) {
+		free_clear(h, t);
+		seg->slabs[t].run = (uint32_t)s;
+		atomic_store(&seg->slabs[t].word,
+		    SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
+	}
+	seg->slabs[s].run = (uint32_t)n;
+	seg->slabs[s].req = size;
 	return 0;
 }
 
@@ -703,129 +749,16 @@ heap_reclaim_sweep(struct heap *h)
 	return n;
 }
 
-int
-heap_free(struct heap *h, uintptr_t addr, uint64_t *req)
+/* Small slab s of cls may have been emptied by a free: back to the pool
+ * if nobody leases it.  Only a free that emptied its bitmap word can have
+ * emptied the slab: the 64-word scan is skipped otherwise. */
+void
+heap_maybe_reclaim(struct heap *h, uint32_t cls, uint64_t s, uint32_t index)
 {
 	struct shm_seg *seg = &h->seg;
-	struct slab_block b;
-	size_t r;
-	uint32_t w;
-	int rc;
+	uint32_t w = atomic_load(&seg->slabs[s].word);
 
-	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
-		return rc;
-	if (b.cls == UINT32_MAX) {
-		/* Head first: a racing lookup of the block now fails. */
-		atomic_store(&seg->slabs[b.slab].word,
-		    SHM_SLAB_WORD(SHM_FREE, 0, 0));
-		*req = b.req;
-		slabs_release(h, b.slab, b.usable >> SHM_SLAB_SHIFT);
-		h->dirty = 1;
-		return 0;
-	}
-	if ((rc = slab_free_block(seg, &b, &r)) != 0)
-		return rc;
-	*req = r;
-	/* Only a free that emptied its bitmap word can have emptied the
-	 * slab: skip the 64-word scan otherwise. */
-	w = atomic_load(&seg->slabs[b.slab].word);
 	if (SHM_SLAB_LEASE(w) == 0 && atomic_load_explicit(&slab_bitmap(seg,
-	    b.slab)[b.index / 64], memory_order_relaxed) == 0 &&
-	    slab_empty(seg, b.slab))
-		reclaim_one(h, b.cls, b.slab);
-	h->dirty = 1;
-	return 0;
+	    s)[index / 64], memory_order_relaxed) == 0 && slab_empty(seg, s))
+		reclaim_one(h, cls, s);
 }
-
-/*
- * Grows extent b in place to hold size when the slabs after it are free,
- * as glibc grows a chunk into the free one after it.  The new tails first,
- * then the longer length, then the larger request: a crash in between
- * leaves tails no head covers (start-up frees them) or a longer extent
- * with its old request, both valid.  -ENOMEM when the slabs are not free.
- */
-static int
-extent_grow(struct heap *h, struct slab_block *b, uint64_t size)
-{
-	struct shm_seg *seg = &h->seg;
-	uint64_t n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
-	uint64_t old = b->usable >> SHM_SLAB_SHIFT, t;
-	int rc;
-
-	if (n > seg->nslabs - b->slab || n > UINT32_MAX)
-		return -ENOMEM;
-	for (t = b->slab + old; t < b->slab + n; t++)
-		if (!free_test(h, t))
-			return -ENOMEM;
-	if ((rc = heap_commit(h, b->slab + old, n - old)) != 0)
-		return rc;
-	for (t = b->slab + old; t < b->slab + n; t++) {
-		free_clear(h, t);
-		seg->slabs[t].run = (uint32_t)b->slab;
-		atomic_store(&seg->slabs[t].word,
-		    SHM_SLAB_WORD(SHM_LARGE_TAIL, 0, 0));
-	}
-	seg->slabs[b->slab].run = (uint32_t)n;
-	seg->slabs[b->slab].req = size;
-	b->usable = n << SHM_SLAB_SHIFT;
-	return 0;
-}
-
-/*
- * In place when the new size fits the block (a large block gives back the
- * slabs it no longer needs); otherwise a new block, the bytes copied, the
- * old block freed.  On failure the old block is untouched.
- */
-int
-heap_realloc(struct heap *h, uintptr_t addr, uint64_t size, uintptr_t *out,
-    uint64_t *usable)
-{
-	struct shm_seg *seg = &h->seg;
-	struct slab_block b;
-	uint64_t n, req;
-	uintptr_t na;
-	int rc, cls;
-
-	if ((rc = slab_block_lookup(seg, addr, &b)) != 0)
-		return rc;
-	if (b.cls != UINT32_MAX) {
-		cls = slab_class_of((size_t)size);
-		/* Stay unless shrinking below half the class. */
-		if (size <= b.usable && cls >= 0 &&
-		    slab_class_size[cls] * 2 > b.usable) {
-			slab_set_live(seg, b.slab, b.index, b.cls, size);
-			*out = addr;
-			*usable = b.usable;
-			h->dirty = 1;
-			return 0;
-		}
-	} else if (size > b.usable && size > SHM_CLASS_MAX &&
-	    extent_grow(h, &b, size) == 0) {
-		*out = addr;
-		*usable = b.usable;
-		h->dirty = 1;
-		return 0;
-	} else if (size > SHM_CLASS_MAX && size <= b.usable) {
-		n = (size + SHM_SLAB_MASK) >> SHM_SLAB_SHIFT;
-		/* The smaller request first: it fits the extent before and
-		 * after, whatever a crash leaves (slab_settle_extents()). */
-		seg->slabs[b.slab].req = size;
-		if (n < seg->slabs[b.slab].run) {
-			uint64_t old = seg->slabs[b.slab].run;
-
-			seg->slabs[b.slab].run = (uint32_t)n;
-			slabs_release(h, b.slab + n, old - n);
-		}
-		*out = addr;
-		*usable = n << SHM_SLAB_SHIFT;
-		h->dirty = 1;
-		return 0;
-	}
-	if ((rc = heap_alloc(h, size, 0, &na, usable)) != 0)
-		return rc;
-	memcpy((void *)na, (void *)addr, b.req < size ? b.req : size);
-	(void)heap_free(h, addr, &req);
-	*out = na;
-	return 0;
-}
-

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 
 static int
 lease_owner_alive(const struct shm_lease *l)
@@ -177,12 +178,12 @@ lease_rebuild(struct heap *h)
  * renew (record + 1) moves a lease the connection holds to a new slab
  * instead of taking a new record: one round trip when a slab is full.
  */
-int
-heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
-    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp)
+static int
+lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
+    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp,
+    uint64_t *startp)
 {
 	struct shm_seg *seg = &h->seg;
-	struct shm_lease *l;
 	uint32_t rec, i, w, best_free = 0, f;
 	uint64_t start = 0;
 	int64_t s = -1;
@@ -240,29 +241,128 @@ heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 	}
 	if (s < 0)
 		return (int)s;
-	/* Ours from now on, unless its owner is claiming in it this very
-	 * moment (then the client asks again, or uses the socket). */
-	if (slab_owner_move(seg, (uint64_t)s, rec + 1) != 0)
+	*slab = (uint64_t)s;
+	*recp = rec;
+	*startp = start;
+	return 0;
+}
+
+/*
+ * The plan's stores (arg: record, slab, class, renew, pid, start), each
+ * idempotent: the slab becomes the record's own (step 1), then the record
+ * and the slab's lease mark say so (step 2).  -EAGAIN when the slab's
+ * owner is claiming in it this very moment (then the client asks again,
+ * or uses the socket); then nothing was done.
+ */
+static int
+lease_apply(struct heap *h, struct shm_session *ss)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t rec = (uint32_t)ss->arg[0];
+	uint64_t s = ss->arg[1];
+	struct shm_lease *l = &seg->leases[rec];
+
+	if (slab_owner_move(seg, s, rec + 1) != 0)
 		return -EAGAIN;
-	l = &seg->leases[rec];
-	if (renew != 0)
+	journal_step(ss, 1);
+	if (ss->arg[3] != 0)
 		lease_unmark(h, rec);
 	else {
-		l->cls = (uint8_t)cls;
-		l->owner_start = start;
+		l->cls = (uint8_t)ss->arg[2];
+		l->owner_start = ss->arg[5];
 		atomic_store(&l->word, 0);
 		atomic_store(&l->mask, 0);
 		atomic_store(&l->pending, 0);
 		atomic_store(&l->set_slab, (uint32_t)s);
-		l->owner_pid = (uint32_t)pid;
-		h->owners[rec].conn = c;
+		l->owner_pid = (uint32_t)ss->arg[4];
 	}
 	l->slab = (uint32_t)s;
 	atomic_store(&seg->slabs[s].word,
 	    SHM_SLAB_LEASED(atomic_load(&seg->slabs[s].word), rec + 1));
-	*slab = (uint64_t)s;
-	*recp = rec;
+	journal_step(ss, 2);
 	h->dirty = 1;
+	return 0;
+}
+
+int
+heap_lease_once(struct heap *h, struct shm_session *ss, struct conn *c,
+    pid_t pid, uint32_t cls, uint32_t renew, uint32_t want, uint64_t *slab,
+    uint32_t *recp)
+{
+	uint64_t arg[6], start = 0;
+	int rc;
+
+	if ((rc = lease_plan(h, c, pid, cls, renew, want, slab, recp,
+	    &start)) != 0)
+		return rc;
+	arg[0] = *recp;
+	arg[1] = *slab;
+	arg[2] = cls;
+	arg[3] = renew;
+	arg[4] = (uint64_t)pid;
+	arg[5] = start;
+	journal_begin(ss, "lease", ACLHEAP__REQUEST__BODY_LEASE, arg, NULL);
+	if ((rc = lease_apply(h, ss)) != 0)
+		return rc;
+	if (renew == 0)
+		h->owners[*recp].conn = c;
+	return 0;
+}
+
+int
+heap_lease(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
+    uint32_t renew, uint32_t want, uint64_t *slab, uint32_t *recp)
+{
+	struct shm_session ss = { 0 };
+
+	return heap_lease_once(h, &ss, c, pid, cls, renew, want, slab, recp);
+}
+
+/* After a crash: the grant again (its owner takes it up at Hello), or,
+ * if the slab cannot be had, the record as it was: nobody was told. */
+int
+heap_redo_lease(struct heap *h, struct shm_session *ss)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t rec = (uint32_t)ss->arg[0];
+
+	if (rec >= SHM_LEASES || ss->arg[1] >= seg->nslabs ||
+	    ss->arg[2] >= SHM_NCLASSES)
+		return -1;
+	if (lease_apply(h, ss) != 0) {
+		if (ss->arg[3] == 0 && seg->leases[rec].owner_pid ==
+		    (uint32_t)ss->arg[4])
+			(void)heap_lease_release(h, rec);
+		return 1;
+	}
+	journal_done(ss, 0, ss->arg[1], rec, NULL);
+	return 0;
+}
+
+/* Release: the record goes back (arg[0]); done again, it finds it gone. */
+int
+heap_release_once(struct heap *h, struct shm_session *ss, uint32_t rec)
+{
+	uint64_t arg[6] = { rec, 0, 0, 0, 0, 0 };
+	int rc;
+
+	journal_begin(ss, "release", ACLHEAP__REQUEST__BODY_RELEASE, arg,
+	    NULL);
+	rc = heap_lease_release(h, rec);
+	journal_step(ss, 1);
+	return rc;
+}
+
+int
+heap_redo_release(struct heap *h, struct shm_session *ss)
+{
+	uint32_t rec = (uint32_t)ss->arg[0];
+
+	if (rec >= SHM_LEASES)
+		return -1;
+	if (h->seg.leases[rec].owner_pid != 0)
+		(void)heap_lease_release(h, rec);
+	journal_done(ss, 0, 0, 0, NULL);
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 
 /* One daemon per state folder: a second one would fight over the image. */
 static int
@@ -173,6 +174,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_init(cfg.log_level, !isatty(STDERR_FILENO));
+	journal_init();
 	umask(077);
 	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST) {
 		char *p, tmp[4096];

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 
 static int
 ensure_dir(const char *path)
@@ -266,6 +267,12 @@ heap_open(struct heap *h, struct config *c)
 	if ((rc = heap_rebuild(h)) != 0) {
 		log_errx("cannot rebuild the heap's state from %s: %s", from,
 		    strerror(-rc));
+		goto fail;
+	}
+	/* Requests a crash cut short are finished (or undone) before any
+	 * new one is read (journal.h). */
+	if ((rc = journal_recover(h, err, sizeof(err))) != 0) {
+		log_errx("heap from %s: %s", from, err);
 		goto fail;
 	}
 	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 
 #include "daemon/daemon.h"
+#include "daemon/journal.h"
 #include "proto/request.h"
 
 #define BLOCKS_PAGE	1500
@@ -58,6 +59,36 @@ static request_fn *const handlers[REQUEST_BODY_END] = {
 };
 #undef HANDLER
 
+/* The session a Hello takes up again, or a new one (journal.h). */
+static void
+hello_session(struct conn *c, const Aclheap__Hello *m,
+    Aclheap__HelloReply *hr)
+{
+	static int warned;
+	struct heap *heap = server.heap;
+	struct shm_session *ss;
+	uint32_t idx;
+	int resumed;
+
+	if (journal_session_open(heap, c->pid, proc_start(c->pid), m->session,
+	    m->nonce, &idx, &resumed) != 0) {
+		if (!warned++)
+			log_warnx("all %d sessions are taken: pid %d's requests "
+			    "are not journaled (a crash may lose them)",
+			    SHM_SESSIONS, (int)c->pid);
+		return;
+	}
+	ss = journal_session(heap, idx);
+	heap->sessions[idx] = c;
+	c->session = idx + 1;
+	hr->session = idx + 1;
+	hr->nonce = ss->nonce;
+	hr->seq = ss->seq;
+	if (resumed)
+		log_info("pid %d took session %u up again at request %" PRIu64,
+		    (int)c->pid, idx, ss->seq);
+}
+
 static int
 req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
     char *err, size_t errlen)
@@ -68,6 +99,7 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	struct shm_seg *seg = &heap->seg;
 	uint32_t n;
 
+	aclheap__hello_reply__init(&hr);
 	if (c->hello) {
 		snprintf(err, errlen, "Hello sent twice");
 		return -EPROTO;
@@ -95,7 +127,7 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	n = heap_conn_adopt(heap, c, c->pid);
 	if (n > 0)
 		log_info("pid %d reconnected with %u leases", (int)c->pid, n);
-	aclheap__hello_reply__init(&hr);
+	hello_session(c, m, &hr);
 	hr.version = PROTOCOL_VERSION;
 	hr.heap_base = seg->base;
 	hr.size = seg->size;
@@ -112,35 +144,24 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	return 0;
 }
 
+/* The journal of the request being handled: its session's record when it
+ * is done exactly once, else a scratch record (journal.h). */
+static struct shm_session *jr;
+
 /* Alloc and Free, for their handlers and for the quick path alike: 0, or
  * -errno with the words for it in err. */
 static int
 op_alloc(uint64_t size, uint64_t align, uintptr_t *addr, uint64_t *usable,
     char *err, size_t errlen)
 {
-	int rc;
-
-	if (align != 0 && ((align & (align - 1)) != 0 ||
-	    align > (UINT64_C(1) << 30))) {
-		snprintf(err, errlen, "alignment %" PRIu64 " is not a power "
-		    "of two up to 1 GiB", align);
-		return -EINVAL;
-	}
-	if ((rc = heap_alloc(server.heap, size, align, addr, usable)) != 0)
-		snprintf(err, errlen, "no room for %" PRIu64 " bytes in the "
-		    "heap", size);
-	return rc;
+	return heap_alloc_once(server.heap, jr, size, align, addr, usable,
+	    err, errlen);
 }
 
 static int
 op_free(uint64_t addr, uint64_t *size, char *err, size_t errlen)
 {
-	int rc;
-
-	if ((rc = heap_free(server.heap, addr, size)) != 0)
-		snprintf(err, errlen, "0x%" PRIx64 " is not a live block",
-		    addr);
-	return rc;
+	return heap_free_once(server.heap, jr, addr, size, err, errlen);
 }
 
 static int
@@ -192,16 +213,9 @@ req_realloc(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	int rc;
 
 	(void)c;
-	if ((rc = heap_realloc(server.heap, q->realloc->addr,
-	    q->realloc->size, &addr, &usable)) != 0) {
-		if (rc == -EINVAL)
-			snprintf(err, errlen, "0x%" PRIx64 " is not a live "
-			    "block", q->realloc->addr);
-		else
-			snprintf(err, errlen, "no room for %" PRIu64 " bytes",
-			    q->realloc->size);
+	if ((rc = heap_realloc_once(server.heap, jr, q->realloc->addr,
+	    q->realloc->size, &addr, &usable, err, errlen)) != 0)
 		return rc;
-	}
 	aclheap__alloc_reply__init(&ar);
 	ar.addr = addr;
 	ar.usable = usable;
@@ -239,8 +253,8 @@ req_root_set(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 {
 	(void)c;
 	(void)r;
-	return root_error(heap_root_set(server.heap, q->root_set->name,
-	    q->root_set->value), err, errlen);
+	return root_error(heap_root_set_once(server.heap, jr,
+	    q->root_set->name, q->root_set->value), err, errlen);
 }
 
 static int
@@ -268,8 +282,9 @@ req_root_cas(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 {
 	(void)c;
 	(void)r;
-	return root_error(heap_root_cas(server.heap, q->root_cas->name,
-	    q->root_cas->expected, q->root_cas->desired), err, errlen);
+	return root_error(heap_root_cas_once(server.heap, jr,
+	    q->root_cas->name, q->root_cas->expected, q->root_cas->desired),
+	    err, errlen);
 }
 
 static int
@@ -278,8 +293,8 @@ req_root_remove(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 {
 	(void)c;
 	(void)r;
-	return root_error(heap_root_remove(server.heap, q->root_remove->name),
-	    err, errlen);
+	return root_error(heap_root_remove_once(server.heap, jr,
+	    q->root_remove->name), err, errlen);
 }
 
 static int
@@ -601,8 +616,8 @@ req_lease(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	uint32_t rec;
 	int rc;
 
-	rc = heap_lease(server.heap, c, c->pid, m->cls, m->renew, m->want,
-	    &slab, &rec);
+	rc = heap_lease_once(server.heap, jr, c, c->pid, m->cls, m->renew,
+	    m->want, &slab, &rec);
 	switch (rc) {
 	case 0:
 		break;
@@ -645,7 +660,7 @@ req_release(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 		snprintf(err, errlen, "lease %u is not yours", rec);
 		return -EINVAL;
 	}
-	return heap_lease_release(server.heap, rec);
+	return heap_release_once(server.heap, jr, rec);
 }
 
 /*
@@ -663,9 +678,106 @@ root_name_cut(const Aclheap__Request *q, uint32_t len)
 	return protobuf_c_message_get_packed_size(&q->base) != len;
 }
 
+/* The answer recorded in a session's journal, as a reply. */
+static void
+journal_reply(const struct shm_session *ss, Aclheap__Reply *r)
+{
+	static Aclheap__AllocReply ar;
+	static Aclheap__FreeReply fr;
+	static Aclheap__LeaseReply lr;
+	static char text[SHM_SESSION_TEXT];
+
+	if (ss->error != 0) {
+		r->error = ss->error;
+		memcpy(text, ss->text, sizeof(text));
+		text[sizeof(text) - 1] = '\0';
+		r->message = text;
+		return;
+	}
+	switch (ss->kind) {
+	case ACLHEAP__REQUEST__BODY_ALLOC:
+	case ACLHEAP__REQUEST__BODY_REALLOC:
+		aclheap__alloc_reply__init(&ar);
+		ar.addr = ss->res[0];
+		ar.usable = ss->res[1];
+		r->body_case = ACLHEAP__REPLY__BODY_ALLOC;
+		r->alloc = &ar;
+		break;
+	case ACLHEAP__REQUEST__BODY_FREE:
+		aclheap__free_reply__init(&fr);
+		fr.size = ss->res[0];
+		r->body_case = ACLHEAP__REPLY__BODY_FREE;
+		r->free = &fr;
+		break;
+	case ACLHEAP__REQUEST__BODY_LEASE:
+		aclheap__lease_reply__init(&lr);
+		lr.slab = ss->res[0];
+		lr.record = (uint32_t)ss->res[1];
+		r->body_case = ACLHEAP__REPLY__BODY_LEASE;
+		r->lease = &lr;
+		break;
+	}
+}
+
+/* What a reply says, into the journal: the answer to give again. */
+static void
+journal_record(struct shm_session *ss, int rc, const Aclheap__Reply *r,
+    const char *err)
+{
+	uint64_t r0 = 0, r1 = 0;
+
+	if (rc == 0 && r->body_case == ACLHEAP__REPLY__BODY_ALLOC) {
+		r0 = r->alloc->addr;
+		r1 = r->alloc->usable;
+	} else if (rc == 0 && r->body_case == ACLHEAP__REPLY__BODY_FREE)
+		r0 = r->free->size;
+	else if (rc == 0 && r->body_case == ACLHEAP__REPLY__BODY_LEASE) {
+		r0 = r->lease->slab;
+		r1 = r->lease->record;
+	}
+	journal_done(ss, -rc, r0, r1, rc != 0 ? err : NULL);
+}
+
+/*
+ * Where a changing request's journal goes: the connection's session when
+ * the request has a seq, else scratch.  1 when the request is the one the
+ * session answered last: r then holds that answer, and nothing is done.
+ * -EPROTO for a seq behind the session's.
+ */
+static int
+journal_for(struct conn *c, const Aclheap__Request *q,
+    struct shm_session *scratch, Aclheap__Reply *r, char *err, size_t errlen)
+{
+	struct shm_session *ss;
+
+	memset(scratch, 0, sizeof(*scratch));
+	jr = scratch;
+	if (q->seq == 0 || c->session == 0 ||
+	    (ss = journal_session(server.heap, c->session - 1)) == NULL)
+		return 0;
+	if (q->seq == ss->seq && atomic_load(&ss->state) == SESSION_DONE &&
+	    ss->kind == (uint32_t)q->body_case) {
+		journal_reply(ss, r);
+		log_info("pid %d: %s %" PRIu64 " answered again", (int)c->pid,
+		    frame_body_name(q), q->seq);
+		return 1;
+	}
+	if (q->seq < ss->seq || (q->seq == ss->seq &&
+	    atomic_load(&ss->state) != SESSION_IDLE)) {
+		snprintf(err, errlen, "seq %" PRIu64 " is behind this session's "
+		    "%" PRIu64, q->seq, ss->seq);
+		return -EPROTO;
+	}
+	journal_open(ss, q->seq);
+	jr = ss;
+	return 0;
+}
+
 /*
  * One decoded request of len bytes: its kind's handler, then its reply.
  * Everything the reply points to lives until conn_reply() has packed it.
+ * A changing request with a seq is done once in its session: its answer
+ * is recorded before it leaves, and given again to the same seq.
  */
 void
 request_dispatch(struct conn *c, const Aclheap__Request *q, uint32_t len)
@@ -673,8 +785,9 @@ request_dispatch(struct conn *c, const Aclheap__Request *q, uint32_t len)
 	static Aclheap__Empty ok = ACLHEAP__EMPTY__INIT;
 	const struct request_kind *k = request_kind((int)q->body_case);
 	Aclheap__Reply r = ACLHEAP__REPLY__INIT;
+	struct shm_session scratch;
 	char err[512];
-	int rc;
+	int rc, once = 0;
 
 	if (root_name_cut(q, len)) {
 		conn_error(c, q->id, EINVAL, "a root name must not hold a NUL "
@@ -696,18 +809,30 @@ request_dispatch(struct conn *c, const Aclheap__Request *q, uint32_t len)
 		rc = -EPERM;
 		snprintf(err, sizeof(err), "%s is only for aclheapd's user and "
 		    "root", k->name);
+	} else if ((k->flags & REQUEST_CHANGES) && (rc = journal_for(c, q,
+	    &scratch, &r, err, sizeof(err))) != 0) {
+		if (rc == 1) {
+			conn_reply(c, &r);
+			return;
+		}
 	} else {
-		if (k->flags & REQUEST_CHANGES)
+		if (k->flags & REQUEST_CHANGES) {
 			server.heap->dirty = 1;
+			once = jr != &scratch;
+		}
 		rc = handlers[q->body_case](c, q, &r, err, sizeof(err));
 	}
 	if (rc == REQUEST_LATER)
 		return;
+	if (rc != 0 && err[0] == '\0')
+		snprintf(err, sizeof(err), "%s", strerror(-rc));
+	if (once) {
+		journal_record(jr, rc, &r, err);
+		journal_crash(k->name, -1);
+	}
 	if (rc != 0) {
 		r.body_case = ACLHEAP__REPLY__BODY__NOT_SET;
 		r.error = -rc;
-		if (err[0] == '\0')
-			snprintf(err, sizeof(err), "%s", strerror(-rc));
 		r.message = err;
 		/* Every refusal, for whoever debugs a client. */
 		log_debug("pid %d: refused %s: %s", (int)c->pid,
@@ -733,9 +858,11 @@ request_quick(struct conn *c, const struct quick_req *q)
 	uint8_t *p;
 	size_t n;
 	int rc;
+	struct shm_session scratch = { 0 };
 
 	c->requests++;
 	server.heap->dirty = 1;
+	jr = &scratch;
 	if (q->body == ACLHEAP__REQUEST__BODY_ALLOC)
 		rc = op_alloc(q->a, q->b, &addr, &usable, err, sizeof(err));
 	else

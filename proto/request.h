@@ -17,8 +17,12 @@
  *            request was sent and before its reply came:
  *            RESEND  done twice is done once; sent again after a reconnect
  *            FAIL    may or may not have been done; the caller gets
- *                    ECONNRESET (an Alloc sent again would leak a block, a
- *                    Free sent again could free someone's new one)
+ *                    ECONNRESET
+ *            ONCE    sent again with its sequence number, in the session
+ *                    the client takes up again: the daemon did it exactly
+ *                    once and answers as it did the first time
+ *                    (daemon/journal.h); FAIL for a connection without
+ *                    a session
  *
  * The daemon builds its handler table from the same rows
  * (daemon/request.c), one handler per kind, so a kind added here without
@@ -42,18 +46,19 @@
 enum request_retry {
 	REQUEST_RESEND,
 	REQUEST_FAIL,
+	REQUEST_ONCE,
 };
 
 /*	  kind		name		flags			retry */
 #define REQUEST_KINDS(X)						\
 	X(HELLO,	hello,		0,			RESEND)	\
-	X(ALLOC,	alloc,		REQUEST_CHANGES,	FAIL)	\
-	X(FREE,		free,		REQUEST_CHANGES,	FAIL)	\
-	X(REALLOC,	realloc,	REQUEST_CHANGES,	FAIL)	\
-	X(ROOT_SET,	root_set,	REQUEST_CHANGES,	RESEND)	\
+	X(ALLOC,	alloc,		REQUEST_CHANGES,	ONCE)	\
+	X(FREE,		free,		REQUEST_CHANGES,	ONCE)	\
+	X(REALLOC,	realloc,	REQUEST_CHANGES,	ONCE)	\
+	X(ROOT_SET,	root_set,	REQUEST_CHANGES,	ONCE)	\
 	X(ROOT_GET,	root_get,	0,			RESEND)	\
-	X(ROOT_CAS,	root_cas,	REQUEST_CHANGES,	FAIL)	\
-	X(ROOT_REMOVE,	root_remove,	REQUEST_CHANGES,	FAIL)	\
+	X(ROOT_CAS,	root_cas,	REQUEST_CHANGES,	ONCE)	\
+	X(ROOT_REMOVE,	root_remove,	REQUEST_CHANGES,	ONCE)	\
 	X(ROOT_LIST,	root_list,	0,			RESEND)	\
 	X(STATS,	stats,		0,			RESEND)	\
 	X(CHECKPOINT,	checkpoint,	REQUEST_PRIVILEGED,	RESEND)	\
@@ -62,8 +67,8 @@ enum request_retry {
 	X(BLOCKS,	blocks,		0,			RESEND)	\
 	X(CLIENTS,	clients,	0,			RESEND)	\
 	X(DUMP,		dump,		REQUEST_PRIVILEGED,	FAIL)	\
-	X(LEASE,	lease,		REQUEST_CHANGES,	RESEND)	\
-	X(RELEASE,	release,	REQUEST_CHANGES,	RESEND)
+	X(LEASE,	lease,		REQUEST_CHANGES,	ONCE)	\
+	X(RELEASE,	release,	REQUEST_CHANGES,	ONCE)
 
 /* One past the highest oneof case of a request body. */
 #define REQUEST_BODY_END	(ACLHEAP__REQUEST__BODY_RELEASE + 1)

@@ -398,7 +398,9 @@ check_small_slab(const struct shm_seg *seg, uint64_t s, uint32_t w,
 	 * can leave to start-up: the owner's claim may have landed. */
 	if (SHM_SLAB_STATE(w) == SHM_RECLAIMING && lease != 0)
 		FAIL("I6", "slab %" PRIu64 " is leased while reclaimed", s);
-	if (lease != 0 && SHM_SLAB_OWNER(w) != lease)
+	/* Owner 0: the daemon holds the slab for a free of one of its
+	 * blocks (the gate, daemon/alloc.c), or a crash left it so. */
+	if (lease != 0 && SHM_SLAB_OWNER(w) != lease && SHM_SLAB_OWNER(w) != 0)
 		FAIL("I6", "slab %" PRIu64 " is leased to record %u but owned "
 		    "by %u", s, lease - 1u, SHM_SLAB_OWNER(w));
 	if (cls >= SHM_NCLASSES)

@@ -297,6 +297,10 @@ image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
 	memset(seg->leases, 0, SHM_LEASES * sizeof(struct shm_lease));
+	/* The processes the sessions were for are gone with the heap's
+	 * last life; no journal of an image is in flight (a checkpoint is
+	 * taken between requests). */
+	memset(seg->sessions, 0, SHM_SESSIONS * sizeof(struct shm_session));
 	atomic_store(&seg->sb->move_slab, 0);
 	for (s = 0; s < hwm; s++) {
 		w = atomic_load(&seg->slabs[s].word);

@@ -42,6 +42,8 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
 	g->leases_off = off;
 	off = ROUND_UP(off + SHM_LEASES * sizeof(struct shm_lease), PAGE);
+	g->sessions_off = off;
+	off = ROUND_UP(off + SHM_SESSIONS * sizeof(struct shm_session), PAGE);
 	g->slabs_off = off;
 	off = ROUND_UP(off + n * sizeof(struct shm_slab), PAGE);
 	g->bitmaps_off = off;
@@ -181,6 +183,7 @@ seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
 	seg->nslabs = g.nslabs;
 	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
 	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
+	seg->sessions = (struct shm_session *)((char *)mem + g.sessions_off);
 	seg->slabs = (struct shm_slab *)((char *)mem + g.slabs_off);
 	seg->bitmaps = (_Atomic uint64_t *)((char *)mem + g.bitmaps_off);
 	seg->sides = (_Atomic uint16_t *)((char *)mem + g.sides_off);
@@ -314,6 +317,7 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 	sb->nslabs = g.nslabs;
 	sb->roots_off = g.roots_off;
 	sb->leases_off = g.leases_off;
+	sb->sessions_off = g.sessions_off;
 	sb->slabs_off = g.slabs_off;
 	sb->bitmaps_off = g.bitmaps_off;
 	sb->sides_off = g.sides_off;
@@ -376,6 +380,7 @@ seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
 	}
 	if (seg_geometry(size, &g) != 0 || sb->nslabs != g.nslabs ||
 	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
+	    sb->sessions_off != g.sessions_off ||
 	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||
 	    sb->sides_off != g.sides_off || sb->data_off != g.data_off) {
 		snprintf(err, errlen, "superblock geometry does not match its "

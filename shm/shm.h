@@ -8,14 +8,16 @@
  * at the same base address, so a pointer stored in the heap means the same
  * thing everywhere.  The object is laid out as:
  *
- *   base                                                          base + size
- *   | super | roots | leases | slab table | bitmaps | sides | slab 0 | slab 1 ...
- *   |<------------------- meta (slab aligned) ------------------->|<- data ->|
+ *   base                                                                base + size
+ *   | super | roots | leases | sessions | slab table | bitmaps | sides | slab 0 ...
+ *   |<---------------------- meta (slab aligned) ---------------------->|<- data
  *
  *   super      struct shm_super: magic, version, identity, geometry (4 KiB)
  *   roots      SHM_ROOTS x struct shm_root: named pointers
  *   leases     SHM_LEASES x struct shm_lease: one cache line each, the private
  *              block set of one client thread's lease (fast path)
+ *   sessions   SHM_SESSIONS x struct shm_session: one client process's
+ *              journal of its last changing request (daemon/journal.h)
  *   slab table nslabs x struct shm_slab: state, class, extent geometry
  *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a slab or span
  *   sides      nslabs x SHM_SIDE_BYTES: a slab's side line (below)
@@ -63,8 +65,9 @@
  *       belongs to the lease whose record names its slab and word (in its
  *       mask), and every block a record in use lists is such a block
  *   I6  the slab word: a known state; a lease (record + 1 <= SHM_LEASES)
- *       only on a SMALL slab, whose owner is then that record; an owner
- *       (<= SHM_LEASES) only on a SMALL or RECLAIMING one
+ *       only on a SMALL slab, whose owner is then that record, or the
+ *       daemon while it frees a block there (daemon/alloc.c's gate); an
+ *       owner (<= SHM_LEASES) only on a SMALL or RECLAIMING one
  *   I7  slab_hwm <= nslabs, and no slab at or above it is in use
  *   I8  a root's name is "" or printable ASCII, NUL-terminated
  *
@@ -85,8 +88,8 @@
  *
  * Who writes what
  * ---------------
- *   daemon only   super, roots, slab table (state, cls, lease, owner, run,
- *                 req), lease ownership (owner fields)
+ *   daemon only   super, roots, sessions, slab table (state, cls, lease,
+ *                 owner, run, req), lease ownership (owner fields)
  *   claimers      bitmap bits: set only by the slab's owner (below),
  *                 cleared with an atomic fetch_and (free).  The daemon
  *                 never clears a bit set by someone else, except the
@@ -129,8 +132,9 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		5u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
-					 * announced claims; 5: spans, side lines */
+#define SHM_VERSION		6u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+					 * announced claims; 5: spans, side lines;
+					 * 6: sessions */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -150,6 +154,8 @@
 #define SHM_ROOTS		512
 #define SHM_ROOT_NAME_MAX	63
 #define SHM_LEASES		1024
+#define SHM_SESSIONS		1024
+#define SHM_SESSION_TEXT	64
 #define SHM_ALIGN		16
 
 /* Smallest and largest segment we agree to build. */
@@ -212,6 +218,29 @@ struct shm_lease {
 	uint8_t pad[27];
 };
 
+/*
+ * Three cache lines.  A client process's session: who it is, and the
+ * journal of its last request that changes the heap (daemon/journal.h
+ * gives the states and the argument for exactly-once).  Daemon only.
+ */
+struct shm_session {
+	_Atomic uint32_t state;	/* SESSION_FREE, _IDLE, _INTENT, _DONE */
+	uint32_t pid;
+	uint64_t start;		/* the process's start time (clock ticks) */
+	uint64_t nonce;		/* the token's secret half */
+	uint64_t seq;		/* the request the journal is about */
+	uint32_t kind;		/* its body case (proto) */
+	_Atomic uint32_t step;	/* sub-steps of it done */
+	int32_t error;		/* DONE: 0 or its errno */
+	uint32_t pad0;
+	uint64_t arg[6];	/* INTENT: the plan */
+	uint64_t res[2];	/* DONE: the outcome */
+	char text[SHM_SESSION_TEXT];	/* a root's name; DONE: error text */
+	uint8_t pad[16];
+};
+_Static_assert(sizeof(struct shm_session) == 192,
+    "a session is three cache lines");
+
 struct shm_super {
 	uint64_t magic;
 	uint32_t version;
@@ -235,6 +264,7 @@ struct shm_super {
 	 * the slab + 1 and its owner before; start-up puts that owner back. */
 	_Atomic uint32_t move_slab;
 	uint32_t move_from;
+	uint64_t sessions_off;	/* layout 6 */
 };
 
 /*
@@ -260,7 +290,7 @@ _Static_assert(sizeof(struct shm_lease) == 64 &&
     offsetof(struct shm_lease, mask) == 24 &&
     offsetof(struct shm_lease, set_slab) == 32 &&
     offsetof(struct shm_lease, cls) == 36, "struct shm_lease changed");
-_Static_assert(sizeof(struct shm_super) == 152 &&
+_Static_assert(sizeof(struct shm_super) == 160 &&
     sizeof(struct shm_super) <= SHM_SUPER_BYTES &&
     offsetof(struct shm_super, version) == 8 &&
     offsetof(struct shm_super, ptr_bits) == 12 &&
@@ -280,7 +310,13 @@ _Static_assert(sizeof(struct shm_super) == 152 &&
     offsetof(struct shm_super, epoch) == 128 &&
     offsetof(struct shm_super, slab_hwm) == 136 &&
     offsetof(struct shm_super, move_slab) == 144 &&
-    offsetof(struct shm_super, move_from) == 148, "struct shm_super changed");
+    offsetof(struct shm_super, move_from) == 148 &&
+    offsetof(struct shm_super, sessions_off) == 152,
+    "struct shm_super changed");
+_Static_assert(offsetof(struct shm_session, seq) == 24 &&
+    offsetof(struct shm_session, arg) == 48 &&
+    offsetof(struct shm_session, res) == 96 &&
+    offsetof(struct shm_session, text) == 112, "struct shm_session changed");
 _Static_assert(SHM_BITMAP_BYTES == SHM_BITMAP_WORDS * 8 &&
     SHM_SIDE_BYTES % 8 == 0, "bitmap or side line size");
 
@@ -293,6 +329,7 @@ struct shm_seg {
 	uint64_t nslabs;
 	struct shm_root *roots;
 	struct shm_lease *leases;
+	struct shm_session *sessions;
 	struct shm_slab *slabs;
 	_Atomic uint64_t *bitmaps;
 	_Atomic uint16_t *sides;
@@ -302,7 +339,8 @@ struct shm_seg {
 
 struct shm_geom {
 	uint64_t nslabs;
-	uint64_t roots_off, leases_off, slabs_off, bitmaps_off, sides_off;
+	uint64_t roots_off, leases_off, sessions_off, slabs_off, bitmaps_off;
+	uint64_t sides_off;
 	uint64_t data_off;
 };
 

@@ -86,6 +86,7 @@ Suite	*persist_suite(void);
 Suite	*ctl_suite(void);
 Suite	*systemd_suite(void);
 Suite	*fast_suite(void);
+Suite	*once_suite(void);
 Suite	*fault_suite(void);
 Suite	*fuzz_suite(void);
 
