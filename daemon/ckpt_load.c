@@ -133,7 +133,9 @@ load_commit(const struct shm_seg *seg)
 	uint32_t w;
 	int rc;
 
-	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0)
+	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0 ||
+	    (rc = seg_commit(seg->fd, sb->sessions_off,
+	    SHM_SESSIONS * sizeof(struct shm_session))) != 0)
 		return rc;
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);

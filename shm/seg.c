@@ -42,14 +42,16 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
 	g->leases_off = off;
 	off = ROUND_UP(off + SHM_LEASES * sizeof(struct shm_lease), PAGE);
-	g->sessions_off = off;
-	off = ROUND_UP(off + SHM_SESSIONS * sizeof(struct shm_session), PAGE);
 	g->slabs_off = off;
 	off = ROUND_UP(off + n * sizeof(struct shm_slab), PAGE);
 	g->bitmaps_off = off;
 	off = ROUND_UP(off + n * SHM_BITMAP_BYTES, PAGE);
 	g->sides_off = off;
 	off = ROUND_UP(off + n * SHM_SIDE_BYTES, PAGE);
+	/* After the per-slab arrays, out of the image's metadata section:
+	 * sessions are for one life of the heap (daemon/journal.h). */
+	g->sessions_off = off;
+	off = ROUND_UP(off + SHM_SESSIONS * sizeof(struct shm_session), PAGE);
 	g->data_off = ROUND_UP(off, SHM_SLAB_SIZE);
 	return g->data_off;
 }
@@ -275,6 +277,15 @@ seg_unmap(struct shm_seg *seg)
 	seg->fd = -1;
 }
 
+/* The session table is written by the daemon at once, never a page at a
+ * time: committed with the metadata. */
+int
+seg_commit_sessions(int fd, const struct shm_geom *g)
+{
+	return seg_commit(fd, g->sessions_off,
+	    SHM_SESSIONS * sizeof(struct shm_session));
+}
+
 int
 seg_commit(int fd, uint64_t off, uint64_t len)
 {
@@ -338,7 +349,8 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 
 	if ((rc = seg_geometry(seg->size, &g)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg->fd, 0, g.bitmaps_off)) != 0)
+	if ((rc = seg_commit(seg->fd, 0, g.bitmaps_off)) != 0 ||
+	    (rc = seg_commit_sessions(seg->fd, &g)) != 0)
 		return rc;
 	memset(sb, 0, SHM_SUPER_BYTES);
 	seg_super_stamp(sb, id, seg->base, seg->size);

@@ -9,18 +9,19 @@
  * thing everywhere.  The object is laid out as:
  *
  *   base                                                                base + size
- *   | super | roots | leases | sessions | slab table | bitmaps | sides | slab 0 ...
+ *   | super | roots | leases | slab table | bitmaps | sides | sessions | slab 0 ...
  *   |<---------------------- meta (slab aligned) ---------------------->|<- data
  *
  *   super      struct shm_super: magic, version, identity, geometry (4 KiB)
  *   roots      SHM_ROOTS x struct shm_root: named pointers
  *   leases     SHM_LEASES x struct shm_lease: one cache line each, the private
  *              block set of one client thread's lease (fast path)
- *   sessions   SHM_SESSIONS x struct shm_session: one client process's
- *              journal of its last changing request (daemon/journal.h)
  *   slab table nslabs x struct shm_slab: state, class, extent geometry
  *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a slab or span
  *   sides      nslabs x SHM_SIDE_BYTES: a slab's side line (below)
+ *   sessions   SHM_SESSIONS x struct shm_session: one client process's
+ *              journal of its last changing request (daemon/journal.h);
+ *              not in images, which are loaded without sessions
  *
  * Slabs are SHM_SLAB_SIZE bytes and aligned to it relative to data_start:
  *
@@ -361,6 +362,7 @@ void	 seg_super_stamp(struct shm_super *, const uint8_t identity[16],
 int	 seg_super_check(const struct shm_super *, uintptr_t base,
 	    uint64_t size, char *err, size_t errlen);
 int	 seg_commit(int fd, uint64_t off, uint64_t len);
+int	 seg_commit_sessions(int fd, const struct shm_geom *);
 int	 seg_decommit(int fd, uint64_t off, uint64_t len);
 int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
 int	 seg_parse_size(const char *, uint64_t *);

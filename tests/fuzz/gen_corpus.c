@@ -258,6 +258,39 @@ sessions(uintptr_t data)
 	}
 	save_stream("dispatch", "session-churn");
 
+	/* Journaled requests: a seq each, one sent twice (answered again),
+	 * one behind the session's (refused). */
+	add_hello();
+	al.size = 100;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &al;
+	q.seq = 1;
+	add(&q);
+	add(&q);
+	al.size = 5u << 20;
+	q.seq = 2;
+	add(&q);
+	fr.addr = data;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &fr;
+	q.seq = 3;
+	add(&q);
+	add(&q);
+	rs.name = "once";
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &rs;
+	q.seq = 4;
+	add(&q);
+	q.seq = 1;
+	add(&q);
+	re.addr = data;
+	q.body_case = ACLHEAP__REQUEST__BODY_REALLOC;
+	q.realloc = &re;
+	q.seq = 5;
+	add(&q);
+	q.seq = 0;
+	save_stream("dispatch", "session-once");
+
 	/* Broken framing after a good start. */
 	add_hello();
 	memcpy(stream + slen, "\x03\x00\x00\x00\x52\x05\x08", 7);
