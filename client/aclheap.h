@@ -47,11 +47,13 @@
  *   EINVAL                $ACLHEAP_RECONNECT_TIMEOUT is not a number of
  *                         seconds from 0 to 86400 (checked at attach)
  *   ECONNRESET            the daemon went away while handling a request
- *                         that is not safe to repeat (an extent's alloc or
- *                         free, realloc, root_cas, root_remove): it may or
- *                         may not have been done.  Requests that are safe
- *                         to repeat, and those a stopping daemon answered
- *                         "not done", are sent again once it is back.
+ *                         that changes the heap and this process has no
+ *                         session with it (more than 1024 client processes
+ *                         at once): it may or may not have been done.
+ *                         Otherwise such a request is sent again, with its
+ *                         sequence number, once the daemon is back, and it
+ *                         answers what it did: every call that changes the
+ *                         heap is done exactly once across daemon crashes.
  *
  * Threads and fork
  * ----------------

@@ -105,6 +105,7 @@ config_usage(FILE *f)
 "                               " DEFAULT_CONFIG ")\n"
 "  -V, --version                print version and build features\n"
 "  -h, --help                   this help\n"
+"      --crash-points           (tests) where ACLHEAPD_CRASH_AT can stop it\n"
 "\n"
 "Signals: TERM, INT stop with a final checkpoint; HUP reloads the config\n"
 "(log level, allow list, checkpoint interval); USR1 checkpoints.\n"
