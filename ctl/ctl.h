@@ -16,7 +16,7 @@
  *   status.c   status, metrics        heap.c    blocks, hexdump
  *   roots.c    roots                  clients.c clients
  *   image.c    dump, checkpoint       verify.c  verify, inspect
- *   restore.c  restore
+ *   restore.c  restore                repair.c  repair
  *
  *   argv --main()--> struct ctl_cmd --exec(argc, argv)--> cmd_<name>()
  *                                                  |
@@ -150,5 +150,10 @@ int	 cmd_inspect(int, char **);
 
 /* ctl/restore.c */
 int	 cmd_restore(int, char **);
+int	 state_lock(const char *cmd, const char *state);
+int	 state_live_segment(const char *state, char *live, size_t len);
+
+/* ctl/repair.c */
+int	 cmd_repair(int, char **);
 
 #endif /* ACLHEAP_CTL_H */

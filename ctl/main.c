@@ -7,10 +7,11 @@
  *
  * This file holds the global options and the command table: one entry per
  * command, with its handler, its line in --help, and whether it talks to
- * aclheapd.  Three commands work without a daemon: `verify IMAGE` and
+ * aclheapd.  Four commands work without a daemon: `verify IMAGE` and
  * `inspect IMAGE` (ctl/verify.c) check an image file with the validator the
- * daemon runs on the live heap, and `restore` (ctl/restore.c) puts a
- * checked image into a stopped daemon's state folder.  ctl/ctl.h tells how
+ * daemon runs on the live heap, `restore` (ctl/restore.c) puts a checked
+ * image into a stopped daemon's state folder, and `repair` (ctl/repair.c)
+ * salvages a damaged heap into a new image.  ctl/ctl.h tells how
  * a command runs and what the exit statuses mean.
  */
 #include "config.h"
@@ -58,6 +59,10 @@ static const struct ctl_cmd commands[] = {
 	    "restore [--state-dir DIR] [--discard-live] IMAGE|-",
 	    "IMAGE (-: standard input) as the heap.img of\n"
 	    "a stopped daemon's state folder\n", CTL_OFFLINE },
+	{ "repair", cmd_repair,
+	    "repair --out FILE [--force] [--dry-run] IMAGE|STATE|SEGMENT",
+	    "keep what checks out of a damaged heap, say\n"
+	    "what is dropped, write the rest to FILE\n", CTL_OFFLINE },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 

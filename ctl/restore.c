@@ -79,10 +79,11 @@ restore_args(int argc, char **argv, struct restore_args *a)
 
 /*
  * The daemon's lock, held until exit: a running daemon holds it, so a
- * failure to take it means one serves this state.
+ * failure to take it means one serves this state.  cmd names the command
+ * in messages (repair takes it too).
  */
-static int
-restore_lock(const char *state)
+int
+state_lock(const char *cmd, const char *state)
 {
 	char path[4200], pid[32];
 	ssize_t n;
@@ -90,14 +91,16 @@ restore_lock(const char *state)
 
 	snprintf(path, sizeof(path), "%s/aclheapd.lock", state);
 	if ((lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1)
-		err(EXIT_FAILURE, "restore: %s", path);
+		err(EXIT_FAILURE, "%s: %s", cmd, path);
 	if (flock(lfd, LOCK_EX | LOCK_NB) == -1) {
 		n = pread(lfd, pid, 31, 0);
 		pid[n > 0 ? n : 0] = '\0';
 		pid[strcspn(pid, "\n")] = '\0';
-		errx(EXIT_FAILURE, "restore: aclheapd (pid %s) serves %s; stop "
-		    "it first (a running heap is replaced by stopping it, not "
-		    "under it)", pid[0] ? pid : "?", state);
+		errx(EXIT_FAILURE, "%s: aclheapd (pid %s) serves %s; stop "
+		    "it first (%s)", cmd, pid[0] ? pid : "?", state,
+		    strcmp(cmd, "restore") == 0 ? "a running heap is replaced "
+		    "by stopping it, not under it" : "repair works on a "
+		    "stopped heap");
 	}
 	return lfd;
 }
@@ -106,8 +109,8 @@ restore_lock(const char *state)
  * The heap's live segment, named by STATE/heap.id, into live: 1 if it is
  * there, 0 if not (or the state has no heap.id).
  */
-static int
-restore_live_segment(const char *state, char *live, size_t len)
+int
+state_live_segment(const char *state, char *live, size_t len)
 {
 	uint8_t id[16];
 	char name[64];
@@ -268,8 +271,8 @@ cmd_restore(int argc, char **argv)
 	int lfd, ofd, have_live;
 
 	restore_args(argc, argv, &a);
-	lfd = restore_lock(a.state);
-	have_live = restore_live_segment(a.state, live, sizeof(live));
+	lfd = state_lock("restore", a.state);
+	have_live = state_live_segment(a.state, live, sizeof(live));
 	if (have_live && !a.discard)
 		errx(EXIT_FAILURE, "restore: the heap's live segment %s is "
 		    "still there and would be adopted instead of the image "

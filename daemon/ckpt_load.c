@@ -185,7 +185,7 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	struct loader l;
 	struct timespec t0;
 	struct shm_geom g;
-	char err[1024], name[64];
+	char err[1024], name[64], hint[9000];
 	uint64_t *hashes = NULL;
 	int fd, sfd, rc;
 
@@ -197,7 +197,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		return -errno;
 	}
 	if ((rc = image_read_header(fd, &hdr, err, sizeof(err))) != 0) {
-		log_errx("refusing image %s: %s", path, err);
+		log_errx("refusing image %s: %s; %s", path, err,
+		    heap_repair_hint(c, 0, hint, sizeof(hint)));
 		close(fd);
 		return rc;
 	}
@@ -234,7 +235,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	rc = image_read_chain(path, put_fd, &l, &info, hashes, err,
 	    sizeof(err));
 	if (rc != 0) {
-		log_errx("refusing image: %s", err);
+		log_errx("refusing image: %s; %s", err, heap_repair_hint(c, 0,
+		    hint, sizeof(hint)));
 		goto fail;
 	}
 	if ((rc = seg_map(&h->seg, sfd, c->base, c->size, err,
@@ -247,7 +249,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, hdr.identity,
 	    16) != 0) {
 		log_errx("refusing image %s: its superblock does not match "
-		    "its header: %s", path, rc ? err : "identity");
+		    "its header: %s; %s", path, rc ? err : "identity",
+		    heap_repair_hint(c, 0, hint, sizeof(hint)));
 		rc = -EUCLEAN;
 		goto fail;
 	}

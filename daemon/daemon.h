@@ -198,6 +198,8 @@ int	 heap_open(struct heap *, struct config *);
 void	 heap_close(struct heap *);
 void	 heap_forget(struct heap *);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
+const char *heap_repair_hint(const struct config *, int segment, char *,
+	    size_t);
 
 /* daemon/roots.c */
 int	 heap_root_set(struct heap *, const char *, uint64_t);

@@ -73,12 +73,33 @@ heap_map(struct heap *h, const struct config *c, int fd)
 	return rc;
 }
 
+/*
+ * How an operator salvages a heap the daemon refuses (aclheapctl(1)'s
+ * repair): from the live segment (the state folder names it) or from the
+ * image.
+ */
+const char *
+heap_repair_hint(const struct config *c, int segment, char *buf, size_t len)
+{
+	if (segment)
+		snprintf(buf, len, "to salvage what checks out, stop every "
+		    "client, then run 'aclheapctl repair --out FILE %s' and "
+		    "'aclheapctl restore --state-dir %s --discard-live FILE'",
+		    c->state_dir, c->state_dir);
+	else
+		snprintf(buf, len, "to salvage what checks out, run "
+		    "'aclheapctl repair --out FILE %s/heap.img', then "
+		    "'aclheapctl restore --state-dir %s FILE'", c->state_dir,
+		    c->state_dir);
+	return buf;
+}
+
 /* Tries the live segment named by heap.id: 1 adopted, 0 none, <0 refused. */
 static int
 heap_adopt(struct heap *h, const struct config *c)
 {
 	struct stat st;
-	char err[512], name[64];
+	char err[512], name[64], hint[9000];
 	int fd, rc;
 
 	if (id_read(c->state_dir, h->identity) != 0)
@@ -109,8 +130,9 @@ heap_adopt(struct heap *h, const struct config *c)
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
 	    16) != 0) {
 		log_errx("live segment /dev/shm%s does not check out: %s; "
-		    "remove it to start from the image", name,
-		    rc ? err : "identity differs from heap.id");
+		    "remove it to start from the image, or %s", name,
+		    rc ? err : "identity differs from heap.id",
+		    heap_repair_hint(c, 1, hint, sizeof(hint)));
 		seg_unmap(&h->seg);
 		seglock_release(h);
 		return -EUCLEAN;
@@ -224,7 +246,7 @@ heap_shape(struct config *c)
 int
 heap_open(struct heap *h, struct config *c)
 {
-	char path[4096], err[1024];
+	char path[4096], err[1024], hint[9000];
 	const char *from = "the live segment";
 	uint64_t n;
 	int rc;
@@ -259,7 +281,8 @@ heap_open(struct heap *h, struct config *c)
 	 * Only an adopted segment can have clients changing it now. */
 	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
 	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
-		log_errx("heap from %s fails its check: %s", from, err);
+		log_errx("heap from %s fails its check: %s; %s", from, err,
+		    heap_repair_hint(c, h->adopted, hint, sizeof(hint)));
 		rc = -EUCLEAN;
 		goto fail;
 	}
@@ -277,8 +300,9 @@ heap_open(struct heap *h, struct config *c)
 	}
 	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
 	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
-		log_errx("heap from %s fails its check after the rebuild: %s",
-		    from, err);
+		log_errx("heap from %s fails its check after the rebuild: %s; "
+		    "%s", from, err, heap_repair_hint(c, h->adopted, hint,
+		    sizeof(hint)));
 		rc = -EUCLEAN;
 		goto fail;
 	}

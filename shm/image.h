@@ -222,8 +222,14 @@ int	 image_read(int fd, const char *path, image_put_fn, void *ctx,
 	    struct image_info *, char *err, size_t errlen);
 int	 image_read_chain(const char *path, image_put_fn, void *ctx,
 	    struct image_info *, uint64_t *hashes, char *err, size_t errlen);
+int	 image_read_chain_upto(const char *path, uint32_t links,
+	    image_put_fn, void *ctx, struct image_info *, uint64_t *hashes,
+	    uint32_t *failed, char *err, size_t errlen);
 int	 image_load_offline(const char *path, struct shm_seg *,
 	    struct image_info *, char *err, size_t errlen);
+int	 image_load_offline_upto(const char *path, uint32_t links,
+	    struct shm_seg *, struct image_info *, uint32_t *failed, char *err,
+	    size_t errlen);
 void	 image_unload_offline(struct shm_seg *);
 void	 image_settle(struct shm_seg *);
 void	 image_settle_hashed(struct shm_seg *, uint64_t *hashes);

@@ -127,6 +127,21 @@ int
 image_read_chain(const char *path, image_put_fn put, void *ctx,
     struct image_info *info, uint64_t *hashes, char *err, size_t errlen)
 {
+	return image_read_chain_upto(path, UINT32_MAX, put, ctx, info, hashes,
+	    NULL, err, errlen);
+}
+
+/*
+ * The same, applying at most links deltas (those after them are not
+ * looked at).  On a refusal, *failed (if not NULL) says which link it
+ * was: 0 the base, K heap.img.delta.K; what was put by then is partial,
+ * so a salvage reads again with links K - 1.
+ */
+int
+image_read_chain_upto(const char *path, uint32_t links, image_put_fn put,
+    void *ctx, struct image_info *info, uint64_t *hashes, uint32_t *failed,
+    char *err, size_t errlen)
+{
 	struct image_header base, dh;
 	struct image_info one;
 	struct shm_geom g;
@@ -137,6 +152,8 @@ image_read_chain(const char *path, image_put_fn put, void *ctx,
 
 	memset(info, 0, sizeof(*info));
 	memset(&lk, 0, sizeof(lk));
+	if (failed != NULL)
+		*failed = 0;
 	lk.put = put;
 	lk.ctx = ctx;
 	lk.hashes = hashes;
@@ -177,6 +194,11 @@ image_read_chain(const char *path, image_put_fn put, void *ctx,
 	lk.over = 1;
 	for (k = 1;; k++) {
 		close(fd);
+		fd = -1;
+		if (failed != NULL)
+			*failed = k;
+		if (k > links)
+			break;
 		snprintf(lpath, sizeof(lpath), "%s.delta.%u", path, k);
 		if ((fd = open(lpath, O_RDONLY | O_CLOEXEC)) == -1) {
 			if (errno == ENOENT) {
@@ -354,12 +376,22 @@ put_mem(void *ctx, uint64_t off, const void *p, size_t n, int over)
 
 /*
  * Loads an image, with the deltas that follow it, into scratch memory for
- * offline work (verify, inspect):
+ * offline work (verify, inspect, repair):
  * seg->base is the image's base, seg->sb wherever the scratch landed.
  */
 int
 image_load_offline(const char *path, struct shm_seg *seg,
     struct image_info *info, char *err, size_t errlen)
+{
+	return image_load_offline_upto(path, UINT32_MAX, seg, info, NULL, err,
+	    errlen);
+}
+
+/* The same, with at most links deltas; *failed as image_read_chain_upto()
+ * says (aclheapctl repair keeps the links before a damaged one). */
+int
+image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
+    struct image_info *info, uint32_t *failed, char *err, size_t errlen)
 {
 	struct image_header h;
 	void *mem;
@@ -367,6 +399,8 @@ image_load_offline(const char *path, struct shm_seg *seg,
 
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
+	if (failed != NULL)
+		*failed = 0;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -396,7 +430,8 @@ image_load_offline(const char *path, struct shm_seg *seg,
 		return rc;
 	}
 	close(fd);
-	rc = image_read_chain(path, put_mem, mem, info, NULL, err, errlen);
+	rc = image_read_chain_upto(path, links, put_mem, mem, info, NULL,
+	    failed, err, errlen);
 	if (rc != 0) {
 		munmap(mem, h.size);
 		return rc;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "aclheap.h"
+#include "shm/image.h"
 #include "tests/testutil.h"
 
 #define OUT_MAX		(4u << 20)
@@ -839,13 +840,17 @@ START_TEST(test_usage)
 	ck_assert_int_eq(ctl("blocks", "--range", "9-3", NULL), 2);
 	ck_assert_int_eq(ctl("inspect", NULL), 2);
 	ck_assert_int_eq(ctl("verify", "a", "b", NULL), 2);
+	ck_assert_int_eq(ctl("repair", NULL), 2);
+	ck_assert_int_eq(ctl("repair", "heap.img", NULL), 2);
+	ck_out_has("--out");
+	ck_assert_int_eq(ctl("repair", "--out", "x", NULL), 2);
 
 	ck_assert_int_eq(ctl("--help", NULL), 0);
 	ck_out_has("hexdump ADDR");
 	{
 		static const char *const cmds[] = { "status", "dump",
 		    "blocks", "roots", "hexdump", "checkpoint", "verify",
-		    "inspect", "clients", "metrics", "restore" };
+		    "inspect", "clients", "metrics", "restore", "repair" };
 		size_t i;
 
 		/* Every command's --help is help, not a usage error. */
@@ -1200,6 +1205,430 @@ START_TEST(test_metrics)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* repair */
+
+/* Where heap address a lies in an image loaded offline. */
+static void *
+off_at(const struct shm_seg *seg, const void *a)
+{
+	return (char *)seg->sb + ((uintptr_t)a - seg->base);
+}
+
+static struct shm_root *
+off_root(const struct shm_seg *seg, const char *name)
+{
+	int i;
+
+	for (i = 0; i < SHM_ROOTS; i++)
+		if (strcmp(seg->roots[i].name, name) == 0)
+			return &seg->roots[i];
+	ck_abort_msg("no root %s in the image", name);
+	return NULL;
+}
+
+/*
+ * Writes the heap loaded offline in seg as a whole image to path, with
+ * the image writer: the damage a test made to seg is in it, under good
+ * checksums, as a scribble the daemon checkpointed would be.
+ */
+static void
+write_image(const struct shm_seg *seg, const struct image_info *info,
+    const char *path)
+{
+	struct image_spec sp;
+	struct image_out io;
+	int fd;
+
+	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC,
+	    0600), 0);
+	memset(&sp, 0, sizeof(sp));
+	sp.seg = seg;
+	sp.identity = info->hdr.identity;
+	sp.meta = (const uint8_t *)seg->sb;
+	sp.meta_len = info->hdr.meta_len;
+	sp.generation = info->hdr.generation;
+	sp.kind = IMAGE_FULL;
+	ck_assert_int_eq(image_write(fd, &sp, &io), 0);
+	close(fd);
+}
+
+/* The class and block index of small block p in seg, and its slab. */
+static uint64_t
+off_block(const struct shm_seg *seg, const void *p, uint32_t *cls,
+    uint32_t *index)
+{
+	uintptr_t a = (uintptr_t)off_at(seg, p);
+	uint64_t s = slab_index(seg, a);
+	uint32_t w = atomic_load(&seg->slabs[s].word);
+
+	ck_assert_uint_eq(SHM_SLAB_STATE(w), SHM_SMALL);
+	*cls = SHM_SLAB_CLS(w);
+	*index = (uint32_t)((a - slab_addr(seg, s)) / slab_class_size[*cls]);
+	return s;
+}
+
+/*
+ * A heap made by the real daemon and checkpointed, then damaged in its
+ * image in five ways (a root's name, a slab word, a bitmap word, a side
+ * entry, an extent's run): verify refuses it; repair lists what it drops,
+ * one line each, refuses to write over a file or its input, and writes an
+ * image that verifies, restores, and starts a daemon serving every block
+ * and root that was intact, with their bytes.
+ */
+START_TEST(test_repair)
+{
+	char img[400], bad[400], fixed[400], line[600];
+	struct shm_seg off;
+	struct image_info info;
+	struct shm_root *rt;
+	char err[512], *small, *victim, *sidev, *big, *big2, *p;
+	uint32_t cls, idx, vcls;
+	uint64_t s;
+	struct td t;
+	int rc, i;
+
+	td_init(&t, "repair");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	snprintf(bad, sizeof(bad), "%s/bad.img", t.dir);
+	snprintf(fixed, sizeof(fixed), "%s/fixed.img", t.dir);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	/* Each damaged thing is in a slab of its own class. */
+	small = alloc_ok(100);
+	memset(small, 's', 100);
+	victim = alloc_ok(3000);
+	memset(victim, 'v', 3000);
+	sidev = alloc_ok(200);
+	memset(sidev, 'd', 200);
+	big = alloc_ok(5u << 20);
+	for (i = 0; i < 5 << 20; i += 4096)
+		big[i] = (char)(i >> 12);
+	big2 = alloc_ok(6u << 20);
+	memset(big2, 'b', 64);
+	ck_assert_int_eq(aclheap_root_set("small", small), 0);
+	ck_assert_int_eq(aclheap_root_set("big", big), 0);
+	ck_assert_int_eq(aclheap_root_set("victim", victim), 0);
+	ck_assert_int_eq(aclheap_root_set("sidev", sidev), 0);
+	ck_assert_int_eq(aclheap_root_set("big2", big2), 0);
+	ck_assert_int_eq(aclheap_root_set("badname", small + 16), 0);
+	ck_assert_int_eq(aclheap_root_set("number", (void *)42), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_int_eq(ctl("verify", img, NULL), 0);
+
+	/* The damage, in the image's copy of the heap. */
+	ck_assert_msg(image_load_offline(img, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	rt = off_root(&off, "badname");
+	rt->name[3] = 0x01;
+	s = off_block(&off, victim, &vcls, &idx);
+	atomic_store(&off.slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, 127, 0));
+	s = off_block(&off, small, &cls, &idx);
+	ck_assert_uint_lt(slab_class_nblocks[cls], 63 * 64);
+	atomic_fetch_or(&slab_bitmap(&off, s)[63], UINT64_C(1) << 63);
+	s = off_block(&off, sidev, &cls, &idx);
+	slab_side_store(slab_side_base(&off, s, cls), cls, idx,
+	    slab_class_size[cls] + 100);
+	s = slab_index(&off, (uintptr_t)off_at(&off, big2));
+	ck_assert_uint_eq(SHM_SLAB_STATE(atomic_load(&off.slabs[s].word)),
+	    SHM_LARGE_HEAD);
+	off.slabs[s].run += 1000;
+	write_image(&off, &info, bad);
+	image_unload_offline(&off);
+
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "verify of the damaged image: exit %d:\n%s", rc,
+	    out);
+	ck_out_has("invariants");
+
+	/* What would go, without writing anything. */
+	rc = ctl("repair", "--dry-run", "--json", bad, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_assert_uint_eq(json_u64(out, "roots_dropped"), 4);
+	ck_assert_uint_eq(json_u64(out, "blocks_dropped"), 2);
+	ck_assert_uint_eq(json_u64(out, "extents_dropped"), 1);
+	ck_assert_uint_eq(json_u64(out, "roots"), 3);
+	ck_assert_uint_eq(json_u64(out, "large_blocks"), 1);
+	ck_assert_uint_ge(json_u64(out, "slabs_freed"), 1 + 96);
+	ck_out_has("\"out\":null");
+	ck_assert_int_eq(access(fixed, F_OK), -1);
+
+	rc = ctl("repair", "--out", fixed, bad, NULL);
+	ck_assert_msg(rc == 0, "repair: exit %d:\n%s", rc, out);
+	line_with("\"bad\\x01ame\"", line, sizeof(line));
+	ck_assert_msg(strstr(line, "dropped root") == line &&
+	    strstr(line, "(I8)") != NULL, "%s", line);
+	line_with("class 127", line, sizeof(line));
+	ck_assert_msg(strstr(line, "freed slab") == line, "%s", line);
+	line_with("(I3)", line, sizeof(line));
+	ck_assert_msg(strstr(line, "dropped block") == line, "%s", line);
+	ck_out_lacks("(I5)");	/* the dropped block's bit goes with it */
+	line_with("(I4)", line, sizeof(line));
+	ck_assert_msg(strstr(line, "dropped extent") == line, "%s", line);
+	line_with("past its", line, sizeof(line));
+	ck_assert_msg(strstr(line, "cleared slab") == line &&
+	    strstr(line, "1 bit ") != NULL, "%s", line);
+	line_with("\"victim\"", line, sizeof(line));
+	ck_assert_msg(strstr(line, "no live block") != NULL, "%s", line);
+	line_with("\"sidev\"", line, sizeof(line));
+	line_with("\"big2\"", line, sizeof(line));
+	ck_out_lacks("\"small\"");
+	ck_out_lacks("\"number\"");
+	ck_out_lacks("\"big\"");
+	ck_out_has("wrote ");
+	ck_assert_int_eq(ctl("verify", fixed, NULL), 0);
+
+	/* A new file only, never the input. */
+	rc = ctl("repair", "--out", fixed, bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("exists");
+	ck_assert_int_eq(ctl("repair", "--force", "--out", fixed, bad, NULL),
+	    0);
+	rc = ctl("repair", "--force", "--out", bad, bad, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("is the input");
+	ck_assert_int_eq(ctl("verify", fixed, NULL), 0);
+	/* Nothing left to drop in what repair wrote. */
+	rc = ctl("repair", "--dry-run", fixed, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("nothing to drop");
+
+	/* Restored, the heap serves what was intact, with its bytes. */
+	rc = ctl("restore", "--state-dir", t.state, "--discard-live", fixed,
+	    NULL);
+	ck_assert_msg(rc == 0, "restore: exit %d:\n%s", rc, out);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_ptr_eq(aclheap_root_get("small"), small);
+	for (i = 0; i < 100; i++)
+		ck_assert_int_eq(small[i], 's');
+	ck_assert_ptr_eq(aclheap_root_get("big"), big);
+	for (i = 0; i < 5 << 20; i += 4096)
+		ck_assert_int_eq(big[i], (char)(i >> 12));
+	ck_assert_ptr_eq(aclheap_root_get("number"), (void *)42);
+	ck_assert_ptr_null(aclheap_root_get("victim"));
+	ck_assert_ptr_null(aclheap_root_get("sidev"));
+	ck_assert_ptr_null(aclheap_root_get("big2"));
+	ck_free_refused(big2);
+	ck_free_refused(sidev);
+	p = alloc_ok(100);
+	ck_assert_uint_eq(aclfree(p), 100);
+	ck_assert_uint_eq(aclfree(small), 100);
+	aclheap_detach();
+	rc = ctl("-s", t.sock, "verify", NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	(void)vcls;
+	td_cleanup(&t);
+}
+END_TEST
+
+/*
+ * Random words written over each region of a checkpointed heap's image
+ * (superblock, roots, leases, slab table, bitmaps, side lines, in-band
+ * side entries): whatever they break, repair salvages the rest, and what
+ * it writes verifies.
+ */
+START_TEST(test_repair_scribble)
+{
+	static const char *const region[] = { "super", "roots", "leases",
+	    "slabs", "bitmaps", "sides", "inband" };
+	char img[400], bad[400], fixed[400], err[512];
+	struct shm_seg off;
+	struct image_info info;
+	struct shm_geom g;
+	uint64_t lo, len, x;
+	unsigned seed = 14;
+	size_t r;
+	struct td t;
+	char *p;
+	int i, k, rc;
+
+	td_init(&t, "repair");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	snprintf(bad, sizeof(bad), "%s/bad.img", t.dir);
+	snprintf(fixed, sizeof(fixed), "%s/fixed.img", t.dir);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	for (i = 0; i < 400; i++) {
+		p = alloc_ok((size_t)(16 + (i * 37) % 3000));
+		if (i % 40 == 0) {
+			char name[16];
+
+			snprintf(name, sizeof(name), "r%d", i);
+			ck_assert_int_eq(aclheap_root_set(name, p), 0);
+		}
+	}
+	(void)alloc_ok(100000);
+	(void)alloc_ok(5u << 20);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_int_eq(seg_geometry(64u << 20, &g), 0);
+	for (r = 0; r < sizeof(region) / sizeof(region[0]); r++)
+		for (k = 0; k < 4; k++) {
+			ck_assert_msg(image_load_offline(img, &off, &info, err,
+			    sizeof(err)) == 0, "%s", err);
+			switch (r) {
+			case 0: lo = 0; len = sizeof(struct shm_super); break;
+			case 1: lo = g.roots_off; len = 16 * 72; break;
+			case 2: lo = g.leases_off; len = 64 * 64; break;
+			case 3: lo = g.slabs_off; len = 16 * 16; break;
+			case 4: lo = g.bitmaps_off; len = 8 * SHM_BITMAP_BYTES;
+				break;
+			case 5: lo = g.sides_off; len = 8 * SHM_SIDE_BYTES;
+				break;
+			default: lo = g.data_off + SHM_SLAB_SIZE - 4096;
+				len = 4096; break;
+			}
+			/* One byte, then a few words, then many. */
+			for (i = 0; i < (k == 0 ? 1 : k * k * 4); i++) {
+				x = ((uint64_t)rand_r(&seed) << 33) ^
+				    ((uint64_t)rand_r(&seed) << 11) ^
+				    (uint64_t)rand_r(&seed);
+				if (k == 0)
+					((uint8_t *)off.sb)[lo + x % len] ^=
+					    (uint8_t)(1 + x % 255);
+				else
+					memcpy((char *)off.sb + lo +
+					    (x % (len / 8)) * 8, &x, 8);
+			}
+			write_image(&off, &info, bad);
+			image_unload_offline(&off);
+			rc = ctl("repair", "--force", "--out", fixed, bad,
+			    NULL);
+			ck_assert_msg(rc == 0, "%s %d: repair exit %d:\n%s",
+			    region[r], k, rc, out);
+			rc = ctl("verify", fixed, NULL);
+			ck_assert_msg(rc == 0, "%s %d: verify exit %d:\n%s",
+			    region[r], k, rc, out);
+		}
+	td_cleanup(&t);
+}
+END_TEST
+
+/*
+ * What repair cannot salvage, said clearly: not an image at all, a base
+ * whose checksums fail (the file and the section named).  A damaged
+ * delta is left out, and the result is its base's generation.  A live
+ * segment the daemon refuses at its start: the log says how to repair it,
+ * and repair of the state folder salvages it.
+ */
+START_TEST(test_repair_refused)
+{
+	char img[400], copy[400], delta[400], dcopy[400], junk[400];
+	char fixed[400], shm[200];
+	struct shm_seg off;
+	struct image_info info;
+	struct shm_geom g;
+	char err[512], *p, *log;
+	uint64_t gen;
+	struct td t;
+	int fd, rc;
+	uint8_t c;
+
+	td_init(&t, "repair");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	snprintf(delta, sizeof(delta), "%s/heap.img.delta.1", t.state);
+	snprintf(copy, sizeof(copy), "%s/copy.img", t.dir);
+	snprintf(dcopy, sizeof(dcopy), "%s/copy.img.delta.1", t.dir);
+	snprintf(junk, sizeof(junk), "%s/junk", t.dir);
+	snprintf(fixed, sizeof(fixed), "%s/fixed.img", t.dir);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	p = alloc_ok(64);
+	strcpy(p, "kept");
+	ck_assert_int_eq(aclheap_root_set("kept", p), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(aclheap_root_set("later", p), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(access(delta, F_OK), 0);
+	/* The chain as it is now (the checkpoint at the stop may compact
+	 * it). */
+	copy_file(img, copy);
+	copy_file(delta, dcopy);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+
+	/* Not an image. */
+	file_spit(junk, "hello, world\n", 13);
+	rc = ctl("repair", "--out", fixed, junk, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("neither an aclheap image");
+	ck_assert_int_eq(access(fixed, F_OK), -1);
+
+	/* A damaged delta: left out, the base's generation is the result. */
+	ck_assert_int_eq(ctl("verify", copy, NULL), 0);
+	ck_assert_int_ge(fd = open(copy, O_RDONLY), 0);
+	ck_assert_int_eq(pread(fd, &gen, 8, offsetof(struct image_header,
+	    generation)), 8);
+	close(fd);
+	ck_assert_int_ge(fd = open(dcopy, O_RDWR), 0);
+	ck_assert_int_eq(pread(fd, &c, 1, 300), 1);
+	c ^= 0x10;
+	ck_assert_int_eq(pwrite(fd, &c, 1, 300), 1);
+	close(fd);
+	ck_assert_int_eq(ctl("verify", copy, NULL), 1);
+	rc = ctl("repair", "--json", "--out", fixed, copy, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("\"delta_dropped\":true");
+	ck_out_has("delta 1 and any after it");
+	ck_out_has("copy.img.delta.1");
+	ck_assert_uint_eq(json_u64(out, "generation"), gen);
+	ck_assert_int_eq(ctl("verify", fixed, NULL), 0);
+	ck_out_has("generation");
+	unlink(fixed);
+
+	/* The base's checksum broken: nothing can be trusted, nothing is
+	 * written, and the message names the file and the section. */
+	ck_assert_int_ge(fd = open(copy, O_RDWR), 0);
+	ck_assert_int_eq(pread(fd, &c, 1, 5000), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, 5000), 1);
+	close(fd);
+	rc = ctl("repair", "--out", fixed, copy, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("cannot be salvaged");
+	ck_out_has("copy.img: section 0");
+	ck_out_has("checksum mismatch");
+	ck_assert_int_eq(access(fixed, F_OK), -1);
+	rc = ctl("repair", "--json", "--out", fixed, copy, NULL);
+	ck_assert_int_eq(rc, 1);
+	ck_out_has("\"ok\":false");
+
+	/* A root's name scribbled in the stopped heap's live segment: the
+	 * daemon refuses it and says how to repair. */
+	snprintf(shm, sizeof(shm), "/dev/shm%s", t.shm);
+	ck_assert_int_eq(seg_geometry(64u << 20, &g), 0);
+	ck_assert_int_ge(fd = open(shm, O_RDWR), 0);
+	c = 0x07;
+	ck_assert_int_eq(pwrite(fd, &c, 1, (off_t)g.roots_off + 1), 1);
+	close(fd);
+	ck_assert_int_ne(td_start(&t, NULL), 0);
+	log = td_log(&t);
+	ck_assert_msg(strstr(log, "aclheapctl repair --out FILE") != NULL,
+	    "%s", log);
+	rc = ctl("repair", "--out", fixed, t.state, NULL);
+	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
+	ck_out_has("live segment");
+	ck_out_has("(I8)");
+	ck_assert_int_eq(ctl("verify", fixed, NULL), 0);
+	rc = ctl("restore", "--state-dir", t.state, "--discard-live", fixed,
+	    NULL);
+	ck_assert_msg(rc == 0, "restore: exit %d:\n%s", rc, out);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_ptr_eq(aclheap_root_get("later"), p);
+	ck_assert_str_eq(p, "kept");
+	aclheap_detach();
+	(void)off;
+	(void)info;
+	(void)err;
+	td_cleanup(&t);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static void
 add(Suite *s, const char *name, const TTest *t, void (*setup)(void))
@@ -1234,5 +1663,8 @@ ctl_suite(void)
 	add(s, "privileged", test_privileged, setup_daemon_nobody);
 	add(s, "dump_restore", test_dump_stdout_restore, setup_daemon);
 	add(s, "metrics", test_metrics, setup_daemon);
+	add(s, "repair", test_repair, setup_daemon);
+	add(s, "repair_refused", test_repair_refused, setup_daemon);
+	add(s, "repair_scribble", test_repair_scribble, setup_daemon);
 	return s;
 }
