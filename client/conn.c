@@ -43,6 +43,7 @@ static uint64_t next_id = 1;
  * token, taken up again after a reconnect, and the last seq we sent. */
 static uint32_t sess_id;
 static uint64_t sess_nonce, sess_seq;
+static int sess_lost;	/* the last Hello gave a new session, same heap */
 
 /* The thread's last error lives in its state block (client/fast.c); with
  * no memory for one, the errno the caller sets is all there is. */
@@ -224,7 +225,7 @@ hello(const char *path)
 	Aclheap__HelloReply *hr;
 	struct stat st;
 	char err[512];
-	int fd, sfd = -1, rc, sent;
+	int fd, sfd = -1, rc, sent, same_object = 0;
 
 	if ((fd = sock_connect(path)) < 0)
 		return fd;
@@ -258,8 +259,6 @@ hello(const char *path)
 		goto fail;
 	}
 	hr = r->hello;
-	sess_id = hr->session;
-	sess_nonce = hr->nonce;
 	if ((uint64_t)st.st_size != hr->size) {
 		/* Mapping past the object's end would fault on touch. */
 		conn_seterr("segment from %s is %lld bytes, the heap %llu", path,
@@ -288,6 +287,7 @@ hello(const char *path)
 		seg_ino = st.st_ino;
 		conn_mapped = 1;
 	} else {
+		same_object = st.st_dev == seg_dev && st.st_ino == seg_ino;
 		if (memcmp(identity, hr->identity.data, 16) != 0 ||
 		    hr->heap_base != conn_seg.base || hr->size != conn_seg.size) {
 			conn_seterr("aclheapd at %s now serves a different heap "
@@ -311,6 +311,12 @@ hello(const char *path)
 	}
 	if (sfd >= 0)
 		close(sfd);
+	/* A session we had and did not get back, in the same object: the
+	 * daemon may have done our pending request and forgotten it. */
+	sess_lost = sess_id != 0 && same_object &&
+	    (hr->session != sess_id || hr->nonce != sess_nonce);
+	sess_id = hr->session;
+	sess_nonce = hr->nonce;
 	return 0;
 fail:
 	if (sfd >= 0)
@@ -476,6 +482,15 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 				break;
 			}
 			rc = hello(sock_path);
+			if (rc == 0 && sent && q->seq != 0 && sess_lost) {
+				conn_seterr("aclheapd at %s went away while "
+				    "handling %s and did not take this "
+				    "process's session up again; it may or may "
+				    "not have been done", sock_path,
+				    frame_body_name(q));
+				rc = -ECONNRESET;
+				break;
+			}
 		} else
 			rc = 0;
 		if (rc == 0) {

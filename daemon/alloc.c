@@ -29,11 +29,11 @@
 #include "daemon/daemon.h"
 #include "daemon/journal.h"
 
-#define REF_LARGE	(UINT64_C(1) << 63)
-#define REF_SLAB(r)	((r) & 0xffffffffu)
-#define REF_INDEX(r)	(((r) >> 32) & 0xffffu)
-#define REF_CLS(r)	(((r) >> 48) & 0x7fu)
-#define REF_SLABS(r)	(((r) >> 32) & 0x7fffffffu)
+#define REF_LARGE	SHM_REF_LARGE
+#define REF_SLAB(r)	SHM_REF_SLAB(r)
+#define REF_INDEX(r)	SHM_REF_INDEX(r)
+#define REF_CLS(r)	SHM_REF_CLS(r)
+#define REF_SLABS(r)	SHM_REF_SLABS(r)
 
 /* Plans of Realloc, in arg[0]. */
 enum { RA_SMALL = 1, RA_GROW, RA_SHRINK, RA_MOVE };
@@ -66,6 +66,36 @@ ref_usable(uint64_t ref)
 	if (ref & REF_LARGE)
 		return (uint64_t)REF_SLABS(ref) << SHM_SLAB_SHIFT;
 	return slab_class_size[REF_CLS(ref)];
+}
+
+/* A ref names a block that can be in this heap: for plans start-up reads
+ * back from a session record. */
+static int
+ref_ok(const struct heap *h, uint64_t ref)
+{
+	uint64_t s = REF_SLAB(ref);
+
+	if (s >= h->seg.nslabs)
+		return 0;
+	if (ref & REF_LARGE)
+		return REF_SLABS(ref) != 0 &&
+		    REF_SLABS(ref) <= h->seg.nslabs - s;
+	return REF_CLS(ref) < SHM_NCLASSES &&
+	    REF_INDEX(ref) < slab_class_nblocks[REF_CLS(ref)] &&
+	    slab_class_slabs[REF_CLS(ref)] <= h->seg.nslabs - s;
+}
+
+/* A small ref's slab still says its class (a scribbled slab word must
+ * not have a redo write side entries of another class's layout). */
+static int
+ref_slab_ok(const struct heap *h, uint64_t ref)
+{
+	uint32_t w;
+
+	if (ref & REF_LARGE)
+		return 1;
+	w = atomic_load(&h->seg.slabs[REF_SLAB(ref)].word);
+	return SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_CLS(w) == REF_CLS(ref);
 }
 
 /* ------------------------------------------------------------------ */
@@ -125,6 +155,8 @@ alloc_apply(struct heap *h, uint64_t ref, uint64_t size)
 	uint64_t s = REF_SLAB(ref), n, bit;
 	uint32_t i, cls, w;
 
+	if (!ref_ok(h, ref))
+		return -EIO;
 	if (ref & REF_LARGE) {
 		n = REF_SLABS(ref);
 		w = atomic_load(&seg->slabs[s].word);
@@ -138,8 +170,7 @@ alloc_apply(struct heap *h, uint64_t ref, uint64_t size)
 	i = REF_INDEX(ref);
 	cls = REF_CLS(ref);
 	w = atomic_load(&seg->slabs[s].word);
-	if (s >= seg->nslabs || SHM_SLAB_STATE(w) != SHM_SMALL ||
-	    SHM_SLAB_CLS(w) != cls || i >= slab_class_nblocks[cls])
+	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls)
 		return -EIO;
 	/* Only the daemon sets bits in a slab it owns: the bit is ours. */
 	bit = UINT64_C(1) << (i % 64);
@@ -416,6 +447,8 @@ realloc_apply(struct heap *h, struct shm_session *ss, const uint64_t *arg,
 			if ((rc = alloc_apply(h, n, size)) != 0) {
 				free_ungate(h, s, (uint32_t)arg[5],
 				    REF_CLS(ref));
+				/* Ungated: a redo must gate again. */
+				journal_step(ss, 0);
 				return rc;
 			}
 			journal_step(ss, 2);
@@ -427,7 +460,7 @@ realloc_apply(struct heap *h, struct shm_session *ss, const uint64_t *arg,
 			    arg[2] < size ? arg[2] : size);
 			journal_step(ss, 3);
 		}
-		(void)free_apply(h, ss, fa, move_at, 1);
+		(void)free_apply(h, ss, fa, move_at, redo);
 		return 0;
 	default:
 		return -EIO;
@@ -469,6 +502,8 @@ heap_realloc_once(struct heap *h, struct shm_session *ss, uintptr_t addr,
 int
 heap_redo_alloc(struct heap *h, struct shm_session *ss)
 {
+	if (!ref_ok(h, ss->arg[0]))
+		return -1;
 	if (alloc_apply(h, ss->arg[0], ss->arg[1]) != 0)
 		return 1;
 	journal_done(ss, 0, ref_addr(h, ss->arg[0]), ref_usable(ss->arg[0]),
@@ -482,6 +517,9 @@ heap_redo_free(struct heap *h, struct shm_session *ss)
 	uint64_t arg[6];
 
 	memcpy(arg, ss->arg, sizeof(arg));
+	if (!ref_ok(h, arg[0]) || !ref_slab_ok(h, arg[0]) ||
+	    arg[2] > SHM_LEASES)
+		return -1;
 	if (free_apply(h, ss, arg, free_at, 1) != 0)
 		return 1;	/* not gated: nothing was done */
 	journal_done(ss, 0, arg[1], 0, NULL);
@@ -496,6 +534,13 @@ heap_redo_realloc(struct heap *h, struct shm_session *ss)
 	uint64_t usable;
 
 	memcpy(arg, ss->arg, sizeof(arg));
+	if (arg[0] < RA_SMALL || arg[0] > RA_MOVE || !ref_ok(h, arg[1]) ||
+	    arg[5] > SHM_LEASES || (arg[0] == RA_MOVE && !ref_ok(h, arg[4])) ||
+	    ((arg[0] == RA_GROW || arg[0] == RA_SHRINK) && (arg[4] == 0 ||
+	    arg[4] > h->seg.nslabs - REF_SLAB(arg[1]))) ||
+	    (arg[0] == RA_SMALL && (arg[1] & REF_LARGE)) ||
+	    !ref_slab_ok(h, arg[1]))
+		return -1;
 	if (realloc_apply(h, ss, arg, 1, &out, &usable) != 0)
 		return 1;
 	journal_done(ss, 0, out, usable, NULL);

@@ -98,7 +98,9 @@ conn_close(struct conn *c)
 	 * we are stopping: then they come to the next daemon. */
 	if (c->session != 0) {
 		server.heap->sessions[c->session - 1] = NULL;
-		if (!server.stopping)
+		/* A reply not yet written may be the one the client comes
+		 * back for: the reaper frees the session once it is gone. */
+		if (!server.stopping && c->out_off >= c->out_len)
 			journal_session_close(server.heap, c->session - 1);
 	}
 	TAILQ_REMOVE(&conns, c, link);

@@ -33,6 +33,11 @@ const struct journal_point journal_points[] = {
 	{ NULL, 0 },
 };
 
+_Static_assert(SESSION_INTENT == SHM_SESSION_INTENT &&
+    ACLHEAP__REQUEST__BODY_FREE == SHM_KIND_FREE &&
+    ACLHEAP__REQUEST__BODY_REALLOC == SHM_KIND_REALLOC,
+    "shm_check() reads sessions with the journal's numbers");
+
 static char crash_kind[32];
 static const char *cur_kind = "";	/* of the plan being applied */
 static int crash_step = -2;	/* -2: no crash point; -1: "done" */
@@ -74,18 +79,24 @@ journal_init(void)
 	    crash_kind, step, crash_nth);
 }
 
-/* Dies at step (-1: done) of the current request of kind, if armed.
- * Step 0 counts the requests of the kind. */
+static unsigned long crash_seen;	/* requests of crash_kind so far */
+
+/* A request of kind begins: counted, for ACLHEAPD_CRASH_AT's N. */
+void
+journal_count(const char *kind)
+{
+	cur_kind = kind;
+	if (crash_step != -2 && strcmp(kind, crash_kind) == 0)
+		crash_seen++;
+}
+
+/* Dies at step (-1: done) of the current request of kind, if armed. */
 void
 journal_crash(const char *kind, int step)
 {
-	static unsigned long seen;
-
 	if (crash_step == -2 || strcmp(kind, crash_kind) != 0)
 		return;
-	if (step == 0)
-		seen++;
-	if (seen == crash_nth && step == crash_step)
+	if (crash_seen == crash_nth && step == crash_step)
 		raise(SIGKILL);
 }
 
@@ -113,7 +124,8 @@ journal_session_open(struct heap *h, pid_t pid, uint64_t start,
 	if (want != 0 && want <= SHM_SESSIONS) {
 		ss = &h->seg.sessions[want - 1];
 		if (atomic_load(&ss->state) != SESSION_FREE &&
-		    h->sessions[want - 1] == NULL && ss->pid == (uint32_t)pid && ss->start == start &&
+		    h->sessions[want - 1] == NULL && ss->pid == (uint32_t)pid &&
+		    (ss->start == start || start == PROC_UNKNOWN) &&
 		    ss->nonce == nonce && nonce != 0) {
 			*idx = want - 1;
 			*resumed = 1;
@@ -180,7 +192,6 @@ void
 journal_begin(struct shm_session *ss, const char *kind, uint32_t body,
     const uint64_t arg[6], const char *text)
 {
-	cur_kind = kind;
 	ss->kind = body;
 	memcpy(ss->arg, arg, sizeof(ss->arg));
 	if (text != NULL)
@@ -203,10 +214,15 @@ journal_step(struct shm_session *ss, uint32_t step)
 /* A new request seq in the session: nothing to answer again until its
  * outcome is recorded. */
 void
-journal_open(struct shm_session *ss, uint64_t seq)
+journal_open(struct shm_session *ss, uint64_t seq, uint32_t body)
 {
 	atomic_store(&ss->state, SESSION_IDLE);
 	ss->seq = seq;
+	/* The kind and a blank outcome now: a request refused before its
+	 * plan is recorded answers as itself. */
+	ss->kind = body;
+	ss->error = 0;
+	ss->res[0] = ss->res[1] = 0;
 }
 
 /* Finishes (0) or undoes (1) the plan a crash cut short; -1 unreadable. */
@@ -241,10 +257,13 @@ journal_done(struct shm_session *ss, int err, uint64_t r0, uint64_t r1,
 	ss->error = err;
 	ss->res[0] = r0;
 	ss->res[1] = r1;
-	if (text != NULL)
-		snprintf(ss->text, sizeof(ss->text), "%s", text);
-	else
-		ss->text[0] = '\0';
+	/* Only an error's words: a success leaves the plan's text alone, for
+	 * until DONE is stored a crash has start-up redo the plan, and a
+	 * root's create reads its name there.  No plan that uses the text
+	 * fails once it is recorded. */
+	if (err != 0)
+		snprintf(ss->text, sizeof(ss->text), "%s", text != NULL ?
+		    text : "");
 	atomic_store(&ss->state, SESSION_DONE);
 }
 
@@ -267,21 +286,25 @@ journal_recover(struct heap *h, char *err, size_t errlen)
 	uint32_t i, st, done = 0, undone = 0;
 	int rc;
 
+	(void)err;	/* nothing here refuses a start: a bad plan is undone */
+	(void)errlen;
 	for (i = 0; i < SHM_SESSIONS; i++) {
 		ss = &h->seg.sessions[i];
 		st = atomic_load(&ss->state);
 		if (st > SESSION_DONE) {
-			snprintf(err, errlen, "session %u is in state %u", i,
-			    st);
-			return -EUCLEAN;
+			log_warnx("session %u is in state %u: dropped", i, st);
+			atomic_store(&ss->state, SESSION_FREE);
+			continue;
 		}
 		if (st != SESSION_INTENT)
 			continue;
 		if ((rc = heap_redo(h, ss)) < 0) {
-			snprintf(err, errlen, "session %u: the plan of request "
-			    "%" PRIu64 " (kind %u) cannot be read", i, ss->seq,
+			/* Written by someone else than the daemon: its plan
+			 * names nothing it could have made. */
+			log_warnx("session %u: the plan of request %" PRIu64
+			    " (kind %u) does not hold; undone", i, ss->seq,
 			    ss->kind);
-			return -EUCLEAN;
+			rc = 1;
 		}
 		if (rc == 0)
 			done++;
@@ -289,6 +312,7 @@ journal_recover(struct heap *h, char *err, size_t errlen)
 			journal_idle(ss);
 			undone++;
 		}
+		h->dirty = 1;
 	}
 	if (done + undone > 0)
 		log_info("journal: finished %u request%s a crash cut short, "

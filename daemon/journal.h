@@ -90,6 +90,7 @@ struct heap;
 
 void	 journal_init(void);
 void	 journal_list_points(FILE *);
+void	 journal_count(const char *kind);
 void	 journal_crash(const char *kind, int step);
 int	 journal_session_open(struct heap *, pid_t, uint64_t start,
 	    uint32_t want, uint64_t nonce, uint32_t *idx, int *resumed);
@@ -98,7 +99,7 @@ uint32_t journal_reap(struct heap *);
 struct shm_session *journal_session(struct heap *, uint32_t idx);
 void	 journal_begin(struct shm_session *, const char *kind, uint32_t body,
 	    const uint64_t arg[6], const char *text);
-void	 journal_open(struct shm_session *, uint64_t seq);
+void	 journal_open(struct shm_session *, uint64_t seq, uint32_t body);
 void	 journal_step(struct shm_session *, uint32_t step);
 void	 journal_done(struct shm_session *, int err, uint64_t r0,
 	    uint64_t r1, const char *text);

@@ -196,6 +196,7 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		if (rec >= SHM_LEASES || h->owners[rec].conn != c ||
 		    seg->leases[rec].cls != cls)
 			return -EINVAL;
+		start = seg->leases[rec].owner_start;
 	} else {
 		/* Without the owner's start time the lease could not be
 		 * told from one of a later process with the same pid. */
@@ -324,14 +325,34 @@ int
 heap_redo_lease(struct heap *h, struct shm_session *ss)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t rec = (uint32_t)ss->arg[0];
+	uint32_t rec = (uint32_t)ss->arg[0], w;
+	uint64_t s = ss->arg[1], st;
+	struct shm_lease *l;
 
-	if (rec >= SHM_LEASES || ss->arg[1] >= seg->nslabs ||
-	    ss->arg[2] >= SHM_NCLASSES)
+	if (rec >= SHM_LEASES || s >= seg->nslabs || ss->arg[2] >= SHM_NCLASSES)
 		return -1;
+	l = &seg->leases[rec];
+	/* Its process died while we were down (the rebuild gave back what
+	 * it held), or a renewed record is no longer its: nobody is to be
+	 * told, so the grant is undone, the slab left to nobody. */
+	st = proc_start((pid_t)ss->arg[4]);
+	if ((st != PROC_UNKNOWN && st != ss->arg[5]) || (ss->arg[3] != 0 &&
+	    (l->owner_pid != (uint32_t)ss->arg[4] ||
+	    l->owner_start != ss->arg[5]))) {
+		w = atomic_load(&seg->slabs[s].word);
+		if (SHM_SLAB_STATE(w) == SHM_SMALL) {
+			if (SHM_SLAB_LEASE(w) == rec + 1)
+				w = SHM_SLAB_LEASED(w, 0);
+			if (SHM_SLAB_OWNER(w) == rec + 1)
+				w = SHM_SLAB_OWNED(w, 0);
+			atomic_store(&seg->slabs[s].word, w);
+		}
+		if (ss->arg[3] == 0 && l->owner_pid == (uint32_t)ss->arg[4])
+			(void)heap_lease_release(h, rec);
+		return 1;
+	}
 	if (lease_apply(h, ss) != 0) {
-		if (ss->arg[3] == 0 && seg->leases[rec].owner_pid ==
-		    (uint32_t)ss->arg[4])
+		if (ss->arg[3] == 0 && l->owner_pid == (uint32_t)ss->arg[4])
 			(void)heap_lease_release(h, rec);
 		return 1;
 	}

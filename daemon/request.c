@@ -768,7 +768,7 @@ journal_for(struct conn *c, const Aclheap__Request *q,
 		    "%" PRIu64, q->seq, ss->seq);
 		return -EPROTO;
 	}
-	journal_open(ss, q->seq);
+	journal_open(ss, q->seq, (uint32_t)q->body_case);
 	jr = ss;
 	return 0;
 }
@@ -819,6 +819,7 @@ request_dispatch(struct conn *c, const Aclheap__Request *q, uint32_t len)
 		if (k->flags & REQUEST_CHANGES) {
 			server.heap->dirty = 1;
 			once = jr != &scratch;
+			journal_count(k->name);
 		}
 		rc = handlers[q->body_case](c, q, &r, err, sizeof(err));
 	}
@@ -830,6 +831,7 @@ request_dispatch(struct conn *c, const Aclheap__Request *q, uint32_t len)
 		journal_record(jr, rc, &r, err);
 		journal_crash(k->name, -1);
 	}
+	jr = NULL;	/* scratch lived in this frame */
 	if (rc != 0) {
 		r.body_case = ACLHEAP__REPLY__BODY__NOT_SET;
 		r.error = -rc;
@@ -863,10 +865,13 @@ request_quick(struct conn *c, const struct quick_req *q)
 	c->requests++;
 	server.heap->dirty = 1;
 	jr = &scratch;
+	journal_count(q->body == ACLHEAP__REQUEST__BODY_ALLOC ? "alloc" :
+	    "free");
 	if (q->body == ACLHEAP__REQUEST__BODY_ALLOC)
 		rc = op_alloc(q->a, q->b, &addr, &usable, err, sizeof(err));
 	else
 		rc = op_free(q->a, &v, err, sizeof(err));
+	jr = NULL;
 	if (rc != 0) {
 		log_debug("pid %d: refused %s: %s", (int)c->pid,
 		    q->body == ACLHEAP__REQUEST__BODY_ALLOC ? "alloc" : "free",

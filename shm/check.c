@@ -383,6 +383,32 @@ check_free(const struct shm_seg *seg, uint64_t s, const struct walk *wk,
 	FAIL("I1", "free slab %" PRIu64 " has side entries", s);
 }
 
+/* 1 if a session's plan in progress frees a block of small slab s, and so
+ * holds it (the daemon's gate). */
+static int
+gated(const struct shm_seg *seg, uint64_t s)
+{
+	const struct shm_session *ss;
+	uint64_t ref;
+	int i;
+
+	for (i = 0; i < SHM_SESSIONS; i++) {
+		ss = &seg->sessions[i];
+		if (atomic_load((_Atomic uint32_t *)&ss->state) !=
+		    SHM_SESSION_INTENT)
+			continue;
+		if (ss->kind == SHM_KIND_FREE)
+			ref = ss->arg[0];
+		else if (ss->kind == SHM_KIND_REALLOC)
+			ref = ss->arg[1];
+		else
+			continue;
+		if (!(ref & SHM_REF_LARGE) && SHM_REF_SLAB(ref) == s)
+			return 1;
+	}
+	return 0;
+}
+
 /* I2 for a small slab (or span head) s and I6 for its word, then its
  * blocks. */
 static int
@@ -398,9 +424,11 @@ check_small_slab(const struct shm_seg *seg, uint64_t s, uint32_t w,
 	 * can leave to start-up: the owner's claim may have landed. */
 	if (SHM_SLAB_STATE(w) == SHM_RECLAIMING && lease != 0)
 		FAIL("I6", "slab %" PRIu64 " is leased while reclaimed", s);
-	/* Owner 0: the daemon holds the slab for a free of one of its
-	 * blocks (the gate, daemon/alloc.c), or a crash left it so. */
-	if (lease != 0 && SHM_SLAB_OWNER(w) != lease && SHM_SLAB_OWNER(w) != 0)
+	/* Owner 0 on a leased slab: the daemon holds it for a free of one
+	 * of its blocks (the gate, daemon/alloc.c), which a crash can leave
+	 * to start-up; only while a session's plan says so. */
+	if (lease != 0 && SHM_SLAB_OWNER(w) != lease &&
+	    (SHM_SLAB_OWNER(w) != 0 || !gated(seg, s)))
 		FAIL("I6", "slab %" PRIu64 " is leased to record %u but owned "
 		    "by %u", s, lease - 1u, SHM_SLAB_OWNER(w));
 	if (cls >= SHM_NCLASSES)

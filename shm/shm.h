@@ -242,6 +242,21 @@ struct shm_session {
 _Static_assert(sizeof(struct shm_session) == 192,
     "a session is three cache lines");
 
+/* A block in a session's plan (daemon/alloc.c): slab | index << 32 |
+ * class << 48 for a small block, slab | slabs << 32 | SHM_REF_LARGE for an
+ * extent.  A Free's plan names its block in arg[0], a Realloc's in arg[1];
+ * shm_check() reads them to tell a slab the daemon holds for a free. */
+#define SHM_REF_LARGE		(UINT64_C(1) << 63)
+#define SHM_REF_SLAB(r)		((r) & 0xffffffffu)
+#define SHM_REF_INDEX(r)	(((r) >> 32) & 0xffffu)
+#define SHM_REF_CLS(r)		(((r) >> 48) & 0x7fu)
+#define SHM_REF_SLABS(r)	(((r) >> 32) & 0x7fffffffu)
+/* The states and kinds shm_check() reads (daemon/journal.h has the rest):
+ * kinds are aclheap.proto's body field numbers, asserted in journal.c. */
+#define SHM_SESSION_INTENT	2
+#define SHM_KIND_FREE		11
+#define SHM_KIND_REALLOC	12
+
 struct shm_super {
 	uint64_t magic;
 	uint32_t version;

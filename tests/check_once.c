@@ -1078,6 +1078,121 @@ START_TEST(soak_kills)
 }
 END_TEST
 
+/* A request refused before its plan is recorded is answered again as
+ * itself: the same seq gets the same refusal, not "behind". */
+START_TEST(refusals_answered_again)
+{
+	struct td td;
+	static struct rc c;
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Free fm = ACLHEAP__FREE__INIT;
+	Aclheap__Alloc am = ACLHEAP__ALLOC__INIT;
+	Aclheap__RootCas cm = ACLHEAP__ROOT_CAS__INIT;
+	Aclheap__Reply *r;
+	uint64_t seq;
+
+	td_init(&td, "once-refused");
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	rc_init(&c);
+	ck_assert_int_eq(rc_hello(&c, td.sock), 0);
+	/* First request of the session fails its plan. */
+	fm.addr = 0x1234;
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &fm;
+	ck_assert_ptr_nonnull(r = rc_once(&c, &q));
+	ck_assert_int_eq(r->error, EINVAL);
+	ck_assert_ptr_nonnull(r = rc_roundtrip(&c, &q));
+	ck_assert_int_eq(r->error, EINVAL);
+	/* An alloc, then a CAS that misses. */
+	am.size = 64;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &am;
+	ck_assert_ptr_nonnull(r = rc_once(&c, &q));
+	ck_assert_int_eq(r->error, 0);
+	cm.name = "rv";
+	cm.expected = 5;
+	cm.desired = 6;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
+	q.root_cas = &cm;
+	ck_assert_ptr_nonnull(r = rc_once(&c, &q));
+	seq = q.seq;
+	ck_assert_int_eq(r->error, EAGAIN);
+	q.seq = seq;
+	ck_assert_ptr_nonnull(r = rc_roundtrip(&c, &q));
+	ck_assert_msg(r->error == EAGAIN, "CAS miss replayed as %d: %s",
+	    r->error, r->message);
+	close(c.fd);
+	td_stop(&td, SIGTERM);
+	td_cleanup(&td);
+}
+END_TEST
+
+/* A lease renewal cut short by a crash whose process dies before the
+ * restart: the rebuild gives its record back, and the redo must not lease
+ * the new slab to that free record. */
+START_TEST(renewal_of_a_dead_process)
+{
+	struct td td;
+	static struct rc c;
+	char env[64] = "ACLHEAPD_CRASH_AT=lease:2:2";
+	const char *envp[] = { env, NULL };
+	struct aclheap_stats stt;
+	const struct shm_super *sb;
+	const struct shm_slab *slabs;
+	const struct shm_lease *leases;
+	int pfd[2], st;
+	uint32_t rec = 0, w;
+	uint64_t s;
+	pid_t kid;
+
+	td_init(&td, "once-renew");
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	ck_assert_int_ne(td_stop(&td, SIGKILL), -1);
+	ck_assert_int_eq(td_start_env(&td, NULL, envp), 0);
+	ck_assert_int_eq(td_wait_ready(&td), 0);
+	ck_assert_int_eq(pipe(pfd), 0);
+	if ((kid = fork()) == 0) {
+		Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+		Aclheap__LeaseSlab m = ACLHEAP__LEASE_SLAB__INIT;
+		Aclheap__Reply *r;
+
+		rc_init(&c);
+		rc_hello(&c, td.sock);
+		m.cls = 5;
+		q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
+		q.lease = &m;
+		r = rc_once(&c, &q);
+		rec = r->lease->record;
+		if (write(pfd[1], &rec, sizeof(rec)) != sizeof(rec))
+			_exit(2);
+		m.renew = rec + 1;
+		(void)rc_once(&c, &q);	/* the daemon dies here */
+		_exit(0);
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	st = td_wait_exit(&td, 20000);
+	ck_assert(WIFSIGNALED(st));
+	ck_assert_int_eq(wait_child(kid, 20000), 0);
+	ck_assert_int_eq(td_start(&td, NULL), 0);
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	ck_assert_int_eq(aclheap_stats(&stt), 0);
+	sb = (const struct shm_super *)stt.base;
+	slabs = (const struct shm_slab *)(stt.base + sb->slabs_off);
+	leases = (const struct shm_lease *)(stt.base + sb->leases_off);
+	for (s = 0; s < sb->nslabs; s++) {
+		w = atomic_load(&((struct shm_slab *)&slabs[s])->word);
+		ck_assert_msg(SHM_SLAB_LEASE(w) == 0 ||
+		    leases[SHM_SLAB_LEASE(w) - 1].owner_pid != 0,
+		    "slab %llu is leased to free record %u",
+		    (unsigned long long)s, SHM_SLAB_LEASE(w) - 1);
+	}
+	aclheap_detach();
+	td_stop(&td, SIGTERM);
+	td_cleanup(&td);
+}
+END_TEST
+
 Suite *
 once_suite(void)
 {
@@ -1089,6 +1204,8 @@ once_suite(void)
 	tcase_add_test(tc, stale_and_foreign_sessions);
 	tcase_add_test(tc, library_resends);
 	tcase_add_test(tc, soak_kills);
+	tcase_add_test(tc, refusals_answered_again);
+	tcase_add_test(tc, renewal_of_a_dead_process);
 	suite_add_tcase(s, tc);
 	return s;
 }
