@@ -436,6 +436,15 @@ resendable(const Aclheap__Request *q)
 	    (k->retry == REQUEST_ONCE && q->seq != 0);
 }
 
+/* A Free or Realloc the daemon answers EAGAIN: it could not take a
+ * block's slab from its owner this instant (daemon/alloc.c's gate). */
+static int
+gated(const Aclheap__Request *q)
+{
+	return q->body_case == ACLHEAP__REQUEST__BODY_FREE ||
+	    q->body_case == ACLHEAP__REQUEST__BODY_REALLOC;
+}
+
 /* A changing request gets its seq once, in the first session it is sent
  * in; a resend keeps it (a new session takes any seq as new). */
 static void
@@ -466,6 +475,8 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
     struct frame_arena *a, int *fdp, int flags)
 {
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	struct timespec brief = { 0, 1000 * 1000 };
+	int busy = 0;
 	long deadline = -1;
 	int rc, sent = 0;
 
@@ -496,6 +507,14 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 		if (rc == 0) {
 			number(q);
 			rc = roundtrip(q, rp, a, fdp, &sent);
+			if (rc == 0 && (*rp)->error == EAGAIN &&
+			    gated(q) && busy++ < 200) {
+				/* A slab's owner was claiming while the daemon
+				 * freed a block of it: a new request, soon. */
+				q->seq = 0;
+				nanosleep(&brief, NULL);
+				continue;
+			}
 			if (rc == 0 && (*rp)->error == ESHUTDOWN) {
 				/* The daemon is stopping and did not do it:
 				 * safe to send again to the next one. */
