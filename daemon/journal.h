@@ -15,7 +15,8 @@
  * than the session's last.  The session records the journal of the last
  * one, in three states:
  *
- *   IDLE    nothing to answer again: any seq >= the recorded one is new
+ *   IDLE    nothing to answer again: the recorded seq (its kind set by
+ *           journal_open()) or a larger one is done as new
  *   INTENT  the plan is recorded (arg[], text): what the request will do,
  *           decided before the first store that changes the heap, with
  *           step counting the sub-steps done since
@@ -45,7 +46,15 @@
  *
  * An error is an outcome like any other: a Free refused as "not a live
  * block" is recorded, so that a resend after another client allocated
- * there cannot free the new block.
+ * there cannot free the new block.  A success's DONE leaves the plan's
+ * text alone (a root's create reads its name there until DONE).
+ *
+ * Start-up trusts no plan it reads back: one naming a slab, class or
+ * block that cannot be, or a slab no longer of its class, is undone and
+ * logged; a lease whose process died while the daemon was down is undone
+ * (the rebuild gave its record back).  A client that finds, after a
+ * reconnect to the same segment, that its session is gone fails the
+ * request in flight with ECONNRESET rather than risk doing it twice.
  *
  * Limits.  One journaled request in flight per session (the library
  * sends one at a time per process).  A heap loaded from an image starts
