@@ -104,6 +104,8 @@ const char *fmt_duration(char *, size_t, uint64_t);
 const char *fmt_hex(char *, size_t, const uint8_t *, size_t);
 const char *fmt_plural(uint64_t);
 double	 fmt_pct(uint64_t, uint64_t);
+void	 split_path(const char *path, char *dir, size_t dlen,
+	    const char **base);
 
 /* ctl/figures.c: what status (live) and inspect (offline) both show. */
 struct figures_cls {

@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "ctl/ctl.h"
@@ -86,4 +87,23 @@ double
 fmt_pct(uint64_t part, uint64_t whole)
 {
 	return whole == 0 ? 0.0 : 100.0 * (double)part / (double)whole;
+}
+
+/* A path's folder (".", "/" or the part before the last slash) into dir,
+ * and its last part. */
+void
+split_path(const char *path, char *dir, size_t dlen, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL) {
+		snprintf(dir, dlen, ".");
+		*base = path;
+	} else if (slash == path) {
+		snprintf(dir, dlen, "/");
+		*base = slash + 1;
+	} else {
+		snprintf(dir, dlen, "%.*s", (int)(slash - path), path);
+		*base = slash + 1;
+	}
 }

@@ -27,23 +27,6 @@
 /* ------------------------------------------------------------------ */
 /* dump */
 
-static void
-split_path(const char *path, char *dir, size_t dlen, const char **base)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == NULL) {
-		snprintf(dir, dlen, ".");
-		*base = path;
-	} else if (slash == path) {
-		snprintf(dir, dlen, "/");
-		*base = slash + 1;
-	} else {
-		snprintf(dir, dlen, "%.*s", (int)(slash - path), path);
-		*base = slash + 1;
-	}
-}
-
 /* Asks for a Dump; the image's descriptor (and *dp), or an exit. */
 static int
 dump_request(Aclheap__DumpReply **dp)

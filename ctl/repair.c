@@ -854,23 +854,6 @@ drop:
 /* ------------------------------------------------------------------ */
 /* Writing */
 
-static void
-split_path(const char *path, char *dir, size_t dlen, const char **base)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (slash == NULL) {
-		snprintf(dir, dlen, ".");
-		*base = path;
-	} else if (slash == path) {
-		snprintf(dir, dlen, "/");
-		*base = slash + 1;
-	} else {
-		snprintf(dir, dlen, "%.*s", (int)(slash - path), path);
-		*base = slash + 1;
-	}
-}
-
 /* Whether path is the file st describes. */
 static int
 same_inode(const char *path, const struct stat *st)
