@@ -358,7 +358,10 @@ free:
 	return freed;
 }
 
-/* Live blocks of a small slab and the bytes they asked for. */
+/* Live blocks of a small slab and the bytes they asked for.  Only the
+ * bits of real blocks are looked at: the bitmap is client-writable, and
+ * the side entry of a bit past the class's blocks would lie past the
+ * in-slab side array, past the end of the segment in its last slab. */
 uint32_t
 slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
     uint64_t *req_bytes)
@@ -370,7 +373,8 @@ slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	int i;
 
 	for (w = 0; w < nw; w++) {
-		bits = atomic_load_explicit(&bm[w], memory_order_relaxed);
+		bits = atomic_load_explicit(&bm[w], memory_order_relaxed) &
+		    slab_word_valid(cls, w);
 		while (bits != 0) {
 			i = __builtin_ctzll(bits);
 			bits &= bits - 1;
