@@ -237,20 +237,121 @@ heap_shape(struct config *c)
 }
 
 /*
- * Adopts the live segment, else loads the image, else formats a new heap.
- * Then rebuilds the derived state and runs the validator.  A segment made
- * here from the image (or formatted) that fails is removed again: left in
- * /dev/shm, it would be adopted at the next start in place of the image.
- * An adopted one stays, since it may hold writes the image does not.
+ * Copies the segment behind fd to path, sparse: only what SEEK_DATA finds
+ * is read and written (free slabs are holes), and the file ends at the
+ * segment's size.  Written as a temporary file, synced, renamed.  0 or
+ * -errno.
  */
-int
-heap_open(struct heap *h, struct config *c)
+static int
+seg_save(int fd, uint64_t size, const char *path)
+{
+	static uint8_t buf[1 << 20];
+	char tmp[4200];
+	off_t data, hole, off;
+	ssize_t n;
+	int out, rc = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1)
+		return -errno;
+	for (data = 0; (uint64_t)data < size; data = hole) {
+		if ((data = lseek(fd, data, SEEK_DATA)) == -1) {
+			if (errno != ENXIO)	/* no data past here */
+				rc = -errno;
+			break;
+		}
+		if ((hole = lseek(fd, data, SEEK_HOLE)) == -1) {
+			rc = -errno;
+			break;
+		}
+		if ((uint64_t)hole > size)
+			hole = (off_t)size;
+		for (off = data; off < hole; off += n) {
+			n = pread(fd, buf, (size_t)(hole - off) < sizeof(buf) ?
+			    (size_t)(hole - off) : sizeof(buf), off);
+			if (n <= 0 || pwrite(out, buf, (size_t)n, off) != n) {
+				rc = n == 0 ? -EIO : -errno;
+				goto done;
+			}
+		}
+	}
+done:
+	if (rc == 0 && (ftruncate(out, (off_t)size) == -1 || fsync(out) == -1))
+		rc = -errno;
+	if (close(out) == -1 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) == -1)
+		rc = -errno;
+	if (rc != 0)
+		(void)unlink(tmp);
+	return rc;
+}
+
+/*
+ * The live segment was refused (it fails its checks: a client wrote where
+ * it must not, or a bug did), and the state folder has an image: the
+ * segment is saved as STATE/heap.seg.damaged, for an operator or a repair
+ * to salvage what was written since the last checkpoint, and removed, so
+ * that the start goes on from the image.  Without an image, or without
+ * the lock, the refusal stands: -EUCLEAN.  A segment that cannot be saved
+ * (the disk is full) is still removed: the heap must come back.
+ */
+static int
+heap_set_aside(struct heap *h, const struct config *c)
+{
+	char img[4096], path[4096], name[64];
+	int fd, rc;
+
+	image_path(c, img, sizeof(img), "");
+	if (access(img, F_OK) != 0) {
+		log_errx("no image to start from instead: the heap does not "
+		    "start; save /dev/shm%s elsewhere to salvage it",
+		    (seg_name(h->identity, name, sizeof(name)), name));
+		return -EUCLEAN;
+	}
+	seg_name(h->identity, name, sizeof(name));
+	if (seg_open(h->identity, &fd) != 0)
+		return 0;	/* gone meanwhile: nothing to set aside */
+	if (seglock_take(h, fd) != 0) {
+		close(fd);
+		return -EUCLEAN;
+	}
+	snprintf(path, sizeof(path), "%s/heap.seg.damaged", c->state_dir);
+	if ((rc = seg_save(fd, c->size, path)) != 0)
+		log_errx("cannot save the refused segment /dev/shm%s as %s: "
+		    "%s; what was written since the last checkpoint is lost",
+		    name, path, strerror(-rc));
+	else
+		log_warnx("refused live segment /dev/shm%s saved as %s (what "
+		    "was written since the last checkpoint is there)", name,
+		    path);
+	close(fd);
+	(void)seg_unlink(h->identity);
+	seglock_release(h);
+	log_warnx("starting from the last good image %s instead of the "
+	    "refused live segment", img);
+	return 0;
+}
+
+/*
+ * Adopts the live segment (adopt), else loads the image, else formats a
+ * new heap.  Then rebuilds the derived state and runs the validator.  A
+ * segment made here from the image (or formatted) that fails is removed
+ * again: left in /dev/shm, it would be adopted at the next start in place
+ * of the image.  An adopted one stays, since it may hold writes the image
+ * does not; *refused says it was refused (-EUCLEAN), unmapped and
+ * unlocked.
+ */
+static int
+heap_open_from(struct heap *h, struct config *c, int adopt, int *refused)
 {
 	char path[4096], err[1024], hint[9000];
 	const char *from = "the live segment";
 	uint64_t n;
 	int rc;
 
+	*refused = 0;
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
 	h->decay = c->decay;
@@ -260,9 +361,11 @@ heap_open(struct heap *h, struct config *c)
 		return rc;
 	}
 	heap_shape(c);
-	if ((rc = heap_adopt(h, c)) < 0)
+	if (adopt && (rc = heap_adopt(h, c)) < 0) {
+		*refused = rc == -EUCLEAN;
 		return rc;
-	if (rc == 0) {
+	}
+	if (!adopt || rc == 0) {
 		image_path(c, path, sizeof(path), "");
 		if (access(path, F_OK) == 0) {
 			if ((rc = ckpt_load(h, c, path)) != 0)
@@ -311,9 +414,36 @@ fail:
 	if (!h->adopted) {
 		seg_unmap(&h->seg);
 		seg_unlink(h->identity);
+	} else if (rc == -EUCLEAN) {
+		*refused = 1;
+		seg_unmap(&h->seg);
+		heap_forget(h);
 	}
 	seglock_release(h);
 	return rc;
+}
+
+/*
+ * The live segment, else the image, else a new heap (heap_open_from()).
+ * A live segment that is refused as damaged does not keep the heap down:
+ * the last good image is loaded in its place (heap_set_aside()).
+ */
+int
+heap_open(struct heap *h, struct config *c)
+{
+	uint8_t id[16];
+	int rc, refused;
+
+	if ((rc = heap_open_from(h, c, 1, &refused)) == 0 || !refused)
+		return rc;
+	memcpy(id, h->identity, sizeof(id));
+	memset(h, 0, sizeof(*h));
+	h->lockfd = -1;
+	h->seg.fd = -1;
+	memcpy(h->identity, id, sizeof(id));
+	if (heap_set_aside(h, c) != 0)
+		return rc;
+	return heap_open_from(h, c, 0, &refused);
 }
 
 /* Frees the derived state, leaving the segment as it is. */
