@@ -88,6 +88,7 @@ Suite	*systemd_suite(void);
 Suite	*fast_suite(void);
 Suite	*once_suite(void);
 Suite	*fault_suite(void);
+Suite	*scribble_suite(void);
 Suite	*fuzz_suite(void);
 
 int	 check_run(Suite *(*const *suites)(void), int n);
