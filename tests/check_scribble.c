@@ -27,9 +27,11 @@
  * scribbled bitmap can hand out a block that overlaps checkpointed data,
  * and what it writes there would be a client's write, not the daemon's.
  *
- * Test case "client-writable": what clients must be able to write
+ * Test cases: "client-writable" for what clients must be able to write
  * (bitmaps, side lines and in-slab side entries, lease records, block
- * data).
+ * data); "daemon-owned" for what only the daemon writes (superblock,
+ * roots, slab table, sessions), which today is writable too: there the
+ * write must not crash or hang the daemon.
  */
 #include "config.h"
 
@@ -620,6 +622,147 @@ data_garbage(struct hostile *x)
 	}
 }
 
+/* Daemon-owned: the superblock. */
+static void
+super_random(struct hostile *x)
+{
+	words(x, x->m, sizeof(struct shm_super), 12);
+}
+
+static void
+super_offsets(struct hostile *x)
+{
+	struct shm_super *sb = (struct shm_super *)x->m;
+
+	switch (x->seed % 4) {
+	case 0:
+		sb->bitmaps_off = x->size * 2;
+		sb->sides_off = UINT64_MAX - 4096;
+		sb->data_off = x->size - 4096;
+		break;
+	case 1:
+		sb->nslabs = UINT64_MAX / 2;
+		sb->slabs_off = x->size;
+		sb->size = UINT64_C(2) << 30;
+		break;
+	case 2:
+		atomic_store(&sb->slab_hwm, UINT64_MAX);
+		atomic_store(&sb->move_slab, UINT32_MAX);
+		sb->move_from = UINT32_MAX;
+		sb->sessions_off = x->size + 1;
+		break;
+	default:
+		sb->magic ^= 1;
+		sb->roots_off = UINT64_MAX;
+		sb->leases_off = x->size - 64;
+		break;
+	}
+}
+
+/* Daemon-owned: the roots. */
+static void
+roots_byte(struct hostile *x)
+{
+	uint64_t len, i;
+	struct shm_root *r = (struct shm_root *)region(x, R_ROOTS, &len);
+
+	for (i = 0; i < SHM_ROOTS; i++)
+		if (strncmp(r[i].name, "scribble.r3", 12) == 0)
+			r[i].name[3] = 0x01;
+}
+
+static void
+roots_garbage(struct hostile *x)
+{
+	uint64_t len;
+	uint8_t *p = region(x, R_ROOTS, &len);
+
+	garbage(x, p, len);
+}
+
+/* Daemon-owned: the slab table. */
+static void
+slabs_random(struct hostile *x)
+{
+	words(x, x->m + x->g.slabs_off, (x->hwm + 1) * sizeof(struct shm_slab),
+	    40);
+}
+
+/* The slab word of one slab of each kind in use made to name a huge
+ * class, a run past the end, a lease past the records, a tail naming
+ * itself. */
+static void
+slabs_adversarial(struct hostile *x)
+{
+	struct shm_slab *sl;
+	uint64_t s;
+	uint32_t w, st, seen = 0;
+
+	for (s = 0; s < x->hwm; s++) {
+		sl = slab_at(x, s);
+		w = atomic_load(&sl->word);
+		st = SHM_SLAB_STATE(w);
+		if (seen & (1u << st))
+			continue;
+		seen |= 1u << st;
+		switch (st) {
+		case SHM_SMALL:
+			atomic_store(&sl->word, SHM_SLAB_OWNED(SHM_SLAB_WORD(
+			    SHM_SMALL, 127, 0x7ff), 0x7ff));
+			break;
+		case SHM_LARGE_HEAD:
+			sl->run = UINT32_MAX;
+			sl->req = UINT64_MAX;
+			break;
+		case SHM_SPAN_TAIL:
+		case SHM_LARGE_TAIL:
+			sl->run = (uint32_t)s;
+			break;
+		default:
+			atomic_store(&sl->word, SHM_SLAB_WORD(SHM_SMALL,
+			    SHM_NCLASSES - 1, 0) | 7u);
+			sl->run = UINT32_MAX;
+			break;
+		}
+	}
+}
+
+static void
+slabs_garbage(struct hostile *x)
+{
+	uint64_t len;
+	uint8_t *p = region(x, R_SLABS, &len);
+
+	garbage(x, p, len);
+}
+
+/* Daemon-owned: the sessions (journals of requests in flight). */
+static void
+sessions_random(struct hostile *x)
+{
+	uint64_t len, i;
+	struct shm_session *ss = (struct shm_session *)region(x, R_SESSIONS,
+	    &len);
+
+	for (i = 0; i < 32; i++) {
+		atomic_store(&ss[i].state, (uint32_t)(i % 5));
+		ss[i].pid = (uint32_t)getppid();
+		ss[i].kind = (uint32_t)rnd(&x->seed) % 40;
+		atomic_store(&ss[i].step, (uint32_t)rnd(&x->seed) % 8);
+		garbage(x, (uint8_t *)ss[i].arg, sizeof(ss[i].arg));
+		garbage(x, (uint8_t *)ss[i].text, sizeof(ss[i].text));
+	}
+}
+
+static void
+sessions_garbage(struct hostile *x)
+{
+	uint64_t len;
+	uint8_t *p = region(x, R_SESSIONS, &len);
+
+	garbage(x, p, len);
+}
+
 /* Client-writable regions, random words in a loop, while the good client
  * runs: values change between its requests. */
 static void
@@ -657,6 +800,21 @@ static const struct scenario client_writable[] = {
 	{ "lease records: garbage", leases_garbage, 0 },
 	{ "block data: garbage", data_garbage, 0 },
 	{ "between requests", concurrent_once, 1 },
+};
+
+static const struct scenario daemon_owned[] = {
+	{ "superblock: random words", super_random, 0 },
+	{ "superblock: offsets 0", super_offsets, 0 },
+	{ "superblock: offsets 1", super_offsets, 0 },
+	{ "superblock: offsets 2", super_offsets, 0 },
+	{ "superblock: offsets 3", super_offsets, 0 },
+	{ "roots: a byte of a name", roots_byte, 0 },
+	{ "roots: garbage", roots_garbage, 0 },
+	{ "slab table: random words", slabs_random, 0 },
+	{ "slab table: adversarial", slabs_adversarial, 0 },
+	{ "slab table: garbage", slabs_garbage, 0 },
+	{ "sessions: random", sessions_random, 0 },
+	{ "sessions: garbage", sessions_garbage, 0 },
 };
 
 struct hostile_arg {
@@ -837,6 +995,12 @@ START_TEST(scribble_client_writable)
 }
 END_TEST
 
+START_TEST(scribble_daemon_owned)
+{
+	scenario_run(&daemon_owned[_i], 100 + _i);
+}
+END_TEST
+
 Suite *
 scribble_suite(void)
 {
@@ -850,5 +1014,11 @@ scribble_suite(void)
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("daemon-owned");
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_loop_test(tc, scribble_daemon_owned, 0,
+	    (int)(sizeof(daemon_owned) / sizeof(daemon_owned[0])));
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
 	return s;
 }
