@@ -119,6 +119,22 @@ START_TEST(fuzz_image_inputs)
 }
 END_TEST
 
+/* The live seeds write into each client-writable region and make each
+ * kind of request; most requests are answered, scribbled heap or not. */
+START_TEST(fuzz_live_inputs)
+{
+	static const uint8_t empty[1];
+	int n;
+
+	ck_assert_int_eq(fuzz_live_one(empty, 0), 0);
+	n = seeds("live", fuzz_live_one, 6);
+	ck_assert_uint_ge(fuzz_live_requests, 4 * (uint64_t)n);
+	ck_assert_uint_ge(fuzz_live_writes, (uint64_t)n);
+	ck_assert_uint_ge(fuzz_live_answered, fuzz_live_requests / 2);
+	replay_dir("regress", "live", fuzz_live_one);
+}
+END_TEST
+
 Suite *
 fuzz_suite(void)
 {
@@ -128,6 +144,7 @@ fuzz_suite(void)
 	tcase_add_test(tc, fuzz_frame_inputs);
 	tcase_add_test(tc, fuzz_dispatch_inputs);
 	tcase_add_test(tc, fuzz_image_inputs);
+	tcase_add_test(tc, fuzz_live_inputs);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -30,6 +30,13 @@ int	 fuzz_dispatch_one(const uint8_t *, size_t);
 extern uint64_t fuzz_dispatch_replies;	/* replies read */
 extern uint64_t fuzz_dispatch_served;	/* of which without an error */
 
+/* tests/fuzz/fuzz_live.c: writes into a live heap's client-writable
+ * memory between requests */
+int	 fuzz_live_one(const uint8_t *, size_t);
+extern uint64_t fuzz_live_requests;	/* requests sent */
+extern uint64_t fuzz_live_answered;	/* of which answered without error */
+extern uint64_t fuzz_live_writes;	/* writes into the segment */
+
 /* tests/fuzz/fuzz_image.c: an image file through the loader */
 int	 fuzz_image_one(const uint8_t *, size_t);
 extern uint64_t fuzz_image_loaded;	/* images that loaded */

@@ -12,6 +12,9 @@
  *              caught reclaiming, and the latter as a delta, each
  *              prefixed by the byte 0x01 (the harness fixes checksums);
  *              and two patch-mode inputs
+ *   live/      steps of fuzz_live.c (its op codes, below): requests of
+ *              each kind with writes into each client-writable region
+ *              between them, a lease and fast-path claims in its slab
  *
  * The output is committed; rerun this after a change to the wire format or
  * the image format.  Identities and times are fixed so reruns are stable.
@@ -404,6 +407,264 @@ patches(void)
 	spit("image", "patch-slab0", p, n);
 }
 
+/*
+ * fuzz_live.c's steps.  A step is an op byte (its value mod 16 says
+ * which) and the bytes it reads, the same whatever the heap holds:
+ *
+ *   0..4  write: region (mod 6: bitmaps, side lines, lease records,
+ *         in-slab sides, a slab's data, our lease record; +0x80: one
+ *         adversarial word), slab, offset (4), then an adversarial
+ *         index, or a count and that many bytes
+ *   5 alloc: flags, size (4), [alignment shift if flags & 2]
+ *   6 free, 7 realloc (+ flag, size 4): an address is a byte (ring
+ *         index, +0x80 raw) and 4 bytes of raw offset
+ *   8 roots, 9 stats/list/clients, 10 verify/blocks/read: a selector
+ *         (blocks: of class selector / 3 - 1; read: then an address
+ *         and a length byte)
+ *   11 lease: cls (+0x80 renew), want; 12 release: flag, record (4)
+ *   13 fast claim: count, word; 14 fast free: ring index; 15 checkpoint
+ */
+enum { L_WRITE = 0, L_ALLOC = 5, L_FREE, L_REALLOC, L_ROOT, L_STATS,
+    L_VERIFY, L_LEASE, L_RELEASE, L_CLAIM, L_FFREE, L_CKPT };
+enum { LR_BITMAPS, LR_SIDES, LR_LEASES, LR_INSLAB, LR_DATA, LR_MYLEASE };
+
+static void
+lb(uint8_t b)
+{
+	stream[slen++] = b;
+}
+
+static void
+l32(uint32_t v)
+{
+	lb((uint8_t)v);
+	lb((uint8_t)(v >> 8));
+	lb((uint8_t)(v >> 16));
+	lb((uint8_t)(v >> 24));
+}
+
+static void
+l_write(uint8_t region, uint8_t slab, uint32_t off, const char *bytes,
+    uint8_t n)
+{
+	lb(L_WRITE);
+	lb(region);
+	lb(slab);
+	l32(off);
+	lb((uint8_t)(n - 1));
+	while (n-- > 0)
+		lb((uint8_t)*bytes++);
+}
+
+static void
+l_bad(uint8_t region, uint8_t slab, uint32_t off, uint8_t which)
+{
+	lb(L_WRITE);
+	lb(region | 0x80);
+	lb(slab);
+	l32(off);
+	lb(which);
+}
+
+static void
+l_alloc(uint32_t size, int aligned)
+{
+	lb(L_ALLOC);
+	lb(aligned ? 3 : 1);
+	l32(size);
+	if (aligned)
+		lb(12);
+}
+
+static void
+l_addr(uint8_t ring)
+{
+	lb(ring);
+	l32(ring * 4096u);
+}
+
+static void
+l_free(uint8_t ring)
+{
+	lb(L_FREE);
+	l_addr(ring);
+}
+
+static void
+l_realloc(uint8_t ring, uint32_t size)
+{
+	lb(L_REALLOC);
+	l_addr(ring);
+	lb(1);
+	l32(size);
+}
+
+static void
+l_two(uint8_t op, uint8_t sel)
+{
+	lb(op);
+	lb(sel);
+}
+
+static void
+l_read(uint8_t ring)
+{
+	l_two(L_VERIFY, 2);
+	l_addr(ring);
+	lb(4);
+}
+
+static void
+l_checks(void)
+{
+	l_two(L_VERIFY, 0);
+	l_two(L_VERIFY, 1);	/* Blocks, every class */
+	l_two(L_VERIFY, 3 * 3 + 1);	/* Blocks of 32-byte class 2 */
+	l_two(L_STATS, 0);
+	l_two(L_STATS, 1);	/* RootList */
+}
+
+static void
+l_lease(uint8_t cls)
+{
+	lb(L_LEASE);
+	lb(cls);
+	lb(0x80);	/* no wanted slab */
+}
+
+static void
+l_release(void)
+{
+	lb(L_RELEASE);
+	lb(1);
+	l32(0);
+}
+
+static void
+l_claim(uint8_t n, uint8_t word)
+{
+	lb(L_CLAIM);
+	lb(n);
+	lb(word);
+}
+
+static void
+l_ckpt(void)
+{
+	lb(L_CKPT);
+	lb(0);
+}
+
+static void
+live(void)
+{
+	static const char ones[16] = "\xff\xff\xff\xff\xff\xff\xff\xff"
+	    "\xff\xff\xff\xff\xff\xff\xff\xff";
+	static const char junk[16] = "scribbled bytes";
+	int i;
+
+	/* Every kind of request on an unharmed heap. */
+	l_alloc(100, 0);
+	l_alloc(20000, 0);
+	l_alloc(5u << 20, 0);
+	l_alloc(3000, 1);
+	l_two(L_ROOT, 1);	/* RootSet "a" */
+	l_two(L_ROOT, 2);	/* RootGet "a" */
+	l_realloc(0, 200);
+	l_realloc(2, 6u << 20);
+	l_checks();
+	l_two(L_STATS, 2);	/* Clients */
+	l_read(0);
+	l_lease(3);
+	l_claim(4, 0);
+	l_free(0);
+	l_free(1);
+	l_free(2);
+	l_two(L_ROOT, 0);	/* RootRemove "a" */
+	l_release();
+	save_stream("live", "requests");
+
+	/* Bitmaps: all ones over a slab in use, then random bytes. */
+	l_alloc(100, 0);
+	l_alloc(3000, 0);
+	l_write(LR_BITMAPS, 0, 0, ones, 16);
+	l_alloc(100, 0);
+	l_write(LR_BITMAPS, 1, 520, junk, 16);
+	l_alloc(3000, 0);
+	l_checks();
+	l_free(0);
+	l_free(1);
+	save_stream("live", "bitmaps");
+
+	/* Side lines and in-slab side entries: huge slack, then junk. */
+	l_alloc(3000, 0);
+	l_alloc(40, 0);
+	l_alloc(20000, 0);
+	l_write(LR_SIDES, 0, 0, ones, 16);
+	l_write(LR_INSLAB, 1, 0, ones, 16);
+	l_write(LR_SIDES, 2, 130, junk, 16);
+	l_checks();
+	l_free(0);
+	l_free(1);
+	l_realloc(2, 100);
+	l_free(2);
+	save_stream("live", "sides");
+
+	/* Lease records: our own with an adversarial word in each field,
+	 * and another with junk; then claims, frees and a release. */
+	l_lease(5);
+	l_claim(3, 0);
+	for (i = 0; i < 10; i++)
+		l_bad(LR_MYLEASE, 0, (uint32_t)i * 4, (uint8_t)i);
+	l_claim(3, 1);
+	l_write(LR_LEASES, 0, 64, junk, 16);
+	l_lease(5 | 0x80);	/* renew */
+	l_lease(9);
+	l_bad(LR_LEASES, 0, 4, 4);	/* the record's slab past the end */
+	l_bad(LR_LEASES, 0, 32, 0);	/* its set in slab UINT32_MAX */
+	l_lease(9 | 0x80);
+	l_two(L_FFREE, 0);
+	l_checks();
+	l_release();
+	save_stream("live", "leases");
+
+	/* Data: junk over a slab of small blocks, in-band sides and all. */
+	l_alloc(48, 0);
+	l_alloc(48, 0);
+	for (i = 0; i < 8; i++)
+		l_write(LR_DATA, 0, 65536u - 16 * (uint32_t)(i + 1), junk, 16);
+	l_read(0);
+	l_checks();
+	l_free(0);
+	l_free(1);
+	save_stream("live", "data");
+
+	/* Adversarial words into the bitmaps and side lines of a span and
+	 * an extent's neighbours, then a checkpoint, which must refuse. */
+	l_alloc(20000, 0);
+	l_alloc(100000, 0);
+	for (i = 0; i < 12; i++) {
+		l_bad(LR_BITMAPS, (uint8_t)i, (uint32_t)i * 8, (uint8_t)i);
+		l_bad(LR_SIDES, (uint8_t)i, (uint32_t)i * 4, (uint8_t)i);
+	}
+	l_ckpt();
+	l_alloc(20000, 0);
+	l_free(0);
+	l_free(1);
+	l_checks();
+	save_stream("live", "adversarial");
+
+	/* A checkpoint of a good heap, then damage, then another. */
+	l_alloc(100, 0);
+	l_alloc(70000, 0);
+	l_ckpt();
+	l_write(LR_SIDES, 0, 0, ones, 8);
+	l_ckpt();
+	l_free(0);
+	l_free(1);
+	save_stream("live", "checkpoint");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -425,5 +686,6 @@ main(int argc, char **argv)
 	image("small-heap", 1, 0);
 	image("small-heap-delta", 1, 1);
 	patches();
+	live();
 	return 0;
 }

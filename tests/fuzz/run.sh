@@ -29,7 +29,7 @@ maxlen() {
 
 mkdir -p "$work"
 printf '%-10s %12s %8s  %s\n' harness executions seconds result
-for name in frame dispatch image; do
+for name in frame dispatch image live; do
 	prog=tests/fuzz/fuzz_$name
 	log=$work/$name.log
 	if [ ! -x "$prog" ]; then
