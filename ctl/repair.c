@@ -328,6 +328,29 @@ load_image(struct repair *r)
 }
 
 /*
+ * STATE/heap.seg.damaged, the copy of a live segment the daemon refused
+ * at start-up (daemon/open.c): a segment whose superblock may be what was
+ * damaged, so its folder is taken as the state folder, for the identity
+ * (heap.id) and the base (heap.img).  1 if r->path is one.
+ */
+static int
+damaged_copy(struct repair *r)
+{
+	const char *b = strrchr(r->path, '/');
+	size_t n;
+
+	if (strcmp(b != NULL ? b + 1 : r->path, "heap.seg.damaged") != 0)
+		return 0;
+	n = b != NULL ? (size_t)(b - r->path) : 0;
+	if (n == 0)
+		snprintf(r->state, sizeof(r->state), "%s", b != NULL ? "/" :
+		    ".");
+	else
+		snprintf(r->state, sizeof(r->state), "%.*s", (int)n, r->path);
+	return 1;
+}
+
+/*
  * INPUT: a state folder (its live segment if it has one, which the daemon
  * would adopt before any image, else its heap.img), an image, or a
  * segment (/dev/shm/aclheap-...).
@@ -363,6 +386,8 @@ repair_open(struct repair *r)
 		close(fd);
 		if (magic == IMAGE_MAGIC)
 			r->segment = 0;
+		else if (damaged_copy(r))
+			r->segment = 1;
 		else if (magic == SHM_MAGIC ||
 		    identity_of_name(r->path, r->identity) == 0)
 			r->segment = 1;

@@ -1517,7 +1517,7 @@ END_TEST
 START_TEST(test_repair_refused)
 {
 	char img[400], copy[400], delta[400], dcopy[400], junk[400];
-	char fixed[400], shm[200];
+	char fixed[400], shm[200], damaged[400];
 	struct shm_seg off;
 	struct image_info info;
 	struct shm_geom g;
@@ -1597,18 +1597,29 @@ START_TEST(test_repair_refused)
 	ck_out_has("\"ok\":false");
 
 	/* A root's name scribbled in the stopped heap's live segment: the
-	 * daemon refuses it and says how to repair. */
+	 * daemon refuses it, saves it as heap.seg.damaged, starts from the
+	 * last image, and says how to repair the saved copy. */
 	snprintf(shm, sizeof(shm), "/dev/shm%s", t.shm);
 	ck_assert_int_eq(seg_geometry(64u << 20, &g), 0);
 	ck_assert_int_ge(fd = open(shm, O_RDWR), 0);
 	c = 0x07;
 	ck_assert_int_eq(pwrite(fd, &c, 1, (off_t)g.roots_off + 1), 1);
 	close(fd);
-	ck_assert_int_ne(td_start(&t, NULL), 0);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
 	log = td_log(&t);
 	ck_assert_msg(strstr(log, "aclheapctl repair --out FILE") != NULL,
 	    "%s", log);
-	rc = ctl("repair", "--out", fixed, t.state, NULL);
+	ck_assert_msg(strstr(log, "heap.seg.damaged") != NULL, "%s", log);
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_ptr_eq(aclheap_root_get("kept"), p);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	snprintf(damaged, sizeof(damaged), "%s/heap.seg.damaged", t.state);
+	/* Repair refuses to write over what it reads, the copy included. */
+	rc = ctl("repair", "--force", "--out", damaged, damaged, NULL);
+	ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out);
+	ck_out_has("is the input");
+	rc = ctl("repair", "--out", fixed, damaged, NULL);
 	ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out);
 	ck_out_has("live segment");
 	ck_out_has("(I8)");
