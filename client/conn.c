@@ -154,10 +154,11 @@ sock_connect(const char *path)
 	return fd;
 }
 
-/* One request and its reply on the open socket.  Lock held. */
+/* One request and its reply on the open socket, the descriptors it passes
+ * in fds[0 .. nfds-1] (set to -1 by the caller).  Lock held. */
 static int
 roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
-    int *fdp, int *sent)
+    int *fds, int nfds, int *sent)
 {
 	static uint8_t buf[FRAME_HDR + FRAME_MAX];	/* under the lock */
 	Aclheap__Reply *r;
@@ -175,8 +176,8 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		/* A daemon that closed at once (it refused us at accept, or
 		 * we took too long to say Hello) may have said why first: an
 		 * error reply with id 0, waiting in the socket.  Read it. */
-		if (rc != -EPIPE || frame_recv(conn_fd, buf, sizeof(buf),
-		    &len, fdp) != 0)
+		if (rc != -EPIPE || frame_recv_fds(conn_fd, buf,
+		    sizeof(buf), &len, fds, nfds) != 0)
 			return rc == -EPIPE ? -ECONNRESET : rc;
 		frame_arena_reset(a);
 		if ((r = frame_unpack_reply(a, buf, len)) == NULL ||
@@ -186,7 +187,8 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		return 0;
 	}
 	*sent = 1;
-	if ((rc = frame_recv(conn_fd, buf, sizeof(buf), &len, fdp)) != 0)
+	if ((rc = frame_recv_fds(conn_fd, buf, sizeof(buf), &len, fds,
+	    nfds)) != 0)
 		return rc;
 	frame_arena_reset(a);
 	if ((r = frame_unpack_reply(a, buf, len)) == NULL) {
@@ -225,7 +227,7 @@ hello(const char *path)
 	Aclheap__HelloReply *hr;
 	struct stat st;
 	char err[512];
-	int fd, sfd = -1, rc, sent, same_object = 0;
+	int fd, fds[2] = { -1, -1 }, sfd, mfd, rc, sent, same_object = 0;
 
 	if ((fd = sock_connect(path)) < 0)
 		return fd;
@@ -239,7 +241,10 @@ hello(const char *path)
 	q.body_case = ACLHEAP__REQUEST__BODY_HELLO;
 	q.hello = &h;
 	frame_arena_init(&a, abuf, sizeof(abuf));
-	if ((rc = roundtrip(&q, &r, &a, &sfd, &sent)) != 0) {
+	rc = roundtrip(&q, &r, &a, fds, 2, &sent);
+	sfd = fds[0];	/* the segment, read-write */
+	mfd = fds[1];	/* its meta object, read-only (shm.h) */
+	if (rc != 0) {
 		if (rc == -ECONNRESET)
 			conn_seterr("aclheapd at %s closed the connection at "
 			    "Hello", path);
@@ -252,7 +257,8 @@ hello(const char *path)
 		goto fail;
 	}
 	if (r->body_case != ACLHEAP__REPLY__BODY_HELLO || sfd < 0 ||
-	    r->hello->identity.len != 16 || fstat(sfd, &st) == -1) {
+	    mfd < 0 || r->hello->identity.len != 16 ||
+	    fstat(sfd, &st) == -1) {
 		conn_seterr("aclheapd at %s sent a malformed Hello reply",
 		    path);
 		rc = -EPROTO;
@@ -275,6 +281,14 @@ hello(const char *path)
 		sfd = -1;	/* the mapping keeps the object */
 		close(conn_seg.fd);
 		conn_seg.fd = -1;
+		if ((rc = seg_map_meta(&conn_seg, mfd, 0, err,
+		    sizeof(err))) != 0) {
+			conn_seterr("%s", err);
+			seg_unmap(&conn_seg);
+			goto fail;
+		}
+		close(mfd);	/* the mapping keeps it too */
+		mfd = conn_seg.mfd = -1;
 		memcpy(identity, hr->identity.data, 16);
 		if (memcmp(conn_seg.sb->identity, identity, 16) != 0) {
 			conn_seterr("segment from %s does not carry the heap's "
@@ -298,12 +312,13 @@ hello(const char *path)
 		}
 		if (st.st_dev != seg_dev || st.st_ino != seg_ino) {
 			/* Same heap, new object: replace our own range. */
-			if ((rc = seg_remap(&conn_seg, sfd, err,
+			if ((rc = seg_remap(&conn_seg, sfd, mfd, err,
 			    sizeof(err))) != 0) {
 				conn_seterr("%s", err);
 				goto fail;
 			}
 			conn_seg.fd = -1;
+			conn_seg.mfd = -1;
 			atomic_fetch_add(&conn_gen, 1);
 			seg_dev = st.st_dev;
 			seg_ino = st.st_ino;
@@ -311,6 +326,8 @@ hello(const char *path)
 	}
 	if (sfd >= 0)
 		close(sfd);
+	if (mfd >= 0)
+		close(mfd);
 	/* A session we had and did not get back, in the same object: the
 	 * daemon may have done our pending request and forgotten it. */
 	sess_lost = sess_id != 0 && same_object &&
@@ -321,6 +338,8 @@ hello(const char *path)
 fail:
 	if (sfd >= 0)
 		close(sfd);
+	if (mfd >= 0)
+		close(mfd);
 	drop();
 	return rc;
 }
@@ -506,7 +525,7 @@ conn_request_flags(Aclheap__Request *q, Aclheap__Reply **rp,
 			rc = 0;
 		if (rc == 0) {
 			number(q);
-			rc = roundtrip(q, rp, a, fdp, &sent);
+			rc = roundtrip(q, rp, a, fdp, fdp != NULL, &sent);
 			if (rc == 0 && (*rp)->error == EAGAIN &&
 			    gated(q) && busy++ < 200) {
 				/* A slab's owner was claiming while the daemon

@@ -219,6 +219,33 @@ segment_unserved(const struct repair *r, int fd)
  * (SEEK_DATA), so that neither the holes of the object nor the scratch
  * heap get memory.  The segment itself is only read.
  */
+/* Copies what SEEK_DATA finds of [lo, hi) of fd into mem at the same
+ * offsets: holes stay holes of the scratch memory. */
+static void
+copy_data(const struct repair *r, int fd, void *mem, off_t lo, off_t hi)
+{
+	off_t pos, end;
+	ssize_t n;
+
+	for (pos = lo; pos < hi; pos = end) {
+		if ((pos = lseek(fd, pos, SEEK_DATA)) == -1 || pos >= hi)
+			break;		/* ENXIO: only holes after pos */
+		if ((end = lseek(fd, pos, SEEK_HOLE)) == -1 || end > hi)
+			end = hi;
+		while (pos < end) {
+			n = pread(fd, (char *)mem + pos, (size_t)(end - pos),
+			    pos);
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				fail(r, "%s: reading at %jd: %s", r->path,
+				    (intmax_t)pos, n == 0 ? "end of file" :
+				    strerror(errno));
+			pos += n;
+		}
+	}
+}
+
 static void
 load_segment(struct repair *r)
 {
@@ -226,12 +253,11 @@ load_segment(struct repair *r)
 	struct shm_super sb;
 	struct shm_geom g;
 	struct stat st;
-	char img[4200], what[256];
-	off_t pos, end;
-	ssize_t n;
-	uint64_t base = 0, size;
+	char img[4200], what[256], mpath[4300];
+	uint64_t base = 0, size, own[SEG_OWN][2];
+	off_t at = 0;
 	void *mem;
-	int fd, ifd;
+	int fd, mfd, ifd, i;
 
 	if ((fd = open(r->path, O_RDONLY | O_CLOEXEC)) == -1)
 		fail(r, "%s: %s", r->path, strerror(errno));
@@ -242,8 +268,28 @@ load_segment(struct repair *r)
 	if (seg_geometry(size, &g) != 0)
 		fail(r, "%s: a segment of %" PRIu64 " bytes is no heap's size",
 		    r->path, size);
-	if (pread(fd, &sb, sizeof(sb), 0) != (ssize_t)sizeof(sb))
-		fail(r, "%s: cannot read the superblock", r->path);
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED)
+		fail(r, "scratch memory for %s: %s", r->path, strerror(errno));
+	/* A live segment's daemon ranges are in its meta object (shm.h); a
+	 * copy the daemon saved (heap.seg.damaged) has them in place. */
+	snprintf(mpath, sizeof(mpath), "%s.meta", r->path);
+	if ((mfd = open(mpath, O_RDONLY | O_CLOEXEC)) == -1) {
+		copy_data(r, fd, mem, 0, (off_t)size);
+	} else {
+		seg_own_ranges(&g, own);
+		for (i = 0; i < SEG_OWN; i++) {
+			copy_data(r, fd, mem, at, (off_t)own[i][0]);
+			copy_data(r, mfd, mem, (off_t)own[i][0],
+			    (off_t)own[i][1]);
+			at = (off_t)own[i][1];
+		}
+		copy_data(r, fd, mem, at, (off_t)size);
+		close(mfd);
+	}
+	close(fd);
+	memcpy(&sb, mem, sizeof(sb));
 	/* The base is what the superblock says, when it is a base at all;
 	 * else the state folder's image knows it. */
 	if (sb.size == size && shape_ok(sb.base, size))
@@ -266,30 +312,6 @@ load_segment(struct repair *r)
 		if (identity_of_name(r->path, r->identity) != 0)
 			memcpy(r->identity, sb.identity, 16);
 	}
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (mem == MAP_FAILED)
-		fail(r, "scratch memory for %s: %s", r->path, strerror(errno));
-	for (pos = 0; pos < (off_t)size; pos = end) {
-		if ((pos = lseek(fd, pos, SEEK_DATA)) == -1)
-			break;		/* ENXIO: only holes after pos */
-		if ((end = lseek(fd, pos, SEEK_HOLE)) == -1)
-			end = (off_t)size;
-		if (end > (off_t)size)
-			end = (off_t)size;
-		while (pos < end) {
-			n = pread(fd, (char *)mem + pos, (size_t)(end - pos),
-			    pos);
-			if (n == -1 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				fail(r, "%s: reading at %jd: %s", r->path,
-				    (intmax_t)pos, n == 0 ? "end of file" :
-				    strerror(errno));
-			pos += n;
-		}
-	}
-	close(fd);
 	seg_bind(&r->seg, mem, (uintptr_t)base, size);
 	/* As every reader of an image does: bitmaps from the side entries,
 	 * no leases, no sessions. */

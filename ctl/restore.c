@@ -268,6 +268,7 @@ cmd_restore(int argc, char **argv)
 	struct image_info info;
 	struct shm_report rep;
 	uint64_t total;
+	char mpath[300];
 	int lfd, ofd, have_live;
 
 	restore_args(argc, argv, &a);
@@ -296,6 +297,10 @@ cmd_restore(int argc, char **argv)
 	/* Only now, with the image in place, does the live segment go. */
 	if (have_live && unlink(live) == -1 && errno != ENOENT)
 		warn("restore: removing %s", live);
+	/* And its meta object (shm/shm.h), also one a crash left alone. */
+	snprintf(mpath, sizeof(mpath), "%s.meta", live);
+	if (live[0] != '\0' && unlink(mpath) == -1 && errno != ENOENT)
+		warn("restore: removing %s", mpath);
 	restore_report(a.state, total, &info, &rep, have_live);
 	image_unload_offline(&seg);
 	close(lfd);

@@ -25,27 +25,18 @@
 #include "daemon/daemon.h"
 #include "daemon/ckpt.h"
 
+/* The new segment and its meta object, not mapped yet: offset I/O
+ * only (seg_pwrite() routes each offset to its object). */
 struct loader {
-	int fd;
+	struct shm_seg seg;
 };
 
 static int
-pwrite_all(int fd, const char *b, size_t n, uint64_t off)
+pwrite_all(const struct shm_seg *seg, const char *b, size_t n, uint64_t off)
 {
-	ssize_t w;
+	int rc = seg_pwrite(seg, b, n, off);
 
-	while (n > 0) {
-		w = pwrite(fd, b, n, (off_t)off);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			return errno == ENOSPC ? -ENOMEM : -errno;
-		}
-		b += w;
-		off += (uint64_t)w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return rc == -ENOSPC ? -ENOMEM : rc;
 }
 
 static int
@@ -81,13 +72,13 @@ put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
 	int rc;
 
 	if (p == NULL)
-		return seg_decommit(l->fd, off, n);
+		return seg_decommit(&l->seg, off, n);
 	while (n > 0) {
 		w = 4096 - (size_t)(off % 4096);
 		if (w > n)
 			w = n;
 		if (!all_zero(b, w)) {
-			if (zn > 0 && (rc = seg_decommit(l->fd, z_off,
+			if (zn > 0 && (rc = seg_decommit(&l->seg, z_off,
 			    zn)) != 0)
 				return rc;
 			zn = 0;
@@ -96,7 +87,7 @@ put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
 				run_off = off;
 			}
 		} else {
-			if (run != NULL && (rc = pwrite_all(l->fd, run,
+			if (run != NULL && (rc = pwrite_all(&l->seg, run,
 			    (size_t)(b - run), run_off)) != 0)
 				return rc;
 			run = NULL;
@@ -110,10 +101,10 @@ put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
 		off += w;
 		n -= w;
 	}
-	if (zn > 0 && (rc = seg_decommit(l->fd, z_off, zn)) != 0)
+	if (zn > 0 && (rc = seg_decommit(&l->seg, z_off, zn)) != 0)
 		return rc;
 	if (run != NULL)
-		return pwrite_all(l->fd, run, (size_t)(b - run), run_off);
+		return pwrite_all(&l->seg, run, (size_t)(b - run), run_off);
 	return 0;
 }
 
@@ -133,8 +124,8 @@ load_commit(const struct shm_seg *seg)
 	uint32_t w;
 	int rc;
 
-	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0 ||
-	    (rc = seg_commit(seg->fd, sb->sessions_off,
+	if ((rc = seg_commit(seg, 0, sb->bitmaps_off)) != 0 ||
+	    (rc = seg_commit(seg, sb->sessions_off,
 	    SHM_SESSIONS * sizeof(struct shm_session))) != 0)
 		return rc;
 	for (s = 0; s < seg->nslabs; s++) {
@@ -147,11 +138,11 @@ load_commit(const struct shm_seg *seg)
 			    slab_class_slabs[SHM_SLAB_CLS(w)] : 1;
 			if (run > seg->nslabs - s)
 				break;
-			if ((rc = seg_commit(seg->fd, sb->bitmaps_off +
+			if ((rc = seg_commit(seg, sb->bitmaps_off +
 			    s * SHM_BITMAP_BYTES, SHM_BITMAP_BYTES)) != 0 ||
-			    (rc = seg_commit(seg->fd, sb->sides_off +
+			    (rc = seg_commit(seg, sb->sides_off +
 			    s * SHM_SIDE_BYTES, run * SHM_SIDE_BYTES)) != 0 ||
-			    (rc = seg_commit(seg->fd, sb->data_off +
+			    (rc = seg_commit(seg, sb->data_off +
 			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
 				return rc;
 			s += run - 1;
@@ -160,7 +151,7 @@ load_commit(const struct shm_seg *seg)
 			run = seg->slabs[s].run;
 			if (run == 0 || run > seg->nslabs - s)
 				break;
-			if ((rc = seg_commit(seg->fd, sb->data_off +
+			if ((rc = seg_commit(seg, sb->data_off +
 			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
 				return rc;
 			s += run - 1;
@@ -187,7 +178,7 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	struct shm_geom g;
 	char err[1024], name[64], hint[9000];
 	uint64_t *hashes = NULL;
-	int fd, sfd, rc;
+	int fd, sfd, mfd = -1, rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* Reading a large image takes a while: say so in systemctl status. */
@@ -213,9 +204,8 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	}
 	memcpy(h->identity, hdr.identity, 16);
 	seg_name(h->identity, name, sizeof(name));
-	if ((rc = seg_create(h->identity, c->size, &sfd)) != 0) {
-		log_errx("cannot create segment /dev/shm%s for image %s: %s",
-		    name, path, strerror(-rc));
+	if ((rc = heap_objects_create(h, c, &sfd, &mfd)) != 0) {
+		log_errx("cannot load image %s", path);
 		close(fd);
 		return rc;
 	}
@@ -223,7 +213,6 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 	/* Locked before a byte is in it: no other daemon adopts it. */
 	if ((rc = seglock_take(h, sfd)) != 0)
 		goto fail;
-	l.fd = sfd;
 	/* What the chain holds for each slab, as the next delta compares
 	 * it: hashed as it is read. */
 	if (seg_geometry(c->size, &g) != 0 ||
@@ -232,6 +221,11 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		log_errx("no memory for the hashes of image %s", path);
 		goto fail;
 	}
+	memset(&l, 0, sizeof(l));
+	l.seg.size = c->size;
+	l.seg.fd = sfd;
+	l.seg.mfd = mfd;
+	seg_own_ranges(&g, l.seg.own);
 	rc = image_read_chain(path, put_fd, &l, &info, hashes, err,
 	    sizeof(err));
 	if (rc != 0) {
@@ -239,12 +233,10 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		    hint, sizeof(hint)));
 		goto fail;
 	}
-	if ((rc = seg_map(&h->seg, sfd, c->base, c->size, err,
-	    sizeof(err))) != 0) {
-		log_errx("cannot map the heap: %s", err);
+	rc = heap_map(h, c, sfd, mfd);
+	sfd = mfd = -1;
+	if (rc != 0)
 		goto fail;
-	}
-	sfd = -1;
 	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, hdr.identity,
 	    16) != 0) {
@@ -276,8 +268,10 @@ fail:
 	free(hashes);
 	if (h->seg.sb != NULL)
 		seg_unmap(&h->seg);
-	else if (sfd >= 0)
+	if (sfd >= 0)
 		close(sfd);
+	if (mfd >= 0)
+		close(mfd);
 	seg_unlink(h->identity);
 	seglock_release(h);
 	return rc;

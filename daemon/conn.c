@@ -111,6 +111,8 @@ conn_close(struct conn *c)
 		event_free(c->hev);
 	if (c->passfd >= 0)
 		close(c->passfd);
+	if (c->passfd2 >= 0)
+		close(c->passfd2);
 	close(c->fd);
 	log_debug("client pid %d (%s) gone after %" PRIu64 " requests",
 	    (int)c->pid, c->name, c->requests);
@@ -127,7 +129,7 @@ conn_flush(struct conn *c)
 {
 	size_t end;
 	long n;
-	int pass;
+	int pass, fds[2];
 
 	while (c->out_off < c->out_len) {
 		end = c->out_len;
@@ -135,8 +137,10 @@ conn_flush(struct conn *c)
 			end = c->passfd_at;
 		pass = c->passfd >= 0 && c->out_off == c->passfd_at ?
 		    c->passfd : -1;
+		fds[0] = pass;
+		fds[1] = c->passfd2;
 		n = frame_sendmsg(c->fd, c->out + c->out_off, end - c->out_off,
-		    pass, MSG_DONTWAIT);
+		    fds, pass < 0 ? 0 : c->passfd2 < 0 ? 1 : 2, MSG_DONTWAIT);
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
@@ -150,6 +154,9 @@ conn_flush(struct conn *c)
 		if (pass >= 0) {
 			close(c->passfd);
 			c->passfd = -1;
+			if (c->passfd2 >= 0)
+				close(c->passfd2);
+			c->passfd2 = -1;
 		}
 		c->out_off += (size_t)n;
 	}
@@ -265,6 +272,7 @@ conn_new(int fd, pid_t pid, uid_t uid, gid_t gid)
 	c->uid = uid;
 	c->gid = gid;
 	c->passfd = -1;
+	c->passfd2 = -1;
 	c->since = time(NULL);
 	snprintf(c->name, sizeof(c->name), "?");
 	c->rev = event_new(server.base, fd, EV_READ | EV_PERSIST, conn_read, c);

@@ -117,6 +117,7 @@ struct conn {
 	uint8_t *out;
 	size_t out_len, out_off, out_cap;
 	int passfd;			/* sent with the byte at passfd_at */
+	int passfd2;			/* and this one with it (Hello) */
 	size_t passfd_at;
 	pid_t pid;
 	uid_t uid;
@@ -198,6 +199,9 @@ int	 heap_open(struct heap *, struct config *);
 void	 heap_close(struct heap *);
 void	 heap_forget(struct heap *);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
+int	 heap_map(struct heap *, const struct config *, int fd, int mfd);
+int	 heap_objects_create(const struct heap *, const struct config *,
+	    int *fd, int *mfd);
 const char *heap_repair_hint(const struct config *, int segment, char *,
 	    size_t);
 

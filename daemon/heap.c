@@ -121,7 +121,7 @@ heap_commit(struct heap *h, uint64_t s, uint64_t n)
 
 	for (t = s; t < s + n && held_test(h, t); t++)
 		;
-	if (t < s + n && (rc = seg_commit(h->seg.fd, DATA_OFF(h, s),
+	if (t < s + n && (rc = seg_commit(&h->seg, DATA_OFF(h, s),
 	    n << SHM_SLAB_SHIFT)) == -ENOMEM) {
 		/* /dev/shm is full: slabs clients emptied, and what free
 		 * slabs hold, go back first. */
@@ -131,12 +131,12 @@ heap_commit(struct heap *h, uint64_t s, uint64_t n)
 			log_info("out of memory for %" PRIu64 " slabs: "
 			    "reclaimed %d, gave back the memory of %" PRIu64
 			    " free ones early", n, swept, heap_decay(h, 1));
-			rc = seg_commit(h->seg.fd, DATA_OFF(h, s),
+			rc = seg_commit(&h->seg, DATA_OFF(h, s),
 			    n << SHM_SLAB_SHIFT);
 		}
 	}
 	if (t < s + n && rc != 0) {
-		seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+		seg_decommit(&h->seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
 		for (t = s; t < s + n; t++)
 			held_clear(h, t);
 		return rc;
@@ -176,7 +176,7 @@ heap_hold(struct heap *h, uint64_t s, uint64_t n)
 		h->held_map[t / 64] |= UINT64_C(1) << (t % 64);
 	return;
 now:
-	seg_decommit(h->seg.fd, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	seg_decommit(&h->seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
 }
 
 /*
@@ -199,7 +199,7 @@ heap_decay(struct heap *h, int all)
 			    free_test(h, u); u++)
 				held_clear(h, u);
 			if (u > t) {
-				seg_decommit(h->seg.fd, DATA_OFF(h, t),
+				seg_decommit(&h->seg, DATA_OFF(h, t),
 				    (u - t) << SHM_SLAB_SHIFT);
 				done += u - t;
 			} else
@@ -359,7 +359,7 @@ heap_rebuild(struct heap *h)
 		for (t = s; t < seg->nslabs && free_test(h, t); t++)
 			;
 		if (t > s)
-			(void)seg_decommit(seg->fd, DATA_OFF(h, s),
+			(void)seg_decommit(seg, DATA_OFF(h, s),
 			    (t - s) << SHM_SLAB_SHIFT);
 		else
 			t++;
@@ -514,9 +514,9 @@ heap_slab_new(struct heap *h, uint32_t cls)
 		return -ENOMEM;
 	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg->fd, boff + (uint64_t)s * SHM_BITMAP_BYTES,
+	if ((rc = seg_commit(seg, boff + (uint64_t)s * SHM_BITMAP_BYTES,
 	    SHM_BITMAP_BYTES)) != 0 ||
-	    (rc = seg_commit(seg->fd, soff + (uint64_t)s * SHM_SIDE_BYTES,
+	    (rc = seg_commit(seg, soff + (uint64_t)s * SHM_SIDE_BYTES,
 	    n * SHM_SIDE_BYTES)) != 0 ||
 	    (rc = class_add(h, cls, (uint64_t)s)) != 0) {
 		/* The run stays free; its memory decays as a freed one's. */

@@ -59,8 +59,13 @@ heap_id_write(const char *dir, const uint8_t id[16])
 	return rc;
 }
 
-static int
-heap_map(struct heap *h, const struct config *c, int fd)
+/*
+ * Maps the segment fd and its meta object mfd over the daemon's ranges
+ * (shm.h), both read-write.  Both descriptors are the mapping's from
+ * here on, also on failure, which unmaps and closes them.
+ */
+int
+heap_map(struct heap *h, const struct config *c, int fd, int mfd)
 {
 	char err[512];
 	int rc;
@@ -69,6 +74,37 @@ heap_map(struct heap *h, const struct config *c, int fd)
 	    sizeof(err))) != 0) {
 		log_errx("cannot map the heap: %s", err);
 		close(fd);
+		close(mfd);
+		return rc;
+	}
+	if ((rc = seg_map_meta(&h->seg, mfd, 1, err, sizeof(err))) != 0) {
+		log_errx("cannot map the heap's metadata: %s", err);
+		close(mfd);
+		seg_unmap(&h->seg);
+	}
+	return rc;
+}
+
+/* Creates the segment and its meta object for h->identity: 0, or -errno
+ * with neither left. */
+int
+heap_objects_create(const struct heap *h, const struct config *c, int *fd,
+    int *mfd)
+{
+	char name[64];
+	int rc;
+
+	seg_name(h->identity, name, sizeof(name));
+	if ((rc = seg_create(h->identity, c->size, fd)) != 0) {
+		log_errx("cannot create segment /dev/shm%s: %s", name,
+		    strerror(-rc));
+		return rc;
+	}
+	if ((rc = seg_meta_create(h->identity, c->size, mfd)) != 0) {
+		log_errx("cannot create /dev/shm%s.meta: %s", name,
+		    strerror(-rc));
+		close(*fd);
+		seg_unlink(h->identity);
 	}
 	return rc;
 }
@@ -100,7 +136,7 @@ heap_adopt(struct heap *h, const struct config *c)
 {
 	struct stat st;
 	char err[512], name[64], hint[9000];
-	int fd, rc;
+	int fd, mfd, rc;
 
 	if (id_read(c->state_dir, h->identity) != 0)
 		return 0;
@@ -122,7 +158,15 @@ heap_adopt(struct heap *h, const struct config *c)
 		seglock_release(h);
 		return -EINVAL;
 	}
-	if ((rc = heap_map(h, c, fd)) != 0) {
+	if (seg_meta_open(h->identity, 0, &mfd) != 0) {
+		log_errx("live segment /dev/shm%s has no metadata object "
+		    "(/dev/shm%s.meta): it cannot be adopted; %s", name, name,
+		    heap_repair_hint(c, 1, hint, sizeof(hint)));
+		close(fd);
+		seglock_release(h);
+		return -EUCLEAN;
+	}
+	if ((rc = heap_map(h, c, fd, mfd)) != 0) {
 		seglock_release(h);
 		return rc;
 	}
@@ -146,19 +190,18 @@ static int
 heap_format(struct heap *h, const struct config *c)
 {
 	char name[64];
-	int fd, rc;
+	int fd, mfd, rc;
 
 	if (getrandom(h->identity, 16, 0) != 16)
 		return -errno;
-	if ((rc = seg_create(h->identity, c->size, &fd)) != 0) {
-		log_errx("cannot create the segment: %s", strerror(-rc));
+	if ((rc = heap_objects_create(h, c, &fd, &mfd)) != 0)
 		return rc;
-	}
 	if ((rc = seglock_take(h, fd)) != 0) {
 		close(fd);
+		close(mfd);
 		goto fail;
 	}
-	if ((rc = heap_map(h, c, fd)) != 0)
+	if ((rc = heap_map(h, c, fd, mfd)) != 0)
 		goto fail;
 	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
 		log_errx("cannot commit the heap's metadata: %s",
@@ -207,7 +250,10 @@ heap_shape(struct config *c)
 
 	if (c->base_set && c->size_set)
 		return;
-	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0) {
+	/* The superblock is in the meta object; the segment must be there
+	 * too, or there is no live heap to take a shape from. */
+	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0 &&
+	    close(fd) == 0 && seg_meta_open(id, 1, &fd) == 0) {
 		if (pread(fd, &sb, sizeof(sb), 0) == (ssize_t)sizeof(sb) &&
 		    sb.magic == SHM_MAGIC) {
 			base = sb.base;
@@ -236,47 +282,67 @@ heap_shape(struct config *c)
 	    PRIu64, from, base, size);
 }
 
+/* Copies what SEEK_DATA finds of [lo, hi) of in to the same offsets of
+ * out.  0 or -errno. */
+static int
+save_range(int in, int out, off_t lo, off_t hi)
+{
+	static uint8_t buf[1 << 20];
+	off_t data, hole, off;
+	ssize_t n;
+
+	for (data = lo; data < hi; data = hole) {
+		if ((data = lseek(in, data, SEEK_DATA)) == -1)
+			return errno == ENXIO ? 0 : -errno;	/* no more */
+		if (data >= hi)
+			return 0;
+		if ((hole = lseek(in, data, SEEK_HOLE)) == -1)
+			return -errno;
+		if (hole > hi)
+			hole = hi;
+		for (off = data; off < hole; off += n) {
+			n = pread(in, buf, (size_t)(hole - off) < sizeof(buf) ?
+			    (size_t)(hole - off) : sizeof(buf), off);
+			if (n <= 0 || pwrite(out, buf, (size_t)n, off) != n)
+				return n == 0 ? -EIO : -errno;
+		}
+	}
+	return 0;
+}
+
 /*
- * Copies the segment behind fd to path, sparse: only what SEEK_DATA finds
+ * Copies the segment (fd, and its meta object mfd over the daemon's
+ * ranges, if >= 0) to path as one file, sparse: only what SEEK_DATA finds
  * is read and written (free slabs are holes), and the file ends at the
  * segment's size.  Written as a temporary file, synced, renamed.  0 or
  * -errno.
  */
 static int
-seg_save(int fd, uint64_t size, const char *path)
+seg_save(int fd, int mfd, uint64_t size, const char *path)
 {
-	static uint8_t buf[1 << 20];
+	uint64_t own[SEG_OWN][2], at = 0;
+	struct shm_geom g;
 	char tmp[4200];
-	off_t data, hole, off;
-	ssize_t n;
-	int out, rc = 0;
+	int out, i, rc = 0;
 
+	if (seg_geometry(size, &g) != 0)
+		return -EINVAL;
+	seg_own_ranges(&g, own);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0600)) == -1)
 		return -errno;
-	for (data = 0; (uint64_t)data < size; data = hole) {
-		if ((data = lseek(fd, data, SEEK_DATA)) == -1) {
-			if (errno != ENXIO)	/* no data past here */
-				rc = -errno;
-			break;
-		}
-		if ((hole = lseek(fd, data, SEEK_HOLE)) == -1) {
-			rc = -errno;
-			break;
-		}
-		if ((uint64_t)hole > size)
-			hole = (off_t)size;
-		for (off = data; off < hole; off += n) {
-			n = pread(fd, buf, (size_t)(hole - off) < sizeof(buf) ?
-			    (size_t)(hole - off) : sizeof(buf), off);
-			if (n <= 0 || pwrite(out, buf, (size_t)n, off) != n) {
-				rc = n == 0 ? -EIO : -errno;
-				goto done;
-			}
-		}
+	if (mfd < 0)
+		rc = save_range(fd, out, 0, (off_t)size);
+	for (i = 0; mfd >= 0 && i < SEG_OWN && rc == 0; i++) {
+		if ((rc = save_range(fd, out, (off_t)at,
+		    (off_t)own[i][0])) == 0)
+			rc = save_range(mfd, out, (off_t)own[i][0],
+			    (off_t)own[i][1]);
+		at = own[i][1];
 	}
-done:
+	if (mfd >= 0 && rc == 0)
+		rc = save_range(fd, out, (off_t)at, (off_t)size);
 	if (rc == 0 && (ftruncate(out, (off_t)size) == -1 || fsync(out) == -1))
 		rc = -errno;
 	if (close(out) == -1 && rc == 0)
@@ -301,12 +367,13 @@ static int
 heap_set_aside(struct heap *h, const struct config *c)
 {
 	char img[4096], path[4096], name[64];
-	int fd, rc;
+	int fd, mfd = -1, rc;
 
 	image_path(c, img, sizeof(img), "");
 	if (access(img, F_OK) != 0) {
 		log_errx("no image to start from instead: the heap does not "
-		    "start; save /dev/shm%s elsewhere to salvage it",
+		    "start; save /dev/shm%s and its .meta elsewhere to "
+		    "salvage it",
 		    (seg_name(h->identity, name, sizeof(name)), name));
 		return -EUCLEAN;
 	}
@@ -318,7 +385,8 @@ heap_set_aside(struct heap *h, const struct config *c)
 		return -EUCLEAN;
 	}
 	snprintf(path, sizeof(path), "%s/heap.seg.damaged", c->state_dir);
-	if ((rc = seg_save(fd, c->size, path)) != 0)
+	(void)seg_meta_open(h->identity, 0, &mfd);	/* lost: zeros */
+	if ((rc = seg_save(fd, mfd, c->size, path)) != 0)
 		log_errx("cannot save the refused segment /dev/shm%s as %s: "
 		    "%s; what was written since the last checkpoint is lost",
 		    name, path, strerror(-rc));
@@ -327,6 +395,8 @@ heap_set_aside(struct heap *h, const struct config *c)
 		    "was written since the last checkpoint is there)", name,
 		    path);
 	close(fd);
+	if (mfd >= 0)
+		close(mfd);
 	(void)seg_unlink(h->identity);
 	seglock_release(h);
 	log_warnx("starting from the last good image %s instead of the "
@@ -354,6 +424,7 @@ heap_open_from(struct heap *h, struct config *c, int adopt, int *refused)
 	*refused = 0;
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
+	h->seg.mfd = -1;
 	h->decay = c->decay;
 	h->lockfd = -1;
 	if ((rc = ensure_dir(c->state_dir)) != 0) {
@@ -440,6 +511,7 @@ heap_open(struct heap *h, struct config *c)
 	memset(h, 0, sizeof(*h));
 	h->lockfd = -1;
 	h->seg.fd = -1;
+	h->seg.mfd = -1;
 	memcpy(h->identity, id, sizeof(id));
 	if (heap_set_aside(h, c) != 0)
 		return rc;
@@ -471,5 +543,6 @@ heap_close(struct heap *h)
 	heap_forget(h);
 	memset(h, 0, sizeof(*h));
 	h->seg.fd = -1;
+	h->seg.mfd = -1;
 	h->lockfd = -1;
 }

@@ -98,6 +98,7 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	struct heap *heap = server.heap;
 	struct shm_seg *seg = &heap->seg;
 	uint32_t n;
+	int rc = 0;
 
 	aclheap__hello_reply__init(&hr);
 	if (c->hello) {
@@ -110,9 +111,15 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 		c->closing = 1;
 		return -EPROTO;
 	}
-	/* The allow list was checked at accept (server_conn_new()). */
-	if ((c->passfd = dup(seg->fd)) == -1) {
-		snprintf(err, errlen, "aclheapd is out of descriptors");
+	/* The allow list was checked at accept (server_conn_new()).  The
+	 * segment goes read-write, its meta object read-only (shm.h). */
+	if ((c->passfd = dup(seg->fd)) == -1 ||
+	    (rc = seg_meta_open_ro(seg, heap->identity, &c->passfd2)) != 0) {
+		snprintf(err, errlen, "aclheapd cannot pass the heap: %s",
+		    rc != 0 ? strerror(-rc) : strerror(errno));
+		if (c->passfd >= 0)
+			close(c->passfd);
+		c->passfd = -1;
 		c->closing = 1;
 		return -EMFILE;
 	}
@@ -454,8 +461,8 @@ req_read(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	static Aclheap__ReadReply rr;
 	struct shm_seg *seg = &server.heap->seg;
 	uint64_t v = q->read->addr;
-	uint32_t len = q->read->len, n;
-	ssize_t got = 0;
+	uint32_t len = q->read->len;
+	int rc;
 
 	(void)c;
 	if (len > READ_MAX || v < seg->base || v >= seg->base + seg->size ||
@@ -468,19 +475,8 @@ req_read(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	/* Through the descriptor, not the mapping: a page nobody committed
 	 * reads as zeros instead of being allocated, which on a full
 	 * /dev/shm would be SIGBUS here. */
-	for (n = 0; n < len; n += (uint32_t)got) {
-		got = pread(seg->fd, rbuf + n, len - n,
-		    (off_t)(v - seg->base) + n);
-		if (got == -1 && errno == EINTR) {
-			got = 0;
-			continue;
-		}
-		if (got <= 0)
-			break;
-	}
-	if (n < len) {
-		snprintf(err, errlen, "reading the heap: %s", got == -1 ?
-		    strerror(errno) : "short read");
+	if ((rc = seg_pread(seg, rbuf, len, v - seg->base)) != 0) {
+		snprintf(err, errlen, "reading the heap: %s", strerror(-rc));
 		return -EIO;
 	}
 	aclheap__read_reply__init(&rr);

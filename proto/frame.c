@@ -178,16 +178,18 @@ frame_unpack_reply(struct frame_arena *a, const uint8_t *buf, size_t len)
 }
 
 /*
- * One sendmsg() of len bytes, passing passfd (if >= 0) with the first of
- * them, never raising SIGPIPE.  Bytes sent, or -errno.  The daemon's
- * non-blocking writer and frame_send() share it.
+ * One sendmsg() of len bytes, passing the npass descriptors of pass (at
+ * most FRAME_FDS) with the first of them, never raising SIGPIPE.  Bytes
+ * sent, or -errno.  The daemon's non-blocking writer and frame_send()
+ * share it.
  */
 long
-frame_sendmsg(int fd, const uint8_t *buf, size_t len, int passfd, int flags)
+frame_sendmsg(int fd, const uint8_t *buf, size_t len, const int *pass,
+    int npass, int flags)
 {
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
+		char b[CMSG_SPACE(FRAME_FDS * sizeof(int))];
 	} u;
 	struct msghdr msg;
 	struct iovec iov;
@@ -198,14 +200,16 @@ frame_sendmsg(int fd, const uint8_t *buf, size_t len, int passfd, int flags)
 	iov.iov_len = len;
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	if (passfd >= 0) {
+	if (npass > FRAME_FDS)
+		return -EINVAL;
+	if (npass > 0) {
 		memset(&u, 0, sizeof(u));
 		msg.msg_control = u.b;
-		msg.msg_controllen = sizeof(u.b);
+		msg.msg_controllen = CMSG_SPACE((size_t)npass * sizeof(int));
 		u.h.cmsg_level = SOL_SOCKET;
 		u.h.cmsg_type = SCM_RIGHTS;
-		u.h.cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(&u.h), &passfd, sizeof(int));
+		u.h.cmsg_len = CMSG_LEN((size_t)npass * sizeof(int));
+		memcpy(CMSG_DATA(&u.h), pass, (size_t)npass * sizeof(int));
 	}
 	n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 	return n == -1 ? -errno : (long)n;
@@ -219,7 +223,7 @@ frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
 	long n;
 
 	while (len > 0) {
-		n = frame_sendmsg(fd, buf, len, passfd, 0);
+		n = frame_sendmsg(fd, buf, len, &passfd, passfd >= 0, 0);
 		if (n == -EINTR)
 			continue;
 		if (n < 0)
@@ -232,18 +236,18 @@ frame_send(int fd, const uint8_t *buf, size_t len, int passfd)
 }
 
 static int
-recv_some(int fd, uint8_t *buf, size_t want, int *fdp)
+recv_some(int fd, uint8_t *buf, size_t want, int *fds, int nfds)
 {
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
+		char b[CMSG_SPACE(FRAME_FDS * sizeof(int))];
 	} u;
 	struct cmsghdr *c;
 	struct msghdr msg;
 	struct iovec iov;
-	size_t got = 0;
+	size_t got = 0, k, nr;
 	ssize_t n;
-	int rfd;
+	int rfd, i;
 
 	while (got < want) {
 		memset(&msg, 0, sizeof(msg));
@@ -265,13 +269,21 @@ recv_some(int fd, uint8_t *buf, size_t want, int *fdp)
 		    c = CMSG_NXTHDR(&msg, c)) {
 			if (c->cmsg_level != SOL_SOCKET ||
 			    c->cmsg_type != SCM_RIGHTS ||
-			    c->cmsg_len != CMSG_LEN(sizeof(int)))
+			    c->cmsg_len < CMSG_LEN(0))
 				continue;
-			memcpy(&rfd, CMSG_DATA(c), sizeof(int));
-			if (fdp != NULL && *fdp < 0)
-				*fdp = rfd;
-			else
-				close(rfd);
+			nr = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (k = 0; k < nr; k++) {
+				memcpy(&rfd, CMSG_DATA(c) + k * sizeof(int),
+				    sizeof(int));
+				/* Into the first free slot; what there is no
+				 * slot for is closed, never leaked. */
+				for (i = 0; i < nfds && fds[i] >= 0; i++)
+					;
+				if (i < nfds)
+					fds[i] = rfd;
+				else
+					close(rfd);
+			}
 		}
 		got += (size_t)n;
 	}
@@ -279,23 +291,32 @@ recv_some(int fd, uint8_t *buf, size_t want, int *fdp)
 }
 
 /*
- * Reads one whole frame from a blocking socket into buf.  *fdp (initialise
- * it to -1) receives a passed descriptor, if any.  -EMSGSIZE for a frame
- * longer than cap, -ECONNRESET at end of stream.
+ * Reads one whole frame from a blocking socket into buf.  fds[0 ..
+ * nfds-1] (initialise them to -1) receive the descriptors passed with
+ * it, in order; any more are closed.  -EMSGSIZE for a frame longer than
+ * cap, -ECONNRESET at end of stream.
  */
 int
-frame_recv(int fd, uint8_t *buf, size_t cap, uint32_t *len, int *fdp)
+frame_recv_fds(int fd, uint8_t *buf, size_t cap, uint32_t *len, int *fds,
+    int nfds)
 {
 	uint8_t hdr[FRAME_HDR];
 	int rc;
 
-	if ((rc = recv_some(fd, hdr, FRAME_HDR, fdp)) != 0)
+	if ((rc = recv_some(fd, hdr, FRAME_HDR, fds, nfds)) != 0)
 		return rc;
 	if ((rc = frame_peek(hdr, FRAME_HDR, len)) < 0)
 		return rc;
 	if (*len > cap)
 		return -EMSGSIZE;
-	return recv_some(fd, buf, *len, fdp);
+	return recv_some(fd, buf, *len, fds, nfds);
+}
+
+/* frame_recv_fds() keeping one passed descriptor in *fdp, if not NULL. */
+int
+frame_recv(int fd, uint8_t *buf, size_t cap, uint32_t *len, int *fdp)
+{
+	return frame_recv_fds(fd, buf, cap, len, fdp, fdp != NULL);
 }
 
 const char *

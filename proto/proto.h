@@ -24,7 +24,7 @@
 
 #include "proto/aclheap.pb-c.h"
 
-#define PROTOCOL_VERSION	1u
+#define PROTOCOL_VERSION	2u	/* 2: Hello passes the meta object */
 #define FRAME_HDR		4u
 #define FRAME_MAX		(64u * 1024u)
 #define READ_MAX		(16u * 1024u)	/* Read request cap */
@@ -47,9 +47,13 @@ Aclheap__Request *frame_unpack_request(struct frame_arena *, const uint8_t *,
 	    size_t);
 Aclheap__Reply *frame_unpack_reply(struct frame_arena *, const uint8_t *,
 	    size_t);
-long	 frame_sendmsg(int fd, const uint8_t *, size_t, int passfd, int flags);
+#define FRAME_FDS	2	/* descriptors one frame can pass */
+long	 frame_sendmsg(int fd, const uint8_t *, size_t, const int *pass,
+	    int npass, int flags);
 int	 frame_send(int fd, const uint8_t *, size_t, int passfd);
 int	 frame_recv(int fd, uint8_t *, size_t cap, uint32_t *len, int *fdp);
+int	 frame_recv_fds(int fd, uint8_t *, size_t cap, uint32_t *len, int *fds,
+	    int nfds);
 const char *frame_body_name(const Aclheap__Request *);
 
 /* proto/quick.c: Alloc and Free in protobuf-c's own bytes, without it */

@@ -101,26 +101,12 @@ static int
 part_copy(const struct shm_seg *src, void *buf, const char *p, size_t n)
 {
 	uintptr_t a = (uintptr_t)p, lo, hi;
-	size_t got = 0;
-	ssize_t r;
 
 	if (src != NULL && src->fd >= 0) {
 		lo = (uintptr_t)src->sb;
 		hi = lo + src->size;
-		if (a >= lo && a < hi && n <= hi - a) {
-			while (got < n) {
-				r = pread(src->fd, (char *)buf + got, n - got,
-				    (off_t)(a - lo + got));
-				if (r == -1 && errno == EINTR)
-					continue;
-				if (r == -1)
-					return -errno;
-				if (r == 0)
-					return -EIO;
-				got += (size_t)r;
-			}
-			return 0;
-		}
+		if (a >= lo && a < hi && n <= hi - a)
+			return seg_pread(src, buf, n, a - lo);
 	}
 	memcpy(buf, p, n);
 	return 0;

@@ -136,10 +136,69 @@ seg_open(const uint8_t id[16], int *fdp)
 int
 seg_unlink(const uint8_t id[16])
 {
+	char name[80];
+	int rc;
+
+	seg_name(id, name, sizeof(name));
+	rc = shm_unlink(name) == -1 ? -errno : 0;
+	seg_meta_name(id, name, sizeof(name));
+	if (shm_unlink(name) == -1 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* The meta object's name: the segment's, ".meta" after it. */
+void
+seg_meta_name(const uint8_t id[16], char *buf, size_t len)
+{
 	char name[64];
 
 	seg_name(id, name, sizeof(name));
-	return shm_unlink(name) == -1 ? -errno : 0;
+	snprintf(buf, len, "%s.meta", name);
+}
+
+/* Creates the meta object, as seg_create() the segment. */
+int
+seg_meta_create(const uint8_t id[16], uint64_t size, int *fdp)
+{
+	char name[80];
+	int fd, saved;
+
+	seg_meta_name(id, name, sizeof(name));
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1 && errno == EEXIST) {
+		/* Left by a segment made and removed in pieces (a crash
+		 * between the two unlinks): the segment is new, so is this. */
+		(void)shm_unlink(name);
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	}
+	if (fd == -1)
+		return -errno;
+	if (fchmod(fd, 0600) == -1 || ftruncate(fd, (off_t)size) == -1) {
+		saved = errno;
+		close(fd);
+		shm_unlink(name);
+		return -saved;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* Opens the meta object, read-write for the daemon, read-only to pass
+ * to clients.  -ENOENT: the segment has none (damaged, or not ours). */
+int
+seg_meta_open(const uint8_t id[16], int rdonly, int *fdp)
+{
+	char name[80];
+	int fd;
+
+	seg_meta_name(id, name, sizeof(name));
+	fd = shm_open(name, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	*fdp = fd;
+	return 0;
 }
 
 /*
@@ -195,6 +254,157 @@ seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
 	seg->bitmaps = (_Atomic uint64_t *)((char *)mem + g.bitmaps_off);
 	seg->sides = (_Atomic uint16_t *)((char *)mem + g.sides_off);
 	seg->data = (uintptr_t)mem + g.data_off;
+	seg_own_ranges(&g, seg->own);
+	seg->mfd = -1;
+}
+
+/* The daemon's ranges of a segment of geometry g (shm.h). */
+void
+seg_own_ranges(const struct shm_geom *g, uint64_t r[SEG_OWN][2])
+{
+	r[0][0] = 0;
+	r[0][1] = g->leases_off;
+	r[1][0] = g->slabs_off;
+	r[1][1] = g->bitmaps_off;
+	r[2][0] = g->sessions_off;
+	r[2][1] = g->data_off;
+}
+
+/*
+ * A new read-only descriptor of seg's meta object, to pass to a client:
+ * opened again through /proc (the object may have lost its name: a test
+ * heap, an operator's rm), else by name.
+ */
+int
+seg_meta_open_ro(const struct shm_seg *seg, const uint8_t id[16], int *fdp)
+{
+	char path[64];
+	int fd;
+
+	if (seg->mfd < 0)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", seg->mfd);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		*fdp = fd;
+		return 0;
+	}
+	return seg_meta_open(id, 1, fdp);
+}
+
+/*
+ * Maps the meta object over the daemon's ranges of a mapped segment, at
+ * their offsets, shared: read-write for the daemon, read-only for a
+ * client (whose mfd is a read-only descriptor).  MAP_FIXED replaces only
+ * pages of our own mapping of the segment.
+ */
+int
+seg_map_meta(struct shm_seg *seg, int mfd, int writable, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	void *p;
+	int i, prot = PROT_READ | (writable ? PROT_WRITE : 0);
+
+	if (fstat(mfd, &st) == -1) {
+		snprintf(err, errlen, "the heap's metadata object: %s",
+		    strerror(errno));
+		return -errno;
+	}
+	if ((uint64_t)st.st_size != seg->size) {
+		snprintf(err, errlen, "the heap's metadata object is %jd bytes, "
+		    "not the heap's %" PRIu64, (intmax_t)st.st_size,
+		    seg->size);
+		return -EINVAL;
+	}
+	for (i = 0; i < SEG_OWN; i++) {
+		p = mmap((char *)seg->sb + seg->own[i][0], seg->own[i][1] -
+		    seg->own[i][0], prot, MAP_SHARED | MAP_FIXED, mfd,
+		    (off_t)seg->own[i][0]);
+		if (p == MAP_FAILED) {
+			snprintf(err, errlen, "mmap of the heap's metadata at "
+			    "0x%" PRIxPTR ": %s", seg->base +
+			    (uintptr_t)seg->own[i][0], strerror(errno));
+			return -errno;
+		}
+	}
+	seg->mfd = mfd;
+	return 0;
+}
+
+/*
+ * The descriptor that holds offset off of the segment, and in *len (if
+ * not NULL) how much of [off, off + *len) it holds from off on.
+ */
+int
+seg_fd_at(const struct shm_seg *seg, uint64_t off, uint64_t *len)
+{
+	uint64_t end = len != NULL ? off + *len : off + 1;
+	int i;
+
+	if (seg->mfd < 0)
+		return seg->fd;
+	for (i = 0; i < SEG_OWN; i++) {
+		if (off >= seg->own[i][0] && off < seg->own[i][1]) {
+			if (len != NULL && end > seg->own[i][1])
+				*len = seg->own[i][1] - off;
+			return seg->mfd;
+		}
+		if (len != NULL && off < seg->own[i][0] &&
+		    end > seg->own[i][0])
+			end = seg->own[i][0];
+	}
+	if (len != NULL)
+		*len = end - off;
+	return seg->fd;
+}
+
+/* pread() of the segment at off, routed: n bytes or -errno (-EIO at the
+ * end of an object). */
+int
+seg_pread(const struct shm_seg *seg, void *buf, size_t n, uint64_t off)
+{
+	uint64_t k;
+	ssize_t r;
+	int fd;
+
+	while (n > 0) {
+		k = n;
+		fd = seg_fd_at(seg, off, &k);
+		r = pread(fd, buf, (size_t)k, (off_t)off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		buf = (char *)buf + r;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int
+seg_pwrite(const struct shm_seg *seg, const void *buf, size_t n,
+    uint64_t off)
+{
+	uint64_t k;
+	ssize_t r;
+	int fd;
+
+	while (n > 0) {
+		k = n;
+		fd = seg_fd_at(seg, off, &k);
+		r = pwrite(fd, buf, (size_t)k, (off_t)off);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r == 0 ? -EIO : -errno;
+		buf = (const char *)buf + r;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
 }
 
 int
@@ -256,9 +466,10 @@ seg_map(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
  * MAP_FIXED replaces only what we own.
  */
 int
-seg_remap(struct shm_seg *seg, int fd, char *err, size_t errlen)
+seg_remap(struct shm_seg *seg, int fd, int mfd, char *err, size_t errlen)
 {
 	void *p;
+	int rc;
 
 	p = mmap((void *)seg->base, seg->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_FIXED, fd, 0);
@@ -268,6 +479,9 @@ seg_remap(struct shm_seg *seg, int fd, char *err, size_t errlen)
 		return -EADDRINUSE;
 	}
 	seg->fd = fd;
+	seg->mfd = -1;
+	if (mfd >= 0 && (rc = seg_map_meta(seg, mfd, 0, err, errlen)) != 0)
+		return rc;
 	return 0;
 }
 
@@ -278,38 +492,55 @@ seg_unmap(struct shm_seg *seg)
 		munmap((void *)seg->base, seg->size);
 	if (seg->fd >= 0)
 		close(seg->fd);
+	if (seg->mfd >= 0)
+		close(seg->mfd);
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
+	seg->mfd = -1;
 }
 
 /* The session table is written by the daemon at once, never a page at a
  * time: committed with the metadata. */
 int
-seg_commit_sessions(int fd, const struct shm_geom *g)
+seg_commit_sessions(const struct shm_seg *seg, const struct shm_geom *g)
 {
-	return seg_commit(fd, g->sessions_off,
+	return seg_commit(seg, g->sessions_off,
 	    SHM_SESSIONS * sizeof(struct shm_session));
 }
 
-int
-seg_commit(int fd, uint64_t off, uint64_t len)
+/* fallocate() over [off, off + len) of the segment, each piece in the
+ * object that holds it. */
+static int
+seg_fallocate(const struct shm_seg *seg, int mode, uint64_t off,
+    uint64_t len)
 {
-	if (len == 0)
-		return 0;
-	if (fallocate(fd, 0, (off_t)off, (off_t)len) == -1)
-		return errno == ENOSPC ? -ENOMEM : -errno;
+	uint64_t k;
+	int fd;
+
+	while (len > 0) {
+		k = len;
+		fd = seg_fd_at(seg, off, &k);
+		if (fallocate(fd, mode, (off_t)off, (off_t)k) == -1)
+			return -errno;
+		off += k;
+		len -= k;
+	}
 	return 0;
 }
 
 int
-seg_decommit(int fd, uint64_t off, uint64_t len)
+seg_commit(const struct shm_seg *seg, uint64_t off, uint64_t len)
 {
-	if (len == 0)
-		return 0;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-	    (off_t)off, (off_t)len) == -1)
-		return -errno;
-	return 0;
+	int rc = seg_fallocate(seg, 0, off, len);
+
+	return rc == -ENOSPC ? -ENOMEM : rc;
+}
+
+int
+seg_decommit(const struct shm_seg *seg, uint64_t off, uint64_t len)
+{
+	return seg_fallocate(seg, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	    off, len);
 }
 
 /*
@@ -354,8 +585,8 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 
 	if ((rc = seg_geometry(seg->size, &g)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg->fd, 0, g.bitmaps_off)) != 0 ||
-	    (rc = seg_commit_sessions(seg->fd, &g)) != 0)
+	if ((rc = seg_commit(seg, 0, g.bitmaps_off)) != 0 ||
+	    (rc = seg_commit_sessions(seg, &g)) != 0)
 		return rc;
 	memset(sb, 0, SHM_SUPER_BYTES);
 	seg_super_stamp(sb, id, seg->base, seg->size);

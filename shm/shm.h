@@ -4,9 +4,11 @@
  *
  * Theory of operation
  * -------------------
- * One POSIX shared-memory object holds the whole heap.  Every process maps it
- * at the same base address, so a pointer stored in the heap means the same
- * thing everywhere.  The object is laid out as:
+ * One POSIX shared-memory object holds the whole heap, and a second one,
+ * its meta object, the daemon's ranges of it (below, "The daemon's
+ * ranges"), mapped read-only by clients.  Every process maps them at the
+ * same base address, so a pointer stored in the heap means the same thing
+ * everywhere.  The heap is laid out as:
  *
  *   base                                                                base + size
  *   | super | roots | leases | slab table | bitmaps | sides | sessions | slab 0 ...
@@ -90,7 +92,8 @@
  * Who writes what
  * ---------------
  *   daemon only   super, roots, sessions, slab table (state, cls, lease,
- *                 owner, run, req), lease ownership (owner fields)
+ *                 owner, run, req): read-only to clients (the meta
+ *                 object); lease ownership (owner fields)
  *   claimers      bitmap bits: set only by the slab's owner (below),
  *                 cleared with an atomic fetch_and (free).  The daemon
  *                 never clears a bit set by someone else, except the
@@ -338,6 +341,8 @@ _Static_assert(SHM_BITMAP_BYTES == SHM_BITMAP_WORDS * 8 &&
 
 /* A mapped segment as a process sees it.  sb is where it is mapped here:
  * base itself, or scratch memory when an image is examined offline. */
+#define SEG_OWN	3	/* the daemon's ranges (seg_own_ranges()) */
+
 struct shm_seg {
 	struct shm_super *sb;
 	uintptr_t base;
@@ -351,6 +356,8 @@ struct shm_seg {
 	_Atomic uint16_t *sides;
 	uintptr_t data;		/* where slab 0 is mapped here */
 	int fd;			/* -1 once closed */
+	int mfd;		/* the meta object, -1 if none (below) */
+	uint64_t own[SEG_OWN][2];	/* its ranges: [off, end) */
 };
 
 struct shm_geom {
@@ -360,6 +367,23 @@ struct shm_geom {
 	uint64_t data_off;
 };
 
+/*
+ * The daemon's ranges.  What only the daemon writes (super and roots, the
+ * slab table, the sessions) lies in SEG_OWN page-aligned ranges of the
+ * segment.  A second object, the meta object (seg_meta_name()), the size
+ * of the segment and sparse, backs exactly those ranges: every process
+ * maps the segment, then the meta object over them, at the same offsets.
+ * The daemon maps it read-write; clients get a descriptor opened
+ * read-only, and map it PROT_READ: a store faults, and mprotect() cannot
+ * make a mapping of a read-only descriptor writable.  The segment's own
+ * pages there are never read by anyone.  Offset I/O on the segment goes
+ * to the object that holds the offset: seg_fd_at(), seg_pread(),
+ * seg_pwrite(), seg_commit() and seg_decommit() do the routing.  A
+ * segment without a meta object (unit tests, scratch copies) has mfd -1:
+ * everything is then in fd.
+ */
+void	 seg_own_ranges(const struct shm_geom *, uint64_t r[SEG_OWN][2]);
+
 /* shm/seg.c: naming, creating, mapping */
 int	 seg_geometry(uint64_t size, struct shm_geom *);
 void	 seg_name(const uint8_t identity[16], char *, size_t);
@@ -368,7 +392,7 @@ int	 seg_open(const uint8_t identity[16], int *fdp);
 int	 seg_unlink(const uint8_t identity[16]);
 int	 seg_map(struct shm_seg *, int fd, uintptr_t base, uint64_t size,
 	    char *err, size_t errlen);
-int	 seg_remap(struct shm_seg *, int fd, char *err, size_t errlen);
+int	 seg_remap(struct shm_seg *, int fd, int mfd, char *err, size_t errlen);
 void	 seg_unmap(struct shm_seg *);
 void	 seg_bind(struct shm_seg *, void *mem, uintptr_t base, uint64_t size);
 int	 seg_format(struct shm_seg *, const uint8_t identity[16]);
@@ -376,9 +400,19 @@ void	 seg_super_stamp(struct shm_super *, const uint8_t identity[16],
 	    uintptr_t base, uint64_t size);
 int	 seg_super_check(const struct shm_super *, uintptr_t base,
 	    uint64_t size, char *err, size_t errlen);
-int	 seg_commit(int fd, uint64_t off, uint64_t len);
-int	 seg_commit_sessions(int fd, const struct shm_geom *);
-int	 seg_decommit(int fd, uint64_t off, uint64_t len);
+void	 seg_meta_name(const uint8_t identity[16], char *, size_t);
+int	 seg_meta_create(const uint8_t identity[16], uint64_t size, int *fdp);
+int	 seg_meta_open(const uint8_t identity[16], int rdonly, int *fdp);
+int	 seg_meta_open_ro(const struct shm_seg *, const uint8_t identity[16],
+	    int *fdp);
+int	 seg_map_meta(struct shm_seg *, int mfd, int writable, char *err,
+	    size_t errlen);
+int	 seg_fd_at(const struct shm_seg *, uint64_t off, uint64_t *len);
+int	 seg_pread(const struct shm_seg *, void *, size_t, uint64_t off);
+int	 seg_pwrite(const struct shm_seg *, const void *, size_t, uint64_t off);
+int	 seg_commit(const struct shm_seg *, uint64_t off, uint64_t len);
+int	 seg_commit_sessions(const struct shm_seg *, const struct shm_geom *);
+int	 seg_decommit(const struct shm_seg *, uint64_t off, uint64_t len);
 int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
 int	 seg_parse_size(const char *, uint64_t *);
 

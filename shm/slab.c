@@ -351,7 +351,7 @@ free:
 		seg->slabs[s].run = 0;
 		atomic_store(&seg->slabs[s].word, SHM_SLAB_WORD(SHM_FREE, 0,
 		    0));
-		(void)seg_decommit(seg->fd, seg->sb->data_off +
+		(void)seg_decommit(seg, seg->sb->data_off +
 		    s * SHM_SLAB_SIZE, SHM_SLAB_SIZE);
 		freed++;
 	}

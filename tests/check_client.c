@@ -704,7 +704,19 @@ START_TEST(attach_range_taken)
 		after[n] = '\0';
 		fclose(f);
 	}
-	ck_assert_ptr_nonnull(strstr(after, "300000000000-300004000000"));
+	/* Mapped where it belongs: the superblock's page read-only from
+	 * the meta object, the data up to the heap's end read-write. */
+	{
+		const char *l = strstr(after, "300000000000-");
+
+		ck_assert_msg(l != NULL, "no heap mapping");
+		ck_assert_msg(strncmp(strchr(l, ' '), " r--s ", 6) == 0 &&
+		    strstr(l, ".meta") != NULL && strstr(l, ".meta") <
+		    strchr(l + 1, '\n'), "%.200s", l);
+		l = strstr(after, "-300004000000 rw-s ");
+		ck_assert_msg(l != NULL, "%.3000s", strstr(after,
+		    "300000000000-"));
+	}
 }
 END_TEST
 

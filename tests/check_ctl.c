@@ -1596,10 +1596,11 @@ START_TEST(test_repair_refused)
 	ck_assert_int_eq(rc, 1);
 	ck_out_has("\"ok\":false");
 
-	/* A root's name scribbled in the stopped heap's live segment: the
-	 * daemon refuses it, saves it as heap.seg.damaged, starts from the
+	/* A root's name scribbled in the stopped heap's metadata (its meta
+	 * object, which only the daemon's user can write): the daemon
+	 * refuses it, saves it as heap.seg.damaged, starts from the
 	 * last image, and says how to repair the saved copy. */
-	snprintf(shm, sizeof(shm), "/dev/shm%s", t.shm);
+	snprintf(shm, sizeof(shm), "/dev/shm%s.meta", t.shm);
 	ck_assert_int_eq(seg_geometry(64u << 20, &g), 0);
 	ck_assert_int_ge(fd = open(shm, O_RDWR), 0);
 	c = 0x07;

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -146,6 +147,47 @@ START_TEST(garbage_bytes_then_good_client)
 	ck_assert_int_eq(r->error, EPROTO);
 	ck_assert(at_eof(fd));		/* garbage before Hello: closed */
 	close(fd);
+	still_serving();
+}
+END_TEST
+
+/* Descriptors the daemon has open: /proc/PID/fd's entries. */
+static int
+daemon_fds(void)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)td.pid);
+	ck_assert_ptr_nonnull(d = opendir(path));
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Each Hello passes two descriptors (the segment, its meta object read
+ * only); the daemon keeps neither once sent, and a connection that ends
+ * takes nothing else with it. */
+START_TEST(hello_keeps_no_descriptor)
+{
+	uint64_t end;
+	int before, i, fd, n;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	still_serving();
+	before = daemon_fds();
+	for (i = 0; i < 64; i++) {
+		fd = raw_hello();
+		close(fd);
+	}
+	/* The daemon closes its side when it reads the end: wait for it. */
+	for (end = now_ms() + 10000; (n = daemon_fds()) > before &&
+	    now_ms() < end;)
+		msleep(10);
+	ck_assert_int_eq(n, before);
 	still_serving();
 }
 END_TEST
@@ -660,8 +702,9 @@ START_TEST(socket_path_every_size)
 }
 END_TEST
 
-/* Allowed clients can write the whole segment: a slab table scribbled on
- * must get errors, never make the daemon walk or index out of bounds. */
+/* Clients map the slab table read-only, but the daemon's own user can
+ * write it: a slab table scribbled on must get errors, never make the
+ * daemon walk or index out of bounds. */
 START_TEST(scribbled_slab_table_survived)
 {
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
@@ -672,6 +715,7 @@ START_TEST(scribbled_slab_table_survived)
 	unsigned char *big, *small;
 	uint64_t sb, ss;
 	uint32_t saved, run;
+	struct shm_seg w;
 	int fd;
 
 	big = aclmalloc(5 << 20);	/* an extent */
@@ -680,10 +724,11 @@ START_TEST(scribbled_slab_table_survived)
 	ck_assert_ptr_nonnull(small);
 	sb = slab_index(&conn_seg, (uintptr_t)big);
 	ss = slab_index(&conn_seg, (uintptr_t)small);
+	td_seg_writable(&td, conn_seg.base, conn_seg.size, &w);
 	run = conn_seg.slabs[sb].run;
-	conn_seg.slabs[sb].run = UINT32_MAX;
+	w.slabs[sb].run = UINT32_MAX;
 	saved = atomic_load(&conn_seg.slabs[ss].word);
-	atomic_store(&conn_seg.slabs[ss].word,
+	atomic_store(&w.slabs[ss].word,
 	    SHM_SLAB_WORD(SHM_SMALL, 127, 0));	/* the largest it can say */
 	fd = raw_hello();
 	f.addr = (uintptr_t)big;
@@ -712,13 +757,15 @@ START_TEST(scribbled_slab_table_survived)
 	close(fd);
 	ck_assert_int_gt(td.pid, 0);
 	ck_assert_int_eq(kill(td.pid, 0), 0);
-	atomic_store(&conn_seg.slabs[ss].word, saved);
-	conn_seg.slabs[sb].run = run;
+	atomic_store(&w.slabs[ss].word, saved);
+	w.slabs[sb].run = run;
+	munmap(w.sb, w.size);
 	still_serving();
 }
 END_TEST
 
-/* The superblock is in memory every client can write: a checkpoint takes
+/* The superblock is read-only to clients, but the daemon's own user can
+ * write it (its meta object): a checkpoint takes
  * the heap's shape from the daemon's own geometry (it used to index by the
  * superblock's offsets and crash), and the image it writes says what is
  * true, not what was scribbled. */
@@ -726,23 +773,25 @@ START_TEST(scribbled_superblock_checkpoints)
 {
 	struct shm_super saved;
 	struct image_info info;
-	struct shm_seg off;
+	struct shm_seg off, w;
 	char img[400], err[512];
 	unsigned char *p;
 
 	ck_assert_ptr_nonnull(p = aclmalloc(3000));
 	memset(p, 0x6b, 3000);
 	ck_assert_int_eq(aclheap_root_set("kept", p), 0);
+	td_seg_writable(&td, conn_seg.base, conn_seg.size, &w);
 	memcpy(&saved, conn_seg.sb, sizeof(saved));
-	conn_seg.sb->magic = 0;
-	conn_seg.sb->bitmaps_off = UINT64_C(1) << 40;
-	conn_seg.sb->slabs_off = UINT64_MAX / 3;
-	conn_seg.sb->sides_off = 12345;
-	conn_seg.sb->data_off = 7;
-	conn_seg.sb->size = 1;
+	w.sb->magic = 0;
+	w.sb->bitmaps_off = UINT64_C(1) << 40;
+	w.sb->slabs_off = UINT64_MAX / 3;
+	w.sb->sides_off = 12345;
+	w.sb->data_off = 7;
+	w.sb->size = 1;
 	ck_assert_msg(aclheap_checkpoint() == 0, "%s", aclheap_last_error());
 	ck_assert_int_eq(kill(td.pid, 0), 0);
-	memcpy(conn_seg.sb, &saved, sizeof(saved));
+	memcpy(w.sb, &saved, sizeof(saved));
+	munmap(w.sb, w.size);
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
 	ck_assert_msg(image_load_offline(img, &off, &info, err, sizeof(err)) ==
 	    0, "%s", err);
@@ -1479,6 +1528,7 @@ daemon_suite(void)
 
 	tcase_add_checked_fixture(tc, up, down);
 	tcase_add_test(tc, garbage_bytes_then_good_client);
+	tcase_add_test(tc, hello_keeps_no_descriptor);
 	tcase_add_test(tc, oversized_frame_closed);
 	tcase_add_test(tc, malformed_and_unknown_messages);
 	tcase_add_test(tc, request_before_hello_refused);

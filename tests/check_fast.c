@@ -485,6 +485,7 @@ END_TEST
  */
 START_TEST(killed_giving_back)
 {
+	struct shm_seg w;
 	struct slab_block b;
 	uintptr_t *p;
 	uint32_t rec;
@@ -514,7 +515,9 @@ START_TEST(killed_giving_back)
 	ck_assert_uint_ne(atomic_load(&conn_seg.leases[rec - 1].mask), 0);
 	ck_assert_uint_eq(atomic_load(&conn_seg.leases[rec - 1].pending),
 	    b.slab + 1);
-	ck_assert_int_eq(slab_owner_move(&conn_seg, b.slab, 0), -EBUSY);
+	td_seg_writable(&td, conn_seg.base, conn_seg.size, &w);
+	ck_assert_int_eq(slab_owner_move(&w, b.slab, 0), -EBUSY);
+	munmap(w.sb, w.size);
 	ck_assert_uint_eq(slab_affinity(&conn_seg, b.slab), rec);
 	kill(pid, SIGKILL);
 	st = wait_child(pid, 10000);

@@ -752,13 +752,13 @@ END_TEST
  * changed blocks, freed small slabs and extents, new ones. */
 START_TEST(chain_reload_equals_live_heap)
 {
-	char img[400], path[200], err[1024], out[256];
+	char img[400], err[1024], out[256];
 	struct image_info info;
 	struct shm_seg live, off;
 	uint8_t *big[4];
 	uint64_t size = UINT64_C(256) << 20, o, n;
 	void *mem;
-	int fd, i;
+	int i;
 
 	td_stop(&td, SIGKILL);
 	td_shm_unlink(&td);
@@ -785,11 +785,7 @@ START_TEST(chain_reload_equals_live_heap)
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "(delta: 1 slabs changed)"));
 	td_stop(&td, SIGKILL);	/* nothing changes the segment after this */
 
-	snprintf(path, sizeof(path), "/dev/shm%s", td.shm);
-	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-	ck_assert_ptr_ne(mem, MAP_FAILED);
-	close(fd);
+	ck_assert_ptr_nonnull(mem = td_seg_map(&td, size, MAP_PRIVATE));
 	memset(&live, 0, sizeof(live));
 	seg_bind(&live, mem, TEST_BASE, size);
 	live.fd = -1;

@@ -30,7 +30,10 @@
  * Test cases: "client-writable" for what clients must be able to write
  * (bitmaps, side lines and in-slab side entries, lease records, block
  * data); "daemon-owned" for what only the daemon writes (superblock,
- * roots, slab table, sessions), which today is writable too: there the
+ * roots, slab table, sessions), which clients map read-only from the
+ * meta object (read-only: their stores fault, mprotect() is refused),
+ * and which the hostile here writes through the meta object itself, as
+ * only the daemon's own user (or root) can: there too the
  * write must not crash or hang the daemon.
  */
 #include "config.h"
@@ -841,10 +844,13 @@ hostile(void *arg)
 		return 1;
 	}
 	x.size = (uint64_t)st.st_size;
+	close(fd);
 	if (seg_geometry(x.size, &x.g) != 0)
 		return 2;
-	if ((x.m = mmap(NULL, x.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-	    0)) == MAP_FAILED)
+	/* With the meta object over the daemon's ranges, as the daemon sees
+	 * them: a client cannot write those (client_cannot_write_them), but
+	 * the daemon must survive it from whoever can. */
+	if ((x.m = td_seg_map(&td, x.size, MAP_SHARED)) == NULL)
 		return 3;
 	x.hwm = atomic_load(&((struct shm_super *)x.m)->slab_hwm);
 	if (x.hwm > x.g.nslabs)
@@ -1001,6 +1007,84 @@ START_TEST(scribble_daemon_owned)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* What a client maps of the daemon's ranges is read-only. */
+
+struct poke {
+	uintptr_t addr;
+	const char *what;
+};
+
+/* In a child of an attached process: the page cannot be made writable,
+ * and a store into it faults.  Exit 0 is a failure to fault. */
+static int
+poke(void *arg)
+{
+	struct poke *k = arg;
+	volatile uint8_t *b = (volatile uint8_t *)k->addr;
+	void *page = (void *)(k->addr & ~(uintptr_t)4095);
+
+	if (mprotect(page, 4096, PROT_READ | PROT_WRITE) == 0) {
+		fprintf(stderr, "%s: mprotect made it writable\n", k->what);
+		return 3;
+	}
+	if (errno != EACCES) {
+		fprintf(stderr, "%s: mprotect: %s\n", k->what, strerror(errno));
+		return 4;
+	}
+	*b = (uint8_t)(*b ^ 0x5a);
+	return 0;
+}
+
+START_TEST(client_cannot_write_them)
+{
+	struct shm_geom g;
+	struct poke k[8];
+	uint8_t before[8];
+	uint64_t own[SEG_OWN][2], size = (uint64_t)16 << 20;
+	void *blk;
+	int i, n = 0, st;
+
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	ck_assert_ptr_nonnull(blk = aclmalloc(100));
+	ck_assert_int_eq(aclheap_root_set("ro.root", blk), 0);
+	ck_assert_int_eq(seg_geometry(size, &g), 0);
+	seg_own_ranges(&g, own);
+	k[n++] = (struct poke){ TEST_BASE, "superblock" };
+	k[n++] = (struct poke){ TEST_BASE + g.roots_off, "roots" };
+	k[n++] = (struct poke){ TEST_BASE + own[0][1] - 1, "roots' end" };
+	k[n++] = (struct poke){ TEST_BASE + g.slabs_off, "slab table" };
+	k[n++] = (struct poke){ TEST_BASE + g.bitmaps_off - 1,
+	    "slab table's end" };
+	k[n++] = (struct poke){ TEST_BASE + g.sessions_off, "sessions" };
+	k[n++] = (struct poke){ TEST_BASE + g.data_off - 1, "sessions' end" };
+	for (i = 0; i < n; i++) {
+		before[i] = *(volatile uint8_t *)k[i].addr;
+		st = bounded(poke, &k[i], STEP_SECS);
+		ck_assert_msg(st != -1 && WIFSIGNALED(st) &&
+		    WTERMSIG(st) == SIGSEGV, "a client's store into the %s "
+		    "(0x%" PRIxPTR "): %s, not SIGSEGV", k[i].what, k[i].addr,
+		    status_str(st));
+		ck_assert_uint_eq(*(volatile uint8_t *)k[i].addr, before[i]);
+	}
+	/* What clients must write stays writable to them: a lease record's
+	 * page and the first slab's bitmap, and the data. */
+	memset(blk, 0x77, 100);
+	for (i = 0; i < 2; i++) {
+		uintptr_t a = TEST_BASE + (i == 0 ? g.leases_off :
+		    g.bitmaps_off);
+
+		ck_assert_int_eq(mprotect((void *)(a & ~(uintptr_t)4095), 4096,
+		    PROT_READ | PROT_WRITE), 0);
+	}
+	ck_assert_ptr_eq(aclheap_root_get("ro.root"), blk);
+	aclfree(blk);
+	aclheap_detach();
+	assert_alive("after the stores");
+	ck_assert_int_eq(tool("verify", NULL), 0);
+}
+END_TEST
+
 Suite *
 scribble_suite(void)
 {
@@ -1012,6 +1096,12 @@ scribble_suite(void)
 	tcase_add_loop_test(tc, scribble_client_writable, 0,
 	    (int)(sizeof(client_writable) / sizeof(client_writable[0])));
 	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("read-only");
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_test(tc, client_cannot_write_them);
+	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("daemon-owned");

@@ -271,6 +271,62 @@ td_stop(struct td *t, int sig)
 	return st;
 }
 
+/* The segment's meta object goes with it (shm/shm.h). */
+static void
+meta_unlink(const char *name)
+{
+	char m[300];
+
+	snprintf(m, sizeof(m), "%s.meta", name);
+	(void)shm_unlink(m);
+}
+
+/*
+ * Maps the live segment of t (size bytes) at an address of the kernel's
+ * choosing, with its meta object over the daemon's ranges, as every
+ * process sees it: MAP_PRIVATE (a copy) or MAP_SHARED.  NULL on error.
+ */
+void *
+td_seg_map(const struct td *t, uint64_t size, int flags)
+{
+	struct shm_super sb;
+	uint64_t own[3][2];
+	char m[300];
+	void *mem;
+	int fd, mfd, i;
+
+	snprintf(m, sizeof(m), "%s.meta", t->shm);
+	if ((fd = shm_open(t->shm, O_RDWR, 0)) == -1)
+		return NULL;
+	/* The ranges as the superblock gives them (seg_own_ranges()), so
+	 * that this links without the library's internals. */
+	if ((mfd = shm_open(m, O_RDWR, 0)) == -1 ||
+	    pread(mfd, &sb, sizeof(sb), 0) != (ssize_t)sizeof(sb) ||
+	    sb.magic != SHM_MAGIC || sb.data_off > size) {
+		if (mfd >= 0)
+			close(mfd);
+		close(fd);
+		return NULL;
+	}
+	own[0][0] = 0;
+	own[0][1] = sb.leases_off;
+	own[1][0] = sb.slabs_off;
+	own[1][1] = sb.bitmaps_off;
+	own[2][0] = sb.sessions_off;
+	own[2][1] = sb.data_off;
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+	for (i = 0; mem != MAP_FAILED && i < 3; i++)
+		if (mmap((char *)mem + own[i][0], own[i][1] - own[i][0],
+		    PROT_READ | PROT_WRITE, flags | MAP_FIXED, mfd,
+		    (off_t)own[i][0]) == MAP_FAILED) {
+			munmap(mem, size);
+			mem = MAP_FAILED;
+		}
+	close(fd);
+	close(mfd);
+	return mem == MAP_FAILED ? NULL : mem;
+}
+
 /* Removes the live segment, as a reboot would. */
 int
 td_shm_unlink(struct td *t)
@@ -279,12 +335,16 @@ td_shm_unlink(struct td *t)
 	int rc = -1;
 
 	name[0] = '\0';
-	if (shm_name_of(t, name, sizeof(name)) == 0)
+	if (shm_name_of(t, name, sizeof(name)) == 0) {
 		rc = shm_unlink(name);
+		meta_unlink(name);
+	}
 	/* A test may have removed the state folder since the daemon was
 	 * ready: the segment named then goes too. */
-	if (t->shm[0] != '\0' && strcmp(t->shm, name) != 0)
+	if (t->shm[0] != '\0' && strcmp(t->shm, name) != 0) {
 		(void)shm_unlink(t->shm);
+		meta_unlink(t->shm);
+	}
 	return rc;
 }
 

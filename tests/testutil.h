@@ -63,6 +63,7 @@ int	 td_stop(struct td *, int sig);
 int	 td_wait_exit(struct td *, int timeout_ms);
 void	 td_cleanup(struct td *);
 int	 td_shm_unlink(struct td *);
+void	*td_seg_map(const struct td *, uint64_t size, int flags);
 char	*td_log(struct td *);
 void	 td_log_wait(struct td *, const char *what, int n, int timeout_ms);
 int	 str_count(const char *hay, const char *needle);
@@ -108,5 +109,27 @@ void	 td_skip_note(const char *fn, const char *fmt, ...)
 /* 1 if this process may make mount namespaces (root, and the kernel and
  * container let it), else 0 with the reason in why. */
 int	 td_can_unshare_mounts(char *why, size_t len);
+
+/*
+ * The heap as the daemon sees it, writable everywhere: the segment with
+ * its meta object mapped read-write (only the daemon's user can do that;
+ * a client's own mapping of the daemon's ranges is read-only), bound as a
+ * segment at base for the library's functions.  For tests that scribble
+ * daemon-owned metadata or act as the daemon.  Inline, so that tests
+ * linked with the public library alone need nothing of shm/.
+ */
+#ifdef ACLHEAP_SHM_H
+#include <sys/mman.h>
+
+static inline void
+td_seg_writable(const struct td *t, uintptr_t base, uint64_t size,
+    struct shm_seg *out)
+{
+	void *m = td_seg_map(t, size, MAP_SHARED);
+
+	ck_assert_msg(m != NULL, "cannot map %s with its meta object", t->shm);
+	seg_bind(out, m, base, size);
+}
+#endif
 
 #endif /* ACLHEAP_TESTUTIL_H */
