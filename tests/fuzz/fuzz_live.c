@@ -183,7 +183,7 @@ static void
 restore(void)
 {
 	memcpy((void *)heap.seg.base, snap, snap_len);
-	(void)seg_decommit(heap.seg.fd, snap_len, heap.seg.nslabs <<
+	(void)seg_decommit(&heap.seg, snap_len, heap.seg.nslabs <<
 	    SHM_SLAB_SHIFT);
 	if (heap_rebuild(&heap) != 0)
 		die("the empty heap does not rebuild");
