@@ -473,7 +473,8 @@ pass_words(struct repair *r)
 {
 	struct shm_seg *seg = &r->seg;
 	uint64_t s;
-	uint32_t w, st;
+	uint64_t w;
+	uint32_t st;
 
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
@@ -566,7 +567,8 @@ pass_structure(struct repair *r)
 	struct shm_seg *seg = &r->seg;
 	struct shm_super *sb = seg->sb;
 	uint64_t s, next, bad, lost, t, top = 0, hwm, a;
-	uint32_t w, st, cls;
+	uint64_t w;
+	uint32_t st, cls;
 	const char *why;
 	char buf[96];
 
@@ -739,7 +741,8 @@ pass_blocks(struct repair *r)
 {
 	struct shm_seg *seg = &r->seg;
 	uint64_t s, next, hwm = atomic_load(&seg->sb->slab_hwm);
-	uint32_t w, st;
+	uint64_t w;
+	uint32_t st;
 
 	for (s = 0; s < hwm; s = next) {
 		next = s + 1;
@@ -766,7 +769,8 @@ static int
 in_live_block(const struct shm_seg *seg, uintptr_t a)
 {
 	uint64_t s, h, off;
-	uint32_t w, cls, i, cs;
+	uint64_t w;
+	uint32_t cls, i, cs;
 
 	if (!seg_in_data(seg, a))
 		return 0;

@@ -1259,7 +1259,7 @@ off_block(const struct shm_seg *seg, const void *p, uint32_t *cls,
 {
 	uintptr_t a = (uintptr_t)off_at(seg, p);
 	uint64_t s = slab_index(seg, a);
-	uint32_t w = atomic_load(&seg->slabs[s].word);
+	uint64_t w = atomic_load(&seg->slabs[s].word);
 
 	ck_assert_uint_eq(SHM_SLAB_STATE(w), SHM_SMALL);
 	*cls = SHM_SLAB_CLS(w);

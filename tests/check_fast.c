@@ -351,7 +351,7 @@ claims_announced(void)
 {
 	unsigned n = 0, i;
 
-	for (i = 0; i < SHM_LEASES; i++)
+	for (i = 0; i < seg_lease_hwm(&conn_seg); i++)
 		if (conn_seg.leases[i].owner_pid != 0 &&
 		    atomic_load(&conn_seg.leases[i].pending) != 0)
 			n++;
