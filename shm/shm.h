@@ -306,7 +306,8 @@ struct shm_super {
 
 /*
  * The layout is shared by every process mapping the segment, whatever
- * build it comes from, and an image copies it byte for byte (image.h):
+ * build it comes from, and an image copies it byte for byte, all but the
+ * lease records (image.h):
  * a change to any of these is a new SHM_VERSION.  The atomics must be
  * plain words, lock-free, as other processes use them.
  */
