@@ -442,6 +442,7 @@ pass_super(struct repair *r)
 	seg_super_stamp(sb, r->identity, r->seg.base, r->seg.size);
 	atomic_store(&sb->move_slab, 0);
 	sb->move_from = 0;
+	atomic_store(&sb->lease_hwm, 0);	/* no record: settled */
 #define DIFF(f, name) do {						\
 	if (memcmp(&old.f, &sb->f, sizeof(old.f)) != 0)			\
 		snprintf(what + strlen(what), sizeof(what) -		\
@@ -455,6 +456,7 @@ pass_super(struct repair *r)
 	DIFF(size, "size");
 	DIFF(slab_size, "slab size");
 	DIFF(nslabs, "slab count");
+	DIFF(nleases, "lease record count");
 	if (memcmp(&old.roots_off, &sb->roots_off, offsetof(struct shm_super,
 	    created) - offsetof(struct shm_super, roots_off)) != 0 ||
 	    old.sessions_off != sb->sessions_off)
