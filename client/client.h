@@ -104,6 +104,7 @@ struct fast_cache {
 #define FAST_TLS	__attribute__((tls_model("initial-exec")))
 extern _Thread_local struct fast_cache *fast_tcp FAST_TLS;
 extern const struct fast_cache fast_empty;
+extern _Atomic uint64_t fast_socket_allocs;
 #define fast_tc	(*fast_tcp)
 
 struct fast_cache *fast_thread(void);

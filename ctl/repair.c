@@ -489,6 +489,7 @@ pass_super(struct repair *r)
 	seg_super_stamp(sb, r->identity, r->seg.base, r->seg.size);
 	atomic_store(&sb->move_slab, 0);
 	sb->move_from = 0;
+	atomic_store(&sb->lease_hwm, 0);	/* no record: settled */
 #define DIFF(f, name) do {						\
 	if (memcmp(&old.f, &sb->f, sizeof(old.f)) != 0)			\
 		snprintf(what + strlen(what), sizeof(what) -		\
@@ -502,6 +503,7 @@ pass_super(struct repair *r)
 	DIFF(size, "size");
 	DIFF(slab_size, "slab size");
 	DIFF(nslabs, "slab count");
+	DIFF(nleases, "lease record count");
 	if (memcmp(&old.roots_off, &sb->roots_off, offsetof(struct shm_super,
 	    created) - offsetof(struct shm_super, roots_off)) != 0 ||
 	    old.sessions_off != sb->sessions_off)
@@ -520,7 +522,8 @@ pass_words(struct repair *r)
 {
 	struct shm_seg *seg = &r->seg;
 	uint64_t s;
-	uint32_t w, st;
+	uint64_t w;
+	uint32_t st;
 
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
@@ -613,7 +616,8 @@ pass_structure(struct repair *r)
 	struct shm_seg *seg = &r->seg;
 	struct shm_super *sb = seg->sb;
 	uint64_t s, next, bad, lost, t, top = 0, hwm, a;
-	uint32_t w, st, cls;
+	uint64_t w;
+	uint32_t st, cls;
 	const char *why;
 	char buf[96];
 
@@ -786,7 +790,8 @@ pass_blocks(struct repair *r)
 {
 	struct shm_seg *seg = &r->seg;
 	uint64_t s, next, hwm = atomic_load(&seg->sb->slab_hwm);
-	uint32_t w, st;
+	uint64_t w;
+	uint32_t st;
 
 	for (s = 0; s < hwm; s = next) {
 		next = s + 1;
@@ -813,7 +818,8 @@ static int
 in_live_block(const struct shm_seg *seg, uintptr_t a)
 {
 	uint64_t s, h, off;
-	uint32_t w, cls, i, cs;
+	uint64_t w;
+	uint32_t cls, i, cs;
 
 	if (!seg_in_data(seg, a))
 		return 0;

@@ -90,7 +90,7 @@ ref_ok(const struct heap *h, uint64_t ref)
 static int
 ref_slab_ok(const struct heap *h, uint64_t ref)
 {
-	uint32_t w;
+	uint64_t w;
 
 	if (ref & REF_LARGE)
 		return 1;
@@ -153,7 +153,8 @@ alloc_apply(struct heap *h, uint64_t ref, uint64_t size)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t s = REF_SLAB(ref), n, bit;
-	uint32_t i, cls, w;
+	uint64_t w;
+	uint32_t i, cls;
 
 	if (!ref_ok(h, ref))
 		return -EIO;
@@ -252,7 +253,7 @@ free_ungate(struct heap *h, uint64_t s, uint32_t o, uint32_t cls)
 {
 	struct shm_seg *seg = &h->seg;
 
-	if (o == 0 || o > SHM_LEASES || slab_affinity(seg, s) != 0 ||
+	if (o == 0 || o > seg_lease_hwm(seg) || slab_affinity(seg, s) != 0 ||
 	    seg->leases[o - 1].owner_pid == 0 || seg->leases[o - 1].cls != cls)
 		return;
 	slab_affinity_set(seg, s, o);
@@ -281,7 +282,7 @@ free_apply(struct heap *h, struct shm_session *ss, const uint64_t *arg,
 	struct shm_seg *seg = &h->seg;
 	uint64_t ref = arg[0], s = REF_SLAB(ref), n;
 	uint32_t o = (uint32_t)arg[2], cls = REF_CLS(ref), i = REF_INDEX(ref);
-	uint32_t w;
+	uint64_t w;
 	int lost = 0, rc;
 
 	if (ref & REF_LARGE) {
@@ -518,7 +519,7 @@ heap_redo_free(struct heap *h, struct shm_session *ss)
 
 	memcpy(arg, ss->arg, sizeof(arg));
 	if (!ref_ok(h, arg[0]) || !ref_slab_ok(h, arg[0]) ||
-	    arg[2] > SHM_LEASES)
+	    arg[2] > seg_lease_hwm(&h->seg))
 		return -1;
 	if (free_apply(h, ss, arg, free_at, 1) != 0)
 		return 1;	/* not gated: nothing was done */
@@ -535,7 +536,7 @@ heap_redo_realloc(struct heap *h, struct shm_session *ss)
 
 	memcpy(arg, ss->arg, sizeof(arg));
 	if (arg[0] < RA_SMALL || arg[0] > RA_MOVE || !ref_ok(h, arg[1]) ||
-	    arg[5] > SHM_LEASES || (arg[0] == RA_MOVE && !ref_ok(h, arg[4])) ||
+	    arg[5] > seg_lease_hwm(&h->seg) || (arg[0] == RA_MOVE && !ref_ok(h, arg[4])) ||
 	    ((arg[0] == RA_GROW || arg[0] == RA_SHRINK) && (arg[4] == 0 ||
 	    arg[4] > h->seg.nslabs - REF_SLAB(arg[1]))) ||
 	    (arg[0] == RA_SMALL && (arg[1] & REF_LARGE)) ||

@@ -367,10 +367,14 @@ job_prepare(int dump)
 		(void)heap_reclaim_sweep(H);
 	if (seg_geometry(seg->size, &g) != 0)
 		goto fail;
+	/* Laid out as the segment, but the lease region is neither copied
+	 * nor written (shm/image.h): it stays a hole of the allocation. */
 	j->meta_len = g.bitmaps_off;
 	if ((j->meta = malloc(j->meta_len)) == NULL)
 		goto fail;
-	memcpy(j->meta, seg->sb, j->meta_len);
+	memcpy(j->meta, seg->sb, g.leases_off);
+	memcpy(j->meta + g.slabs_off, (char *)seg->sb + g.slabs_off,
+	    g.bitmaps_off - g.slabs_off);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image
@@ -378,7 +382,9 @@ job_prepare(int dump)
 	sb->magic = SHM_MAGIC;
 	seg_super_stamp(sb, H->identity, seg->base, seg->size);
 	atomic_store(&sb->generation, 0);
-	j->meta_hash = image_hash(j->meta, j->meta_len);
+	atomic_store(&sb->lease_hwm, 0);	/* the image carries no record */
+	j->meta_hash = image_hash_seeded(j->meta + g.slabs_off,
+	    g.bitmaps_off - g.slabs_off, image_hash(j->meta, g.leases_off));
 	atomic_store(&sb->generation, j->generation);
 	if (dump) {
 		j->kind = CKPT_FULL;

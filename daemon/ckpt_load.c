@@ -121,10 +121,16 @@ load_commit(const struct shm_seg *seg)
 {
 	const struct shm_super *sb = seg->sb;
 	uint64_t s, run;
-	uint32_t w;
+	uint64_t w;
 	int rc;
 
-	if ((rc = seg_commit(seg, 0, sb->bitmaps_off)) != 0 ||
+	/* Not the lease region: records are committed as they are handed
+	 * out (those below an image's mark, which settling clears, too). */
+	if ((rc = seg_commit(seg, 0, sb->leases_off)) != 0 ||
+	    (rc = seg_commit_leases((struct shm_seg *)seg, 0,
+	    seg_lease_hwm(seg))) != 0 ||
+	    (rc = seg_commit(seg, sb->slabs_off, sb->bitmaps_off -
+	    sb->slabs_off)) != 0 ||
 	    (rc = seg_commit(seg, sb->sessions_off,
 	    SHM_SESSIONS * sizeof(struct shm_session))) != 0)
 		return rc;

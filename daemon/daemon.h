@@ -82,7 +82,8 @@ struct heap {
 	uint32_t class_cap[SHM_NCLASSES];
 	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
 	uint32_t cur_hint[SHM_NCLASSES];
-	struct lease_owner owners[SHM_LEASES];
+	struct lease_owner owners[SHM_LEASES];	/* [0, lease_hwm) used */
+	uint32_t lease_hint;		/* no free record below it */
 	struct conn *sessions[SHM_SESSIONS];	/* bound sessions (journal.h) */
 	int lockfd;			/* the segment lock (seglock.c), -1 */
 	pid_t lock_pid;			/* the pid recorded in it */

@@ -277,7 +277,8 @@ heap_rebuild(struct heap *h)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t s, t, words = (seg->nslabs + 63) / 64;
-	uint32_t w, i;
+	uint64_t w;
+	uint32_t i;
 	int rc;
 
 	free(h->free_map);
@@ -296,6 +297,7 @@ heap_rebuild(struct heap *h)
 	}
 	for (i = 0; i < SHM_LEASES; i++)
 		h->owners[i].conn = NULL;
+	h->lease_hint = 0;
 	slab_owner_move_undo(seg);
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);
@@ -554,7 +556,8 @@ heap_slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
 static int64_t
 slab_for_daemon(struct heap *h, uint32_t cls)
 {
-	uint32_t i, t, w;
+	uint64_t w;
+	uint32_t i, t;
 	int pass;
 
 	for (pass = 0; pass < 2; pass++)
@@ -588,7 +591,8 @@ heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 	struct shm_seg *seg = &h->seg;
 	_Atomic uint64_t *bm;
 	uint64_t freebits;
-	uint32_t tries, w, nw = (slab_class_nblocks[cls] + 63) / 64;
+	uint64_t w;
+	uint32_t tries, nw = (slab_class_nblocks[cls] + 63) / 64;
 	int64_t s;
 
 	/* Each slab is tried once at most: one that has room by its bits
@@ -756,7 +760,7 @@ void
 heap_maybe_reclaim(struct heap *h, uint32_t cls, uint64_t s, uint32_t index)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t w = atomic_load(&seg->slabs[s].word);
+	uint64_t w = atomic_load(&seg->slabs[s].word);
 
 	if (SHM_SLAB_LEASE(w) == 0 && atomic_load_explicit(&slab_bitmap(seg,
 	    s)[index / 64], memory_order_relaxed) == 0 && slab_empty(seg, s))

@@ -41,7 +41,8 @@ static void
 lease_unmark(struct heap *h, uint32_t rec)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t s = seg->leases[rec].slab, w;
+	uint32_t s = seg->leases[rec].slab;
+	uint64_t w;
 
 	if (s >= seg->nslabs)
 		return;
@@ -92,10 +93,11 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	struct shm_seg *seg = &h->seg;
 	struct shm_lease *l;
 	uint64_t mask, bit;
-	uint32_t w, word, set, owner, cls;
+	uint64_t w;
+	uint32_t word, set, owner, cls;
 	uintptr_t sd;
 
-	if (rec >= SHM_LEASES || seg->leases[rec].owner_pid == 0)
+	if (rec >= seg_lease_hwm(seg) || seg->leases[rec].owner_pid == 0)
 		return -EINVAL;
 	l = &seg->leases[rec];
 	set = atomic_load(&l->set_slab);
@@ -129,6 +131,8 @@ heap_lease_release(struct heap *h, uint32_t rec)
 	l->owner_start = 0;
 	l->owner_pid = 0;
 	h->owners[rec].conn = NULL;
+	if (rec < h->lease_hint)
+		h->lease_hint = rec;
 	return 0;
 }
 
@@ -145,7 +149,7 @@ lease_rebuild(struct heap *h)
 	struct shm_seg *seg = &h->seg;
 	uint32_t i, n, kept;
 
-	for (i = 0, n = 0, kept = 0; i < SHM_LEASES; i++) {
+	for (i = 0, n = 0, kept = 0; i < seg_lease_hwm(seg); i++) {
 		if (seg->leases[i].owner_pid == 0)
 			continue;
 		if (!lease_owner_alive(&seg->leases[i])) {
@@ -161,12 +165,43 @@ lease_rebuild(struct heap *h)
 		for (n = 0; n < h->class_n[i]; n++) {
 			uint32_t a = slab_affinity(seg, h->class_slabs[i][n]);
 
-			if (a != 0 && (a > SHM_LEASES ||
+			if (a != 0 && (a > seg_lease_hwm(seg) ||
 			    seg->leases[a - 1].owner_pid == 0 ||
 			    seg->leases[a - 1].cls != i))
 				slab_affinity_set(seg,
 				    h->class_slabs[i][n], 0);
 		}
+}
+
+/*
+ * A free lease record for a new lease: the lowest one below the high-water
+ * mark that nobody holds (a record a thread gave back at its exit serves
+ * the next thread, so the records in use stay dense at the bottom of the
+ * region), else the one at the mark, whose page is committed before the
+ * mark rises past it: clients write their records, and an uncommitted page
+ * on a full /dev/shm would be a SIGBUS in the client, not an error here.
+ * -EBUSY when all nleases are held (the heap has no slab left for another
+ * lease anyway: a lease holds a slab of its own).
+ */
+static int
+lease_record_free(struct heap *h, uint32_t *recp)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t hwm = seg_lease_hwm(seg), rec;
+	int rc;
+
+	for (rec = h->lease_hint < hwm ? h->lease_hint : hwm; rec < hwm; rec++)
+		if (seg->leases[rec].owner_pid == 0) {
+			*recp = h->lease_hint = rec;
+			return 0;
+		}
+	if (hwm >= seg->nleases)
+		return -EBUSY;
+	if ((rc = seg_commit_leases(seg, hwm, hwm + 1)) != 0)
+		return rc;
+	atomic_store(&seg->sb->lease_hwm, hwm + 1);
+	*recp = h->lease_hint = hwm;
+	return 0;
 }
 
 /*
@@ -184,16 +219,17 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
     uint64_t *startp)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t rec, i, w, best_free = 0, f;
+	uint64_t w;
+	uint32_t rec, i, best_free = 0, f;
 	uint64_t start = 0;
 	int64_t s = -1;
-	int pass;
+	int pass, rc;
 
 	if (cls >= SHM_NCLASSES)
 		return -EINVAL;
 	if (renew != 0) {
 		rec = renew - 1;
-		if (rec >= SHM_LEASES || h->owners[rec].conn != c ||
+		if (rec >= seg_lease_hwm(seg) || h->owners[rec].conn != c ||
 		    seg->leases[rec].cls != cls)
 			return -EINVAL;
 		start = seg->leases[rec].owner_start;
@@ -202,11 +238,8 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 		 * told from one of a later process with the same pid. */
 		if ((start = proc_start(pid)) == PROC_UNKNOWN)
 			return -EMFILE;
-		for (rec = 0; rec < SHM_LEASES; rec++)
-			if (seg->leases[rec].owner_pid == 0)
-				break;
-		if (rec == SHM_LEASES)
-			return -EBUSY;
+		if ((rc = lease_record_free(h, &rec)) != 0)
+			return rc;
 	}
 	/* The unleased slab of the class with the most room, if it has at
 	 * least a quarter of its blocks free and no other live lease has it
@@ -325,11 +358,13 @@ int
 heap_redo_lease(struct heap *h, struct shm_session *ss)
 {
 	struct shm_seg *seg = &h->seg;
-	uint32_t rec = (uint32_t)ss->arg[0], w;
+	uint32_t rec = (uint32_t)ss->arg[0];
+	uint64_t w;
 	uint64_t s = ss->arg[1], st;
 	struct shm_lease *l;
 
-	if (rec >= SHM_LEASES || s >= seg->nslabs || ss->arg[2] >= SHM_NCLASSES)
+	if (rec >= seg_lease_hwm(seg) || s >= seg->nslabs ||
+	    ss->arg[2] >= SHM_NCLASSES)
 		return -1;
 	l = &seg->leases[rec];
 	/* Its process died while we were down (the rebuild gave back what
@@ -379,7 +414,7 @@ heap_redo_release(struct heap *h, struct shm_session *ss)
 {
 	uint32_t rec = (uint32_t)ss->arg[0];
 
-	if (rec >= SHM_LEASES)
+	if (rec >= seg_lease_hwm(&h->seg))
 		return -1;
 	if (h->seg.leases[rec].owner_pid != 0)
 		(void)heap_lease_release(h, rec);
@@ -398,7 +433,7 @@ heap_conn_gone(struct heap *h, struct conn *c)
 {
 	uint32_t i;
 
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0; i < seg_lease_hwm(&h->seg); i++) {
 		if (h->owners[i].conn != c)
 			continue;
 		h->owners[i].conn = NULL;
@@ -414,7 +449,7 @@ heap_reap_leases(struct heap *h)
 {
 	uint32_t i, n = 0;
 
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0; i < seg_lease_hwm(&h->seg); i++) {
 		assert(h->owners[i].conn == NULL ||
 		    h->seg.leases[i].owner_pid != 0);
 		if (h->seg.leases[i].owner_pid == 0 || h->owners[i].conn != NULL)
@@ -433,7 +468,7 @@ heap_conn_adopt(struct heap *h, struct conn *c, pid_t pid)
 	uint64_t start = proc_start(pid);
 	uint32_t i, n = 0;
 
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0; i < seg_lease_hwm(&h->seg); i++) {
 		/* Same pid and same start: the same process, not a reuse. */
 		if (h->seg.leases[i].owner_pid == (uint32_t)pid &&
 		    h->seg.leases[i].owner_start == start &&
@@ -450,7 +485,7 @@ heap_conn_leases(const struct heap *h, const struct conn *c)
 {
 	uint32_t i, n = 0;
 
-	for (i = 0; i < SHM_LEASES; i++)
+	for (i = 0; i < seg_lease_hwm(&h->seg); i++)
 		if (h->owners[i].conn == c)
 			n++;
 	return n;

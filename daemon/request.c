@@ -513,7 +513,8 @@ req_blocks(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	const Aclheap__Blocks *m = q->blocks;
 	struct shm_seg *seg = &server.heap->seg;
 	uint64_t s, hi = m->hi ? m->hi : UINT64_MAX;
-	uint32_t w, cls, i = 0, first;
+	uint64_t w;
+	uint32_t cls, i = 0, first;
 	size_t n = 0;
 	int full = 0;
 
@@ -618,9 +619,9 @@ req_lease(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	case 0:
 		break;
 	case -EBUSY:
-		snprintf(err, errlen, "the lease table is full (%d leases "
+		snprintf(err, errlen, "the lease table is full (%u leases "
 		    "held); small blocks go through aclheapd until one is "
-		    "released", SHM_LEASES);
+		    "released", server.heap->seg.nleases);
 		return rc;
 	case -EINVAL:
 		snprintf(err, errlen, "no lease of class %u to renew for this "
@@ -652,7 +653,8 @@ req_release(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	uint32_t rec = q->release->record;
 
 	(void)r;
-	if (rec >= SHM_LEASES || server.heap->owners[rec].conn != c) {
+	if (rec >= seg_lease_hwm(&server.heap->seg) ||
+	    server.heap->owners[rec].conn != c) {
 		snprintf(err, errlen, "lease %u is not yours", rec);
 		return -EINVAL;
 	}

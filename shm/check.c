@@ -61,8 +61,8 @@ struct listed {
 };
 
 struct lease_index {
-	struct listed e[SHM_LEASES];
 	int n;
+	struct listed e[];	/* one per record below lease_hwm */
 };
 
 static int
@@ -76,14 +76,15 @@ listed_cmp(const void *a, const void *b)
 }
 
 static void
-lease_index_build(const struct shm_seg *seg, struct lease_index *li)
+lease_index_build(const struct shm_seg *seg, struct lease_index *li,
+    uint32_t n)
 {
 	struct shm_lease *l;
 	uint64_t mask;
 	int i;
 
 	li->n = 0;
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0; i < (int)n; i++) {
 		l = (struct shm_lease *)&seg->leases[i];
 		if (l->owner_pid == 0 ||
 		    (mask = atomic_load(&l->mask)) == 0)
@@ -129,7 +130,8 @@ check_listed(const struct shm_seg *seg, const struct lease_index *li,
 {
 	const struct listed *e;
 	uint64_t bits, m;
-	uint32_t w, cls, i;
+	uint64_t w;
+	uint32_t cls, i;
 	int k;
 
 	for (k = 0; k < li->n; k++) {
@@ -170,8 +172,22 @@ check_listed(const struct shm_seg *seg, const struct lease_index *li,
 struct walk {
 	int looks;
 	uint64_t hwm;
+	uint32_t lease_hwm;	/* records that may be named: [0, this) */
 	const struct lease_index *li;
 };
+
+/* Whether a slab word may name lease record + 1 v: none, or one below the
+ * lease high-water mark.  The daemon raises the mark before it names a
+ * record, so a name seen above the mark read at the start is checked
+ * again against the mark read after it. */
+static int
+lease_named_ok(const struct shm_seg *seg, struct walk *wk, uint32_t v)
+{
+	if (v <= wk->lease_hwm)
+		return 1;
+	wk->lease_hwm = seg_lease_hwm(seg);
+	return v <= wk->lease_hwm;
+}
 
 /*
  * I2 (blocks past the class's), I3 and I5 for a small slab or span head s
@@ -412,8 +428,8 @@ gated(const struct shm_seg *seg, uint64_t s)
 /* I2 for a small slab (or span head) s and I6 for its word, then its
  * blocks. */
 static int
-check_small_slab(const struct shm_seg *seg, uint64_t s, uint32_t w,
-    const struct walk *wk, struct shm_report *r, uint64_t *next, char *err,
+check_small_slab(const struct shm_seg *seg, uint64_t s, uint64_t w,
+    struct walk *wk, struct shm_report *r, uint64_t *next, char *err,
     size_t errlen)
 {
 	uint32_t cls = SHM_SLAB_CLS(w), lease = SHM_SLAB_LEASE(w);
@@ -433,8 +449,9 @@ check_small_slab(const struct shm_seg *seg, uint64_t s, uint32_t w,
 		    "by %u", s, lease - 1u, SHM_SLAB_OWNER(w));
 	if (cls >= SHM_NCLASSES)
 		FAIL("I2", "slab %" PRIu64 " has class %u", s, cls);
-	if (lease > SHM_LEASES)
-		FAIL("I6", "slab %" PRIu64 " names lease %u", s, lease);
+	if (!lease_named_ok(seg, wk, lease))
+		FAIL("I6", "slab %" PRIu64 " names lease %u of %u handed out", s,
+		    lease, wk->lease_hwm);
 	n = slab_class_slabs[cls];
 	if (n > seg->nslabs - s)
 		FAIL("I2", "span at slab %" PRIu64 " runs %" PRIu64 " slabs "
@@ -492,7 +509,8 @@ check_slab(const struct shm_seg *seg, uint64_t s, struct walk *wk,
 {
 	const struct shm_slab *sl = &seg->slabs[s];
 	uint64_t h;
-	uint32_t w, st;
+	uint64_t w;
+	uint32_t st;
 
 	*next = s + 1;
 	w = atomic_load(&((struct shm_slab *)sl)->word);
@@ -504,7 +522,8 @@ check_slab(const struct shm_seg *seg, uint64_t s, struct walk *wk,
 	if (st != SHM_FREE && s >= wk->hwm)
 		FAIL("I7", "slab %" PRIu64 " is in use above the high-water "
 		    "mark %" PRIu64, s, wk->hwm);
-	if (SHM_SLAB_OWNER(w) > SHM_LEASES || (SHM_SLAB_OWNER(w) != 0 &&
+	if (!lease_named_ok(seg, wk, SHM_SLAB_OWNER(w)) ||
+	    (SHM_SLAB_OWNER(w) != 0 &&
 	    st != SHM_SMALL && st != SHM_RECLAIMING))
 		FAIL("I6", "slab %" PRIu64 " (state %u) names owner %u", s, st,
 		    SHM_SLAB_OWNER(w));
@@ -589,17 +608,26 @@ check_heap(const struct shm_seg *seg, struct shm_report *rep, int looks,
 	struct pages pg;
 	struct walk wk;
 	uint64_t s, next;
+	uint32_t lease_hwm;
 	int rc, tries;
 
 	memset(r, 0, sizeof(*r));
 	wk.looks = looks;
 	if ((rc = check_top(seg, &wk, r, err, errlen)) != 0)
 		return rc;
-	if ((li = malloc(sizeof(*li))) == NULL) {
+	lease_hwm = atomic_load(&((struct shm_super *)seg->sb)->lease_hwm);
+	if (lease_hwm > seg->nleases)
+		FAIL("I6", "lease high-water mark %u is past the %u records",
+		    lease_hwm, seg->nleases);
+	/* Records at or above the mark were never handed out, and their
+	 * pages may be holes: not read (reading would commit them). */
+	wk.lease_hwm = lease_hwm;
+	if ((li = malloc(sizeof(*li) + lease_hwm * sizeof(li->e[0]))) ==
+	    NULL) {
 		snprintf(err, errlen, "no memory to check the heap");
 		return -ENOMEM;
 	}
-	lease_index_build(seg, li);
+	lease_index_build(seg, li, lease_hwm);
 	wk.li = li;
 	if (looks == 1 && (rc = check_listed(seg, li, err, errlen)) != 0)
 		goto out;
@@ -647,7 +675,8 @@ void
 shm_stats(const struct shm_seg *seg, struct shm_stats *st)
 {
 	uint64_t s, req;
-	uint32_t w, cls, used, claimed;
+	uint64_t w;
+	uint32_t cls, used, claimed;
 	int i;
 
 	memset(st, 0, sizeof(*st));

@@ -230,7 +230,8 @@ static int
 check_store_inband(const struct shm_seg *seg, struct shm_seg *check,
     uint64_t s, const uint8_t *data)
 {
-	uint32_t w = atomic_load(&check->slabs[s].word), cls, off;
+	uint64_t w = atomic_load(&check->slabs[s].word);
+	uint32_t cls, off;
 	char *dst;
 
 	cls = SHM_SLAB_CLS(w);
@@ -414,8 +415,8 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	struct writer w;
 	struct batch b;
 	struct shm_geom g;
-	const void *parts[1];
-	size_t lens[1];
+	const void *parts[2];
+	size_t lens[2];
 	uint64_t s, h, d;
 	int rc;
 
@@ -434,7 +435,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	hdr.nslabs = seg->nslabs;
 	hdr.generation = sp->generation;
 	hdr.time = sp->time != 0 ? sp->time : (uint64_t)time(NULL);
-	hdr.meta_len = sp->meta_len;
+	hdr.meta_len = image_meta_len(&g);
 	hdr.kind = sp->kind;
 	hdr.seq = sp->seq;
 	hdr.base_generation = sp->base_generation;
@@ -451,12 +452,18 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 		return -ENOMEM;
 	XXH3_64bits_reset_withSeed(w.digest, w.seed);
 	XXH3_64bits_update(w.digest, &hdr.hash, sizeof(hdr.hash));
+	/* The lease region stays out (image.h). */
 	parts[0] = sp->meta;
-	lens[0] = sp->meta_len;
-	if ((rc = write_section(&w, IMG_META, 0, 0, parts, lens, 1)) != 0)
+	lens[0] = g.leases_off;
+	parts[1] = sp->meta + g.slabs_off;
+	lens[1] = g.bitmaps_off - g.slabs_off;
+	if ((rc = write_section(&w, IMG_META, 0, 0, parts, lens, 2)) != 0)
 		goto out;
-	if (sp->check != NULL)
-		memcpy(sp->check->sb, sp->meta, sp->meta_len);
+	if (sp->check != NULL) {
+		memcpy(sp->check->sb, parts[0], lens[0]);
+		memcpy((char *)sp->check->sb + g.slabs_off, parts[1], lens[1]);
+		atomic_store(&sp->check->sb->lease_hwm, 0);
+	}
 	b.bm = malloc(IMAGE_BATCH * SHM_BITMAP_BYTES);
 	b.sd = malloc(IMAGE_BATCH * SHM_SIDE_BYTES);
 	b.data = malloc(IMAGE_BATCH << SHM_SLAB_SHIFT);

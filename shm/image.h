@@ -9,8 +9,9 @@
  *   |          slab size, nslabs, generation, time, meta_len, kind, |
  *   |          seq, base/parent generation, parent digest, hash     |
  *   +--------------------------------------------------------------+
- *   | section  META: segment bytes [0, meta_len): superblock,      |
- *   |          roots, lease records, slab table                     |
+ *   | section  META: segment bytes [0, leases_off) and then      |
+ *   |          [slabs_off, bitmaps_off): superblock, roots, slab    |
+ *   |          table (meta_len bytes in all; no lease records)      |
  *   +--------------------------------------------------------------+
  *   | section  RUN first=s count=n: bitmaps, side arrays and data   |
  *   |          of slabs s .. s+n-1 (n <= IMAGE_RUN_MAX)             |
@@ -54,7 +55,10 @@
  * and its side entries are copied moments apart while clients claim and
  * free.  Every reader therefore settles what it loaded (image_settle):
  * bitmaps are rebuilt from the side entries, the only record of which
- * blocks are live, and lease records are dropped.
+ * blocks are live, and lease records are dropped.  So an image does not
+ * carry them at all (layout 7): the lease region can be as large as the
+ * heap has slabs without a checkpoint copying, hashing or writing it, and
+ * a reader leaves it zero (lease_hwm 0: no record handed out).
  */
 #ifndef ACLHEAP_IMAGE_H
 #define ACLHEAP_IMAGE_H
@@ -168,7 +172,8 @@ struct image_info {
  * differs from prev.  next, if not NULL, receives each slab's hash as
  * written (0: free).  check, if not NULL, is a scratch heap that receives
  * meta and every copied bitmap and side array: what a reader of the
- * image would see, for image_check_scratch().
+ * image would see, for image_check_scratch().  meta is laid out as the
+ * segment, bitmaps_off bytes, of which the lease region is not read.
  */
 struct image_spec {
 	const struct shm_seg *seg;
@@ -190,9 +195,16 @@ struct image_out {
 	uint64_t digest;	/* what the next delta names */
 };
 
+/* The META section's length: the metadata without the lease region. */
+static inline uint64_t
+image_meta_len(const struct shm_geom *g)
+{
+	return g->leases_off + (g->bitmaps_off - g->slabs_off);
+}
+
 /* A slab whose bitmap, side array and data an image carries. */
 static inline int
-image_slab_used(uint32_t word)
+image_slab_used(uint64_t word)
 {
 	return SHM_SLAB_STATE(word) != SHM_FREE;
 }

@@ -173,7 +173,7 @@ image_read_chain_upto(const char *path, uint32_t links, image_put_fn put,
 		goto out;
 	}
 	if (seg_geometry(base.size, &g) != 0 || g.nslabs != base.nslabs ||
-	    base.meta_len != g.bitmaps_off) {
+	    base.meta_len != image_meta_len(&g)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, base.size,
 		    base.nslabs);
@@ -310,15 +310,18 @@ image_settle(struct shm_seg *seg)
 void
 image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
 {
-	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits;
-	uint32_t w, cls, nw, i, k;
+	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits, w;
+	uint32_t cls, nw, i, k;
 	uintptr_t sd;
 	uint8_t *buf = NULL;
 	int moved;
 
 	if (hwm > seg->nslabs)
 		hwm = seg->nslabs;
-	memset(seg->leases, 0, SHM_LEASES * sizeof(struct shm_lease));
+	/* Only the records ever handed out can hold anything (an image
+	 * carries none): clearing the rest would commit their pages. */
+	memset(seg->leases, 0, seg_lease_hwm(seg) * sizeof(struct shm_lease));
+	atomic_store(&seg->sb->lease_hwm, 0);
 	/* The processes the sessions were for are gone with the heap's
 	 * last life; no journal of an image is in flight (a checkpoint is
 	 * taken between requests). */

@@ -219,8 +219,8 @@ pipeline_finish(struct pipeline *p)
 
 /*
  * Streams a payload from fd: the parts to the offsets in offs[], each
- * lens[] long, through the pipeline (and, if tee is not NULL, into tee as
- * well).  Verifies the trailer, seeded with seed; *hp is the payload's
+ * lens[] long, through the pipeline (and, if tee is not NULL, into tee at
+ * the same offsets as well).  Verifies the trailer, seeded with seed; *hp is the payload's
  * hash.  *bad: 1 for a checksum mismatch, 2 when storing failed.  If ph is
  * not NULL, part i is made of pieces of piece[i] bytes (a divisor of
  * CHUNK), and ph[i * npieces + k] receives the hash of its piece k.
@@ -232,7 +232,7 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
     int *bad)
 {
 	XXH3_state_t *st;
-	uint64_t off, n, h, at = 0, x;
+	uint64_t off, n, h, x;
 	char *buf;
 	int i, rc = 0;
 
@@ -248,12 +248,11 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 				break;
 			XXH3_64bits_update(st, buf, n);
 			if (tee != NULL)
-				memcpy(tee + at, buf, n);
+				memcpy(tee + offs[i] + off, buf, n);
 			for (x = 0; ph != NULL && x + piece[i] <= n;
 			    x += piece[i])
 				ph[(uint64_t)i * npieces + (off + x) / piece[i]] =
 				    XXH3_64bits(buf + x, piece[i]);
-			at += n;
 			if ((rc = pipeline_put(pl, offs[i] + off, n)) != 0) {
 				*bad = 2;
 				break;
@@ -328,8 +327,10 @@ section_place(struct link_read *r, const struct image_section *s,
 			LR_FAIL(r, "metadata section misplaced or of wrong "
 			    "length");
 		offs[0] = 0;
-		lens[0] = s->len;
-		*nparts = 1;
+		lens[0] = r->g.leases_off;
+		offs[1] = r->g.slabs_off;
+		lens[1] = r->g.bitmaps_off - r->g.slabs_off;
+		*nparts = 2;
 		snprintf(r->what + at, sizeof(r->what) - at, " (metadata)");
 		return 0;
 	case IMG_RUN:
@@ -467,7 +468,7 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 		return rc;
 	}
 	if (seg_geometry(h->size, &r.g) != 0 || r.g.nslabs != h->nslabs ||
-	    h->meta_len != r.g.bitmaps_off) {
+	    h->meta_len != image_meta_len(&r.g)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, h->size,
 		    h->nslabs);

@@ -38,10 +38,19 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	uint64_t off = SHM_SUPER_BYTES;
 
 	g->nslabs = n;
+	/* A lease holds a slab no other lease has (daemon/lease.c), so a
+	 * heap never has more records in use than slabs: as many records as
+	 * slabs, in whole pages, up to SHM_LEASES.  The region is address
+	 * space, committed a page at a time as records are first handed out
+	 * (seg_commit_leases()). */
+	g->nleases = (uint32_t)ROUND_UP(n < SHM_LEASES ? n : SHM_LEASES,
+	    SHM_LEASES_PAGE);
+	if (g->nleases == 0)
+		g->nleases = SHM_LEASES_PAGE;
 	g->roots_off = off;
 	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
 	g->leases_off = off;
-	off = ROUND_UP(off + SHM_LEASES * sizeof(struct shm_lease), PAGE);
+	off += (uint64_t)g->nleases * sizeof(struct shm_lease);
 	g->slabs_off = off;
 	off = ROUND_UP(off + n * sizeof(struct shm_slab), PAGE);
 	g->bitmaps_off = off;
@@ -69,7 +78,7 @@ int
 seg_geometry(uint64_t size, struct shm_geom *g)
 {
 	uint64_t n, per = SHM_SLAB_SIZE + sizeof(struct shm_slab) +
-	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES;
+	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES + sizeof(struct shm_lease);
 
 	if (size < SHM_SIZE_MIN || size > SHM_SIZE_MAX ||
 	    size % SHM_SLAB_SIZE != 0)
@@ -247,6 +256,7 @@ seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
 	seg->base = base;
 	seg->size = size;
 	seg->nslabs = g.nslabs;
+	seg->nleases = g.nleases;
 	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
 	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
 	seg->sessions = (struct shm_session *)((char *)mem + g.sessions_off);
@@ -508,6 +518,21 @@ seg_commit_sessions(const struct shm_seg *seg, const struct shm_geom *g)
 	    SHM_SESSIONS * sizeof(struct shm_session));
 }
 
+/* Lease records [from, to) (whole pages of them) are about to be handed
+ * out for the first time: committed before any client writes one, so a
+ * full /dev/shm is an error reply, never a SIGBUS. */
+int
+seg_commit_leases(struct shm_seg *seg, uint32_t from, uint32_t to)
+{
+	uint64_t lo = from / SHM_LEASES_PAGE * PAGE;
+	uint64_t hi = ROUND_UP(to, SHM_LEASES_PAGE) / SHM_LEASES_PAGE * PAGE;
+	uint64_t off = (uint64_t)((char *)seg->leases - (char *)seg->sb);
+
+	if (to > seg->nleases || from >= to)
+		return from >= to ? 0 : -EINVAL;
+	return seg_commit(seg, off + lo, hi - lo);
+}
+
 /* fallocate() over [off, off + len) of the segment, each piece in the
  * object that holds it. */
 static int
@@ -562,6 +587,7 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 	sb->size = size;
 	sb->slab_size = SHM_SLAB_SIZE;
 	sb->nslabs = g.nslabs;
+	sb->nleases = g.nleases;
 	sb->roots_off = g.roots_off;
 	sb->leases_off = g.leases_off;
 	sb->sessions_off = g.sessions_off;
@@ -574,7 +600,8 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 /*
  * Lays a new heap into a zero-filled object: the superblock and the fixed
  * metadata.  Bitmaps and side arrays are committed slab by slab as slabs are
- * put to use, so an empty corner of a big heap costs nothing.
+ * put to use, and lease records a page at a time as they are first handed
+ * out, so an empty corner of a big heap costs nothing.
  */
 int
 seg_format(struct shm_seg *seg, const uint8_t id[16])
@@ -585,7 +612,9 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 
 	if ((rc = seg_geometry(seg->size, &g)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg, 0, g.bitmaps_off)) != 0 ||
+	if ((rc = seg_commit(seg, 0, g.leases_off)) != 0 ||
+	    (rc = seg_commit(seg, g.slabs_off, g.bitmaps_off -
+	    g.slabs_off)) != 0 ||
 	    (rc = seg_commit_sessions(seg, &g)) != 0)
 		return rc;
 	memset(sb, 0, SHM_SUPER_BYTES);
@@ -627,6 +656,7 @@ seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
 		return -EINVAL;
 	}
 	if (seg_geometry(size, &g) != 0 || sb->nslabs != g.nslabs ||
+	    sb->nleases != g.nleases ||
 	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
 	    sb->sessions_off != g.sessions_off ||
 	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||

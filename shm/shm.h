@@ -16,8 +16,11 @@
  *
  *   super      struct shm_super: magic, version, identity, geometry (4 KiB)
  *   roots      SHM_ROOTS x struct shm_root: named pointers
- *   leases     SHM_LEASES x struct shm_lease: one cache line each, the private
- *              block set of one client thread's lease (fast path)
+ *   leases     nleases x struct shm_lease: one cache line each, the private
+ *              block set of one client thread's lease (fast path); as many
+ *              as the heap has slabs (a lease holds a slab of its own),
+ *              rounded up to a page, at most SHM_LEASES; pages committed
+ *              as the daemon first hands out their records (lease_hwm)
  *   slab table nslabs x struct shm_slab: state, class, extent geometry
  *   bitmaps    nslabs x SHM_BITMAP_BYTES: one bit per block of a slab or span
  *   sides      nslabs x SHM_SIDE_BYTES: a slab's side line (below)
@@ -67,10 +70,11 @@
  *   I5  a bit set with side == 0 is a claimed block not yet handed out: it
  *       belongs to the lease whose record names its slab and word (in its
  *       mask), and every block a record in use lists is such a block
- *   I6  the slab word: a known state; a lease (record + 1 <= SHM_LEASES)
+ *   I6  the slab word: a known state; a lease (record + 1 <= nleases)
  *       only on a SMALL slab, whose owner is then that record, or the
  *       daemon while it frees a block there (daemon/alloc.c's gate); an
- *       owner (<= SHM_LEASES) only on a SMALL or RECLAIMING one
+ *       owner (<= nleases) only on a SMALL or RECLAIMING one; no record
+ *       at or above lease_hwm <= nleases is in use or named
  *   I7  slab_hwm <= nslabs, and no slab at or above it is in use
  *   I8  a root's name is "" or printable ASCII, NUL-terminated
  *
@@ -136,9 +140,10 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		6u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+#define SHM_VERSION		7u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
 					 * announced claims; 5: spans, side lines;
-					 * 6: sessions */
+					 * 6: sessions; 7: 64-bit slab word, lease
+					 * records per slab, lease_hwm */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -157,7 +162,9 @@
 #define SHM_SUPER_BYTES		4096
 #define SHM_ROOTS		512
 #define SHM_ROOT_NAME_MAX	63
-#define SHM_LEASES		1024
+/* Most lease records a heap has (a 4 GiB heap has that many slabs). */
+#define SHM_LEASES		65536
+#define SHM_LEASES_PAGE		64	/* records in a 4 KiB page */
 #define SHM_SESSIONS		1024
 #define SHM_SESSION_TEXT	64
 #define SHM_ALIGN		16
@@ -177,29 +184,37 @@ enum shm_slab_state {
 	SHM_SPAN_TAIL = 5,	/* run: the span's head */
 };
 
-/* 16 bytes.  state, class, lease and owner share one atomic word, so that
- * a claimer reads them in one sequentially consistent load. */
+/* 24 bytes.  state, class, lease and owner share one atomic word, so that
+ * a claimer reads them in one sequentially consistent load.  The word is
+ * 64 bits wide (a 64-bit load or compare-and-swap costs what a 32-bit one
+ * does on the hosts we build for) so that lease and owner name any of
+ * SHM_LEASES records; req keeps its 64 bits, which is what makes the entry
+ * 24 bytes rather than 16 (decision 2026-12-03-lease-records). */
 struct shm_slab {
-	_Atomic uint32_t word;	/* state | cls << 3 | lease << 10 | owner << 21 */
+	_Atomic uint64_t word;	/* state | cls << 3 | lease << 16 | owner << 40 */
 	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAILs: head */
+	uint32_t pad;
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
-/* The slab word: state (3 bits), class (7), lease record + 1 (11, 0 =
- * none) and, for a small slab, its owner (11): the lease record + 1 it was
- * last leased to (its affinity), 0 for the daemon.  The daemon alone
- * writes it. */
+/* The slab word: state (3 bits), class (7), 6 bits kept zero, lease
+ * record + 1 (24, 0 = none) and, for a small slab, its owner (24): the
+ * lease record + 1 it was last leased to (its affinity), 0 for the
+ * daemon.  The daemon alone writes it.  Fields come out as uint32_t. */
 #define SHM_SLAB_WORD(state, cls, lease) \
-	((uint32_t)(state) | (uint32_t)(cls) << 3 | (uint32_t)(lease) << 10)
-#define SHM_SLAB_STATE(w)	((w) & 0x7u)
-#define SHM_SLAB_CLS(w)		(((w) >> 3) & 0x7fu)
-#define SHM_SLAB_LEASE(w)	(((w) >> 10) & 0x7ffu)
-#define SHM_SLAB_OWNER(w)	((w) >> 21)
-#define SHM_SLAB_LEASED(w, l)	(((w) & ~(UINT32_C(0x7ff) << 10)) | \
-	(uint32_t)(l) << 10)
-#define SHM_SLAB_OWNED(w, o)	(((w) & 0x1fffffu) | (uint32_t)(o) << 21)
-_Static_assert(SHM_LEASES < 0x7ff && SHM_NCLASSES <= 128,
+	((uint64_t)(state) | (uint64_t)(cls) << 3 | (uint64_t)(lease) << 16)
+#define SHM_SLAB_STATE(w)	((uint32_t)(w) & 0x7u)
+#define SHM_SLAB_CLS(w)		((uint32_t)((w) >> 3) & 0x7fu)
+#define SHM_SLAB_LEASE(w)	((uint32_t)((w) >> 16) & 0xffffffu)
+#define SHM_SLAB_OWNER(w)	((uint32_t)((w) >> 40) & 0xffffffu)
+#define SHM_SLAB_LEASED(w, l)	(((w) & ~(UINT64_C(0xffffff) << 16)) | \
+	(uint64_t)(l) << 16)
+#define SHM_SLAB_OWNED(w, o)	(((w) & UINT64_C(0xffffffffff)) | \
+	(uint64_t)(o) << 40)
+_Static_assert(SHM_LEASES < 0xffffff && SHM_NCLASSES <= 128,
     "the slab word's fields are too narrow");
+_Static_assert(SHM_LEASES % SHM_LEASES_PAGE == 0 &&
+    SHM_LEASES_PAGE * 64 == 4096, "lease records fill whole pages");
 
 struct shm_root {
 	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
@@ -284,11 +299,18 @@ struct shm_super {
 	_Atomic uint32_t move_slab;
 	uint32_t move_from;
 	uint64_t sessions_off;	/* layout 6 */
+	/* Layout 7: no lease record at or above lease_hwm has been handed
+	 * out since the heap was made or loaded (their pages may not be
+	 * committed: nobody reads them), lease_hwm <= nleases.  The daemon
+	 * raises it before it hands out such a record. */
+	_Atomic uint32_t lease_hwm;
+	uint32_t nleases;	/* records in [leases_off, slabs_off) */
 };
 
 /*
  * The layout is shared by every process mapping the segment, whatever
- * build it comes from, and an image copies it byte for byte (image.h):
+ * build it comes from, and an image copies it byte for byte, all but the
+ * lease records (image.h):
  * a change to any of these is a new SHM_VERSION.  The atomics must be
  * plain words, lock-free, as other processes use them.
  */
@@ -296,9 +318,9 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4 && sizeof(_Atomic uint64_t) == 8 &&
     sizeof(_Atomic uint16_t) == 2, "atomics are not plain words");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
     "shared atomics must be lock-free");
-_Static_assert(sizeof(struct shm_slab) == 16 &&
-    offsetof(struct shm_slab, run) == 4 &&
-    offsetof(struct shm_slab, req) == 8, "struct shm_slab changed");
+_Static_assert(sizeof(struct shm_slab) == 24 &&
+    offsetof(struct shm_slab, run) == 8 &&
+    offsetof(struct shm_slab, req) == 16, "struct shm_slab changed");
 _Static_assert(sizeof(struct shm_root) == 72 &&
     offsetof(struct shm_root, value) == 64, "struct shm_root changed");
 _Static_assert(sizeof(struct shm_lease) == 64 &&
@@ -309,7 +331,7 @@ _Static_assert(sizeof(struct shm_lease) == 64 &&
     offsetof(struct shm_lease, mask) == 24 &&
     offsetof(struct shm_lease, set_slab) == 32 &&
     offsetof(struct shm_lease, cls) == 36, "struct shm_lease changed");
-_Static_assert(sizeof(struct shm_super) == 160 &&
+_Static_assert(sizeof(struct shm_super) == 168 &&
     sizeof(struct shm_super) <= SHM_SUPER_BYTES &&
     offsetof(struct shm_super, version) == 8 &&
     offsetof(struct shm_super, ptr_bits) == 12 &&
@@ -330,7 +352,9 @@ _Static_assert(sizeof(struct shm_super) == 160 &&
     offsetof(struct shm_super, slab_hwm) == 136 &&
     offsetof(struct shm_super, move_slab) == 144 &&
     offsetof(struct shm_super, move_from) == 148 &&
-    offsetof(struct shm_super, sessions_off) == 152,
+    offsetof(struct shm_super, sessions_off) == 152 &&
+    offsetof(struct shm_super, lease_hwm) == 160 &&
+    offsetof(struct shm_super, nleases) == 164,
     "struct shm_super changed");
 _Static_assert(offsetof(struct shm_session, seq) == 24 &&
     offsetof(struct shm_session, arg) == 48 &&
@@ -348,6 +372,7 @@ struct shm_seg {
 	uintptr_t base;
 	uint64_t size;
 	uint64_t nslabs;
+	uint32_t nleases;	/* lease records (geometry) */
 	struct shm_root *roots;
 	struct shm_lease *leases;
 	struct shm_session *sessions;
@@ -362,6 +387,7 @@ struct shm_seg {
 
 struct shm_geom {
 	uint64_t nslabs;
+	uint32_t nleases;
 	uint64_t roots_off, leases_off, sessions_off, slabs_off, bitmaps_off;
 	uint64_t sides_off;
 	uint64_t data_off;
@@ -413,6 +439,7 @@ int	 seg_pwrite(const struct shm_seg *, const void *, size_t, uint64_t off);
 int	 seg_commit(const struct shm_seg *, uint64_t off, uint64_t len);
 int	 seg_commit_sessions(const struct shm_seg *, const struct shm_geom *);
 int	 seg_decommit(const struct shm_seg *, uint64_t off, uint64_t len);
+int	 seg_commit_leases(struct shm_seg *, uint32_t from, uint32_t to);
 int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
 int	 seg_parse_size(const char *, uint64_t *);
 
@@ -537,8 +564,8 @@ seg_in_data(const struct shm_seg *seg, uintptr_t addr)
 static inline uint64_t
 slab_span_head(const struct shm_seg *seg, uint64_t s)
 {
-	uint64_t h = seg->slabs[s].run;
-	uint32_t w, st, cls;
+	uint64_t h = seg->slabs[s].run, w;
+	uint32_t st, cls;
 
 	if (h >= s || s - h >= SHM_SPAN_MAX)
 		return UINT64_MAX;
@@ -549,6 +576,17 @@ slab_span_head(const struct shm_seg *seg, uint64_t s)
 	    cls >= SHM_NCLASSES || s - h >= slab_class_slabs[cls])
 		return UINT64_MAX;
 	return h;
+}
+
+/* The lease records that may be in use: [0, this).  The superblock is the
+ * daemon's, but bounded all the same before anyone walks the records. */
+static inline uint32_t
+seg_lease_hwm(const struct shm_seg *seg)
+{
+	uint32_t n = atomic_load_explicit(&seg->sb->lease_hwm,
+	    memory_order_acquire);
+
+	return n < seg->nleases ? n : seg->nleases;
 }
 
 /* What a pointer is, for free, usable_size and validation. */
@@ -571,8 +609,8 @@ static inline __attribute__((always_inline)) int
 slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
     struct slab_block *b)
 {
-	uint64_t s, off;
-	uint32_t w, cls, cs, i, side;
+	uint64_t s, off, w;
+	uint32_t cls, cs, i, side;
 	uintptr_t sides;
 
 	if (!seg_in_data(seg, addr))
@@ -652,7 +690,7 @@ slab_word_valid(uint32_t cls, uint32_t w)
 static inline void
 slab_affinity_set(struct shm_seg *seg, uint64_t s, uint32_t a)
 {
-	uint32_t w = atomic_load(&seg->slabs[s].word);
+	uint64_t w = atomic_load(&seg->slabs[s].word);
 
 	atomic_store(&seg->slabs[s].word, SHM_SLAB_OWNED(w, a));
 }

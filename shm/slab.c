@@ -101,7 +101,7 @@ slab_class_aligned(size_t size, size_t alignment)
 int
 slab_announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
 {
-	return who != 0 && who <= SHM_LEASES &&
+	return who != 0 && who <= seg_lease_hwm(seg) &&
 	    atomic_load(&seg->leases[who - 1].pending) == s + 1;
 }
 
@@ -119,7 +119,7 @@ slab_announced(const struct shm_seg *seg, uint64_t s, uint32_t who)
 int
 slab_claim_begin(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t rec)
 {
-	uint32_t w;
+	uint64_t w;
 
 	atomic_store(&seg->leases[rec].pending, (uint32_t)s + 1);
 	w = atomic_load(&seg->slabs[s].word);
@@ -177,9 +177,9 @@ void
 slab_owner_move_undo(struct shm_seg *seg)
 {
 	uint32_t m = atomic_load(&seg->sb->move_slab);
-	uint32_t w;
+	uint64_t w;
 
-	if (m != 0 && m <= seg->nslabs && seg->sb->move_from <= SHM_LEASES) {
+	if (m != 0 && m <= seg->nslabs && seg->sb->move_from <= seg_lease_hwm(seg)) {
 		w = atomic_load(&seg->slabs[m - 1].word);
 		if (SHM_SLAB_STATE(w) == SHM_SMALL && SHM_SLAB_OWNER(w) == 0)
 			slab_affinity_set(seg, m - 1, seg->sb->move_from);
@@ -198,10 +198,10 @@ slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
 	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
-	uint64_t free, bit;
+	uint64_t free, bit, sw;
 
-	w = atomic_load(&seg->slabs[s].word);
-	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_CLS(w) != cls)
+	sw = atomic_load(&seg->slabs[s].word);
+	if (SHM_SLAB_STATE(sw) != SHM_SMALL || SHM_SLAB_CLS(sw) != cls)
 		return -1;
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
@@ -289,7 +289,7 @@ int
 slab_reclaim(struct shm_seg *seg, uint64_t s)
 {
 	struct shm_slab *sl = &seg->slabs[s];
-	uint32_t w = atomic_load(&sl->word);
+	uint64_t w = atomic_load(&sl->word);
 
 	if (SHM_SLAB_STATE(w) != SHM_SMALL || SHM_SLAB_LEASE(w) != 0 ||
 	    !slab_empty(seg, s))
@@ -323,7 +323,7 @@ uint64_t
 slab_settle_extents(struct shm_seg *seg)
 {
 	uint64_t s, h, n, freed = 0;
-	uint32_t w, hw;
+	uint64_t w, hw;
 
 	for (s = 0; s < seg->nslabs; s++) {
 		w = atomic_load(&seg->slabs[s].word);

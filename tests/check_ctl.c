@@ -1237,15 +1237,20 @@ write_image(const struct shm_seg *seg, const struct image_info *info,
 {
 	struct image_spec sp;
 	struct image_out io;
+	struct shm_geom g;
 	int fd;
 
+	ck_assert_int_eq(seg_geometry(seg->size, &g), 0);
 	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC,
 	    0600), 0);
 	memset(&sp, 0, sizeof(sp));
 	sp.seg = seg;
 	sp.identity = info->hdr.identity;
 	sp.meta = (const uint8_t *)seg->sb;
-	sp.meta_len = info->hdr.meta_len;
+	/* The segment's metadata as it lies (the writer leaves the lease
+	 * region out, which makes the header's meta_len shorter); from the
+	 * geometry, as the superblock may be what was scribbled on. */
+	sp.meta_len = g.bitmaps_off;
 	sp.generation = info->hdr.generation;
 	sp.kind = IMAGE_FULL;
 	ck_assert_int_eq(image_write(fd, &sp, &io), 0);
@@ -1259,7 +1264,7 @@ off_block(const struct shm_seg *seg, const void *p, uint32_t *cls,
 {
 	uintptr_t a = (uintptr_t)off_at(seg, p);
 	uint64_t s = slab_index(seg, a);
-	uint32_t w = atomic_load(&seg->slabs[s].word);
+	uint64_t w = atomic_load(&seg->slabs[s].word);
 
 	ck_assert_uint_eq(SHM_SLAB_STATE(w), SHM_SMALL);
 	*cls = SHM_SLAB_CLS(w);

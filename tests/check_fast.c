@@ -351,7 +351,7 @@ claims_announced(void)
 {
 	unsigned n = 0, i;
 
-	for (i = 0; i < SHM_LEASES; i++)
+	for (i = 0; i < seg_lease_hwm(&conn_seg); i++)
 		if (conn_seg.leases[i].owner_pid != 0 &&
 		    atomic_load(&conn_seg.leases[i].pending) != 0)
 			n++;
@@ -1160,6 +1160,192 @@ START_TEST(decay_gives_memory_back)
 }
 END_TEST
 
+/* --- threads without a fixed count -------------------------------- */
+
+#define MANY_THREADS	3000
+#define MANY_ROUNDS	20
+#define MANY_BLOCKS	32
+
+static void
+up_threads(void)
+{
+	td_init(&td, "threads");
+	/* A lease holds a slab of its own: room for one a thread. */
+	snprintf(td.size, sizeof(td.size), "512M");
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+}
+
+/* Lease records in use (of any process). */
+static unsigned
+records_in_use(void)
+{
+	unsigned n = 0, i;
+
+	for (i = 0; i < seg_lease_hwm(&conn_seg); i++)
+		if (__atomic_load_n(&conn_seg.leases[i].owner_pid,
+		    __ATOMIC_ACQUIRE) != 0)
+			n++;
+	return n;
+}
+
+static pthread_barrier_t many_alive, many_counted;
+static _Atomic uint64_t many_allocs;
+
+/* Allocates and frees 64-byte blocks, tagged, while all the others are
+ * alive; waits to be counted, then exits (its record goes back). */
+static void *
+many_worker(void *arg)
+{
+	uint64_t owner = (uint64_t)getpid() << 16 | (uintptr_t)arg;
+	unsigned char *p[MANY_BLOCKS];
+	int r, k;
+
+	if ((p[0] = aclmalloc(64)) == NULL)
+		return (void *)1;
+	aclfree(p[0]);
+	atomic_fetch_add(&many_allocs, 1);
+	pthread_barrier_wait(&many_alive);
+	for (r = 0; r < MANY_ROUNDS; r++) {
+		for (k = 0; k < MANY_BLOCKS; k++) {
+			if ((p[k] = aclmalloc(64)) == NULL)
+				return (void *)2;
+			stamp(p[k], 64, owner, (uint64_t)(r * MANY_BLOCKS + k));
+		}
+		for (k = 0; k < MANY_BLOCKS; k++)
+			if (verify(p[k], 64, owner,
+			    (uint64_t)(r * MANY_BLOCKS + k)) != 0 ||
+			    aclfree(p[k]) != 64)
+				return (void *)3;
+	}
+	atomic_fetch_add(&many_allocs, MANY_ROUNDS * MANY_BLOCKS);
+	pthread_barrier_wait(&many_counted);
+	pthread_barrier_wait(&many_counted);
+	return NULL;
+}
+
+/* n threads with small stacks; the caller counts between the barriers. */
+static void
+many_start(pthread_t *t, int n)
+{
+	pthread_attr_t a;
+	int i;
+
+	ck_assert_int_eq(pthread_attr_init(&a), 0);
+	ck_assert_int_eq(pthread_attr_setstacksize(&a, 128 << 10), 0);
+	ck_assert_int_eq(pthread_barrier_init(&many_alive, NULL,
+	    (unsigned)n), 0);
+	ck_assert_int_eq(pthread_barrier_init(&many_counted, NULL,
+	    (unsigned)n + 1), 0);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(pthread_create(&t[i], &a, many_worker,
+		    (void *)(uintptr_t)i), 0);
+	pthread_attr_destroy(&a);
+}
+
+static void
+many_join(pthread_t *t, int n)
+{
+	void *rc;
+	int i, bad = 0;
+
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(pthread_join(t[i], &rc), 0);
+		bad += rc != NULL;
+	}
+	ck_assert_int_eq(bad, 0);
+	pthread_barrier_destroy(&many_alive);
+	pthread_barrier_destroy(&many_counted);
+}
+
+/*
+ * 3,000 threads alive at once each allocate and free on the fast path:
+ * more threads than older layouts had lease records.  Each holds a record
+ * while it lives; at its exit the record goes back, and the next 3,000
+ * threads take the same records again (the high-water mark stays put).
+ */
+START_TEST(many_threads_each_on_the_fast_path)
+{
+	static pthread_t t[MANY_THREADS];
+	uint64_t socket0, socket1, total;
+	unsigned base, alive, hwm1 = 0, round;
+	uint64_t end;
+	double share;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	base = records_in_use();
+	for (round = 0; round < 2; round++) {
+		atomic_store(&many_allocs, 0);
+		socket0 = atomic_load(&fast_socket_allocs);
+		many_start(t, MANY_THREADS);
+		pthread_barrier_wait(&many_counted);
+		/* Every thread is alive and has allocated. */
+		alive = records_in_use();
+		socket1 = atomic_load(&fast_socket_allocs);
+		total = atomic_load(&many_allocs);
+		pthread_barrier_wait(&many_counted);
+		many_join(t, MANY_THREADS);
+		share = 1.0 - (double)(socket1 - socket0) / (double)total;
+		fprintf(stderr, "many_threads round %u: %d threads, %" PRIu64
+		    " allocations, %" PRIu64 " through the socket: %.4f on "
+		    "the fast path; %u records in use, high-water mark %u\n",
+		    round, MANY_THREADS, total, socket1 - socket0, share,
+		    alive - base, seg_lease_hwm(&conn_seg));
+		ck_assert_uint_eq(total, (uint64_t)MANY_THREADS *
+		    (MANY_ROUNDS * MANY_BLOCKS + 1));
+		ck_assert_msg(share >= 0.999, "%.4f on the fast path", share);
+		ck_assert_uint_ge(alive, base + MANY_THREADS);
+		/* Each exit gave its record back, at the exit. */
+		end = now_ms() + 2000;
+		while (records_in_use() > base && now_ms() < end)
+			msleep(10);
+		ck_assert_uint_eq(records_in_use(), base);
+		if (round == 0)
+			hwm1 = seg_lease_hwm(&conn_seg);
+		else
+			ck_assert_uint_le(seg_lease_hwm(&conn_seg), hwm1 + 64);
+	}
+	heap_checks();
+}
+END_TEST
+
+/* A process killed with a thousand threads holding leases gives every
+ * record back, and their blocks with them. */
+START_TEST(killed_with_many_threads_gives_all_back)
+{
+	int ready[2], st, n = 1000;
+	unsigned base;
+	uint64_t end;
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	base = records_in_use();
+	ck_assert_int_eq(pipe(ready), 0);
+	if ((pid = fork()) == 0) {
+		static pthread_t t[1000];
+
+		many_start(t, n);
+		pthread_barrier_wait(&many_counted);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(3);
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_uint_ge(records_in_use(), base + (unsigned)n);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	st = wait_child(pid, 20000);
+	ck_assert(WIFSIGNALED(st));
+	end = now_ms() + 10000;
+	while (records_in_use() > base && now_ms() < end)
+		msleep(50);
+	ck_assert_uint_eq(records_in_use(), base);
+	heap_checks();
+	close(ready[0]);
+	close(ready[1]);
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -1185,6 +1371,12 @@ fast_suite(void)
 	tcase_add_test(tc, span_pairs_need_no_daemon);
 	tcase_add_test(tc, span_blocks_freed_by_other_process);
 	tcase_add_test(tc, decay_gives_memory_back);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("threads");
+	tcase_add_checked_fixture(tc, up_threads, down);
+	tcase_add_test(tc, many_threads_each_on_the_fast_path);
+	tcase_add_test(tc, killed_with_many_threads_gives_all_back);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	return s;

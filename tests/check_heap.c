@@ -47,6 +47,8 @@ claim_started(void)
 	    sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(seg_format(seg, id), 0);
 	atomic_store(&seg->sb->slab_hwm, S + 1);
+	/* ... and lease records, any of them. */
+	atomic_store(&seg->sb->lease_hwm, seg->nleases);
 	atomic_store(&seg->slabs[S].word, SHM_SLAB_OWNED(
 	    SHM_SLAB_WORD(SHM_SMALL, CLS, 0), REC + 1));
 	seg->leases[REC].owner_pid = (uint32_t)getpid();

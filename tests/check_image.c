@@ -42,6 +42,8 @@ img_up(void)
 	    sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(seg_format(&seg, id), 0);
 	atomic_store(&seg.sb->slab_hwm, 101);
+	/* ... and lease records, any of them. */
+	atomic_store(&seg.sb->lease_hwm, seg.nleases);
 	/* Slab 0: forty 64-byte blocks with patterns.  Slabs 3-5: an
 	 * extent.  Slab 100: an empty small slab.  A root. */
 	atomic_store(&seg.slabs[0].word, SHM_SLAB_WORD(SHM_SMALL, 3, 0));

@@ -1141,7 +1141,8 @@ START_TEST(renewal_of_a_dead_process)
 	const struct shm_slab *slabs;
 	const struct shm_lease *leases;
 	int pfd[2], st;
-	uint32_t rec = 0, w;
+	uint32_t rec = 0;
+	uint64_t w;
 	uint64_t s;
 	pid_t kid;
 

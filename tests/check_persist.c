@@ -320,7 +320,7 @@ START_TEST(inconsistent_image_refused)
 	char img[400];
 	uint8_t *b, *meta;
 	uint64_t s;
-	uint32_t w = 0, orig;
+	uint64_t w = 0, orig;
 	size_t len;
 
 	fill("a", "100", "65", NULL, 0);
@@ -331,7 +331,9 @@ START_TEST(inconsistent_image_refused)
 	h = (struct image_header *)b;
 	meta = b + sizeof(*h) + sizeof(struct image_section);
 	sb = (struct shm_super *)meta;
-	sl = (struct shm_slab *)(meta + sb->slabs_off);
+	/* The image's metadata leaves the lease region out: the slab table
+	 * follows the roots' pages. */
+	sl = (struct shm_slab *)(meta + sb->leases_off);
 	for (s = 0; s < sb->nslabs; s++) {
 		memcpy(&w, &sl[s].word, sizeof(w));
 		if (SHM_SLAB_STATE(w) == SHM_SMALL)

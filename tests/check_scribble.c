@@ -396,7 +396,7 @@ region(struct hostile *x, int r, uint64_t *len)
 		*len = SHM_ROOTS * sizeof(struct shm_root);
 		return x->m + g->roots_off;
 	case R_LEASES:
-		*len = SHM_LEASES * sizeof(struct shm_lease);
+		*len = (uint64_t)g->nleases * sizeof(struct shm_lease);
 		return x->m + g->leases_off;
 	case R_SLABS:
 		*len = g->nslabs * sizeof(struct shm_slab);
@@ -548,7 +548,7 @@ leases_client(struct hostile *x)
 	struct shm_lease *l = (struct shm_lease *)region(x, R_LEASES, &len);
 	static const uint32_t slabs[] = { UINT32_MAX, 0x7fffffffu, 0 };
 
-	for (i = 0; i < SHM_LEASES; i++) {
+	for (i = 0; i < x->g.nleases; i++) {
 		if (i >= 8 && l[i].owner_pid == 0 && i % 37 != 0)
 			continue;
 		atomic_store(&l[i].word, i % 2 ? UINT32_MAX :
@@ -711,7 +711,7 @@ slabs_adversarial(struct hostile *x)
 		switch (st) {
 		case SHM_SMALL:
 			atomic_store(&sl->word, SHM_SLAB_OWNED(SHM_SLAB_WORD(
-			    SHM_SMALL, 127, 0x7ff), 0x7ff));
+			    SHM_SMALL, 127, 0xffffffu), 0xffffffu));
 			break;
 		case SHM_LARGE_HEAD:
 			sl->run = UINT32_MAX;

@@ -36,6 +36,8 @@ scratch_up(void)
 	ck_assert_int_eq(seg_format(&seg, id), 0);
 	/* The tests set slab states by hand, anywhere. */
 	atomic_store(&seg.sb->slab_hwm, seg.nslabs);
+	/* ... and lease records, any of them. */
+	atomic_store(&seg.sb->lease_hwm, seg.nleases);
 }
 
 static void
@@ -282,7 +284,14 @@ START_TEST(seg_geometry_layout)
 		ck_assert_uint_le(SHM_SUPER_BYTES, g.roots_off);
 		ck_assert_uint_le(g.roots_off + SHM_ROOTS *
 		    sizeof(struct shm_root), g.leases_off);
-		ck_assert_uint_le(g.leases_off + SHM_LEASES *
+		/* A record for every slab (a lease holds one), at most
+		 * SHM_LEASES, in whole pages. */
+		ck_assert_uint_ge(g.nleases, g.nslabs < SHM_LEASES ?
+		    g.nslabs : SHM_LEASES);
+		ck_assert_uint_le(g.nleases, SHM_LEASES);
+		ck_assert_uint_eq(g.nleases % SHM_LEASES_PAGE, 0);
+		ck_assert_uint_eq(g.leases_off % 4096, 0);
+		ck_assert_uint_eq(g.leases_off + g.nleases *
 		    sizeof(struct shm_lease), g.slabs_off);
 		ck_assert_uint_le(g.slabs_off + g.nslabs *
 		    sizeof(struct shm_slab), g.bitmaps_off);
@@ -296,7 +305,7 @@ START_TEST(seg_geometry_layout)
 			ck_assert_uint_le(g.data_off * 100, sizes[i] * 3);
 	}
 	ck_assert_uint_eq(sizeof(struct shm_lease), 64);
-	ck_assert_uint_eq(sizeof(struct shm_slab), 16);
+	ck_assert_uint_eq(sizeof(struct shm_slab), 24);
 	ck_assert_uint_le(sizeof(struct shm_super), SHM_SUPER_BYTES);
 }
 END_TEST

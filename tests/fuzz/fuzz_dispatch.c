@@ -239,12 +239,13 @@ sweep(void)
 	struct slab_block b;
 	char err[1024], name[SHM_ROOT_NAME_MAX + 1];
 	uint64_t s, req;
-	uint32_t w, i, cls;
+	uint64_t w;
+	uint32_t i, cls;
 	uintptr_t a;
 	int rc;
 
 	/* The harness is the owner of every lease: give them all back. */
-	for (i = 0; i < SHM_LEASES; i++)
+	for (i = 0; i < seg_lease_hwm(seg); i++)
 		if (seg->leases[i].owner_pid != 0 &&
 		    heap_lease_release(&heap, i) != 0)
 			die("lease record %u does not release", i);

@@ -18,8 +18,9 @@
  *          structure behind them
  *   bit 1  patch mode: the rest is not a file but edits of a valid image
  *          (seed_image.c), each | offset (4 bytes, LE) | n | n bytes |;
- *          the offset is into the metadata (superblock, roots, leases,
- *          slab table), or into the whole file when its top bit is set.
+ *          the offset is into the metadata section (superblock, roots,
+ *          slab table: images carry no lease records), or into the whole
+ *          file when its top bit is set.
  *          Checksums are then always fixed.  A few bytes of input reach
  *          any field of a 330 KB image, which whole-file mutation rarely
  *          does.

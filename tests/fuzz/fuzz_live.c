@@ -9,7 +9,8 @@
  * a sequence of steps, each one of
  *
  *   a write     (region, offset, bytes) into one of those regions, or an
- *               adversarial word (UINT32_MAX, nslabs, SHM_LEASES, ...)
+ *               adversarial word (UINT32_MAX, nslabs, SHM_LEASES, the
+ *               lease fields' 24-bit maximum, ...)
  *   a request   Alloc, Free, Realloc, roots, Stats, Verify, Blocks, Read,
  *               Lease, Release, Checkpoint, sent as a client would on one
  *               connection (as fuzz_dispatch.c, through server_conn_new(),
@@ -369,7 +370,7 @@ checks(void)
 /* Writes */
 
 static const uint32_t adversarial[] = { UINT32_MAX, 0x7fffffffu, 0x80000000u,
-    0xffffu, 0x7ffu, SHM_LEASES, SHM_LEASES + 1, SHM_BITMAP_WORDS,
+    0xffffu, 0x7ffu, 0xffffffu, SHM_LEASES, SHM_LEASES + 1, SHM_BITMAP_WORDS,
     SHM_NCLASSES, 127, 0, 1 };
 
 static void
@@ -397,7 +398,7 @@ scribble(void)
 		break;
 	case 2:
 		p = (uint8_t *)seg->leases;
-		len = SHM_LEASES * sizeof(struct shm_lease);
+		len = (uint64_t)seg->nleases * sizeof(struct shm_lease);
 		break;
 	case 3:
 		/* The side entries a small class keeps in its slab. */
@@ -415,7 +416,7 @@ scribble(void)
 		break;
 	default:
 		/* The record of the lease we hold. */
-		if (!leased || lease_rec >= SHM_LEASES)
+		if (!leased || lease_rec >= seg->nleases)
 			return;
 		p = (uint8_t *)&seg->leases[lease_rec];
 		len = sizeof(struct shm_lease);
@@ -457,7 +458,7 @@ fast_claim(void)
 	uint64_t got, bit;
 	uint32_t w, cls, i, k = get8() % 8, wk = get8();
 
-	if (!leased || lease_rec >= SHM_LEASES || lease_slab >= seg->nslabs)
+	if (!leased || lease_rec >= seg->nleases || lease_slab >= seg->nslabs)
 		return;
 	w = atomic_load(&seg->slabs[lease_slab].word);
 	if ((cls = SHM_SLAB_CLS(w)) >= SHM_NCLASSES)
@@ -656,7 +657,7 @@ fuzz_live_one(const uint8_t *data, size_t size)
 	/* The timers' work, then every lease given back, whatever its
 	 * record now says. */
 	(void)heap_reap_leases(&heap);
-	for (i = 0; i < SHM_LEASES; i++)
+	for (i = 0; i < seg_lease_hwm(&heap.seg); i++)
 		if (heap.seg.leases[i].owner_pid != 0)
 			(void)heap_lease_release(&heap, i);
 	(void)heap_reclaim_sweep(&heap);

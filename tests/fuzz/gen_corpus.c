@@ -387,7 +387,7 @@ static void
 patches(void)
 {
 	struct shm_geom g;
-	uint32_t w = SHM_SLAB_WORD(SHM_SMALL, 3, 0);
+	uint32_t w = (uint32_t)SHM_SLAB_WORD(SHM_SMALL, 3, 0);
 	uint8_t p[16];
 	size_t n = 0;
 
@@ -395,10 +395,13 @@ patches(void)
 		errx(1, "geometry");
 	p[n++] = 0x02;
 	spit("image", "patch-none", p, n);
-	p[n++] = (uint8_t)g.slabs_off;
-	p[n++] = (uint8_t)(g.slabs_off >> 8);
-	p[n++] = (uint8_t)(g.slabs_off >> 16);
-	p[n++] = (uint8_t)(g.slabs_off >> 24);
+	/* In the META section the slab table follows the roots' pages (the
+	 * lease region is left out); the word's low 4 bytes hold state and
+	 * class. */
+	p[n++] = (uint8_t)g.leases_off;
+	p[n++] = (uint8_t)(g.leases_off >> 8);
+	p[n++] = (uint8_t)(g.leases_off >> 16);
+	p[n++] = (uint8_t)(g.leases_off >> 24);
 	p[n++] = 4;
 	p[n++] = (uint8_t)w;
 	p[n++] = (uint8_t)(w >> 8);
