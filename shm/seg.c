@@ -107,13 +107,13 @@ seg_name(const uint8_t id[16], char *buf, size_t len)
 	snprintf(buf, len, "/aclheap-%s", h);
 }
 
-int
-seg_create(const uint8_t id[16], uint64_t size, int *fdp)
+/* Creates the object name, new, private to us and size bytes long:
+ * 0 and its descriptor, or -errno with nothing left. */
+static int
+obj_create(const char *name, uint64_t size, int *fdp)
 {
-	char name[64];
 	int fd, saved;
 
-	seg_name(id, name, sizeof(name));
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd == -1)
 		return -errno;
@@ -126,6 +126,15 @@ seg_create(const uint8_t id[16], uint64_t size, int *fdp)
 	}
 	*fdp = fd;
 	return 0;
+}
+
+int
+seg_create(const uint8_t id[16], uint64_t size, int *fdp)
+{
+	char name[64];
+
+	seg_name(id, name, sizeof(name));
+	return obj_create(name, size, fdp);
 }
 
 int
@@ -171,27 +180,16 @@ int
 seg_meta_create(const uint8_t id[16], uint64_t size, int *fdp)
 {
 	char name[80];
-	int fd, saved;
+	int rc;
 
 	seg_meta_name(id, name, sizeof(name));
-	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd == -1 && errno == EEXIST) {
+	if ((rc = obj_create(name, size, fdp)) == -EEXIST) {
 		/* Left by a segment made and removed in pieces (a crash
 		 * between the two unlinks): the segment is new, so is this. */
 		(void)shm_unlink(name);
-		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0600);
+		rc = obj_create(name, size, fdp);
 	}
-	if (fd == -1)
-		return -errno;
-	if (fchmod(fd, 0600) == -1 || ftruncate(fd, (off_t)size) == -1) {
-		saved = errno;
-		close(fd);
-		shm_unlink(name);
-		return -saved;
-	}
-	*fdp = fd;
-	return 0;
+	return rc;
 }
 
 /* Opens the meta object, read-write for the daemon, read-only to pass
