@@ -215,11 +215,11 @@ rss_bytes(void)
 static uint64_t
 seg_resident(void)
 {
-	size_t pages = conn_seg.size / 4096, i;
+	size_t pages = seg_extent(&conn_seg) / 4096, i;
 	unsigned char *vec = malloc(pages);
 	uint64_t n = 0;
 
-	if (vec == NULL || mincore((void *)conn_seg.base, conn_seg.size,
+	if (vec == NULL || mincore((void *)conn_seg.base, seg_extent(&conn_seg),
 	    vec) != 0)
 		exit(1);
 	for (i = 0; i < pages; i++)

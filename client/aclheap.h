@@ -244,6 +244,20 @@ void	 aclheap_detach(void);
  */
 int	 aclheap_checkpoint(void);
 
+/*
+ * aclheap_grow: puts the heap at size bytes while it runs: larger, up to
+ * the maximum it was made with (aclheapd --max-size), or smaller when
+ * every slab past the new end is free.  Nothing moves: every process maps
+ * the whole maximum from the start, so blocks in the new space are good
+ * everywhere at once, and each process uses the new space from its next
+ * request.  Done twice is done once.  0; -EINVAL for a size that is not a
+ * multiple of 64 KiB from 4 MiB to the maximum, -EBUSY for a shrink past
+ * a slab in use, -EAGAIN while a checkpoint is being written, -EPERM for
+ * a user who may not (as aclheap_checkpoint()), and the attach errors;
+ * aclheap_last_error() says which.
+ */
+int	 aclheap_grow(uint64_t size);
+
 struct aclheap_stats {
 	uintptr_t base;			/* first byte of the segment */
 	uint64_t size;			/* bytes in the segment */

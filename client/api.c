@@ -319,7 +319,7 @@ aclheap_contains(const void *p)
 
 	conn_clearerr();
 	return conn_mapped && a >= conn_seg.base &&
-	    a - conn_seg.base < conn_seg.size;
+	    a - conn_seg.base < seg_extent(&conn_seg);
 }
 
 _Static_assert(ACLHEAP_ROOT_NAME_MAX == SHM_ROOT_NAME_MAX,
@@ -483,6 +483,20 @@ aclheap_checkpoint(void)
 	if (rc == -ENOSPC || rc == -EDQUOT || rc == -EROFS || rc == -EACCES)
 		rc = -EIO;
 	return rc;
+}
+
+API int
+aclheap_grow(uint64_t size)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Grow m = ACLHEAP__GROW__INIT;
+	Aclheap__Reply *r;
+
+	conn_clearerr();
+	m.size = size;
+	q.body_case = ACLHEAP__REQUEST__BODY_GROW;
+	q.grow = &m;
+	return conn_call(&q, ACLHEAP__REPLY__BODY_GROW, &r, 0);
 }
 
 API int

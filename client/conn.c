@@ -200,8 +200,32 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 		    (unsigned long long)r->id, (unsigned long long)q->id);
 		return -EPROTO;
 	}
+	conn_shape();
 	*rp = r;
 	return 0;
+}
+
+/*
+ * The heap may have grown (or shrunk) since we last looked: the daemon
+ * says how many slabs are in use in the superblock, which only it writes
+ * (read-only here, shm.h), and every slab up to the maximum is mapped
+ * already.  Called after each reply, so a thread sees growth at its next
+ * request; the fast path's lookups read conn_seg.nslabs without the lock,
+ * and a stale count only sends a free of a block in a new slab to the
+ * daemon.
+ */
+void
+conn_shape(void)
+{
+	uint64_t n;
+
+	if (!conn_mapped)
+		return;
+	n = __atomic_load_n(&conn_seg.sb->nslabs, __ATOMIC_ACQUIRE);
+	if (n == conn_seg.nslabs || n > conn_seg.nslabs_max)
+		return;
+	__atomic_store_n(&conn_seg.size, conn_seg.sb->size, __ATOMIC_RELAXED);
+	__atomic_store_n(&conn_seg.nslabs, n, __ATOMIC_RELEASE);
 }
 
 static void
@@ -265,16 +289,17 @@ hello(const char *path)
 		goto fail;
 	}
 	hr = r->hello;
-	if ((uint64_t)st.st_size != hr->size) {
+	if ((uint64_t)st.st_size != hr->max_size) {
 		/* Mapping past the object's end would fault on touch. */
-		conn_seterr("segment from %s is %lld bytes, the heap %llu", path,
-		    (long long)st.st_size, (unsigned long long)hr->size);
+		conn_seterr("segment from %s is %lld bytes, the heap's maximum "
+		    "%llu", path, (long long)st.st_size,
+		    (unsigned long long)hr->max_size);
 		rc = -EPROTO;
 		goto fail;
 	}
 	if (!conn_mapped) {
-		if ((rc = seg_map(&conn_seg, sfd, hr->heap_base, hr->size, err,
-		    sizeof(err))) != 0) {
+		if ((rc = seg_map_max(&conn_seg, sfd, hr->heap_base, hr->size,
+		    hr->max_size, err, sizeof(err))) != 0) {
 			conn_seterr("%s", err);
 			goto fail;
 		}
@@ -303,7 +328,8 @@ hello(const char *path)
 	} else {
 		same_object = st.st_dev == seg_dev && st.st_ino == seg_ino;
 		if (memcmp(identity, hr->identity.data, 16) != 0 ||
-		    hr->heap_base != conn_seg.base || hr->size != conn_seg.size) {
+		    hr->heap_base != conn_seg.base ||
+		    hr->max_size != conn_seg.max) {
 			conn_seterr("aclheapd at %s now serves a different heap "
 			    "than the one mapped at 0x%lx; refusing to remap",
 			    path, (unsigned long)conn_seg.base);
@@ -334,6 +360,7 @@ hello(const char *path)
 	    (hr->session != sess_id || hr->nonce != sess_nonce);
 	sess_id = hr->session;
 	sess_nonce = hr->nonce;
+	conn_shape();
 	return 0;
 fail:
 	if (sfd >= 0)

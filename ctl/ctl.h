@@ -129,6 +129,7 @@ void	 figures_json_classes(const struct figures *);
 /* ctl/status.c */
 int	 cmd_status(int, char **);
 int	 cmd_metrics(int, char **);
+int	 cmd_grow(int, char **);
 
 /* ctl/heap.c */
 int	 cmd_blocks(int, char **);

@@ -266,7 +266,7 @@ cmd_hexdump(int argc, char **argv)
 	hexdump_args(argc, argv, &addr, &len);
 	ctl_connect();
 	lo = conn_seg.base;
-	hi = conn_seg.base + conn_seg.size;
+	hi = conn_seg.base + seg_extent(&conn_seg);
 	/* Refuse here too, with the range in the message, rather than
 	 * send a request that the daemon must refuse. */
 	if (addr < lo || addr >= hi || len > hi - addr)

@@ -33,6 +33,9 @@ int ctl_json;
 static const struct ctl_cmd commands[] = {
 	{ "status", cmd_status, "status",
 	    "used and free, classes, checkpoint, daemon\n", CTL_DAEMON },
+	{ "grow", cmd_grow, "grow SIZE|+SIZE",
+	    "grow the live heap to SIZE (or by SIZE), up\n"
+	    "to its maximum; shrink it if its tail is free\n", CTL_DAEMON },
 	{ "dump", cmd_dump, "dump --out FILE|-",
 	    "a consistent image of the live heap to FILE\n"
 	    "(-: standard output)\n", CTL_DAEMON },

@@ -254,7 +254,7 @@ load_segment(struct repair *r)
 	struct shm_geom g;
 	struct stat st;
 	char img[4200], what[256], mpath[4300];
-	uint64_t base = 0, size, own[SEG_OWN][2];
+	uint64_t base = 0, size, max, own[SEG_OWN][2];
 	off_t at = 0;
 	void *mem;
 	int fd, mfd, ifd, i;
@@ -264,10 +264,12 @@ load_segment(struct repair *r)
 	segment_unserved(r, fd);
 	if (fstat(fd, &st) == -1)
 		fail(r, "%s: %s", r->path, strerror(errno));
-	size = (uint64_t)st.st_size;
-	if (seg_geometry(size, &g) != 0)
+	/* The object is the heap's maximum long (shm.h); the size in use is
+	 * the superblock's or, damaged, the image's. */
+	size = max = (uint64_t)st.st_size;
+	if (seg_geometry(max, &g) != 0)
 		fail(r, "%s: a segment of %" PRIu64 " bytes is no heap's size",
-		    r->path, size);
+		    r->path, max);
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
@@ -292,15 +294,20 @@ load_segment(struct repair *r)
 	memcpy(&sb, mem, sizeof(sb));
 	/* The base is what the superblock says, when it is a base at all;
 	 * else the state folder's image knows it. */
-	if (sb.size == size && shape_ok(sb.base, size))
+	if (sb.max_size == max && sb.size <= max &&
+	    seg_geometry_max(sb.size, max, &g) == 0 && shape_ok(sb.base, max)) {
 		base = sb.base;
-	else if (r->state[0] != '\0') {
+		size = sb.size;
+	} else if (r->state[0] != '\0') {
 		snprintf(img, sizeof(img), "%s/heap.img", r->state);
 		if ((ifd = open(img, O_RDONLY | O_CLOEXEC)) >= 0) {
 			if (image_read_header(ifd, &hdr, what,
-			    sizeof(what)) == 0 && hdr.size == size &&
-			    shape_ok(hdr.base, size))
+			    sizeof(what)) == 0 && hdr.max_size == max &&
+			    seg_geometry_max(hdr.size, max, &g) == 0 &&
+			    shape_ok(hdr.base, max)) {
 				base = hdr.base;
+				size = hdr.size;
+			}
 			close(ifd);
 		}
 	}
@@ -312,7 +319,7 @@ load_segment(struct repair *r)
 		if (identity_of_name(r->path, r->identity) != 0)
 			memcpy(r->identity, sb.identity, 16);
 	}
-	seg_bind(&r->seg, mem, (uintptr_t)base, size);
+	seg_bind_max(&r->seg, mem, (uintptr_t)base, size, max);
 	/* As every reader of an image does: bitmaps from the side entries,
 	 * no leases, no sessions. */
 	image_settle(&r->seg);
@@ -486,7 +493,8 @@ pass_super(struct repair *r)
 	char what[256] = "";
 
 	sb->magic = SHM_MAGIC;
-	seg_super_stamp(sb, r->identity, r->seg.base, r->seg.size);
+	seg_super_stamp(sb, r->identity, r->seg.base, r->seg.size,
+	    r->seg.max);
 	atomic_store(&sb->move_slab, 0);
 	sb->move_from = 0;
 	atomic_store(&sb->lease_hwm, 0);	/* no record: settled */
@@ -893,7 +901,7 @@ pass_roots(struct repair *r)
 			    v, j);
 			goto drop;
 		}
-		if (v == 0 || v < seg->base || v - seg->base >= seg->size ||
+		if (v == 0 || v < seg->base || v - seg->base >= seg_extent(seg) ||
 		    in_live_block(seg, (uintptr_t)seg->sb + (v - seg->base)))
 			continue;
 		note(r, "root", "dropped", UINT64_MAX, v, "root \"%s\" = 0x%"
@@ -981,12 +989,12 @@ repair_write(struct repair *r)
 	snprintf(tmp, sizeof(tmp), "%s/%s", dir, tmpname);
 	if (image_writer_open(dir, tmpname, &fd, why, sizeof(why)) != 0)
 		fail(r, "%s", why);
-	(void)seg_geometry(r->seg.size, &g);
+	(void)seg_geometry_max(r->seg.size, r->seg.max, &g);
 	memset(&sp, 0, sizeof(sp));
 	sp.seg = &r->seg;
 	sp.identity = r->identity;
 	sp.meta = (const uint8_t *)r->seg.sb;
-	sp.meta_len = g.bitmaps_off;
+	sp.meta_len = g.meta_end;
 	sp.generation = r->generation;
 	sp.kind = IMAGE_FULL;
 	if ((rc = image_write(fd, &sp, &io)) != 0 || fsync(fd) == -1) {

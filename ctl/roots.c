@@ -21,7 +21,7 @@ lookup_block(const struct shm_seg *seg, uint64_t addr, struct slab_block *b)
 {
 	uintptr_t local;
 
-	if (addr < seg->base || addr - seg->base >= seg->size)
+	if (addr < seg->base || addr - seg->base >= seg_extent(seg))
 		return -EINVAL;
 	local = (uintptr_t)seg->sb + (uintptr_t)(addr - seg->base);
 	return slab_block_lookup(seg, local, b);

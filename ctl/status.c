@@ -6,7 +6,10 @@
 #include "config.h"
 
 #include <err.h>
+#include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,7 @@ status_json(const Aclheap__StatsReply *s, const struct figures *f,
 	json_str("identity", id);
 	json_u64("base", s->heap_base);
 	json_u64("size", s->size);
+	json_u64("max_size", s->max_size);
 	json_u64("data_start", s->data_start);
 	json_u64("slabs_total", s->slabs_total);
 	json_u64("slabs_free", s->slabs_free);
@@ -81,10 +85,12 @@ status_print(const Aclheap__StatsReply *s, const struct figures *f,
 	uint64_t now;
 
 	figures_print_used(f);
-	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s (%s metadata)\n",
-	    s->heap_base, s->heap_base + s->size,
-	    fmt_bytes(a, sizeof(a), s->size),
-	    fmt_bytes(b, sizeof(b), s->data_start - s->heap_base));
+	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s (%s metadata), "
+	    "grows to %s\n", s->heap_base, s->data_start +
+	    (s->slabs_total << SHM_SLAB_SHIFT), fmt_bytes(a, sizeof(a),
+	    s->size), fmt_bytes(b, sizeof(b), s->size -
+	    (s->slabs_total << SHM_SLAB_SHIFT)), fmt_bytes(c, sizeof(c),
+	    s->max_size != 0 ? s->max_size : s->size));
 	printf("blocks      %" PRIu64 " in use (%" PRIu64 " large), %s "
 	    "requested, %" PRIu64 " cached\n", s->blocks_in_use,
 	    s->large_blocks, fmt_bytes(a, sizeof(a), s->bytes_requested),
@@ -310,5 +316,89 @@ cmd_metrics(int argc, char **argv)
 	metrics_checkpoint(r->stats);
 	metrics_classes(&f);
 	printf("# EOF\n");
+	return 0;
+}
+
+/*
+ * grow SIZE | +SIZE: puts the live heap at SIZE bytes (or SIZE more), up
+ * to its maximum; smaller is a shrink, which the daemon does only when
+ * the tail is free.  A checkpoint being written makes the daemon say
+ * EAGAIN: asked again a few times, the checkpoint's own pace.
+ */
+int
+cmd_grow(int argc, char **argv)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Grow m = ACLHEAP__GROW__INIT;
+	Aclheap__StatsReply *st;
+	Aclheap__GrowReply *gr;
+	Aclheap__Stats sm = ACLHEAP__STATS__INIT;
+	Aclheap__Reply *r = NULL;
+	char a[32], b[32], c[32];
+	const char *arg;
+	uint64_t v;
+	int rc, tries, more;
+
+	args_begin();
+	while (args_getopt(argc, argv, "", NULL) != -1)
+		;
+	if (optind >= argc) {
+		warnx("grow: a size is needed (SIZE or +SIZE)");
+		ctl_usage();
+	}
+	arg = argv[optind++];
+	args_end(argc, argv);
+	more = arg[0] == '+';
+	if (seg_parse_size(arg + more, &v) != 0 || v == 0) {
+		warnx("grow: '%s' is not a size (a number with K, M, G or T)",
+		    arg);
+		ctl_usage();
+	}
+	ctl_connect();
+	if (more) {
+		q.body_case = ACLHEAP__REQUEST__BODY_STATS;
+		q.stats = &sm;
+		st = ctl_request("grow", &q, ACLHEAP__REPLY__BODY_STATS,
+		    NULL)->stats;
+		if (v > UINT64_MAX - st->size)
+			errx(EXIT_FAILURE, "grow: %s more is past any size",
+			    arg + 1);
+		v += st->size;
+	}
+	q.body_case = ACLHEAP__REQUEST__BODY_GROW;
+	q.grow = &m;
+	m.size = v;
+	for (tries = 0;; tries++) {
+		rc = ctl_send(&q, &r, NULL);
+		if (rc != -EAGAIN || tries == 600)
+			break;
+		(void)poll(NULL, 0, 100);	/* a checkpoint is being written */
+	}
+	if (rc != 0 && r == NULL && ctl_unreachable(rc))
+		ctl_unreachable_exit(rc);
+	if (rc != 0)
+		errx(EXIT_FAILURE, "grow: %s (%s)", conn_lasterr()[0] ?
+		    conn_lasterr() : "request failed", strerror(-rc));
+	if (r->body_case != ACLHEAP__REPLY__BODY_GROW)
+		errx(EXIT_FAILURE, "grow: aclheapd answered with an unexpected "
+		    "reply (%d)", (int)r->body_case);
+	gr = r->grow;
+	if (ctl_json) {
+		json_open(NULL, '{');
+		json_u64("size", gr->size);
+		json_u64("old_size", gr->old_size);
+		json_u64("max_size", gr->max_size);
+		json_u64("slabs", gr->slabs);
+		json_close('}');
+	} else if (gr->size == gr->old_size)
+		printf("heap stays %s (%" PRIu64 " slabs), maximum %s\n",
+		    fmt_bytes(a, sizeof(a), gr->size), gr->slabs,
+		    fmt_bytes(c, sizeof(c), gr->max_size));
+	else
+		printf("heap %s from %s to %s (%" PRIu64 " slabs), maximum "
+		    "%s\n", gr->size > gr->old_size ? "grown" : "shrunk",
+		    fmt_bytes(a, sizeof(a), gr->old_size), fmt_bytes(b,
+		    sizeof(b), gr->size), gr->slabs, fmt_bytes(c, sizeof(c),
+		    gr->max_size));
 	return 0;
 }

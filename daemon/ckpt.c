@@ -244,7 +244,7 @@ job_thread(void *arg)
 		snprintf(name, sizeof(name), "heap.img");
 	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
 	if (j->kind == CKPT_DELTA) {
-		(void)seg_geometry(H->seg.size, &g);
+		(void)seg_geometry_max(H->seg.size, H->seg.max, &g);
 		table = (const struct shm_slab *)(j->meta + g.slabs_off);
 		if ((rc = image_scan(&H->seg, table, slab_hash, j->next, NULL,
 		    &changed)) != 0) {
@@ -365,26 +365,26 @@ job_prepare(int dump)
 	 * within 2 s): a checkpoint need not write what nobody holds. */
 	if (!H->frozen)
 		(void)heap_reclaim_sweep(H);
-	if (seg_geometry(seg->size, &g) != 0)
+	if (seg_geometry_max(seg->size, seg->max, &g) != 0)
 		goto fail;
 	/* Laid out as the segment, but the lease region is neither copied
 	 * nor written (shm/image.h): it stays a hole of the allocation. */
-	j->meta_len = g.bitmaps_off;
+	j->meta_len = g.meta_end;
 	if ((j->meta = malloc(j->meta_len)) == NULL)
 		goto fail;
 	memcpy(j->meta, seg->sb, g.leases_off);
 	memcpy(j->meta + g.slabs_off, (char *)seg->sb + g.slabs_off,
-	    g.bitmaps_off - g.slabs_off);
+	    g.meta_end - g.slabs_off);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image
 	 * says what the daemon knows of the heap's shape. */
 	sb->magic = SHM_MAGIC;
-	seg_super_stamp(sb, H->identity, seg->base, seg->size);
+	seg_super_stamp(sb, H->identity, seg->base, seg->size, seg->max);
 	atomic_store(&sb->generation, 0);
 	atomic_store(&sb->lease_hwm, 0);	/* the image carries no record */
 	j->meta_hash = image_hash_seeded(j->meta + g.slabs_off,
-	    g.bitmaps_off - g.slabs_off, image_hash(j->meta, g.leases_off));
+	    g.meta_end - g.slabs_off, image_hash(j->meta, g.leases_off));
 	atomic_store(&sb->generation, j->generation);
 	if (dump) {
 		j->kind = CKPT_FULL;
@@ -392,7 +392,7 @@ job_prepare(int dump)
 		return j;
 	}
 	if ((j->next = calloc(seg->nslabs, sizeof(*j->next))) == NULL ||
-	    image_scratch(&j->check, seg->base, seg->size) != 0)
+	    image_scratch(&j->check, seg->base, seg->size, seg->max) != 0)
 		goto fail;
 	if (!chain.valid) {
 		j->kind = CKPT_FULL;

@@ -129,8 +129,8 @@ load_commit(const struct shm_seg *seg)
 	if ((rc = seg_commit(seg, 0, sb->leases_off)) != 0 ||
 	    (rc = seg_commit_leases((struct shm_seg *)seg, 0,
 	    seg_lease_hwm(seg))) != 0 ||
-	    (rc = seg_commit(seg, sb->slabs_off, sb->bitmaps_off -
-	    sb->slabs_off)) != 0 ||
+	    (rc = seg_commit(seg, sb->slabs_off, seg->nslabs *
+	    sizeof(struct shm_slab))) != 0 ||
 	    (rc = seg_commit(seg, sb->sessions_off,
 	    SHM_SESSIONS * sizeof(struct shm_session))) != 0)
 		return rc;
@@ -199,12 +199,16 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		close(fd);
 		return rc;
 	}
-	if (hdr.base != c->base || hdr.size != c->size) {
+	/* Its size is its own (a live segment that grew since may have
+	 * been set aside for it); base and maximum are the address space
+	 * every process keeps for the heap. */
+	if (hdr.base != c->base || hdr.max_size != c->max) {
 		log_errx("refusing image %s: it holds a heap at base 0x%" PRIx64
-		    " of size %" PRIu64 ", the daemon is asked for base 0x%"
-		    PRIxPTR " size %" PRIu64 " (start with --base 0x%" PRIx64
-		    " --size %" PRIu64 ")", path, hdr.base, hdr.size, c->base,
-		    c->size, hdr.base, hdr.size);
+		    " of maximum size %" PRIu64 ", the daemon is asked for "
+		    "base 0x%" PRIxPTR " maximum %" PRIu64 " (start with "
+		    "--base 0x%" PRIx64 " --max-size %" PRIu64 ")", path,
+		    hdr.base, hdr.max_size, c->base, c->max, hdr.base,
+		    hdr.max_size);
 		close(fd);
 		return -EINVAL;
 	}
@@ -221,14 +225,15 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		goto fail;
 	/* What the chain holds for each slab, as the next delta compares
 	 * it: hashed as it is read. */
-	if (seg_geometry(c->size, &g) != 0 ||
+	if (seg_geometry_max(hdr.size, c->max, &g) != 0 ||
 	    (hashes = calloc(g.nslabs, sizeof(*hashes))) == NULL) {
 		rc = -ENOMEM;
 		log_errx("no memory for the hashes of image %s", path);
 		goto fail;
 	}
 	memset(&l, 0, sizeof(l));
-	l.seg.size = c->size;
+	l.seg.size = hdr.size;
+	l.seg.max = c->max;
 	l.seg.fd = sfd;
 	l.seg.mfd = mfd;
 	seg_own_ranges(&g, l.seg.own);
@@ -239,11 +244,11 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		    hint, sizeof(hint)));
 		goto fail;
 	}
-	rc = heap_map(h, c, sfd, mfd);
+	rc = heap_map(h, c, hdr.size, sfd, mfd);
 	sfd = mfd = -1;
 	if (rc != 0)
 		goto fail;
-	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	if ((rc = seg_super_check(h->seg.sb, c->base, hdr.size, c->max, err,
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, hdr.identity,
 	    16) != 0) {
 		log_errx("refusing image %s: its superblock does not match "

@@ -47,7 +47,7 @@ enum {
 	OPT_HELP = 'h', OPT_VERSION = 'V', OPT_LOGLEVEL = 'l',
 	OPT_ALLOW_USER = 256, OPT_ALLOW_GROUP, OPT_SOCKET_GROUP,
 	OPT_SOCKET_MODE, OPT_DECAY, OPT_LOG_FILE, OPT_MAX_PER_USER,
-	OPT_CRASH_POINTS,
+	OPT_CRASH_POINTS, OPT_MAX_SIZE,
 };
 
 static const struct option longopts[] = {
@@ -55,6 +55,7 @@ static const struct option longopts[] = {
 	{ "state-dir",		required_argument, NULL, OPT_STATE },
 	{ "base",		required_argument, NULL, OPT_BASE },
 	{ "size",		required_argument, NULL, OPT_SIZE },
+	{ "max-size",		required_argument, NULL, OPT_MAX_SIZE },
 	{ "checkpoint-interval", required_argument, NULL, OPT_INTERVAL },
 	{ "decay",		required_argument, NULL, OPT_DECAY },
 	{ "allow-user",		required_argument, NULL, OPT_ALLOW_USER },
@@ -86,7 +87,10 @@ config_usage(FILE *f)
 "  -d, --state-dir DIR          where images live (root: /var/lib/aclheap,\n"
 "                               else $XDG_STATE_HOME/aclheap)\n"
 "  -b, --base ADDR              base address of the heap (default 0x%" PRIx64 ")\n"
-"  -S, --size SIZE              segment size, suffixes K M G T (default 1G)\n"
+"  -S, --size SIZE              heap size, suffixes K M G T (default 1G);\n"
+"                               more than an existing heap's grows it\n"
+"      --max-size SIZE          the most a new heap can grow to: address\n"
+"                               space only (default 1T)\n"
 "  -i, --checkpoint-interval N  seconds between checkpoints while the heap\n"
 "                               changes (default 60, 0: only on request)\n"
 "      --decay N                seconds freed memory stays committed for\n"
@@ -244,6 +248,16 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 		}
 		c->size = sz;
 		c->size_set = 1;
+		break;
+	case OPT_MAX_SIZE:
+		if (seg_parse_size(v, &sz) != 0 || sz < SHM_SIZE_MIN ||
+		    sz > SHM_SIZE_MAX || sz % SHM_SLAB_SIZE != 0) {
+			cfg_err("%s: maximum size '%s' must be a "
+			    "multiple of 64K from 4M to 16T", where, v);
+			return -1;
+		}
+		c->max = sz;
+		c->max_set = 1;
 		break;
 	case OPT_INTERVAL:
 		if (parse_uint(v, 86400 * 365, &n) != 0) {
@@ -507,6 +521,28 @@ config_finish(struct config *c)
 	    c->base + c->size > UINT64_C(0x800000000000)) {
 		cfg_err("heap 0x%" PRIxPTR "+%" PRIu64 " does not fit below "
 		    "the 128 TiB user address limit", c->base, c->size);
+		return -1;
+	}
+	if (!c->max_set) {
+		/* The default shrinks to what fits below the limit, and
+		 * never below the size asked for. */
+		c->max = SHM_MAX_DEFAULT;
+		if (c->max > UINT64_C(0x800000000000) - c->base)
+			c->max = (UINT64_C(0x800000000000) - c->base) &
+			    ~(uint64_t)SHM_SLAB_MASK;
+		if (c->max < c->size)
+			c->max = c->size;
+	}
+	if (c->max < c->size) {
+		cfg_err("maximum size %" PRIu64 " is below the size %" PRIu64,
+		    c->max, c->size);
+		return -1;
+	}
+	if (c->base + c->max < c->base ||
+	    c->base + c->max > UINT64_C(0x800000000000)) {
+		cfg_err("heap 0x%" PRIxPTR " of maximum size %" PRIu64 " does "
+		    "not fit below the 128 TiB user address limit", c->base,
+		    c->max);
 		return -1;
 	}
 	return 0;

@@ -51,7 +51,8 @@ struct config {
 	char *state_dir;
 	char *config_path;
 	uintptr_t base;
-	uint64_t size;
+	uint64_t size;			/* of a new heap; or to grow to */
+	uint64_t max;			/* the most it can grow to */
 	unsigned checkpoint_interval;	/* seconds, 0: off */
 	unsigned decay;			/* seconds freed memory stays */
 	int log_level;			/* syslog priority, LOG_* */
@@ -64,7 +65,7 @@ struct config {
 	char *log_file;			/* NULL: stderr; "syslog" */
 	int socket_mode;
 	unsigned max_per_user;		/* connections per uid, 0: any */
-	int base_set, size_set;
+	int base_set, size_set, max_set;
 };
 
 struct lease_owner {
@@ -200,7 +201,9 @@ int	 heap_open(struct heap *, struct config *);
 void	 heap_close(struct heap *);
 void	 heap_forget(struct heap *);
 int	 heap_id_write(const char *dir, const uint8_t id[16]);
-int	 heap_map(struct heap *, const struct config *, int fd, int mfd);
+int	 heap_map(struct heap *, const struct config *, uint64_t size, int fd,
+	    int mfd);
+int	 heap_resize(struct heap *, uint64_t size, char *err, size_t errlen);
 int	 heap_objects_create(const struct heap *, const struct config *,
 	    int *fd, int *mfd);
 const char *heap_repair_hint(const struct config *, int segment, char *,

@@ -276,11 +276,12 @@ int
 heap_rebuild(struct heap *h)
 {
 	struct shm_seg *seg = &h->seg;
-	uint64_t s, t, words = (seg->nslabs + 63) / 64;
+	uint64_t s, t, words = (seg->nslabs_max + 63) / 64;
 	uint64_t w;
 	uint32_t i;
 	int rc;
 
+	/* Sized for the maximum: growth only sets bits (heap_resize()). */
 	free(h->free_map);
 	free(h->held_map);
 	h->held_map = NULL;
@@ -765,4 +766,81 @@ heap_maybe_reclaim(struct heap *h, uint32_t cls, uint64_t s, uint32_t index)
 	if (SHM_SLAB_LEASE(w) == 0 && atomic_load_explicit(&slab_bitmap(seg,
 	    s)[index / 64], memory_order_relaxed) == 0 && slab_empty(seg, s))
 		reclaim_one(h, cls, s);
+}
+
+/*
+ * Puts the heap at size bytes, its maximum at most (the address space every
+ * process keeps for it, shm.h): the added slabs join the free pool, and a
+ * heap shrinks only when every slab past its new end is free, whose memory
+ * then goes back.  Between requests, so no lease or allocation is in
+ * flight in the daemon; clients see the new slab count at their next
+ * request (the superblock's nslabs).  The next checkpoint is a whole
+ * image: an image has one size, and deltas name their base's.
+ */
+int
+heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
+{
+	struct shm_seg *seg = &h->seg;
+	struct shm_geom g;
+	uint64_t old = seg->nslabs, s, lo, hi;
+	int rc;
+
+	if (seg_geometry_max(size, seg->max, &g) != 0) {
+		snprintf(err, errlen, "size %" PRIu64 " must be a multiple of "
+		    "64K from 4M to the heap's maximum %" PRIu64, size,
+		    seg->max);
+		return -EINVAL;
+	}
+	if (h->frozen) {
+		snprintf(err, errlen, "a checkpoint is being written; try "
+		    "again when it is done");
+		return -EAGAIN;
+	}
+	if (size == seg->size)
+		return 0;
+	for (s = g.nslabs; s < old; s++) {
+		if (!free_test(h, s) || SHM_SLAB_STATE(atomic_load(
+		    &seg->slabs[s].word)) != SHM_FREE) {
+			snprintf(err, errlen, "slab %" PRIu64 " (0x%" PRIxPTR
+			    ") past the new end is in use: a heap shrinks "
+			    "only when its tail is free", s, seg->data +
+			    (uintptr_t)(s << SHM_SLAB_SHIFT));
+			return -EBUSY;
+		}
+	}
+	if ((rc = seg_resize(seg, size)) != 0) {
+		snprintf(err, errlen, "cannot commit the slab table: %s",
+		    strerror(-rc));
+		return rc;
+	}
+	if (g.nslabs > old) {
+		for (s = old; s < g.nslabs; s++)
+			free_set(h, s);
+	} else {
+		for (s = g.nslabs; s < old; s++) {
+			held_clear(h, s);
+			free_clear(h, s);
+		}
+		if (atomic_load(&seg->sb->slab_hwm) > g.nslabs)
+			atomic_store(&seg->sb->slab_hwm, g.nslabs);
+		(void)seg_decommit(seg, DATA_OFF(h, g.nslabs),
+		    (old - g.nslabs) << SHM_SLAB_SHIFT);
+		/* Whole pages of the tail's bitmaps and side lines. */
+		lo = (g.bitmaps_off + g.nslabs * SHM_BITMAP_BYTES + 4095) &
+		    ~UINT64_C(4095);
+		hi = (g.bitmaps_off + old * SHM_BITMAP_BYTES) & ~UINT64_C(4095);
+		if (hi > lo)
+			(void)seg_decommit(seg, lo, hi - lo);
+		lo = (g.sides_off + g.nslabs * SHM_SIDE_BYTES + 4095) &
+		    ~UINT64_C(4095);
+		hi = (g.sides_off + old * SHM_SIDE_BYTES) & ~UINT64_C(4095);
+		if (hi > lo)
+			(void)seg_decommit(seg, lo, hi - lo);
+		if (h->free_hint > g.nslabs / 64)
+			h->free_hint = g.nslabs / 64;
+	}
+	free_map_assert(h);
+	h->dirty = 1;
+	ckpt_want_full();
+	return 0;
 }

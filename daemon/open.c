@@ -65,12 +65,13 @@ heap_id_write(const char *dir, const uint8_t id[16])
  * here on, also on failure, which unmaps and closes them.
  */
 int
-heap_map(struct heap *h, const struct config *c, int fd, int mfd)
+heap_map(struct heap *h, const struct config *c, uint64_t size, int fd,
+    int mfd)
 {
 	char err[512];
 	int rc;
 
-	if ((rc = seg_map(&h->seg, fd, c->base, c->size, err,
+	if ((rc = seg_map_max(&h->seg, fd, c->base, size, c->max, err,
 	    sizeof(err))) != 0) {
 		log_errx("cannot map the heap: %s", err);
 		close(fd);
@@ -95,12 +96,12 @@ heap_objects_create(const struct heap *h, const struct config *c, int *fd,
 	int rc;
 
 	seg_name(h->identity, name, sizeof(name));
-	if ((rc = seg_create(h->identity, c->size, fd)) != 0) {
+	if ((rc = seg_create(h->identity, c->max, fd)) != 0) {
 		log_errx("cannot create segment /dev/shm%s: %s", name,
 		    strerror(-rc));
 		return rc;
 	}
-	if ((rc = seg_meta_create(h->identity, c->size, mfd)) != 0) {
+	if ((rc = seg_meta_create(h->identity, c->max, mfd)) != 0) {
 		log_errx("cannot create /dev/shm%s.meta: %s", name,
 		    strerror(-rc));
 		close(*fd);
@@ -149,11 +150,11 @@ heap_adopt(struct heap *h, const struct config *c)
 		return rc;
 	}
 	seg_name(h->identity, name, sizeof(name));
-	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->size) {
-		log_errx("live segment /dev/shm%s has size %lld, the daemon is "
-		    "asked for %" PRIu64 "; start with --size %lld or remove "
-		    "the segment", name, (long long)st.st_size, c->size,
-		    (long long)st.st_size);
+	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->max) {
+		log_errx("live segment /dev/shm%s has maximum size %lld, the "
+		    "daemon is asked for %" PRIu64 "; start with --max-size "
+		    "%lld or remove the segment", name, (long long)st.st_size,
+		    c->max, (long long)st.st_size);
 		close(fd);
 		seglock_release(h);
 		return -EINVAL;
@@ -166,11 +167,11 @@ heap_adopt(struct heap *h, const struct config *c)
 		seglock_release(h);
 		return -EUCLEAN;
 	}
-	if ((rc = heap_map(h, c, fd, mfd)) != 0) {
+	if ((rc = heap_map(h, c, c->size, fd, mfd)) != 0) {
 		seglock_release(h);
 		return rc;
 	}
-	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, err,
+	if ((rc = seg_super_check(h->seg.sb, c->base, c->size, c->max, err,
 	    sizeof(err))) != 0 || memcmp(h->seg.sb->identity, h->identity,
 	    16) != 0) {
 		log_errx("live segment /dev/shm%s does not check out: %s; "
@@ -201,7 +202,7 @@ heap_format(struct heap *h, const struct config *c)
 		close(mfd);
 		goto fail;
 	}
-	if ((rc = heap_map(h, c, fd, mfd)) != 0)
+	if ((rc = heap_map(h, c, c->size, fd, mfd)) != 0)
 		goto fail;
 	if ((rc = seg_format(&h->seg, h->identity)) != 0) {
 		log_errx("cannot commit the heap's metadata: %s",
@@ -212,8 +213,8 @@ heap_format(struct heap *h, const struct config *c)
 		goto fail;
 	seg_name(h->identity, name, sizeof(name));
 	log_notice("formatted a new heap in /dev/shm%s: base 0x%" PRIxPTR
-	    ", %" PRIu64 " bytes, %" PRIu64 " slabs", name, c->base, c->size,
-	    h->seg.nslabs);
+	    ", %" PRIu64 " bytes, %" PRIu64 " slabs, room to grow to %"
+	    PRIu64 " bytes", name, c->base, c->size, h->seg.nslabs, c->max);
 	return 0;
 fail:
 	seg_unmap(&h->seg);
@@ -222,34 +223,37 @@ fail:
 	return rc;
 }
 
-/* Whether base and size could be a heap's (as the options require). */
+/* Whether base, size and max could be a heap's (as the options require). */
 static int
-shape_ok(uint64_t base, uint64_t size)
+shape_ok(uint64_t base, uint64_t size, uint64_t max)
 {
 	return base != 0 && base % SHM_SLAB_SIZE == 0 && size >= SHM_SIZE_MIN &&
-	    size <= SHM_SIZE_MAX && size % SHM_SLAB_SIZE == 0 &&
-	    base < (UINT64_C(1) << 47) && size <= (UINT64_C(1) << 47) - base;
+	    max <= SHM_SIZE_MAX && size % SHM_SLAB_SIZE == 0 &&
+	    max % SHM_SLAB_SIZE == 0 && size <= max &&
+	    base < (UINT64_C(1) << 47) && max <= (UINT64_C(1) << 47) - base;
 }
 
 /*
- * The heap knows its shape: the base and size the settings leave out come
- * from the heap in the state folder, its live segment's superblock, else
- * its image's header.  Given and different, adopting and loading refuse
- * as before, naming both.
+ * The heap knows its shape: what the settings leave out comes from the
+ * heap in the state folder, its live segment's superblock, else its
+ * image's header.  A base or maximum given and different: adopting and
+ * loading refuse as before, naming both.  The size is the heap's own
+ * (it may have grown since the settings were written); a larger one
+ * given is grown to once the heap is open (c->size, heap_open()), a
+ * smaller one said and ignored: shrinking is aclheapctl grow's.
  */
 static void
-heap_shape(struct config *c)
+heap_shape(struct config *c, uint64_t *grow_to)
 {
 	struct image_header hdr;
 	struct shm_super sb;
 	char path[4096], err[256];
 	const char *from = NULL;
-	uint64_t base = 0, size = 0;
+	uint64_t base = 0, size = 0, max = 0;
 	uint8_t id[16];
 	int fd;
 
-	if (c->base_set && c->size_set)
-		return;
+	*grow_to = 0;
 	/* The superblock is in the meta object; the segment must be there
 	 * too, or there is no live heap to take a shape from. */
 	if (id_read(c->state_dir, id) == 0 && seg_open(id, &fd) == 0 &&
@@ -258,6 +262,7 @@ heap_shape(struct config *c)
 		    sb.magic == SHM_MAGIC) {
 			base = sb.base;
 			size = sb.size;
+			max = sb.max_size;
 			from = "its live segment";
 		}
 		close(fd);
@@ -267,19 +272,27 @@ heap_shape(struct config *c)
 			if (image_read_header(fd, &hdr, err, sizeof(err)) == 0) {
 				base = hdr.base;
 				size = hdr.size;
+				max = hdr.max_size;
 				from = path;
 			}
 			close(fd);
 		}
 	}
-	if (from == NULL || !shape_ok(base, size))
+	if (from == NULL || !shape_ok(base, size, max))
 		return;
 	if (!c->base_set)
 		c->base = (uintptr_t)base;
-	if (!c->size_set)
-		c->size = size;
+	if (!c->max_set)
+		c->max = max;
+	if (c->size_set && c->size > size && c->size <= max)
+		*grow_to = c->size;
+	else if (c->size_set && c->size != size)
+		log_notice("the heap is %" PRIu64 " bytes (maximum %" PRIu64
+		    "), not the %" PRIu64 " asked for; it keeps its size "
+		    "(aclheapctl grow changes it)", size, max, c->size);
+	c->size = size;
 	log_info("heap's own shape from %s: base 0x%" PRIx64 ", size %"
-	    PRIu64, from, base, size);
+	    PRIu64 ", maximum %" PRIu64, from, base, size, max);
 }
 
 /* Copies what SEEK_DATA finds of [lo, hi) of in to the same offsets of
@@ -318,15 +331,16 @@ save_range(int in, int out, off_t lo, off_t hi)
  * -errno.
  */
 static int
-seg_save(int fd, int mfd, uint64_t size, const char *path)
+seg_save(int fd, int mfd, uint64_t size, uint64_t max, const char *path)
 {
 	uint64_t own[SEG_OWN][2], at = 0;
 	struct shm_geom g;
 	char tmp[4200];
 	int out, i, rc = 0;
 
-	if (seg_geometry(size, &g) != 0)
+	if (seg_geometry_max(size, max, &g) != 0)
 		return -EINVAL;
+	size = max;	/* the object's length */
 	seg_own_ranges(&g, own);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if ((out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -386,7 +400,7 @@ heap_set_aside(struct heap *h, const struct config *c)
 	}
 	snprintf(path, sizeof(path), "%s/heap.seg.damaged", c->state_dir);
 	(void)seg_meta_open(h->identity, 0, &mfd);	/* lost: zeros */
-	if ((rc = seg_save(fd, mfd, c->size, path)) != 0)
+	if ((rc = seg_save(fd, mfd, c->size, c->max, path)) != 0)
 		log_errx("cannot save the refused segment /dev/shm%s as %s: "
 		    "%s; what was written since the last checkpoint is lost",
 		    name, path, strerror(-rc));
@@ -414,7 +428,8 @@ heap_set_aside(struct heap *h, const struct config *c)
  * unlocked.
  */
 static int
-heap_open_from(struct heap *h, struct config *c, int adopt, int *refused)
+heap_open_from(struct heap *h, struct config *c, int adopt, int *refused,
+    uint64_t *grow_to)
 {
 	char path[4096], err[1024], hint[9000];
 	const char *from = "the live segment";
@@ -431,7 +446,7 @@ heap_open_from(struct heap *h, struct config *c, int adopt, int *refused)
 		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
 		return rc;
 	}
-	heap_shape(c);
+	heap_shape(c, grow_to);
 	if (adopt && (rc = heap_adopt(h, c)) < 0) {
 		*refused = rc == -EUCLEAN;
 		return rc;
@@ -494,6 +509,25 @@ fail:
 	return rc;
 }
 
+/* A --size larger than the heap's, once it is open: grown to. */
+static int
+heap_open_grow(struct heap *h, uint64_t grow_to)
+{
+	char err[256];
+	int rc;
+
+	if (grow_to == 0 || grow_to <= h->seg.size)
+		return 0;
+	if ((rc = heap_resize(h, grow_to, err, sizeof(err))) != 0) {
+		log_errx("cannot grow the heap to --size %" PRIu64 ": %s",
+		    grow_to, err);
+		return rc;
+	}
+	log_notice("grew the heap to --size %" PRIu64 " (%" PRIu64 " slabs)",
+	    grow_to, h->seg.nslabs);
+	return 0;
+}
+
 /*
  * The live segment, else the image, else a new heap (heap_open_from()).
  * A live segment that is refused as damaged does not keep the heap down:
@@ -503,9 +537,12 @@ int
 heap_open(struct heap *h, struct config *c)
 {
 	uint8_t id[16];
+	uint64_t grow_to;
 	int rc, refused;
 
-	if ((rc = heap_open_from(h, c, 1, &refused)) == 0 || !refused)
+	if ((rc = heap_open_from(h, c, 1, &refused, &grow_to)) == 0)
+		return heap_open_grow(h, grow_to);
+	if (!refused)
 		return rc;
 	memcpy(id, h->identity, sizeof(id));
 	memset(h, 0, sizeof(*h));
@@ -515,7 +552,9 @@ heap_open(struct heap *h, struct config *c)
 	memcpy(h->identity, id, sizeof(id));
 	if (heap_set_aside(h, c) != 0)
 		return rc;
-	return heap_open_from(h, c, 0, &refused);
+	if ((rc = heap_open_from(h, c, 0, &refused, &grow_to)) == 0)
+		return heap_open_grow(h, grow_to);
+	return rc;
 }
 
 /* Frees the derived state, leaving the segment as it is. */

@@ -138,6 +138,7 @@ req_hello(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	hr.version = PROTOCOL_VERSION;
 	hr.heap_base = seg->base;
 	hr.size = seg->size;
+	hr.max_size = seg->max;
 	hr.identity.data = heap->identity;
 	hr.identity.len = 16;
 	hr.layout = SHM_VERSION;
@@ -423,6 +424,32 @@ req_checkpoint(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 }
 
 static int
+req_grow(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
+    char *err, size_t errlen)
+{
+	static Aclheap__GrowReply gr;
+	struct heap *h = server.heap;
+	uint64_t old = h->seg.size;
+	int rc;
+
+	if ((rc = heap_resize(h, q->grow->size, err, errlen)) != 0)
+		return rc;
+	if (h->seg.size != old)
+		log_notice("pid %d: heap %s from %" PRIu64 " to %" PRIu64
+		    " bytes (%" PRIu64 " slabs, maximum %" PRIu64 ")",
+		    (int)c->pid, h->seg.size > old ? "grown" : "shrunk", old,
+		    h->seg.size, h->seg.nslabs, h->seg.max);
+	aclheap__grow_reply__init(&gr);
+	gr.size = h->seg.size;
+	gr.old_size = old;
+	gr.max_size = h->seg.max;
+	gr.slabs = h->seg.nslabs;
+	r->body_case = ACLHEAP__REPLY__BODY_GROW;
+	r->grow = &gr;
+	return 0;
+}
+
+static int
 req_dump(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
     char *err, size_t errlen)
 {
@@ -465,11 +492,13 @@ req_read(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	int rc;
 
 	(void)c;
-	if (len > READ_MAX || v < seg->base || v >= seg->base + seg->size ||
-	    len > seg->base + seg->size - v) {
+	if (len > READ_MAX || v < seg->base ||
+	    v - seg->base >= seg_extent(seg) ||
+	    len > seg_extent(seg) - (v - seg->base)) {
 		snprintf(err, errlen, "0x%" PRIx64 "+%u is not inside the heap "
 		    "0x%" PRIxPTR "-0x%" PRIxPTR " (or over %u bytes)", v, len,
-		    seg->base, (uintptr_t)(seg->base + seg->size), READ_MAX);
+		    seg->base, (uintptr_t)(seg->base + seg_extent(seg)),
+		    READ_MAX);
 		return -ERANGE;
 	}
 	/* Through the descriptor, not the mapping: a page nobody committed

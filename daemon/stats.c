@@ -29,6 +29,7 @@ stats_fill(Aclheap__StatsReply *s)
 	s->version = PACKAGE_VERSION;
 	s->heap_base = seg->base;
 	s->size = seg->size;
+	s->max_size = seg->max;
 	s->data_start = seg->data;
 	s->slabs_total = st.slabs_total;
 	s->slabs_free = st.slabs_free;

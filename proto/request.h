@@ -67,6 +67,7 @@ enum request_retry {
 	X(BLOCKS,	blocks,		0,			RESEND)	\
 	X(CLIENTS,	clients,	0,			RESEND)	\
 	X(DUMP,		dump,		REQUEST_PRIVILEGED,	FAIL)	\
+	X(GROW,		grow,		REQUEST_PRIVILEGED | REQUEST_CHANGES, RESEND) \
 	X(LEASE,	lease,		REQUEST_CHANGES,	ONCE)	\
 	X(RELEASE,	release,	REQUEST_CHANGES,	ONCE)
 

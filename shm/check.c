@@ -581,7 +581,8 @@ check_top(const struct shm_seg *seg, struct walk *wk, struct shm_report *r,
 {
 	int i;
 
-	if (seg_super_check(seg->sb, seg->base, seg->size, err, errlen) != 0)
+	if (seg_super_check(seg->sb, seg->base, seg->size, seg->max, err,
+	    errlen) != 0)
 		return -EUCLEAN;
 	wk->hwm = atomic_load(&((struct shm_super *)seg->sb)->slab_hwm);
 	if (wk->hwm > seg->nslabs)

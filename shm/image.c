@@ -421,7 +421,8 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (seg_geometry(seg->size, &g) != 0 || sp->meta_len != g.bitmaps_off)
+	if (seg_geometry_max(seg->size, seg->max, &g) != 0 ||
+	    sp->meta_len != g.meta_end)
 		return -EINVAL;
 	table = (const struct shm_slab *)(sp->meta + g.slabs_off);
 	memset(&hdr, 0, sizeof(hdr));
@@ -441,6 +442,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	hdr.base_generation = sp->base_generation;
 	hdr.parent_generation = sp->parent_generation;
 	hdr.parent_digest = sp->parent_digest;
+	hdr.max_size = seg->max;
 	hdr.hash = image_hash(&hdr, offsetof(struct image_header, hash));
 	if ((rc = image_write_all(fd, &hdr, sizeof(hdr))) != 0)
 		return rc;
@@ -456,7 +458,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	parts[0] = sp->meta;
 	lens[0] = g.leases_off;
 	parts[1] = sp->meta + g.slabs_off;
-	lens[1] = g.bitmaps_off - g.slabs_off;
+	lens[1] = g.meta_end - g.slabs_off;
 	if ((rc = write_section(&w, IMG_META, 0, 0, parts, lens, 2)) != 0)
 		goto out;
 	if (sp->check != NULL) {
@@ -524,17 +526,18 @@ out:
  * Untouched, it costs no memory.
  */
 int
-image_scratch(struct shm_seg *seg, uintptr_t base, uint64_t size)
+image_scratch(struct shm_seg *seg, uintptr_t base, uint64_t size,
+    uint64_t max)
 {
 	void *mem;
 
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
-	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	mem = mmap(NULL, max, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -errno;
-	seg_bind(seg, mem, base, size);
+	seg_bind_max(seg, mem, base, size, max);
 	return 0;
 }
 

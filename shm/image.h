@@ -7,11 +7,13 @@
  *   +--------------------------------------------------------------+
  *   | header   magic, version, layout, identity, base, size,        |
  *   |          slab size, nslabs, generation, time, meta_len, kind, |
- *   |          seq, base/parent generation, parent digest, hash     |
+ *   |          seq, base/parent generation, parent digest, max size,|
+ *   |          hash                                                 |
  *   +--------------------------------------------------------------+
  *   | section  META: segment bytes [0, leases_off) and then      |
- *   |          [slabs_off, bitmaps_off): superblock, roots, slab    |
- *   |          table (meta_len bytes in all; no lease records)      |
+ *   |          [slabs_off, meta_end): superblock, roots, the slab   |
+ *   |          table's slabs in use (meta_len bytes in all; no      |
+ *   |          lease records, nothing of the room to grow)          |
  *   +--------------------------------------------------------------+
  *   | section  RUN first=s count=n: bitmaps, side arrays and data   |
  *   |          of slabs s .. s+n-1 (n <= IMAGE_RUN_MAX)             |
@@ -70,7 +72,8 @@
 #include "shm/shm.h"
 
 #define IMAGE_MAGIC	UINT64_C(0x00474d4950414548)	/* "HEAPIMG\0" */
-#define IMAGE_VERSION	2u	/* 2: deltas; sections bound to their image */
+#define IMAGE_VERSION	3u	/* 2: deltas; sections bound to their image;
+				 * 3: max_size */
 #define IMAGE_RUN_MAX	1024u		/* slabs per RUN section */
 #define IMAGE_BATCH	64u		/* slabs per RUN section written */
 #define IMAGE_CHAIN_MAX	64u		/* deltas after a base */
@@ -103,6 +106,7 @@ struct image_header {
 	uint64_t base_generation;	/* delta: its base's generation */
 	uint64_t parent_generation;	/* delta: the link before's */
 	uint64_t parent_digest;		/* delta: the link before's digest */
+	uint64_t max_size;	/* the most the heap can grow to */
 	uint64_t hash;		/* XXH3 of the bytes above */
 };
 
@@ -118,7 +122,7 @@ struct image_section {
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "images and the segment are little-endian: a big-endian host needs a "
     "reader and writer that swap");
-_Static_assert(sizeof(struct image_header) == 128 &&
+_Static_assert(sizeof(struct image_header) == 136 &&
     offsetof(struct image_header, version) == 8 &&
     offsetof(struct image_header, layout) == 12 &&
     offsetof(struct image_header, identity) == 16 &&
@@ -134,7 +138,8 @@ _Static_assert(sizeof(struct image_header) == 128 &&
     offsetof(struct image_header, base_generation) == 96 &&
     offsetof(struct image_header, parent_generation) == 104 &&
     offsetof(struct image_header, parent_digest) == 112 &&
-    offsetof(struct image_header, hash) == 120,
+    offsetof(struct image_header, max_size) == 120 &&
+    offsetof(struct image_header, hash) == 128,
     "struct image_header changed: that is a new IMAGE_VERSION");
 _Static_assert(sizeof(struct image_section) == 40 &&
     offsetof(struct image_section, pad) == 4 &&
@@ -173,7 +178,7 @@ struct image_info {
  * written (0: free).  check, if not NULL, is a scratch heap that receives
  * meta and every copied bitmap and side array: what a reader of the
  * image would see, for image_check_scratch().  meta is laid out as the
- * segment, bitmaps_off bytes, of which the lease region is not read.
+ * segment, meta_end bytes, of which the lease region is not read.
  */
 struct image_spec {
 	const struct shm_seg *seg;
@@ -195,11 +200,12 @@ struct image_out {
 	uint64_t digest;	/* what the next delta names */
 };
 
-/* The META section's length: the metadata without the lease region. */
+/* The META section's length: the metadata without the lease region,
+ * and the slab table as far as slabs are in use. */
 static inline uint64_t
 image_meta_len(const struct shm_geom *g)
 {
-	return g->leases_off + (g->bitmaps_off - g->slabs_off);
+	return g->leases_off + (g->meta_end - g->slabs_off);
 }
 
 /* A slab whose bitmap, side array and data an image carries. */
@@ -224,7 +230,8 @@ int	 image_write(int fd, const struct image_spec *, struct image_out *);
 int	 image_scan(const struct shm_seg *, const struct shm_slab *table,
 	    const uint64_t *prev, uint64_t *next, struct shm_seg *check,
 	    uint64_t *changed);
-int	 image_scratch(struct shm_seg *, uintptr_t base, uint64_t size);
+int	 image_scratch(struct shm_seg *, uintptr_t base, uint64_t size,
+	    uint64_t max);
 int	 image_check_scratch(struct shm_seg *, char *err, size_t errlen);
 int	 image_commit(int fd, const char *dir, const char *tmpname,
 	    const char *name, char *err, size_t errlen);

@@ -35,7 +35,8 @@ link_follows(const char *path, const struct image_header *d, uint32_t k,
 		return -EUCLEAN;
 	}
 	if (memcmp(d->identity, base->identity, 16) != 0 ||
-	    d->base != base->base || d->size != base->size) {
+	    d->base != base->base || d->size != base->size ||
+	    d->max_size != base->max_size) {
 		snprintf(err, errlen, "%s: header: a delta of another heap "
 		    "than its base's", path);
 		return -EUCLEAN;
@@ -172,7 +173,8 @@ image_read_chain_upto(const char *path, uint32_t links, image_put_fn put,
 		rc = -EUCLEAN;
 		goto out;
 	}
-	if (seg_geometry(base.size, &g) != 0 || g.nslabs != base.nslabs ||
+	if (seg_geometry_max(base.size, base.max_size, &g) != 0 ||
+	    g.nslabs != base.nslabs ||
 	    base.meta_len != image_meta_len(&g)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, base.size,
@@ -181,7 +183,7 @@ image_read_chain_upto(const char *path, uint32_t links, image_put_fn put,
 		goto out;
 	}
 	if ((lk.written = calloc(1, (size_t)(g.nslabs + 7) / 8)) == NULL ||
-	    (lk.meta = malloc(g.bitmaps_off)) == NULL) {
+	    (lk.meta = malloc(g.meta_end)) == NULL) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 		goto out;
@@ -417,13 +419,15 @@ image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
 		close(fd);
 		return rc;
 	}
-	if (h.size < SHM_SIZE_MIN || h.size > SHM_SIZE_MAX) {
-		snprintf(err, errlen, "%s: header: size %" PRIu64 " out of "
-		    "range", path, h.size);
+	if (h.size < SHM_SIZE_MIN || h.max_size > SHM_SIZE_MAX ||
+	    h.size > h.max_size) {
+		snprintf(err, errlen, "%s: header: size %" PRIu64 " or "
+		    "maximum %" PRIu64 " out of range", path, h.size,
+		    h.max_size);
 		close(fd);
 		return -EUCLEAN;
 	}
-	mem = mmap(NULL, h.size, PROT_READ | PROT_WRITE,
+	mem = mmap(NULL, h.max_size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED) {
 		rc = -errno;
@@ -436,10 +440,10 @@ image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
 	rc = image_read_chain_upto(path, links, put_mem, mem, info, NULL,
 	    failed, err, errlen);
 	if (rc != 0) {
-		munmap(mem, h.size);
+		munmap(mem, h.max_size);
 		return rc;
 	}
-	seg_bind(seg, mem, (uintptr_t)h.base, h.size);
+	seg_bind_max(seg, mem, (uintptr_t)h.base, h.size, h.max_size);
 	image_settle(seg);
 	return 0;
 }
@@ -448,7 +452,7 @@ void
 image_unload_offline(struct shm_seg *seg)
 {
 	if (seg->sb != NULL)
-		munmap(seg->sb, seg->size);
+		munmap(seg->sb, seg->max);
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
 }

@@ -329,7 +329,7 @@ section_place(struct link_read *r, const struct image_section *s,
 		offs[0] = 0;
 		lens[0] = r->g.leases_off;
 		offs[1] = r->g.slabs_off;
-		lens[1] = r->g.bitmaps_off - r->g.slabs_off;
+		lens[1] = r->g.meta_end - r->g.slabs_off;
 		*nparts = 2;
 		snprintf(r->what + at, sizeof(r->what) - at, " (metadata)");
 		return 0;
@@ -467,7 +467,8 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 		snprintf(err, errlen, "%s: %s", path, r.what);
 		return rc;
 	}
-	if (seg_geometry(h->size, &r.g) != 0 || r.g.nslabs != h->nslabs ||
+	if (seg_geometry_max(h->size, h->max_size, &r.g) != 0 ||
+	    r.g.nslabs != h->nslabs ||
 	    h->meta_len != image_meta_len(&r.g)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, h->size,

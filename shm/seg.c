@@ -70,26 +70,57 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	return g->data_off;
 }
 
-/*
- * The geometry is a pure function of the size, so an image, a live segment
- * and a daemon asked for a size agree on it without storing a table.
- */
-int
-seg_geometry(uint64_t size, struct shm_geom *g)
+/* The most slabs a heap of size bytes holds with its metadata, placing
+ * the rest in g; 0 if none fits. */
+static uint64_t
+geom_slabs(uint64_t size, struct shm_geom *g)
 {
 	uint64_t n, per = SHM_SLAB_SIZE + sizeof(struct shm_slab) +
 	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES + sizeof(struct shm_lease);
 
-	if (size < SHM_SIZE_MIN || size > SHM_SIZE_MAX ||
-	    size % SHM_SLAB_SIZE != 0)
-		return -EINVAL;
 	n = size / per;
 	while (n > 0 && geom_meta(n, g) + n * SHM_SLAB_SIZE > size)
 		n--;
-	if (n == 0)
+	if (n > 0)
+		geom_meta(n, g);
+	return n;
+}
+
+static int
+size_ok(uint64_t size)
+{
+	return size >= SHM_SIZE_MIN && size <= SHM_SIZE_MAX &&
+	    size % SHM_SLAB_SIZE == 0;
+}
+
+/*
+ * The geometry is a pure function of the size and the maximum, so an
+ * image, a live segment and a daemon asked for them agree on it without
+ * storing a table.  Everything is placed as for a heap of max bytes; size
+ * says how many of its slabs are in use: as many as a heap of size bytes
+ * would have, so a heap that cannot grow (max == size) is laid out as
+ * before there was growth, and growing never moves a byte.
+ */
+int
+seg_geometry_max(uint64_t size, uint64_t max, struct shm_geom *g)
+{
+	struct shm_geom t;
+	uint64_t n;
+
+	if (!size_ok(size) || !size_ok(max) || size > max)
 		return -EINVAL;
-	geom_meta(n, g);
+	if ((n = geom_slabs(size, &t)) == 0 || geom_slabs(max, g) == 0)
+		return -EINVAL;
+	g->nslabs_max = g->nslabs;
+	g->nslabs = n;
+	g->meta_end = g->slabs_off + n * sizeof(struct shm_slab);
 	return 0;
+}
+
+int
+seg_geometry(uint64_t size, struct shm_geom *g)
+{
+	return seg_geometry_max(size, size, g);
 }
 
 void
@@ -128,13 +159,15 @@ obj_create(const char *name, uint64_t size, int *fdp)
 	return 0;
 }
 
+/* The segment is its maximum long from the start, sparse: growth writes
+ * no byte of it (shm.h). */
 int
-seg_create(const uint8_t id[16], uint64_t size, int *fdp)
+seg_create(const uint8_t id[16], uint64_t max, int *fdp)
 {
 	char name[64];
 
 	seg_name(id, name, sizeof(name));
-	return obj_create(name, size, fdp);
+	return obj_create(name, max, fdp);
 }
 
 int
@@ -177,17 +210,17 @@ seg_meta_name(const uint8_t id[16], char *buf, size_t len)
 
 /* Creates the meta object, as seg_create() the segment. */
 int
-seg_meta_create(const uint8_t id[16], uint64_t size, int *fdp)
+seg_meta_create(const uint8_t id[16], uint64_t max, int *fdp)
 {
 	char name[80];
 	int rc;
 
 	seg_meta_name(id, name, sizeof(name));
-	if ((rc = obj_create(name, size, fdp)) == -EEXIST) {
+	if ((rc = obj_create(name, max, fdp)) == -EEXIST) {
 		/* Left by a segment made and removed in pieces (a crash
 		 * between the two unlinks): the segment is new, so is this. */
 		(void)shm_unlink(name);
-		rc = obj_create(name, size, fdp);
+		rc = obj_create(name, max, fdp);
 	}
 	return rc;
 }
@@ -246,14 +279,24 @@ seg_range_owner(uintptr_t lo, uintptr_t hi, char *buf, size_t len)
 void
 seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
 {
+	seg_bind_max(seg, mem, base, size, size);
+}
+
+/* mem holds max bytes laid out for a heap of size in use, max at most. */
+void
+seg_bind_max(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size,
+    uint64_t max)
+{
 	struct shm_geom g;
 
 	/* Callers have validated size; the geometry cannot fail here. */
-	(void)seg_geometry(size, &g);
+	(void)seg_geometry_max(size, max, &g);
 	seg->sb = mem;
 	seg->base = base;
 	seg->size = size;
 	seg->nslabs = g.nslabs;
+	seg->max = max;
+	seg->nslabs_max = g.nslabs_max;
 	seg->nleases = g.nleases;
 	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
 	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
@@ -318,10 +361,10 @@ seg_map_meta(struct shm_seg *seg, int mfd, int writable, char *err,
 		    strerror(errno));
 		return -errno;
 	}
-	if ((uint64_t)st.st_size != seg->size) {
+	if ((uint64_t)st.st_size != seg->max) {
 		snprintf(err, errlen, "the heap's metadata object is %jd bytes, "
 		    "not the heap's %" PRIu64, (intmax_t)st.st_size,
-		    seg->size);
+		    seg->max);
 		return -EINVAL;
 	}
 	for (i = 0; i < SEG_OWN; i++) {
@@ -419,28 +462,43 @@ int
 seg_map(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
     char *err, size_t errlen)
 {
+	return seg_map_max(seg, fd, base, size, size, err, errlen);
+}
+
+/*
+ * Maps the whole object, max bytes: the range the heap may grow into is
+ * ours from the start, so growing maps nothing and a pointer into grown
+ * space is good in every process at once.  Pages no slab in use covers
+ * are never touched and cost nothing.
+ */
+int
+seg_map_max(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
+    uint64_t max, char *err, size_t errlen)
+{
 	struct shm_geom g;
 	char owner[300];
+	uint64_t len;
 	void *p;
 	int saved;
 
-	if (base == 0 || base % SHM_SLAB_SIZE != 0 || base + size < base ||
-	    seg_geometry(size, &g) != 0) {
+	if (base == 0 || base % SHM_SLAB_SIZE != 0 || base + max < base ||
+	    seg_geometry_max(size, max, &g) != 0) {
 		snprintf(err, errlen, "bad segment geometry: base 0x%" PRIxPTR
-		    " size %" PRIu64, base, size);
+		    " size %" PRIu64 " max %" PRIu64, base, size, max);
 		return -EINVAL;
 	}
-	p = mmap((void *)base, size, PROT_READ | PROT_WRITE,
+	len = max;
+	p = mmap((void *)base, len, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
 	if (p == MAP_FAILED) {
 		saved = errno;
 		if (saved == EEXIST) {
-			if (!seg_range_owner(base, base + size, owner,
+			if (!seg_range_owner(base, base + len, owner,
 			    sizeof(owner)))
 				snprintf(owner, sizeof(owner), "unknown");
 			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
 			    PRIxPTR " is already mapped in this process by %s",
-			    base, (uintptr_t)(base + size), owner);
+			    base, (uintptr_t)(base + len), owner);
 			return -EADDRINUSE;
 		}
 		snprintf(err, errlen, "mmap of heap at 0x%" PRIxPTR ": %s",
@@ -451,19 +509,19 @@ seg_map(struct shm_seg *seg, int fd, uintptr_t base, uint64_t size,
 		/* The flag was taken as a hint (kernels before 4.17, and
 		 * valgrind): never keep a relocation, and still name what
 		 * is in the way. */
-		munmap(p, size);
-		if (seg_range_owner(base, base + size, owner, sizeof(owner)))
+		munmap(p, len);
+		if (seg_range_owner(base, base + len, owner, sizeof(owner)))
 			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
 			    PRIxPTR " is already mapped in this process by %s",
-			    base, (uintptr_t)(base + size), owner);
+			    base, (uintptr_t)(base + len), owner);
 		else
 			snprintf(err, errlen, "heap range 0x%" PRIxPTR "-0x%"
 			    PRIxPTR " is not available (kernel offered 0x%"
-			    PRIxPTR ")", base, (uintptr_t)(base + size),
+			    PRIxPTR ")", base, (uintptr_t)(base + len),
 			    (uintptr_t)p);
 		return -EADDRINUSE;
 	}
-	seg_bind(seg, p, base, size);
+	seg_bind_max(seg, p, base, size, max);
 	seg->fd = fd;
 	return 0;
 }
@@ -479,7 +537,7 @@ seg_remap(struct shm_seg *seg, int fd, int mfd, char *err, size_t errlen)
 	void *p;
 	int rc;
 
-	p = mmap((void *)seg->base, seg->size, PROT_READ | PROT_WRITE,
+	p = mmap((void *)seg->base, seg->max, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_FIXED, fd, 0);
 	if (p == MAP_FAILED || (uintptr_t)p != seg->base) {
 		snprintf(err, errlen, "remap of heap at 0x%" PRIxPTR ": %s",
@@ -497,7 +555,7 @@ void
 seg_unmap(struct shm_seg *seg)
 {
 	if (seg->sb != NULL)
-		munmap((void *)seg->base, seg->size);
+		munmap((void *)seg->base, seg->max);
 	if (seg->fd >= 0)
 		close(seg->fd);
 	if (seg->mfd >= 0)
@@ -573,11 +631,11 @@ seg_decommit(const struct shm_seg *seg, uint64_t off, uint64_t len)
  */
 void
 seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
-    uint64_t size)
+    uint64_t size, uint64_t max)
 {
 	struct shm_geom g;
 
-	(void)seg_geometry(size, &g);
+	(void)seg_geometry_max(size, max, &g);
 	sb->version = SHM_VERSION;
 	sb->ptr_bits = sizeof(void *) * 8;
 	memcpy(sb->identity, id, 16);
@@ -593,6 +651,7 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 	sb->bitmaps_off = g.bitmaps_off;
 	sb->sides_off = g.sides_off;
 	sb->data_off = g.data_off;
+	sb->max_size = max;
 }
 
 /*
@@ -608,15 +667,14 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 	struct shm_geom g;
 	int rc;
 
-	if ((rc = seg_geometry(seg->size, &g)) != 0)
+	if ((rc = seg_geometry_max(seg->size, seg->max, &g)) != 0)
 		return rc;
 	if ((rc = seg_commit(seg, 0, g.leases_off)) != 0 ||
-	    (rc = seg_commit(seg, g.slabs_off, g.bitmaps_off -
-	    g.slabs_off)) != 0 ||
+	    (rc = seg_commit(seg, g.slabs_off, g.meta_end - g.slabs_off)) != 0 ||
 	    (rc = seg_commit_sessions(seg, &g)) != 0)
 		return rc;
 	memset(sb, 0, SHM_SUPER_BYTES);
-	seg_super_stamp(sb, id, seg->base, seg->size);
+	seg_super_stamp(sb, id, seg->base, seg->size, seg->max);
 	sb->created = (uint64_t)time(NULL);
 	/* The magic goes last: a half-formatted object is never adopted. */
 	atomic_thread_fence(memory_order_seq_cst);
@@ -624,9 +682,14 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 	return 0;
 }
 
+/*
+ * Whether sb is a heap of this build at base whose maximum is max, and of
+ * size bytes if size is not 0 (a grown heap is of any size up to max), and
+ * whether what it says of its shape is what its size and maximum make.
+ */
 int
 seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
-    char *err, size_t errlen)
+    uint64_t max, char *err, size_t errlen)
 {
 	struct shm_geom g;
 
@@ -647,22 +710,60 @@ seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
 		    (uint64_t)SHM_SLAB_SIZE);
 		return -EPROTO;
 	}
-	if (sb->base != base || sb->size != size) {
+	if (sb->base != base || sb->max_size != max ||
+	    (size != 0 && sb->size != size)) {
 		snprintf(err, errlen, "heap has base 0x%" PRIx64 " size %"
-		    PRIu64 ", asked for base 0x%" PRIxPTR " size %" PRIu64,
-		    sb->base, sb->size, base, size);
+		    PRIu64 " max %" PRIu64 ", asked for base 0x%" PRIxPTR
+		    " size %" PRIu64 " max %" PRIu64, sb->base, sb->size,
+		    sb->max_size, base, size != 0 ? size : sb->size, max);
 		return -EINVAL;
 	}
-	if (seg_geometry(size, &g) != 0 || sb->nslabs != g.nslabs ||
-	    sb->nleases != g.nleases ||
+	if (seg_geometry_max(sb->size, max, &g) != 0 ||
+	    sb->nslabs != g.nslabs || sb->nleases != g.nleases ||
 	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
 	    sb->sessions_off != g.sessions_off ||
 	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||
 	    sb->sides_off != g.sides_off || sb->data_off != g.data_off) {
 		snprintf(err, errlen, "superblock geometry does not match its "
-		    "size %" PRIu64, size);
+		    "size %" PRIu64 " and maximum %" PRIu64, sb->size, max);
 		return -EPROTO;
 	}
+	return 0;
+}
+
+/*
+ * Puts size bytes of the heap in use (growth, or shrinking once the tail
+ * is free, which the caller has made sure of): the slab table's pages of
+ * the slabs added are committed, those of the slabs taken away given
+ * back, and the superblock says the new size, then the new slab count.
+ * Nothing is mapped or moved: every process maps the maximum already.
+ * The daemon alone calls this, between requests.
+ */
+int
+seg_resize(struct shm_seg *seg, uint64_t size)
+{
+	struct shm_geom g, o;
+	uint64_t lo, hi;
+	int rc;
+
+	if (seg_geometry_max(size, seg->max, &g) != 0 ||
+	    seg_geometry_max(seg->size, seg->max, &o) != 0)
+		return -EINVAL;
+	if (g.nslabs > o.nslabs) {
+		lo = o.meta_end & ~(PAGE - 1);
+		if ((rc = seg_commit(seg, lo, ROUND_UP(g.meta_end, PAGE) -
+		    lo)) != 0)
+			return rc;
+	} else if (g.nslabs < o.nslabs) {
+		lo = ROUND_UP(g.meta_end, PAGE);
+		hi = ROUND_UP(o.meta_end, PAGE);
+		if (hi > lo)
+			(void)seg_decommit(seg, lo, hi - lo);
+	}
+	seg->sb->size = size;
+	__atomic_store_n(&seg->sb->nslabs, g.nslabs, __ATOMIC_RELEASE);
+	seg->size = size;
+	seg->nslabs = g.nslabs;
 	return 0;
 }
 

@@ -140,10 +140,11 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		7u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+#define SHM_VERSION		8u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
 					 * announced claims; 5: spans, side lines;
 					 * 6: sessions; 7: 64-bit slab word, lease
-					 * records per slab, lease_hwm */
+					 * records per slab, lease_hwm; 8: max_size,
+					 * the geometry of the maximum (growth) */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -172,6 +173,9 @@
 /* Smallest and largest segment we agree to build. */
 #define SHM_SIZE_MIN		(UINT64_C(4) << 20)
 #define SHM_SIZE_MAX		(UINT64_C(1) << 44)
+/* Default maximum a heap can grow to: address space reserved in every
+ * process from the start, never memory (below, "Growth"). */
+#define SHM_MAX_DEFAULT		(UINT64_C(1) << 40)
 /* Default base: 32 TiB, inside ASan's HighMem, clear of PIE, brk and mmap. */
 #define SHM_BASE_DEFAULT	UINT64_C(0x200000000000)
 
@@ -305,6 +309,11 @@ struct shm_super {
 	 * raises it before it hands out such a record. */
 	_Atomic uint32_t lease_hwm;
 	uint32_t nleases;	/* records in [leases_off, slabs_off) */
+	/* Layout 8: the most the heap can grow to.  The geometry is that of
+	 * a heap of max_size; size and nslabs are what is in use, raised by
+	 * growth (size first, then nslabs: a reader of nslabs may use that
+	 * many slabs).  The segment and the meta object are max_size bytes. */
+	uint64_t max_size;
 };
 
 /*
@@ -331,7 +340,7 @@ _Static_assert(sizeof(struct shm_lease) == 64 &&
     offsetof(struct shm_lease, mask) == 24 &&
     offsetof(struct shm_lease, set_slab) == 32 &&
     offsetof(struct shm_lease, cls) == 36, "struct shm_lease changed");
-_Static_assert(sizeof(struct shm_super) == 168 &&
+_Static_assert(sizeof(struct shm_super) == 176 &&
     sizeof(struct shm_super) <= SHM_SUPER_BYTES &&
     offsetof(struct shm_super, version) == 8 &&
     offsetof(struct shm_super, ptr_bits) == 12 &&
@@ -354,7 +363,8 @@ _Static_assert(sizeof(struct shm_super) == 168 &&
     offsetof(struct shm_super, move_from) == 148 &&
     offsetof(struct shm_super, sessions_off) == 152 &&
     offsetof(struct shm_super, lease_hwm) == 160 &&
-    offsetof(struct shm_super, nleases) == 164,
+    offsetof(struct shm_super, nleases) == 164 &&
+    offsetof(struct shm_super, max_size) == 168,
     "struct shm_super changed");
 _Static_assert(offsetof(struct shm_session, seq) == 24 &&
     offsetof(struct shm_session, arg) == 48 &&
@@ -370,8 +380,10 @@ _Static_assert(SHM_BITMAP_BYTES == SHM_BITMAP_WORDS * 8 &&
 struct shm_seg {
 	struct shm_super *sb;
 	uintptr_t base;
-	uint64_t size;
-	uint64_t nslabs;
+	uint64_t size;		/* the heap's size: what is in use */
+	uint64_t nslabs;	/* slabs in use, of size */
+	uint64_t max;		/* its maximum: the mapping's length */
+	uint64_t nslabs_max;	/* slabs of a heap of max */
 	uint32_t nleases;	/* lease records (geometry) */
 	struct shm_root *roots;
 	struct shm_lease *leases;
@@ -386,7 +398,9 @@ struct shm_seg {
 };
 
 struct shm_geom {
-	uint64_t nslabs;
+	uint64_t nslabs;	/* of the size */
+	uint64_t nslabs_max;	/* of the maximum, which places the rest */
+	uint64_t meta_end;	/* end of the slab table's slabs in use */
 	uint32_t nleases;
 	uint64_t roots_off, leases_off, sessions_off, slabs_off, bitmaps_off;
 	uint64_t sides_off;
@@ -412,22 +426,28 @@ void	 seg_own_ranges(const struct shm_geom *, uint64_t r[SEG_OWN][2]);
 
 /* shm/seg.c: naming, creating, mapping */
 int	 seg_geometry(uint64_t size, struct shm_geom *);
+int	 seg_geometry_max(uint64_t size, uint64_t max, struct shm_geom *);
 void	 seg_name(const uint8_t identity[16], char *, size_t);
-int	 seg_create(const uint8_t identity[16], uint64_t size, int *fdp);
+int	 seg_create(const uint8_t identity[16], uint64_t max, int *fdp);
 int	 seg_open(const uint8_t identity[16], int *fdp);
 int	 seg_unlink(const uint8_t identity[16]);
 int	 seg_map(struct shm_seg *, int fd, uintptr_t base, uint64_t size,
 	    char *err, size_t errlen);
+int	 seg_map_max(struct shm_seg *, int fd, uintptr_t base, uint64_t size,
+	    uint64_t max, char *err, size_t errlen);
 int	 seg_remap(struct shm_seg *, int fd, int mfd, char *err, size_t errlen);
 void	 seg_unmap(struct shm_seg *);
 void	 seg_bind(struct shm_seg *, void *mem, uintptr_t base, uint64_t size);
+void	 seg_bind_max(struct shm_seg *, void *mem, uintptr_t base,
+	    uint64_t size, uint64_t max);
+int	 seg_resize(struct shm_seg *, uint64_t size);
 int	 seg_format(struct shm_seg *, const uint8_t identity[16]);
 void	 seg_super_stamp(struct shm_super *, const uint8_t identity[16],
-	    uintptr_t base, uint64_t size);
+	    uintptr_t base, uint64_t size, uint64_t max);
 int	 seg_super_check(const struct shm_super *, uintptr_t base,
-	    uint64_t size, char *err, size_t errlen);
+	    uint64_t size, uint64_t max, char *err, size_t errlen);
 void	 seg_meta_name(const uint8_t identity[16], char *, size_t);
-int	 seg_meta_create(const uint8_t identity[16], uint64_t size, int *fdp);
+int	 seg_meta_create(const uint8_t identity[16], uint64_t max, int *fdp);
 int	 seg_meta_open(const uint8_t identity[16], int rdonly, int *fdp);
 int	 seg_meta_open_ro(const struct shm_seg *, const uint8_t identity[16],
 	    int *fdp);
@@ -550,6 +570,14 @@ slab_side_store(uintptr_t base, uint32_t cls, uint32_t i, uint32_t v)
 	else
 		atomic_store_explicit((_Atomic uint16_t *)base + i,
 		    (uint16_t)v, memory_order_release);
+}
+
+/* Bytes from the base to the end of the last slab in use. */
+static inline uint64_t
+seg_extent(const struct shm_seg *seg)
+{
+	return (uint64_t)(seg->data - seg->base) +
+	    (seg->nslabs << SHM_SLAB_SHIFT);
 }
 
 static inline int

@@ -81,12 +81,20 @@ img_down(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* Where the slab table's slabs in use end: what an image's metadata
+ * covers (image.h). */
+static uint64_t
+meta_end(void)
+{
+	return seg.sb->slabs_off + seg.nslabs * sizeof(struct shm_slab);
+}
+
 /* What an image of seg at generation gen holds: its metadata copied
  * (free sp->meta after), the rest left for the caller. */
 static void
 spec_of(struct image_spec *sp, uint64_t gen)
 {
-	uint64_t len = seg.sb->bitmaps_off;
+	uint64_t len = meta_end();
 
 	memset(sp, 0, sizeof(*sp));
 	sp->meta = malloc(len);
@@ -167,7 +175,7 @@ START_TEST(image_write_read_roundtrip)
 	ck_assert_str_eq(off.roots[0].name, "list");
 	ck_assert_uint_eq(atomic_load(&off.roots[0].value), blocks[7]);
 	/* What was never in use was not written: a small file. */
-	ck_assert_uint_lt(info.bytes, seg.sb->bitmaps_off + 6 *
+	ck_assert_uint_lt(info.bytes, meta_end() + 6 *
 	    (SHM_SLAB_SIZE + SHM_SIDE_BYTES + SHM_BITMAP_BYTES));
 	image_unload_offline(&off);
 	img_down();
@@ -436,7 +444,7 @@ START_TEST(image_splice_refused)
 	write_full("heap.img", 8, NULL, NULL);
 	b = file_slurp(path, &lb);
 	cut = sizeof(struct image_header) + sizeof(struct image_section) +
-	    seg.sb->bitmaps_off + 8;
+	    seg.sb->leases_off + (meta_end() - seg.sb->slabs_off) + 8;
 	ck_assert_uint_lt(cut, la);
 	sp = malloc(lb);
 	memcpy(sp, a, cut);

@@ -386,23 +386,23 @@ START_TEST(seg_super_check_mismatch)
 	char err[512];
 
 	scratch_up();
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
 	    sizeof(err)), 0);
 	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE + SHM_SLAB_SIZE,
-	    UNIT_SIZE, err, sizeof(err)), -EINVAL);
+	    UNIT_SIZE, UNIT_SIZE, err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, "0x310000000000") != NULL &&
 	    strstr(err, "0x310000010000") != NULL, "%s", err);
 	seg.sb->version = 99;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
 	    sizeof(err)), -EPROTO);
 	ck_assert_msg(strstr(err, "version 99") != NULL, "%s", err);
 	seg.sb->version = SHM_VERSION;
 	seg.sb->magic ^= 1;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
 	    sizeof(err)), -EPROTO);
 	seg.sb->magic ^= 1;
 	seg.sb->sides_off += 4096;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
 	    sizeof(err)), -EPROTO);
 	seg.sb->sides_off -= 4096;
 	scratch_down();
