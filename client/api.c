@@ -128,6 +128,23 @@ free_remote(uintptr_t addr)
 	return (size_t)r->free->size;
 }
 
+/*
+ * slab_block_lookup() for the calls that take a block: once more after a
+ * look at the heap's size when the first try fails, since p may be in
+ * slabs another process grew the heap by (conn_shape()).
+ */
+static int
+lookup(const void *p, struct slab_block *b)
+{
+	if (!conn_mapped)
+		return -EINVAL;
+	if (slab_block_lookup(&conn_seg, (uintptr_t)p, b) == 0)
+		return 0;
+	if (!conn_shape())
+		return -EINVAL;
+	return slab_block_lookup(&conn_seg, (uintptr_t)p, b);
+}
+
 /* Everything aclfree() does not do inline: extents, and every error. */
 static __attribute__((noinline)) size_t
 free_slow(void *p)
@@ -137,13 +154,14 @@ free_slow(void *p)
 	size_t req;
 
 	conn_clearerr();
-	if (p == NULL || !conn_mapped || !seg_in_data(&conn_seg, a)) {
+	if (p == NULL || !conn_mapped || (!seg_in_data(&conn_seg, a) &&
+	    (!conn_shape() || !seg_in_data(&conn_seg, a)))) {
 		conn_seterr(p == NULL ? "aclfree(NULL)" :
 		    "%p is not inside the heap", p);
 		errno = EINVAL;
 		return 0;
 	}
-	if (slab_block_lookup(&conn_seg, a, &b) != 0) {
+	if (lookup(p, &b) != 0) {
 		conn_seterr("%p is not the start of a live block (inside a "
 		    "block, or already freed)", p);
 		errno = EINVAL;
@@ -265,8 +283,7 @@ aclrealloc(void *p, size_t size)
 	if (p == NULL)
 		return aclmalloc(size);
 	conn_clearerr();
-	if (!conn_mapped || slab_block_lookup(&conn_seg, (uintptr_t)p,
-	    &b) != 0) {
+	if (lookup(p, &b) != 0) {
 		conn_seterr("%p is not the start of a live block", p);
 		errno = EINVAL;
 		return NULL;
@@ -306,8 +323,7 @@ aclheap_usable_size(const void *p)
 	struct slab_block b;
 
 	conn_clearerr();
-	if (!conn_mapped || slab_block_lookup(&conn_seg, (uintptr_t)p,
-	    &b) != 0)
+	if (lookup(p, &b) != 0)
 		return 0;
 	return (size_t)b.usable;
 }
@@ -318,6 +334,7 @@ aclheap_contains(const void *p)
 	uintptr_t a = (uintptr_t)p;
 
 	conn_clearerr();
+	(void)conn_shape();
 	return conn_mapped && a >= conn_seg.base &&
 	    a - conn_seg.base < seg_extent(&conn_seg);
 }

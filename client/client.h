@@ -36,7 +36,7 @@ extern _Atomic int conn_mapped;
 /* client/conn.c */
 int	 conn_attach(const char *path);
 void	 conn_detach(void);
-void	 conn_shape(void);
+int	 conn_shape(void);
 int	 conn_request(Aclheap__Request *, Aclheap__Reply **,
 	    struct frame_arena *, int *fdp);
 int	 conn_request_flags(Aclheap__Request *, Aclheap__Reply **,

@@ -210,22 +210,23 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
  * says how many slabs are in use in the superblock, which only it writes
  * (read-only here, shm.h), and every slab up to the maximum is mapped
  * already.  Called after each reply, so a thread sees growth at its next
- * request; the fast path's lookups read conn_seg.nslabs without the lock,
- * and a stale count only sends a free of a block in a new slab to the
- * daemon.
+ * request, and by the slow paths of the calls that look a block up (a
+ * block another process made in the new space); the fast path reads
+ * conn_seg.nslabs without the lock.  1 if the count changed.
  */
-void
+int
 conn_shape(void)
 {
 	uint64_t n;
 
 	if (!conn_mapped)
-		return;
+		return 0;
 	n = __atomic_load_n(&conn_seg.sb->nslabs, __ATOMIC_ACQUIRE);
 	if (n == conn_seg.nslabs || n > conn_seg.nslabs_max)
-		return;
+		return 0;
 	__atomic_store_n(&conn_seg.size, conn_seg.sb->size, __ATOMIC_RELAXED);
 	__atomic_store_n(&conn_seg.nslabs, n, __ATOMIC_RELEASE);
+	return 1;
 }
 
 static void

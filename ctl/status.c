@@ -85,12 +85,14 @@ status_print(const Aclheap__StatsReply *s, const struct figures *f,
 	uint64_t now;
 
 	figures_print_used(f);
-	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s (%s metadata), "
-	    "grows to %s\n", s->heap_base, s->data_start +
-	    (s->slabs_total << SHM_SLAB_SHIFT), fmt_bytes(a, sizeof(a),
-	    s->size), fmt_bytes(b, sizeof(b), s->size -
-	    (s->slabs_total << SHM_SLAB_SHIFT)), fmt_bytes(c, sizeof(c),
-	    s->max_size != 0 ? s->max_size : s->size));
+	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s (%s metadata)\n",
+	    s->heap_base, s->data_start + (s->slabs_total << SHM_SLAB_SHIFT),
+	    fmt_bytes(a, sizeof(a), s->size), fmt_bytes(b, sizeof(b),
+	    s->size - (s->slabs_total << SHM_SLAB_SHIFT)));
+	if (s->max_size > s->size)
+		printf("room        grows to %s (address space kept from "
+		    "0x%" PRIx64 ")\n", fmt_bytes(a, sizeof(a), s->max_size),
+		    s->heap_base);
 	printf("blocks      %" PRIu64 " in use (%" PRIu64 " large), %s "
 	    "requested, %" PRIu64 " cached\n", s->blocks_in_use,
 	    s->large_blocks, fmt_bytes(a, sizeof(a), s->bytes_requested),

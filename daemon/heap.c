@@ -798,6 +798,10 @@ heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
 	}
 	if (size == seg->size)
 		return 0;
+	/* Slabs and spans clients emptied go back first (the sweep would
+	 * within 2 s): they are no reason to refuse a shrink. */
+	if (g.nslabs < old)
+		(void)heap_reclaim_sweep(h);
 	for (s = g.nslabs; s < old; s++) {
 		if (!free_test(h, s) || SHM_SLAB_STATE(atomic_load(
 		    &seg->slabs[s].word)) != SHM_FREE) {

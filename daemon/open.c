@@ -242,7 +242,7 @@ shape_ok(uint64_t base, uint64_t size, uint64_t max)
  * given is grown to once the heap is open (c->size, heap_open()), a
  * smaller one said and ignored: shrinking is aclheapctl grow's.
  */
-static void
+static int
 heap_shape(struct config *c, uint64_t *grow_to)
 {
 	struct image_header hdr;
@@ -279,12 +279,18 @@ heap_shape(struct config *c, uint64_t *grow_to)
 		}
 	}
 	if (from == NULL || !shape_ok(base, size, max))
-		return;
+		return 0;
 	if (!c->base_set)
 		c->base = (uintptr_t)base;
 	if (!c->max_set)
 		c->max = max;
-	if (c->size_set && c->size > size && c->size <= max)
+	if (c->size_set && c->size > size && c->size > max) {
+		log_errx("--size %" PRIu64 " is past the heap's maximum %"
+		    PRIu64 " (it is %" PRIu64 " bytes, from %s); its maximum "
+		    "is fixed when it is made", c->size, max, size, from);
+		return -EINVAL;
+	}
+	if (c->size_set && c->size > size)
 		*grow_to = c->size;
 	else if (c->size_set && c->size != size)
 		log_notice("the heap is %" PRIu64 " bytes (maximum %" PRIu64
@@ -293,6 +299,7 @@ heap_shape(struct config *c, uint64_t *grow_to)
 	c->size = size;
 	log_info("heap's own shape from %s: base 0x%" PRIx64 ", size %"
 	    PRIu64 ", maximum %" PRIu64, from, base, size, max);
+	return 0;
 }
 
 /* Copies what SEEK_DATA finds of [lo, hi) of in to the same offsets of
@@ -446,7 +453,8 @@ heap_open_from(struct heap *h, struct config *c, int adopt, int *refused,
 		log_errx("state folder %s: %s", c->state_dir, strerror(-rc));
 		return rc;
 	}
-	heap_shape(c, grow_to);
+	if ((rc = heap_shape(c, grow_to)) != 0)
+		return rc;
 	if (adopt && (rc = heap_adopt(h, c)) < 0) {
 		*refused = rc == -EUCLEAN;
 		return rc;

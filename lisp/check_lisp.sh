@@ -94,6 +94,7 @@ fail() { echo "FAIL - $*"; failed=1; }
 start_daemon() {
 	"$builddir/aclheapd" --foreground --socket "$dir/sock" \
 	    --state-dir "$1" --base "$base_hex" --size "$size" \
+	    --max-size "$size" \
 	    --config /dev/null --log-level debug >>"$dir/daemon.log" 2>&1 &
 	pid=$!
 	tries=0

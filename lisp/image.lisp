@@ -54,9 +54,11 @@
         (let ((now (handler-case (current-heap socket)
                      (aclheap-error (e)
                        (startup-fail "~A" e)))))
+          ;; The identity and the base, not the size: a heap that grew
+          ;; (or shrank its free tail) since is the same heap, every
+          ;; address the image holds where it was.
           (unless (and (equalp (heap-identity now) (heap-identity saved))
-                       (= (heap-base now) (heap-base saved))
-                       (= (heap-size now) (heap-size saved)))
+                       (= (heap-base now) (heap-base saved)))
             (%detach)
             (startup-fail "the aclheapd at ~A serves a different heap (~A, ~
                            ~D bytes at #x~X) than the one this image was saved ~

@@ -1240,7 +1240,7 @@ write_image(const struct shm_seg *seg, const struct image_info *info,
 	struct shm_geom g;
 	int fd;
 
-	ck_assert_int_eq(seg_geometry(seg->size, &g), 0);
+	ck_assert_int_eq(seg_geometry_max(seg->size, seg->max, &g), 0);
 	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC,
 	    0600), 0);
 	memset(&sp, 0, sizeof(sp));
@@ -1250,7 +1250,7 @@ write_image(const struct shm_seg *seg, const struct image_info *info,
 	/* The segment's metadata as it lies (the writer leaves the lease
 	 * region out, which makes the header's meta_len shorter); from the
 	 * geometry, as the superblock may be what was scribbled on. */
-	sp.meta_len = g.bitmaps_off;
+	sp.meta_len = g.meta_end;
 	sp.generation = info->hdr.generation;
 	sp.kind = IMAGE_FULL;
 	ck_assert_int_eq(image_write(fd, &sp, &io), 0);

@@ -370,21 +370,30 @@ START_TEST(geometry_mismatch_refused)
 	snprintf(img, sizeof(img), "%s/heap.img", td.state);
 	fill("a", "10", "71", NULL, 0);
 	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
-	/* The live segment is of another size. */
-	snprintf(td.size, sizeof(td.size), "128M");
+	/* The live segment was made for another maximum: its address space
+	 * is another heap's.  (Another size is not a mismatch: a heap
+	 * grows, check_grow.) */
+	snprintf(td.max, sizeof(td.max), "128M");
 	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
 	ck_assert_int_eq(WEXITSTATUS(td_wait_exit(&td, 30000)), 1);
-	ck_assert_ptr_nonnull(strstr(td_log(&td), "has size 67108864"));
+	ck_assert_ptr_nonnull(strstr(td_log(&td), "has maximum size 67108864"));
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "134217728"));
-	/* The image is of another size, then of another base. */
+	/* The image is of another maximum, then of another base. */
 	ck_assert_int_eq(td_shm_unlink(&td), 0);
-	refused(img, "size 67108864, the daemon is asked for base "
-	    "0x300000000000 size 134217728");
-	snprintf(td.size, sizeof(td.size), "64M");
+	refused(img, "of maximum size 67108864, the daemon is asked for base "
+	    "0x300000000000 maximum 134217728");
+	td.max[0] = '\0';
 	snprintf(td.base, sizeof(td.base), "0x340000000000");
-	refused(img, "base 0x300000000000 of size 67108864, the daemon is "
-	    "asked for base 0x340000000000");
+	refused(img, "base 0x300000000000 of maximum size 67108864, the daemon "
+	    "is asked for base 0x340000000000");
 	snprintf(td.base, sizeof(td.base), "0x300000000000");
+	/* A size past the maximum the heap was made with. */
+	snprintf(td.size, sizeof(td.size), "128M");
+	td.max[0] = '-';
+	td.max[1] = '\0';
+	refused(img, "--size 134217728 is past the heap's maximum 67108864");
+	snprintf(td.size, sizeof(td.size), "%s", TEST_SIZE);
+	td.max[0] = '\0';
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "71", NULL);
 }
@@ -413,13 +422,14 @@ START_TEST(heap_knows_its_shape)
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "loaded image"));
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "/heap.img: base 0x"));
 	check("a", "81", a);
-	/* Only what is given is taken as given. */
+	/* Only what is given is taken as given: a maximum that is not the
+	 * heap's is refused. */
 	ck_assert_int_eq(td_stop(&td, SIGTERM), 0);
-	snprintf(td.size, sizeof(td.size), "128M");
+	snprintf(td.max, sizeof(td.max), "128M");
 	ck_assert_int_eq(td_start_env(&td, NULL, NULL), 0);
 	ck_assert_int_eq(WEXITSTATUS(td_wait_exit(&td, 30000)), 1);
 	ck_assert_ptr_nonnull(strstr(td_log(&td), "134217728"));
-	td.size[0] = '\0';
+	td.max[0] = '\0';
 	ck_assert_msg(td_start(&td, NULL) == 0, "%s", td_log(&td));
 	check("a", "81", a);
 	snprintf(td.base, sizeof(td.base), "0x%" PRIx64, (uint64_t)TEST_BASE);

@@ -113,6 +113,11 @@ td_daemon_argv(const struct td *t, const char **argv, int n,
 		argv[n++] = "--size";
 		argv[n++] = t->size;
 	}
+	if (strcmp(t->max, "-") != 0 && (t->max[0] != '\0' ||
+	    t->size[0] != '\0')) {
+		argv[n++] = "--max-size";
+		argv[n++] = t->max[0] != '\0' ? t->max : t->size;
+	}
 	argv[n++] = "--config";
 	argv[n++] = config;
 	return n;

@@ -6,8 +6,11 @@
  * connections, and stops it with a real signal.
  *
  *   td_setup/td_init  the folder /tmp/aclheap-test-TAG-XXXXXX and the
- *                     paths in it; set base, size, log_level, nofile or
- *                     ready_ms after it to change what the daemon gets
+ *                     paths in it; set base, size, max, log_level, nofile
+ *                     or ready_ms after it to change what the daemon gets
+ *                     (a heap's maximum is its size unless max says
+ *                     otherwise: the suites' heaps do not grow unless
+ *                     they ask to)
  *   td_start          the daemon with --config /dev/null and the extra
  *                     arguments, ready when it accepts a connection
  *   td_stop           a signal, then the daemon reaped
@@ -35,6 +38,7 @@ struct td {
 	char log[300];
 	char base[32];
 	char size[32];
+	char max[32];		/* --max-size; "": as size, "-": none */
 	int nofile;		/* the daemon's RLIMIT_NOFILE, 0: inherit */
 	const char *log_level;	/* --log-level, NULL: the daemon's default */
 	int ready_ms;		/* how long td_wait_ready() waits, 0: 20 s */
@@ -90,6 +94,7 @@ Suite	*fast_suite(void);
 Suite	*once_suite(void);
 Suite	*fault_suite(void);
 Suite	*scribble_suite(void);
+Suite	*grow_suite(void);
 Suite	*fuzz_suite(void);
 
 int	 check_run(Suite *(*const *suites)(void), int n);
