@@ -533,6 +533,8 @@ config_finish(struct config *c)
 		if (c->max < c->size)
 			c->max = c->size;
 	}
+	if (c->max_set && !c->size_set && c->max < c->size)
+		c->size = c->max;	/* a small maximum, no size: as large */
 	if (c->max < c->size) {
 		cfg_err("maximum size %" PRIu64 " is below the size %" PRIu64,
 		    c->max, c->size);

@@ -68,10 +68,11 @@ server_reload(void)
 	}
 	if ((nc.base_set && nc.base != cfg->base) ||
 	    (nc.size_set && nc.size != cfg->size) ||
+	    (nc.max_set && nc.max != cfg->max) ||
 	    strcmp(nc.socket_path ? nc.socket_path : cfg->socket_path,
 	    cfg->socket_path) != 0)
-		log_warnx("reload: base, size and socket change only at "
-		    "restart");
+		log_warnx("reload: base, size, maximum and socket change only "
+		    "at restart; a running heap grows with aclheapctl grow");
 	log_notice("reloaded %s: log level %d, %d users and %d groups "
 	    "allowed, checkpoint every %us", cfg->config_path, cfg->log_level,
 	    cfg->nallow_uid, cfg->nallow_gid, cfg->checkpoint_interval);
