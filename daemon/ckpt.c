@@ -367,10 +367,12 @@ job_prepare(int dump)
 		(void)heap_reclaim_sweep(H);
 	if (seg_geometry(seg->size, &g) != 0)
 		goto fail;
+	/* Segment-shaped, but only what is in use is copied (and written):
+	 * the root table's room past roots_used stays untouched zeros. */
 	j->meta_len = g.bitmaps_off;
-	if ((j->meta = malloc(j->meta_len)) == NULL)
+	if ((j->meta = calloc(1, j->meta_len)) == NULL)
 		goto fail;
-	memcpy(j->meta, seg->sb, j->meta_len);
+	image_meta_copy(j->meta, seg->sb, &g);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image
@@ -378,7 +380,7 @@ job_prepare(int dump)
 	sb->magic = SHM_MAGIC;
 	seg_super_stamp(sb, H->identity, seg->base, seg->size);
 	atomic_store(&sb->generation, 0);
-	j->meta_hash = image_hash(j->meta, j->meta_len);
+	j->meta_hash = image_meta_hash(j->meta, &g);
 	atomic_store(&sb->generation, j->generation);
 	if (dump) {
 		j->kind = CKPT_FULL;

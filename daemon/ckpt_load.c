@@ -133,7 +133,14 @@ load_commit(const struct shm_seg *seg)
 	uint32_t w;
 	int rc;
 
-	if ((rc = seg_commit(seg->fd, 0, sb->bitmaps_off)) != 0 ||
+	/* The root table as far as roots are in use: the rest is
+	 * committed as roots land on it (roots.c). */
+	if ((rc = seg_commit(seg->fd, 0, sb->roots_off +
+	    (atomic_load(&sb->roots_used) < seg->roots_max ?
+	    atomic_load(&sb->roots_used) : seg->roots_max) *
+	    sizeof(struct shm_root))) != 0 ||
+	    (rc = seg_commit(seg->fd, sb->leases_off, sb->bitmaps_off -
+	    sb->leases_off)) != 0 ||
 	    (rc = seg_commit(seg->fd, sb->sessions_off,
 	    SHM_SESSIONS * sizeof(struct shm_session))) != 0)
 		return rc;

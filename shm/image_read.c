@@ -232,7 +232,7 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
     int *bad)
 {
 	XXH3_state_t *st;
-	uint64_t off, n, h, at = 0, x;
+	uint64_t off, n, h, x;
 	char *buf;
 	int i, rc = 0;
 
@@ -247,13 +247,12 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 			if ((rc = read_full(fd, buf, n)) != 0)
 				break;
 			XXH3_64bits_update(st, buf, n);
-			if (tee != NULL)
-				memcpy(tee + at, buf, n);
+			if (tee != NULL)	/* segment-shaped */
+				memcpy(tee + offs[i] + off, buf, n);
 			for (x = 0; ph != NULL && x + piece[i] <= n;
 			    x += piece[i])
 				ph[(uint64_t)i * npieces + (off + x) / piece[i]] =
 				    XXH3_64bits(buf + x, piece[i]);
-			at += n;
 			if ((rc = pipeline_put(pl, offs[i] + off, n)) != 0) {
 				*bad = 2;
 				break;
@@ -324,12 +323,17 @@ section_place(struct link_read *r, const struct image_section *s,
 
 	switch (s->type) {
 	case IMG_META:
-		if (r->info->sections != 0 || s->len != h->meta_len)
+		if (r->info->sections != 0 || s->len != h->meta_len ||
+		    s->count > r->g.roots_max ||
+		    s->len != image_meta_bytes(&r->g, s->count))
 			LR_FAIL(r, "metadata section misplaced or of wrong "
 			    "length");
+		/* The roots in use, then the lease records on (image.h). */
 		offs[0] = 0;
-		lens[0] = s->len;
-		*nparts = 1;
+		lens[0] = seg_roots_end(&r->g, s->count);
+		offs[1] = r->g.leases_off;
+		lens[1] = r->g.bitmaps_off - r->g.leases_off;
+		*nparts = 2;
 		snprintf(r->what + at, sizeof(r->what) - at, " (metadata)");
 		return 0;
 	case IMG_RUN:
@@ -467,7 +471,7 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 		return rc;
 	}
 	if (seg_geometry(h->size, &r.g) != 0 || r.g.nslabs != h->nslabs ||
-	    h->meta_len != r.g.bitmaps_off) {
+	    !image_meta_len_ok(&r.g, h->meta_len)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, h->size,
 		    h->nslabs);

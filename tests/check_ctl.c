@@ -1217,9 +1217,9 @@ off_at(const struct shm_seg *seg, const void *a)
 static struct shm_root *
 off_root(const struct shm_seg *seg, const char *name)
 {
-	int i;
+	uint64_t i;
 
-	for (i = 0; i < SHM_ROOTS; i++)
+	for (i = 0; i < atomic_load(&seg->sb->roots_used); i++)
 		if (strcmp(seg->roots[i].name, name) == 0)
 			return &seg->roots[i];
 	ck_abort_msg("no root %s in the image", name);
