@@ -1245,7 +1245,7 @@ write_image(const struct shm_seg *seg, const struct image_info *info,
 	sp.seg = seg;
 	sp.identity = info->hdr.identity;
 	sp.meta = (const uint8_t *)seg->sb;
-	sp.meta_len = info->hdr.meta_len;
+	sp.meta_len = seg->sb->bitmaps_off;	/* segment-shaped */
 	sp.generation = info->hdr.generation;
 	sp.kind = IMAGE_FULL;
 	ck_assert_int_eq(image_write(fd, &sp, &io), 0);

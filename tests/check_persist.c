@@ -1266,8 +1266,9 @@ many_listed(const char *prefix, int want)
 START_TEST(twenty_thousand_roots)
 {
 	static struct td t;
-	char name[ACLHEAP_ROOT_NAME_MAX + 1], longer[300];
+	char name[ACLHEAP_ROOT_NAME_MAX + 1], longer[300], img[400];
 	const char *bad[4];
+	struct stat st;
 	uint64_t t0, ops;
 	int i, k;
 
@@ -1275,6 +1276,12 @@ START_TEST(twenty_thousand_roots)
 	snprintf(t.size, sizeof(t.size), "256M");
 	ck_assert_msg(td_start(&t, NULL) == 0, "daemon: %s", td_log(&t));
 	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	/* Room for 32768 roots (8.5 MiB of table) and none in use: the
+	 * image carries none of the room. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_lt(st.st_size, 2 << 20);
 	t0 = now_ms();
 	for (i = 0; i < MANY; i++) {
 		many_name(name, sizeof(name), i);
@@ -1324,6 +1331,11 @@ START_TEST(twenty_thousand_roots)
 	}
 	ck_assert_int_eq(aclheap_root_list(NULL, 0), MANY);
 	many_check(0, 1, 1);
+	/* The image grows by the roots in use, 272 bytes each. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_lt(st.st_size, (2 << 20) + MANY * 272);
 
 	/* Kept across a checkpoint, a restart, a kill -9 and a reboot. */
 	ck_assert_int_eq(aclheap_checkpoint(), 0);
