@@ -65,7 +65,7 @@ struct item {
 				 * root */
 	const char *action;	/* dropped, freed, cleared, fixed */
 	uint64_t slab, addr;	/* UINT64_MAX: none */
-	char text[320];
+	char text[640];	/* a 255-byte name fits */
 };
 
 struct repair {
@@ -838,7 +838,7 @@ pass_roots(struct repair *r)
 {
 	struct shm_seg *seg = &r->seg;
 	struct shm_root *rt;
-	char shown[600];
+	char shown[300];
 	uint64_t v, n, i, k, cap, keep = 0;
 	uint32_t *set;
 
