@@ -372,7 +372,7 @@ job_prepare(int dump)
 	j->meta_len = g.bitmaps_off;
 	if ((j->meta = calloc(1, j->meta_len)) == NULL)
 		goto fail;
-	image_meta_copy(j->meta, seg->sb, &g);
+	image_meta_copy(j->meta, seg->sb, &g, H->roots_n);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image

@@ -105,6 +105,7 @@ struct heap {
 	/* The roots' index (roots.c): slot + 1 by name hash, 0 empty. */
 	uint32_t *root_idx;
 	uint64_t root_cap;		/* a power of two >= 2 roots_max */
+	uint64_t roots_n;		/* roots in use, the daemon's count */
 };
 
 struct event;

@@ -16,6 +16,10 @@
  * addressing with linear probing over slot + 1 (0 = empty), at most half
  * full, rebuilt from the table at each start (roots_index_build()), so
  * the segment and its images carry no index to keep right or to check.
+ * The count the daemon goes by is its own too (h->roots_n): the
+ * superblock's roots_used is what it publishes, for the validator and
+ * images, in memory a client could scribble on; and names are compared
+ * within their records, NUL or not.
  */
 #include "config.h"
 
@@ -27,11 +31,29 @@
 #include "daemon/journal.h"
 
 #define IDX_MASK(h)	((h)->root_cap - 1)
+#define NAME_CMP(a, b)	strncmp((a), (b), SHM_ROOT_NAME_MAX + 1)
 
 static uint64_t
 roots_used(struct heap *h)
 {
-	return atomic_load(&h->seg.sb->roots_used);
+	return h->roots_n;
+}
+
+/* The count, the daemon's and the published one. */
+static void
+roots_count(struct heap *h, uint64_t n)
+{
+	h->roots_n = n;
+	atomic_store(&h->seg.sb->roots_used, n);
+}
+
+/* The published count, as far as the table has room: at start-up. */
+static uint64_t
+roots_published(struct heap *h)
+{
+	uint64_t n = atomic_load(&h->seg.sb->roots_used);
+
+	return n < h->seg.roots_max ? n : h->seg.roots_max;
 }
 
 /* The index entry for name: the one holding it, or the empty one where
@@ -44,7 +66,7 @@ idx_probe(struct heap *h, const char *name)
 
 	for (k = shm_root_hash(name) & IDX_MASK(h); (e = h->root_idx[k]) != 0;
 	    k = (k + 1) & IDX_MASK(h))
-		if (strcmp(h->seg.roots[e - 1].name, name) == 0)
+		if (NAME_CMP(h->seg.roots[e - 1].name, name) == 0)
 			break;
 	return k;
 }
@@ -81,7 +103,7 @@ idx_delete(struct heap *h, uint64_t k)
 int
 roots_index_build(struct heap *h)
 {
-	uint64_t n = roots_used(h), i, k, cap;
+	uint64_t n = roots_published(h), i, k, cap;
 
 	for (cap = 64; cap < 2 * h->seg.roots_max; cap <<= 1)
 		;
@@ -90,7 +112,8 @@ roots_index_build(struct heap *h)
 		return -ENOMEM;
 	h->root_cap = cap;
 	memset(h->root_idx, 0, cap * sizeof(*h->root_idx));
-	for (i = 0; i < n && i < h->seg.roots_max; i++) {
+	h->roots_n = n;
+	for (i = 0; i < n; i++) {
 		k = idx_probe(h, h->seg.roots[i].name);
 		if (h->root_idx[k] == 0)
 			h->root_idx[k] = (uint32_t)i + 1;
@@ -130,7 +153,6 @@ root_write(struct shm_root *r, const char *name, uint64_t v)
 static void
 root_apply(struct heap *h, struct shm_session *ss, int redo)
 {
-	struct shm_super *sb = h->seg.sb;
 	uint64_t slot = ss->arg[1], last = ss->arg[3];
 	struct shm_root *r = &h->seg.roots[slot], *l;
 	uint32_t from = redo ? atomic_load(&ss->step) : 0;
@@ -139,7 +161,7 @@ root_apply(struct heap *h, struct shm_session *ss, int redo)
 	case ROOT_CREATE:
 		/* Written past the count, then counted. */
 		root_write(r, ss->text, ss->arg[2]);
-		atomic_store(&sb->roots_used, slot + 1);
+		roots_count(h, slot + 1);
 		break;
 	case ROOT_VALUE:
 		atomic_store(&r->value, ss->arg[2]);
@@ -147,7 +169,7 @@ root_apply(struct heap *h, struct shm_session *ss, int redo)
 	case ROOT_DROP:
 		l = &h->seg.roots[last];
 		if (from < 1) {
-			atomic_store(&sb->roots_used, last);
+			roots_count(h, last);
 			if (!redo)
 				journal_step(ss, 1);
 		}
@@ -278,7 +300,7 @@ heap_root_remove_once(struct heap *h, struct shm_session *ss,
 int
 heap_redo_root(struct heap *h, struct shm_session *ss)
 {
-	uint64_t n = roots_used(h), slot = ss->arg[1], last = ss->arg[3];
+	uint64_t n = roots_published(h), slot = ss->arg[1], last = ss->arg[3];
 	uint32_t step = atomic_load(&ss->step);
 
 	if (ss->arg[0] < ROOT_VALUE || ss->arg[0] > ROOT_DROP ||
@@ -299,6 +321,7 @@ heap_redo_root(struct heap *h, struct shm_session *ss)
 			return -1;
 		break;
 	}
+	h->roots_n = n;
 	root_apply(h, ss, 1);
 	journal_done(ss, 0, 0, 0, NULL);
 	return 0;
@@ -353,9 +376,9 @@ page_sift(const struct shm_root **a, size_t n, size_t i)
 		c = 2 * i + 1;
 		if (c >= n)
 			return;
-		if (c + 1 < n && strcmp(a[c + 1]->name, a[c]->name) > 0)
+		if (c + 1 < n && NAME_CMP(a[c + 1]->name, a[c]->name) > 0)
 			c++;
-		if (strcmp(a[c]->name, a[i]->name) <= 0)
+		if (NAME_CMP(a[c]->name, a[i]->name) <= 0)
 			return;
 		t = a[i];
 		a[i] = a[c];
@@ -367,7 +390,7 @@ page_sift(const struct shm_root **a, size_t n, size_t i)
 static int
 page_cmp(const void *x, const void *y)
 {
-	return strcmp((*(const struct shm_root *const *)x)->name,
+	return NAME_CMP((*(const struct shm_root *const *)x)->name,
 	    (*(const struct shm_root *const *)y)->name);
 }
 
@@ -392,7 +415,10 @@ heap_root_page(struct heap *h, const char *prefix, const char *after,
 		return 0;
 	for (i = 0; i < n; i++) {
 		r = &h->seg.roots[i];
-		if (strncmp(r->name, prefix, plen) != 0 ||
+		/* A record scribbled on: no name to pack (the validator
+		 * reports it). */
+		if (memchr(r->name, '\0', sizeof(r->name)) == NULL ||
+		    strncmp(r->name, prefix, plen) != 0 ||
 		    (after[0] != '\0' && strcmp(r->name, after) <= 0))
 			continue;
 		if (got < max) {
@@ -406,7 +432,7 @@ heap_root_page(struct heap *h, const char *prefix, const char *after,
 			continue;
 		}
 		*more = 1;
-		if (strcmp(r->name, out[0]->name) < 0) {
+		if (NAME_CMP(r->name, out[0]->name) < 0) {
 			out[0] = r;
 			page_sift(out, max, 0);
 		}

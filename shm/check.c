@@ -50,14 +50,16 @@ shm_root_name_ok(const char *n)
 	return 1;
 }
 
-/* FNV-1a of a root's name: the daemon's index and the duplicate check. */
+/* FNV-1a of a root's name: the daemon's index and the duplicate check.
+ * It reads no further than a record's name, NUL or not. */
 uint32_t
 shm_root_hash(const char *n)
 {
 	uint32_t h = 2166136261u;
+	size_t i;
 
-	for (; *n != '\0'; n++)
-		h = (h ^ (uint8_t)*n) * 16777619u;
+	for (i = 0; i <= SHM_ROOT_NAME_MAX && n[i] != '\0'; i++)
+		h = (h ^ (uint8_t)n[i]) * 16777619u;
 	return h;
 }
 

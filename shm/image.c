@@ -44,14 +44,17 @@ image_hash_seeded(const void *p, size_t n, uint64_t seed)
 	return XXH3_64bits_withSeed(p, n, seed);
 }
 
-/* What an image carries of the metadata at src (image_meta_roots()),
- * into dst, both segment-shaped. */
+/* What an image carries of the metadata at src, with roots roots in use
+ * (at most roots_max), into dst, both segment-shaped; dst's superblock
+ * says roots. */
 void
-image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *g)
+image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *g,
+    uint64_t roots)
 {
-	uint64_t n = image_meta_roots(g, src);
+	uint64_t n = roots < g->roots_max ? roots : g->roots_max;
 
 	memcpy(dst, src, seg_roots_end(g, n));
+	atomic_store(&((struct shm_super *)dst)->roots_used, n);
 	memcpy(dst + g->leases_off, (const uint8_t *)src + g->leases_off,
 	    g->bitmaps_off - g->leases_off);
 }
@@ -498,7 +501,8 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	    2)) != 0)
 		goto out;
 	if (sp->check != NULL)
-		image_meta_copy((uint8_t *)sp->check->sb, sp->meta, &g);
+		image_meta_copy((uint8_t *)sp->check->sb, sp->meta, &g,
+		    nroots);
 	b.bm = malloc(IMAGE_BATCH * SHM_BITMAP_BYTES);
 	b.sd = malloc(IMAGE_BATCH * SHM_SIDE_BYTES);
 	b.data = malloc(IMAGE_BATCH << SHM_SLAB_SHIFT);

@@ -235,7 +235,8 @@ extern void (*image_commit_hook)(int step);
 
 /* shm/image.c */
 uint64_t image_hash(const void *, size_t);
-void	 image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *);
+void	 image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *,
+	    uint64_t roots);
 uint64_t image_meta_hash(const uint8_t *meta, const struct shm_geom *);
 uint64_t image_hash_seeded(const void *, size_t, uint64_t seed);
 int	 image_writer_open(const char *dir, const char *name, int *fdp,
