@@ -331,7 +331,9 @@ START_TEST(inconsistent_image_refused)
 	h = (struct image_header *)b;
 	meta = b + sizeof(*h) + sizeof(struct image_section);
 	sb = (struct shm_super *)meta;
-	sl = (struct shm_slab *)(meta + sb->slabs_off);
+	/* META carries the roots in use, then the lease records on. */
+	sl = (struct shm_slab *)(meta + sb->roots_off + sb->roots_used *
+	    sizeof(struct shm_root) + (sb->slabs_off - sb->leases_off));
 	for (s = 0; s < sb->nslabs; s++) {
 		memcpy(&w, &sl[s].word, sizeof(w));
 		if (SHM_SLAB_STATE(w) == SHM_SMALL)
