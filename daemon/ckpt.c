@@ -367,14 +367,13 @@ job_prepare(int dump)
 		(void)heap_reclaim_sweep(H);
 	if (seg_geometry(seg->size, &g) != 0)
 		goto fail;
-	/* Laid out as the segment, but the lease region is neither copied
-	 * nor written (shm/image.h): it stays a hole of the allocation. */
+	/* Segment-shaped, but only what an image carries is copied (and
+	 * written): the root table's room past roots_used and the lease
+	 * region stay untouched zeros (shm/image.h). */
 	j->meta_len = g.bitmaps_off;
-	if ((j->meta = malloc(j->meta_len)) == NULL)
+	if ((j->meta = calloc(1, j->meta_len)) == NULL)
 		goto fail;
-	memcpy(j->meta, seg->sb, g.leases_off);
-	memcpy(j->meta + g.slabs_off, (char *)seg->sb + g.slabs_off,
-	    g.bitmaps_off - g.slabs_off);
+	image_meta_copy(j->meta, seg->sb, &g, H->roots_n);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image
@@ -383,8 +382,7 @@ job_prepare(int dump)
 	seg_super_stamp(sb, H->identity, seg->base, seg->size);
 	atomic_store(&sb->generation, 0);
 	atomic_store(&sb->lease_hwm, 0);	/* the image carries no record */
-	j->meta_hash = image_hash_seeded(j->meta + g.slabs_off,
-	    g.bitmaps_off - g.slabs_off, image_hash(j->meta, g.leases_off));
+	j->meta_hash = image_meta_hash(j->meta, &g);
 	atomic_store(&sb->generation, j->generation);
 	if (dump) {
 		j->kind = CKPT_FULL;

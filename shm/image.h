@@ -9,9 +9,10 @@
  *   |          slab size, nslabs, generation, time, meta_len, kind, |
  *   |          seq, base/parent generation, parent digest, hash     |
  *   +--------------------------------------------------------------+
- *   | section  META: segment bytes [0, leases_off) and then      |
- *   |          [slabs_off, bitmaps_off): superblock, roots, slab    |
- *   |          table (meta_len bytes in all; no lease records)      |
+ *   | section  META count=r: segment bytes [0, roots_off + r x     |
+ *   |          root) then [slabs_off, bitmaps_off): superblock, the |
+ *   |          r roots in use, slab table (meta_len bytes in all;   |
+ *   |          no lease records)                                    |
  *   +--------------------------------------------------------------+
  *   | section  RUN first=s count=n: bitmaps, side arrays and data   |
  *   |          of slabs s .. s+n-1 (n <= IMAGE_RUN_MAX)             |
@@ -195,11 +196,35 @@ struct image_out {
 	uint64_t digest;	/* what the next delta names */
 };
 
-/* The META section's length: the metadata without the lease region. */
+/*
+ * The metadata an image carries: the superblock, the roots in use (the
+ * superblock's roots_used, at most roots_max) and the slab table.  The
+ * root table's room past roots_used is not carried, so a heap with few
+ * roots has small images however many it may hold, nor are the lease
+ * records (above).  meta is segment-shaped: bytes [0, bitmaps_off).
+ */
 static inline uint64_t
-image_meta_len(const struct shm_geom *g)
+image_meta_roots(const struct shm_geom *g, const uint8_t *meta)
 {
-	return g->leases_off + (g->bitmaps_off - g->slabs_off);
+	uint64_t n = atomic_load(&((const struct shm_super *)meta)->roots_used);
+
+	return n < g->roots_max ? n : g->roots_max;
+}
+
+static inline uint64_t
+image_meta_bytes(const struct shm_geom *g, uint64_t roots)
+{
+	return seg_roots_end(g, roots) + (g->bitmaps_off - g->slabs_off);
+}
+
+/* Whether len can be a META section's length in a heap of geometry g. */
+static inline int
+image_meta_len_ok(const struct shm_geom *g, uint64_t len)
+{
+	uint64_t fixed = image_meta_bytes(g, 0);
+
+	return len >= fixed && (len - fixed) % sizeof(struct shm_root) == 0 &&
+	    (len - fixed) / sizeof(struct shm_root) <= g->roots_max;
 }
 
 /* A slab whose bitmap, side array and data an image carries. */
@@ -215,6 +240,9 @@ extern void (*image_commit_hook)(int step);
 
 /* shm/image.c */
 uint64_t image_hash(const void *, size_t);
+void	 image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *,
+	    uint64_t roots);
+uint64_t image_meta_hash(const uint8_t *meta, const struct shm_geom *);
 uint64_t image_hash_seeded(const void *, size_t, uint64_t seed);
 int	 image_writer_open(const char *dir, const char *name, int *fdp,
 	    char *err, size_t errlen);

@@ -32,6 +32,17 @@
 #define PAGE		UINT64_C(4096)
 #define ROUND_UP(x, a)	(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
+/* The root table's room for a heap of size bytes (shm.h). */
+uint64_t
+seg_roots_max(uint64_t size)
+{
+	uint64_t n = size / SHM_ROOTS_PER;
+
+	if (n < SHM_ROOTS_MIN)
+		return SHM_ROOTS_MIN;
+	return n > SHM_ROOTS_MAX ? SHM_ROOTS_MAX : n;
+}
+
 static uint64_t
 geom_meta(uint64_t n, struct shm_geom *g)
 {
@@ -48,7 +59,7 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	if (g->nleases == 0)
 		g->nleases = SHM_LEASES_PAGE;
 	g->roots_off = off;
-	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
+	off = ROUND_UP(off + g->roots_max * sizeof(struct shm_root), PAGE);
 	g->leases_off = off;
 	off += (uint64_t)g->nleases * sizeof(struct shm_lease);
 	g->slabs_off = off;
@@ -83,6 +94,7 @@ seg_geometry(uint64_t size, struct shm_geom *g)
 	if (size < SHM_SIZE_MIN || size > SHM_SIZE_MAX ||
 	    size % SHM_SLAB_SIZE != 0)
 		return -EINVAL;
+	g->roots_max = seg_roots_max(size);
 	n = size / per;
 	while (n > 0 && geom_meta(n, g) + n * SHM_SLAB_SIZE > size)
 		n--;
@@ -255,6 +267,7 @@ seg_bind(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size)
 	seg->size = size;
 	seg->nslabs = g.nslabs;
 	seg->nleases = g.nleases;
+	seg->roots_max = g.roots_max;
 	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
 	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
 	seg->sessions = (struct shm_session *)((char *)mem + g.sessions_off);
@@ -593,6 +606,7 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 	sb->bitmaps_off = g.bitmaps_off;
 	sb->sides_off = g.sides_off;
 	sb->data_off = g.data_off;
+	sb->roots_max = g.roots_max;
 }
 
 /*
@@ -610,7 +624,10 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 
 	if ((rc = seg_geometry(seg->size, &g)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg, 0, g.leases_off)) != 0 ||
+	/* The root table is committed a page at a time as roots land on
+	 * it (daemon/roots.c), and lease records as they are first handed
+	 * out: a heap with few roots and few threads pays for few pages. */
+	if ((rc = seg_commit(seg, 0, g.roots_off)) != 0 ||
 	    (rc = seg_commit(seg, g.slabs_off, g.bitmaps_off -
 	    g.slabs_off)) != 0 ||
 	    (rc = seg_commit_sessions(seg, &g)) != 0)
@@ -658,7 +675,8 @@ seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
 	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
 	    sb->sessions_off != g.sessions_off ||
 	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||
-	    sb->sides_off != g.sides_off || sb->data_off != g.data_off) {
+	    sb->sides_off != g.sides_off || sb->data_off != g.data_off ||
+	    sb->roots_max != g.roots_max) {
 		snprintf(err, errlen, "superblock geometry does not match its "
 		    "size %" PRIu64, size);
 		return -EPROTO;

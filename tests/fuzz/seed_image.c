@@ -54,6 +54,9 @@ populate(struct shm_seg *seg)
 	strcpy(seg->roots[1].name, "extent");
 	atomic_store(&seg->roots[1].value, SEED_BASE + (slab_addr(seg, 1) -
 	    (uintptr_t)seg->sb));
+	seg->roots[0].len = 4;
+	seg->roots[1].len = 6;
+	atomic_store(&seg->sb->roots_used, 2);
 }
 
 /*
