@@ -22,7 +22,7 @@
  *          slab table: images carry no lease records), or into the whole
  *          file when its top bit is set.
  *          Checksums are then always fixed.  A few bytes of input reach
- *          any field of a 330 KB image, which whole-file mutation rarely
+ *          any field of a 200 KB image, which whole-file mutation rarely
  *          does.
  *
  * Heaps are limited to 64 MiB here: a hostile header may describe 16 TiB,

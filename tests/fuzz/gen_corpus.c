@@ -387,7 +387,7 @@ static void
 patches(void)
 {
 	struct shm_geom g;
-	uint32_t w = (uint32_t)SHM_SLAB_WORD(SHM_SMALL, 3, 0);
+	uint32_t w = (uint32_t)SHM_SLAB_WORD(SHM_SMALL, 3, 0), off;
 	uint8_t p[16];
 	size_t n = 0;
 
@@ -395,13 +395,15 @@ patches(void)
 		errx(1, "geometry");
 	p[n++] = 0x02;
 	spit("image", "patch-none", p, n);
-	/* In the META section the slab table follows the roots' pages (the
-	 * lease region is left out); the word's low 4 bytes hold state and
-	 * class. */
-	p[n++] = (uint8_t)g.leases_off;
-	p[n++] = (uint8_t)(g.leases_off >> 8);
-	p[n++] = (uint8_t)(g.leases_off >> 16);
-	p[n++] = (uint8_t)(g.leases_off >> 24);
+	/* In the META section the slab table follows the roots in use (the
+	 * root table's room past them and the lease region are left out);
+	 * the word's low 4 bytes hold state and class. */
+	off = (uint32_t)(g.roots_off + FUZZ_SEED_ROOTS *
+	    sizeof(struct shm_root));
+	p[n++] = (uint8_t)off;
+	p[n++] = (uint8_t)(off >> 8);
+	p[n++] = (uint8_t)(off >> 16);
+	p[n++] = (uint8_t)(off >> 24);
 	p[n++] = 4;
 	p[n++] = (uint8_t)w;
 	p[n++] = (uint8_t)(w >> 8);

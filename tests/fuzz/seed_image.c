@@ -56,7 +56,7 @@ populate(struct shm_seg *seg)
 	    (uintptr_t)seg->sb));
 	seg->roots[0].len = 4;
 	seg->roots[1].len = 6;
-	atomic_store(&seg->sb->roots_used, 2);
+	atomic_store(&seg->sb->roots_used, FUZZ_SEED_ROOTS);
 }
 
 /*
