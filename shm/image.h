@@ -57,9 +57,11 @@
  * free.  Every reader therefore settles what it loaded (image_settle):
  * bitmaps are rebuilt from the side entries, the only record of which
  * blocks are live, and lease records are dropped.  So an image does not
- * carry them at all (layout 7): the lease region can be as large as the
- * heap has slabs without a checkpoint copying, hashing or writing it, and
- * a reader leaves it zero (lease_hwm 0: no record handed out).
+ * carry them at all (since layout 7): the lease region can be as large as
+ * the heap has slabs without a checkpoint copying, hashing or writing it,
+ * and a reader leaves it zero (lease_hwm 0: no record handed out).  Nor
+ * does it carry the root table's room past the roots in use (layout 8):
+ * the META section's count says how many roots it holds.
  */
 #ifndef ACLHEAP_IMAGE_H
 #define ACLHEAP_IMAGE_H

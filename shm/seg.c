@@ -612,8 +612,9 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 /*
  * Lays a new heap into a zero-filled object: the superblock and the fixed
  * metadata.  Bitmaps and side arrays are committed slab by slab as slabs are
- * put to use, and lease records a page at a time as they are first handed
- * out, so an empty corner of a big heap costs nothing.
+ * put to use, lease records a page at a time as they are first handed out,
+ * and the root table as roots land on it, so an empty corner of a big heap
+ * costs nothing.
  */
 int
 seg_format(struct shm_seg *seg, const uint8_t id[16])

@@ -414,6 +414,13 @@ START_TEST(seg_super_check_mismatch)
 	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
 	    sizeof(err)), -EPROTO);
 	ck_assert_msg(strstr(err, "version 99") != NULL, "%s", err);
+	/* The layout before (7: lease records, no root table) is refused
+	 * with both versions named. */
+	seg.sb->version = SHM_VERSION - 1;
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
+	    sizeof(err)), -EPROTO);
+	ck_assert_msg(strstr(err, "layout version 7, this build reads 8") !=
+	    NULL, "%s", err);
 	seg.sb->version = SHM_VERSION;
 	seg.sb->magic ^= 1;
 	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, err,
