@@ -74,7 +74,7 @@ check_roots(const struct shm_seg *seg, struct shm_report *r, char *err,
 {
 	const struct shm_root *rt;
 	uint64_t n = atomic_load(&seg->sb->roots_used), i, cap, k;
-	uint32_t *set;
+	uint32_t *set, first;
 
 	if (n > seg->roots_max)
 		FAIL("I8", "%" PRIu64 " roots in use, the table has room for %"
@@ -99,9 +99,11 @@ check_roots(const struct shm_seg *seg, struct shm_report *r, char *err,
 		for (k = shm_root_hash(rt->name) & (cap - 1); set[k] != 0;
 		    k = (k + 1) & (cap - 1))
 			if (strcmp(seg->roots[set[k] - 1].name, rt->name) == 0) {
+				/* The message names it after the set is gone. */
+				first = set[k] - 1;
 				free(set);
 				FAIL("I8", "roots %u and %" PRIu64 " have the "
-				    "same name", set[k] - 1, i);
+				    "same name", first, i);
 			}
 		set[k] = (uint32_t)i + 1;
 	}
