@@ -984,6 +984,66 @@ sec_socket(void)
 	    summarize(w, reps).med / 1e3, ql, pl);
 }
 
+/*
+ * Root operations with 20,000 roots in the table: ns per operation of
+ * set, get and remove of a name not among them (each one round trip).
+ * The 20,000 stay for the whole measure, so a linear search would show.
+ */
+#define ROOTS_KEPT	20000
+#define ROOTS_OPS	3000
+
+static double
+roots_ops(void)
+{
+	char name[64];
+	double t0 = now_ns(), ns;
+	int i;
+
+	for (i = 0; i < ROOTS_OPS; i++) {
+		snprintf(name, sizeof(name), "bench.op/%d", i);
+		if (aclheap_root_set(name, (void *)(uintptr_t)16) != 0 ||
+		    aclheap_root_get(name) != (void *)(uintptr_t)16 ||
+		    aclheap_root_remove(name) != 0)
+			exit(1);
+		if (i == 0)
+			t0 = now_ns();
+	}
+	ns = (now_ns() - t0) / (3.0 * (ROOTS_OPS - 1));
+	return ns;
+}
+
+static void
+sec_roots(void)
+{
+	struct stat3 s;
+	char name[64];
+	int i;
+
+	for (i = 0; i < ROOTS_KEPT; i++) {
+		snprintf(name, sizeof(name), "bench.kept/%05d", i);
+		if (aclheap_root_set(name, (void *)(uintptr_t)(16 * i)) != 0) {
+			fprintf(stderr, "root_set: %s\n", aclheap_last_error());
+			exit(1);
+		}
+	}
+	for (i = 0; i < reps; i++) {
+		v[i] = roots_ops();
+		/* raw_pingpong() times two round trips a pair. */
+		w[i] = raw_pingpong(40, 20) / 2;
+		ratio[i] = v[i] / w[i];
+	}
+	s = summarize(ratio, reps);
+	row("roots: set+get+remove, 20k roots / raw round trip", s, "",
+	    "");
+	printf("|   %.0f root ops/s (%.2f us each), raw round trip %.2f us\n",
+	    1e9 / summarize(v, reps).med, summarize(v, reps).med / 1e3,
+	    summarize(w, reps).med / 1e3);
+	for (i = 0; i < ROOTS_KEPT; i++) {
+		snprintf(name, sizeof(name), "bench.kept/%05d", i);
+		(void)aclheap_root_remove(name);
+	}
+}
+
 static void
 sec_throughput(void)
 {
@@ -1392,8 +1452,10 @@ main(int argc, char **argv)
 		sec_memory();
 	if (!only || only == 1)
 		sec_alloc();
-	if (!only || only == 3)
+	if (!only || only == 3) {
 		sec_socket();
+		sec_roots();
+	}
 	if (!only || only == 4)
 		sec_throughput();
 	if (!only || only == 5)

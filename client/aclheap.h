@@ -90,7 +90,7 @@ extern "C" {
 #define ACLHEAP_RESTART_RELOCATION	0x1u	/* accepted; no effect yet */
 
 /* Longest root name, in bytes, without the NUL. */
-#define ACLHEAP_ROOT_NAME_MAX	63
+#define ACLHEAP_ROOT_NAME_MAX	255
 
 /*
  * aclmalloc: a block of at least size bytes, aligned to 16 bytes.
@@ -189,11 +189,16 @@ int	 aclheap_contains(const void *p);
 
 /*
  * Named roots, persisted with the heap: how a restarted program finds its
- * data.  A name is 1 to 63 bytes of printable ASCII (0x20 to 0x7e).  A root
- * holds any pointer-sized value; by convention an address in the heap.
+ * data.  A name is 1 to 255 bytes of printable ASCII (0x20 to 0x7e); an
+ * empty name, a longer one, a NUL inside it or any other byte is -EINVAL
+ * and changes nothing.  A root holds any pointer-sized value; by
+ * convention an address in the heap.  A heap has room for one root per
+ * 8 KiB of its size, from 512 (a 4 MiB heap) to 65536 (512 MiB and more);
+ * set, get, CAS and remove take the same time however many there are (a
+ * hash index in the daemon), one round trip to it.
  *
  * aclheap_root_set: creates or replaces.  -EINVAL bad name, -ENOSPC the
- *   root table is full.
+ *   root table is full, -ENOMEM no memory for it (/dev/shm full).
  * aclheap_root_get: the value, or NULL with errno ENOENT (no such root) or
  *   EINVAL (bad name).
  * aclheap_root_cas: sets name to desired only if it holds expected (NULL
@@ -215,13 +220,22 @@ struct aclheap_root {
 };
 
 /*
- * aclheap_root_list: a snapshot of every root, in no particular order.
- * Stores up to n roots in out and returns how many roots there are, which
- * may be more than n: call again with room for that many.  out may be NULL
- * when n is 0, to count.  Negative errno: -EINVAL (NULL out with n > 0),
- * -ENOMEM, and the attach errors.
+ * aclheap_root_list: every root, in name order (strcmp).  Stores up to n
+ * roots in out and returns how many roots there are, which may be more
+ * than n: call again with room for that many.  out may be NULL when n is
+ * 0, to count.  The daemon answers in pages of 200, so a listing of many
+ * roots is as many round trips over n / 200; a root that exists for the
+ * whole call is listed exactly once, one created or removed meanwhile may
+ * or may not be.  Negative errno: -EINVAL (NULL out with n > 0), -ENOMEM,
+ * -EOVERFLOW (more than INT_MAX), and the attach errors.
+ *
+ * aclheap_root_list_prefix: the same for the roots whose names start with
+ * prefix (NULL or "": all).  -EINVAL also for a prefix that is not 0 to
+ * 255 bytes of printable ASCII.
  */
 int	 aclheap_root_list(struct aclheap_root *out, size_t n);
+int	 aclheap_root_list_prefix(const char *prefix, struct aclheap_root *out,
+	    size_t n);
 
 /*
  * aclheap_attach: attaches explicitly to the daemon at socket_path (NULL:

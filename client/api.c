@@ -349,8 +349,8 @@ root_call(Aclheap__Request *q, Aclheap__Reply__BodyCase want,
 {
 	conn_clearerr();
 	if (!shm_root_name_ok(name)) {
-		conn_seterr("root names are 1 to %d bytes of printable ASCII",
-		    ACLHEAP_ROOT_NAME_MAX);
+		conn_seterr("root names are 1 to %d bytes of printable ASCII "
+		    "(0x20 to 0x7e)", ACLHEAP_ROOT_NAME_MAX);
 		return -EINVAL;
 	}
 	return conn_call(q, want, r, 0);
@@ -417,26 +417,36 @@ aclheap_root_remove(const char *name)
 	return root_call(&q, ACLHEAP__REPLY__BODY_OK, &r, name);
 }
 
-/* A full table's reply unpacks to more than a thread's reply arena holds
- * (512 roots of 63 bytes), so the list gets an arena of its own, as large
+/* A page's reply unpacks to more than a thread's reply arena holds
+ * (200 roots of 255 bytes), so the list gets an arena of its own, as large
  * as aclheapctl's. */
 #define ROOT_LIST_ARENA	(16 * FRAME_MAX)
 
-API int
-aclheap_root_list(struct aclheap_root *out, size_t n)
+/*
+ * Every root whose name starts with prefix, page by page (aclheap.proto's
+ * RootList): up to n into out, in name order, and the count of them all.
+ */
+static int
+root_list(const char *prefix, struct aclheap_root *out, size_t n)
 {
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__RootList m = ACLHEAP__ROOT_LIST__INIT;
 	Aclheap__Reply *r = NULL;
 	Aclheap__RootListReply *rl;
+	char after[ACLHEAP_ROOT_NAME_MAX + 1] = "";
 	struct frame_arena a;
+	size_t i, total = 0;
 	void *buf;
-	size_t i;
 	int rc;
 
 	conn_clearerr();
 	if (out == NULL && n > 0) {
 		conn_seterr("aclheap_root_list(NULL, %zu)", n);
+		return -EINVAL;
+	}
+	if (prefix != NULL && prefix[0] != '\0' && !shm_root_name_ok(prefix)) {
+		conn_seterr("a root prefix is 0 to %d bytes of printable ASCII",
+		    ACLHEAP_ROOT_NAME_MAX);
 		return -EINVAL;
 	}
 	if (!conn_mapped && (rc = conn_attach(NULL)) != 0)
@@ -445,27 +455,56 @@ aclheap_root_list(struct aclheap_root *out, size_t n)
 		conn_seterr("no memory for the root list");
 		return -ENOMEM;
 	}
-	frame_arena_init(&a, buf, ROOT_LIST_ARENA);
+	m.prefix = (char *)(prefix != NULL ? prefix : "");
+	m.after = after;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_LIST;
 	q.root_list = &m;
-	if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
-		goto done;
-	if (r->body_case != ACLHEAP__REPLY__BODY_ROOTS ||
-	    r->roots->n_roots > INT_MAX) {
-		conn_seterr("aclheapd answered RootList with the wrong reply");
-		rc = -EPROTO;
-		goto done;
+	for (;;) {
+		frame_arena_init(&a, buf, ROOT_LIST_ARENA);
+		if ((rc = conn_request(&q, &r, &a, NULL)) != 0)
+			goto done;
+		if (r->body_case != ACLHEAP__REPLY__BODY_ROOTS ||
+		    (r->roots->more && r->roots->n_roots == 0)) {
+			conn_seterr("aclheapd answered RootList with the wrong "
+			    "reply");
+			rc = -EPROTO;
+			goto done;
+		}
+		rl = r->roots;
+		for (i = 0; i < rl->n_roots; i++, total++) {
+			if (total >= n)
+				continue;
+			snprintf(out[total].name, sizeof(out[total].name), "%s",
+			    rl->roots[i]->name);
+			out[total].value = (void *)(uintptr_t)rl->roots[i]->value;
+		}
+		if (total > INT_MAX) {
+			conn_seterr("more roots than an int counts");
+			rc = -EOVERFLOW;
+			goto done;
+		}
+		if (!rl->more)
+			break;
+		snprintf(after, sizeof(after), "%s",
+		    rl->roots[rl->n_roots - 1]->name);
 	}
-	rl = r->roots;
-	for (i = 0; i < rl->n_roots && i < n; i++) {
-		snprintf(out[i].name, sizeof(out[i].name), "%s",
-		    rl->roots[i]->name);
-		out[i].value = (void *)(uintptr_t)rl->roots[i]->value;
-	}
-	rc = (int)rl->n_roots;
+	rc = (int)total;
 done:
 	free(buf);
 	return rc;
+}
+
+API int
+aclheap_root_list(struct aclheap_root *out, size_t n)
+{
+	return root_list(NULL, out, n);
+}
+
+API int
+aclheap_root_list_prefix(const char *prefix, struct aclheap_root *out,
+    size_t n)
+{
+	return root_list(prefix, out, n);
 }
 
 API int

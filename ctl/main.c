@@ -42,7 +42,7 @@ static const struct ctl_cmd commands[] = {
 	{ "blocks", cmd_blocks,
 	    "blocks [--class SIZE | --large] [--range LO-HI]",
 	    "live blocks: address, requested, usable\n", CTL_DAEMON },
-	{ "roots", cmd_roots, "roots",
+	{ "roots", cmd_roots, "roots [--prefix P]",
 	    "named roots and their addresses\n", CTL_DAEMON },
 	{ "hexdump", cmd_hexdump, "hexdump ADDR [LEN]",
 	    "heap bytes at ADDR (LEN 256 unless given)\n", CTL_DAEMON },

@@ -65,7 +65,7 @@ struct item {
 				 * root */
 	const char *action;	/* dropped, freed, cleared, fixed */
 	uint64_t slab, addr;	/* UINT64_MAX: none */
-	char text[320];
+	char text[640];	/* a 255-byte name fits */
 };
 
 struct repair {
@@ -862,9 +862,12 @@ in_live_block(const struct shm_seg *seg, uintptr_t a)
 }
 
 /*
- * Roots (I8): a malformed name, the second root of a name, a value inside
- * the heap that is in no live block (its block was freed, or dropped
- * above): dropped.  0 and values outside the heap are any root's right.
+ * Roots (I8): a count past the table's room (cut to it), a malformed
+ * name, a length that is not its name's, the second root of a name, a
+ * value inside the heap that is in no live block (its block was freed,
+ * or dropped above): dropped, one line each.  0 and values outside the
+ * heap are any root's right.  The roots kept are moved down over those
+ * dropped, so the table stays compact (shm.h).
  */
 static void
 pass_roots(struct repair *r)
@@ -872,44 +875,71 @@ pass_roots(struct repair *r)
 	struct shm_seg *seg = &r->seg;
 	struct shm_root *rt;
 	char shown[300];
-	uint64_t v;
-	int i, j;
+	uint64_t v, n, i, k, cap, keep = 0;
+	uint32_t *set;
 
-	for (i = 0; i < SHM_ROOTS; i++) {
+	n = atomic_load(&seg->sb->roots_used);
+	if (n > seg->roots_max) {
+		note(r, "roots", "cut", UINT64_MAX, n, "%" PRIu64 " roots in "
+		    "use, the table has room for %" PRIu64 " (I8)", n,
+		    seg->roots_max);
+		n = seg->roots_max;
+	}
+	/* The names kept so far, by hash (keep + 1, 0 empty). */
+	for (cap = 16; cap < 2 * n; cap <<= 1)
+		;
+	if ((set = calloc(cap, sizeof(*set))) == NULL)
+		fail(r, "no memory to check the roots");
+	for (i = 0; i < n; i++) {
 		rt = &seg->roots[i];
-		if (rt->name[0] == '\0') {
-			if (!mem_zero(rt, sizeof(*rt)))
-				zero(rt, sizeof(*rt));
-			continue;
-		}
 		v = atomic_load(&rt->value);
 		if (!shm_root_name_ok(rt->name)) {
-			note(r, "root", "dropped", UINT64_MAX, v, "root %d "
-			    "\"%s\" = 0x%" PRIx64 ": its name is not 1 to %d "
-			    "printable characters and a NUL (I8)", i,
+			note(r, "root", "dropped", UINT64_MAX, v, "root %"
+			    PRIu64 " \"%s\" = 0x%" PRIx64 ": its name is not "
+			    "1 to %d printable characters and a NUL (I8)", i,
 			    name_shown(rt->name, shown, sizeof(shown)), v,
 			    SHM_ROOT_NAME_MAX);
 			goto drop;
 		}
-		for (j = 0; j < i; j++)
-			if (strcmp(seg->roots[j].name, rt->name) == 0)
-				break;
-		if (j < i) {
-			note(r, "root", "dropped", UINT64_MAX, v, "root %d "
-			    "\"%s\" = 0x%" PRIx64 ": a second root of that "
-			    "name (the first, root %d, is kept)", i, rt->name,
-			    v, j);
+		if (rt->len != strlen(rt->name)) {
+			note(r, "root", "dropped", UINT64_MAX, v, "root %"
+			    PRIu64 " \"%s\" = 0x%" PRIx64 ": it says its name "
+			    "is %u bytes (I8)", i, rt->name, v, rt->len);
 			goto drop;
 		}
-		if (v == 0 || v < seg->base || v - seg->base >= seg_extent(seg) ||
-		    in_live_block(seg, (uintptr_t)seg->sb + (v - seg->base)))
-			continue;
-		note(r, "root", "dropped", UINT64_MAX, v, "root \"%s\" = 0x%"
-		    PRIx64 ": no live block holds that address", rt->name, v);
+		for (k = shm_root_hash(rt->name) & (cap - 1); set[k] != 0;
+		    k = (k + 1) & (cap - 1))
+			if (strcmp(seg->roots[set[k] - 1].name, rt->name) == 0)
+				break;
+		if (set[k] != 0) {
+			note(r, "root", "dropped", UINT64_MAX, v, "root %"
+			    PRIu64 " \"%s\" = 0x%" PRIx64 ": a second root of "
+			    "that name (the first is kept)", i, rt->name, v);
+			goto drop;
+		}
+		if (v != 0 && v >= seg->base && v - seg->base < seg_extent(seg) &&
+		    !in_live_block(seg, (uintptr_t)seg->sb + (v - seg->base))) {
+			note(r, "root", "dropped", UINT64_MAX, v, "root \"%s\" "
+			    "= 0x%" PRIx64 ": no live block holds that address",
+			    rt->name, v);
+			goto drop;
+		}
+		if (keep != i)
+			memcpy(&seg->roots[keep], rt, sizeof(*rt));
+		seg->roots[keep].pad = 0;
+		/* Where the moved name now probes from is the same: only its
+		 * slot changed. */
+		set[k] = (uint32_t)++keep;
+		continue;
 drop:
-		zero(rt, sizeof(*rt));
 		r->roots_dropped++;
 	}
+	free(set);
+	for (i = keep; i < n; i++)
+		if (!mem_zero(&seg->roots[i], sizeof(seg->roots[i])))
+			zero(&seg->roots[i], sizeof(seg->roots[i]));
+	if (atomic_load(&seg->sb->roots_used) != keep)
+		atomic_store(&seg->sb->roots_used, keep);
 }
 
 /* ------------------------------------------------------------------ */

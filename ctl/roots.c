@@ -7,7 +7,9 @@
  */
 #include "config.h"
 
+#include <err.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +27,6 @@ lookup_block(const struct shm_seg *seg, uint64_t addr, struct slab_block *b)
 		return -EINVAL;
 	local = (uintptr_t)seg->sb + (uintptr_t)(addr - seg->base);
 	return slab_block_lookup(seg, local, b);
-}
-
-static int
-root_cmp(const void *a, const void *b)
-{
-	const Aclheap__Root *x = *(Aclheap__Root *const *)a;
-	const Aclheap__Root *y = *(Aclheap__Root *const *)b;
-
-	return strcmp(x->name, y->name);
 }
 
 void
@@ -71,35 +64,60 @@ roots_print_one(const struct shm_seg *seg, const char *name, uint64_t value)
 	printf("0x%-14" PRIx64 " %12s  %s\n", value, sz, name);
 }
 
+/*
+ * `roots [--prefix P]`: page by page (RootList), each page in name order
+ * after the one before, so the whole list is sorted and printed as it
+ * comes, in the memory of one page.
+ */
 int
 cmd_roots(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "prefix", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
 	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
 	Aclheap__RootList m = ACLHEAP__ROOT_LIST__INIT;
 	Aclheap__RootListReply *rl;
+	char after[SHM_ROOT_NAME_MAX + 1] = "";
+	const char *prefix = "";
+	uint64_t total = 0;
 	size_t i;
+	int c;
 
 	args_begin();
-	while (args_getopt(argc, argv, "", NULL) != -1)
-		;
+	while ((c = args_getopt(argc, argv, "", opts)) != -1)
+		if (c == 'p')
+			prefix = optarg;
 	args_end(argc, argv);
+	if (prefix[0] != '\0' && !shm_root_name_ok(prefix))
+		errx(2, "roots: --prefix takes 1 to %d bytes of printable "
+		    "ASCII", SHM_ROOT_NAME_MAX);
 	ctl_connect();
+	m.prefix = (char *)prefix;
+	m.after = after;
 	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_LIST;
 	q.root_list = &m;
-	rl = ctl_request("roots", &q, ACLHEAP__REPLY__BODY_ROOTS, NULL)->roots;
-	/* No roots decode as a NULL array, which qsort() may not be given. */
-	if (rl->n_roots > 0)
-		qsort(rl->roots, rl->n_roots, sizeof(rl->roots[0]), root_cmp);
 	if (ctl_json)
 		json_open(NULL, '[');
-	else if (rl->n_roots == 0)
-		printf("no roots\n");
-	else
-		roots_print_header();
-	for (i = 0; i < rl->n_roots; i++)
-		roots_print_one(conn_mapped ? &conn_seg : NULL,
-		    rl->roots[i]->name, rl->roots[i]->value);
+	do {
+		rl = ctl_request("roots", &q, ACLHEAP__REPLY__BODY_ROOTS,
+		    NULL)->roots;
+		for (i = 0; i < rl->n_roots; i++, total++) {
+			if (total == 0 && !ctl_json)
+				roots_print_header();
+			roots_print_one(conn_mapped ? &conn_seg : NULL,
+			    rl->roots[i]->name, rl->roots[i]->value);
+		}
+		if (rl->n_roots > 0)
+			snprintf(after, sizeof(after), "%s",
+			    rl->roots[rl->n_roots - 1]->name);
+	} while (rl->more && rl->n_roots > 0);
 	if (ctl_json)
 		json_close(']');
+	else if (total == 0 && prefix[0] != '\0')
+		printf("no roots starting with \"%s\"\n", prefix);
+	else if (total == 0)
+		printf("no roots\n");
 	return 0;
 }

@@ -168,12 +168,11 @@ cmd_verify(int argc, char **argv)
 static void
 inspect_roots(const struct shm_seg *seg)
 {
-	int i;
+	uint64_t n = atomic_load(&seg->sb->roots_used), i;
 
-	for (i = 0; i < SHM_ROOTS; i++)
-		if (seg->roots[i].name[0] != '\0')
-			roots_print_one(seg, seg->roots[i].name,
-			    atomic_load(&seg->roots[i].value));
+	for (i = 0; i < n && i < seg->roots_max; i++)
+		roots_print_one(seg, seg->roots[i].name,
+		    atomic_load(&seg->roots[i].value));
 }
 
 static void

@@ -367,14 +367,14 @@ job_prepare(int dump)
 		(void)heap_reclaim_sweep(H);
 	if (seg_geometry_max(seg->size, seg->max, &g) != 0)
 		goto fail;
-	/* Laid out as the segment, but the lease region is neither copied
-	 * nor written (shm/image.h): it stays a hole of the allocation. */
+	/* Segment-shaped, but only what an image carries is copied (and
+	 * written): the root table's room past roots_used, the lease
+	 * region and the slab table's room to grow stay untouched zeros
+	 * or out (shm/image.h). */
 	j->meta_len = g.meta_end;
-	if ((j->meta = malloc(j->meta_len)) == NULL)
+	if ((j->meta = calloc(1, j->meta_len)) == NULL)
 		goto fail;
-	memcpy(j->meta, seg->sb, g.leases_off);
-	memcpy(j->meta + g.slabs_off, (char *)seg->sb + g.slabs_off,
-	    g.meta_end - g.slabs_off);
+	image_meta_copy(j->meta, seg->sb, &g, H->roots_n);
 	j->generation = generation + (dump ? 0 : 1);
 	sb = (struct shm_super *)j->meta;
 	/* The superblock is in memory every client can write: the image
@@ -383,8 +383,7 @@ job_prepare(int dump)
 	seg_super_stamp(sb, H->identity, seg->base, seg->size, seg->max);
 	atomic_store(&sb->generation, 0);
 	atomic_store(&sb->lease_hwm, 0);	/* the image carries no record */
-	j->meta_hash = image_hash_seeded(j->meta + g.slabs_off,
-	    g.meta_end - g.slabs_off, image_hash(j->meta, g.leases_off));
+	j->meta_hash = image_meta_hash(j->meta, &g);
 	atomic_store(&sb->generation, j->generation);
 	if (dump) {
 		j->kind = CKPT_FULL;

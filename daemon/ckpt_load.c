@@ -124,9 +124,14 @@ load_commit(const struct shm_seg *seg)
 	uint64_t w;
 	int rc;
 
-	/* Not the lease region: records are committed as they are handed
-	 * out (those below an image's mark, which settling clears, too). */
-	if ((rc = seg_commit(seg, 0, sb->leases_off)) != 0 ||
+	/* The root table as far as roots are in use: the rest is
+	 * committed as roots land on it (roots.c).  Not the lease region:
+	 * records are committed as they are handed out (those below an
+	 * image's mark, which settling clears, too). */
+	if ((rc = seg_commit(seg, 0, sb->roots_off +
+	    (atomic_load(&sb->roots_used) < seg->roots_max ?
+	    atomic_load(&sb->roots_used) : seg->roots_max) *
+	    sizeof(struct shm_root))) != 0 ||
 	    (rc = seg_commit_leases((struct shm_seg *)seg, 0,
 	    seg_lease_hwm(seg))) != 0 ||
 	    (rc = seg_commit(seg, sb->slabs_off, seg->nslabs *

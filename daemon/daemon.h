@@ -104,6 +104,10 @@ struct heap {
 	} *held;
 	uint64_t nheld, held_cap;
 	unsigned decay;
+	/* The roots' index (roots.c): slot + 1 by name hash, 0 empty. */
+	uint32_t *root_idx;
+	uint64_t root_cap;		/* a power of two >= 2 roots_max */
+	uint64_t roots_n;		/* roots in use, the daemon's count */
 };
 
 struct event;
@@ -214,6 +218,9 @@ int	 heap_root_set(struct heap *, const char *, uint64_t);
 int	 heap_root_get(struct heap *, const char *, uint64_t *);
 int	 heap_root_cas(struct heap *, const char *, uint64_t, uint64_t);
 int	 heap_root_remove(struct heap *, const char *);
+int	 roots_index_build(struct heap *);
+size_t	 heap_root_page(struct heap *, const char *prefix, const char *after,
+	    const struct shm_root **, size_t max, int *more);
 
 /* daemon/lease.c */
 void	 lease_rebuild(struct heap *);

@@ -25,9 +25,9 @@ const struct journal_point journal_points[] = {
 	{ "free", 5 },		/* planned; gated; taken; cleared; ungated */
 	{ "realloc", 7 },	/* planned; gated; new block; copied; taken;
 				 * cleared; ungated */
-	{ "root_set", 2 },
-	{ "root_cas", 2 },
-	{ "root_remove", 2 },
+	{ "root_set", 2 },	/* planned; written (or counted) */
+	{ "root_cas", 4 },	/* planned; uncounted; moved; cleared */
+	{ "root_remove", 4 },
 	{ "lease", 3 },		/* planned; the slab moved; recorded */
 	{ "release", 2 },
 	{ NULL, 0 },

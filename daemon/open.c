@@ -495,6 +495,10 @@ heap_open_from(struct heap *h, struct config *c, int adopt, int *refused,
 		log_errx("heap from %s: %s", from, err);
 		goto fail;
 	}
+	if ((rc = roots_index_build(h)) != 0) {
+		log_errx("no memory for the roots' index");
+		goto fail;
+	}
 	if ((h->adopted ? shm_check(&h->seg, NULL, err, sizeof(err)) :
 	    shm_check_still(&h->seg, NULL, err, sizeof(err))) != 0) {
 		log_errx("heap from %s fails its check after the rebuild: %s; "
@@ -577,6 +581,8 @@ heap_forget(struct heap *h)
 	for (i = 0; i < SHM_NCLASSES; i++)
 		free(h->class_slabs[i]);
 	free(h->limbo);
+	free(h->root_idx);
+	h->root_idx = NULL;
 	h->free_map = h->held_map = h->limbo = NULL;
 	h->held = NULL;
 	memset(h->class_slabs, 0, sizeof(h->class_slabs));

@@ -238,8 +238,8 @@ root_error(int rc, char *err, size_t errlen)
 {
 	switch (rc) {
 	case -EINVAL:
-		snprintf(err, errlen, "root names are 1 to %d printable ASCII "
-		    "bytes", SHM_ROOT_NAME_MAX);
+		snprintf(err, errlen, "root names are 1 to %d bytes of "
+		    "printable ASCII (0x20 to 0x7e)", SHM_ROOT_NAME_MAX);
 		break;
 	case -ENOENT:
 		snprintf(err, errlen, "no such root");
@@ -248,8 +248,13 @@ root_error(int rc, char *err, size_t errlen)
 		snprintf(err, errlen, "root holds another value");
 		break;
 	case -ENOSPC:
-		snprintf(err, errlen, "the root table is full (%d roots)",
-		    SHM_ROOTS);
+		snprintf(err, errlen, "the root table is full (%" PRIu64
+		    " roots, the room of a heap of this size)",
+		    server.heap->seg.roots_max);
+		break;
+	case -ENOMEM:
+		snprintf(err, errlen, "no memory for the root table's page "
+		    "(/dev/shm is full)");
 		break;
 	}
 	return rc;
@@ -305,31 +310,46 @@ req_root_remove(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 	    q->root_remove->name), err, errlen);
 }
 
+/* A page's roots: 200 names of 255 bytes and their values pack to less
+ * than FRAME_MAX (aclheap.proto). */
+#define ROOT_PAGE	200
+
+/* A prefix or cursor of RootList: "" or what a name may be. */
+static int
+root_list_arg_ok(const char *s)
+{
+	return s == NULL || s[0] == '\0' || shm_root_name_ok(s);
+}
+
 static int
 req_root_list(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
     char *err, size_t errlen)
 {
-	static Aclheap__Root roots[SHM_ROOTS], *rootp[SHM_ROOTS];
+	static Aclheap__Root roots[ROOT_PAGE], *rootp[ROOT_PAGE];
+	static const struct shm_root *page[ROOT_PAGE];
 	static Aclheap__RootListReply rl;
-	struct shm_seg *seg = &server.heap->seg;
-	int i, n;
+	const char *prefix = q->root_list->prefix, *after = q->root_list->after;
+	size_t i, n;
+	int more;
 
 	(void)c;
-	(void)q;
-	(void)err;
-	(void)errlen;
-	for (i = 0, n = 0; i < SHM_ROOTS; i++) {
-		if (seg->roots[i].name[0] == '\0')
-			continue;
-		aclheap__root__init(&roots[n]);
-		roots[n].name = seg->roots[i].name;
-		roots[n].value = atomic_load(&seg->roots[i].value);
-		rootp[n] = &roots[n];
-		n++;
+	if (!root_list_arg_ok(prefix) || !root_list_arg_ok(after)) {
+		snprintf(err, errlen, "a root prefix or cursor is 0 to %d bytes "
+		    "of printable ASCII (0x20 to 0x7e)", SHM_ROOT_NAME_MAX);
+		return -EINVAL;
+	}
+	n = heap_root_page(server.heap, prefix != NULL ? prefix : "",
+	    after != NULL ? after : "", page, ROOT_PAGE, &more);
+	for (i = 0; i < n; i++) {
+		aclheap__root__init(&roots[i]);
+		roots[i].name = (char *)page[i]->name;
+		roots[i].value = atomic_load(&page[i]->value);
+		rootp[i] = &roots[i];
 	}
 	aclheap__root_list_reply__init(&rl);
-	rl.n_roots = (size_t)n;
+	rl.n_roots = n;
 	rl.roots = rootp;
+	rl.more = more;
 	r->body_case = ACLHEAP__REPLY__BODY_ROOTS;
 	r->roots = &rl;
 	return 0;
@@ -700,7 +720,7 @@ static int
 root_name_cut(const Aclheap__Request *q, uint32_t len)
 {
 	if (q->body_case < ACLHEAP__REQUEST__BODY_ROOT_SET ||
-	    q->body_case > ACLHEAP__REQUEST__BODY_ROOT_REMOVE)
+	    q->body_case > ACLHEAP__REQUEST__BODY_ROOT_LIST)
 		return 0;
 	return protobuf_c_message_get_packed_size(&q->base) != len;
 }

@@ -176,7 +176,7 @@ data."
 
 (defun (setf root) (value name)
   "Creates the root NAME or replaces its value with VALUE (by convention an
-address in the heap).  An aclheap-error for a bad name (1 to 63 bytes of
+address in the heap).  An aclheap-error for a bad name (1 to 255 bytes of
 printable ASCII) or a full root table."
   (check-type value (unsigned-byte 64))
   (with-root-name (s name '(setf root))

@@ -56,10 +56,10 @@
   (last-checkpoint :uint64)
   (generation :uint64))
 
-(defconstant +root-name-max+ 63)
+(defconstant +root-name-max+ 255)
 
 (cffi:defcstruct heap-root
-  (name :char :count 64)
+  (name :char :count 256)
   (value :uintptr))
 
 ;;; The errno values the seed's semantics turn into 0 returns (Linux).
@@ -84,7 +84,7 @@
 
 (defun check-name (operation name)
   "A root name the C side can see whole: a string without NUL (the library
-checks the rest: 1 to 63 bytes of printable ASCII)."
+checks the rest: 1 to 255 bytes of printable ASCII)."
   (check-type name string)
   (when (find (code-char 0) name)
     (fail operation +einval+ "root names are printable ASCII (NUL found)")))

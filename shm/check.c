@@ -50,6 +50,68 @@ shm_root_name_ok(const char *n)
 	return 1;
 }
 
+/* FNV-1a of a root's name: the daemon's index and the duplicate check.
+ * It reads no further than a record's name, NUL or not. */
+uint32_t
+shm_root_hash(const char *n)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i <= SHM_ROOT_NAME_MAX && n[i] != '\0'; i++)
+		h = (h ^ (uint8_t)n[i]) * 16777619u;
+	return h;
+}
+
+/*
+ * I8: the roots in use, each well named, no name twice (a set of the
+ * names seen, open addressing, twice the roots' count in size).  Records
+ * at and above roots_used are not read: they are not the heap's.
+ */
+static int
+check_roots(const struct shm_seg *seg, struct shm_report *r, char *err,
+    size_t errlen)
+{
+	const struct shm_root *rt;
+	uint64_t n = atomic_load(&seg->sb->roots_used), i, cap, k;
+	uint32_t *set, first;
+
+	if (n > seg->roots_max)
+		FAIL("I8", "%" PRIu64 " roots in use, the table has room for %"
+		    PRIu64, n, seg->roots_max);
+	for (cap = 16; cap < 2 * n; cap <<= 1)
+		;
+	if ((set = calloc(cap, sizeof(*set))) == NULL) {
+		snprintf(err, errlen, "no memory to check the roots");
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		rt = &seg->roots[i];
+		if (!shm_root_name_ok(rt->name)) {
+			free(set);
+			FAIL("I8", "root %" PRIu64 " has a malformed name", i);
+		}
+		if (rt->len != strlen(rt->name)) {
+			free(set);
+			FAIL("I8", "root %" PRIu64 " says its name is %u bytes, "
+			    "it is %zu", i, rt->len, strlen(rt->name));
+		}
+		for (k = shm_root_hash(rt->name) & (cap - 1); set[k] != 0;
+		    k = (k + 1) & (cap - 1))
+			if (strcmp(seg->roots[set[k] - 1].name, rt->name) == 0) {
+				/* The message names it after the set is gone. */
+				first = set[k] - 1;
+				free(set);
+				FAIL("I8", "roots %u and %" PRIu64 " have the "
+				    "same name", first, i);
+			}
+		set[k] = (uint32_t)i + 1;
+	}
+	free(set);
+	r->roots = n;
+	return 0;
+}
+
 /*
  * The private sets the lease records list (I5), sorted by slab: read once
  * at the start of a check.  On a live heap they move while the walk goes
@@ -579,8 +641,6 @@ static int
 check_top(const struct shm_seg *seg, struct walk *wk, struct shm_report *r,
     char *err, size_t errlen)
 {
-	int i;
-
 	if (seg_super_check(seg->sb, seg->base, seg->size, seg->max, err,
 	    errlen) != 0)
 		return -EUCLEAN;
@@ -588,14 +648,7 @@ check_top(const struct shm_seg *seg, struct walk *wk, struct shm_report *r,
 	if (wk->hwm > seg->nslabs)
 		FAIL("I7", "high-water mark %" PRIu64 " is past the %" PRIu64
 		    " slabs", wk->hwm, seg->nslabs);
-	for (i = 0; i < SHM_ROOTS; i++) {
-		if (seg->roots[i].name[0] == '\0')
-			continue;
-		if (!shm_root_name_ok(seg->roots[i].name))
-			FAIL("I8", "root %d has a malformed name", i);
-		r->roots++;
-	}
-	return 0;
+	return check_roots(seg, r, err, errlen);
 }
 
 /* looks: how many times a slab that looks broken is read again (with
@@ -721,9 +774,7 @@ shm_stats(const struct shm_seg *seg, struct shm_stats *st)
 		st->req += st->cls[i].req;
 		st->cached += st->cls[i].cached;
 	}
-	for (i = 0; i < SHM_ROOTS; i++)
-		if (seg->roots[i].name[0] != '\0')
-			st->roots++;
+	st->roots = atomic_load(&seg->sb->roots_used);
 	st->slabs_total = seg->nslabs;
 	/* A scribbled slab table can claim more than there is. */
 	st->slabs_free = st->slabs_used < seg->nslabs ?

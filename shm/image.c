@@ -44,6 +44,33 @@ image_hash_seeded(const void *p, size_t n, uint64_t seed)
 	return XXH3_64bits_withSeed(p, n, seed);
 }
 
+/* What an image carries of the metadata at src, with roots roots in use
+ * (at most roots_max), into dst, both segment-shaped: dst's superblock
+ * says roots, and no lease record handed out (an image carries none). */
+void
+image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *g,
+    uint64_t roots)
+{
+	uint64_t n = roots < g->roots_max ? roots : g->roots_max;
+
+	memcpy(dst, src, seg_roots_end(g, n));
+	atomic_store(&((struct shm_super *)dst)->roots_used, n);
+	atomic_store(&((struct shm_super *)dst)->lease_hwm, 0);
+	memcpy(dst + g->slabs_off, (const uint8_t *)src + g->slabs_off,
+	    g->meta_end - g->slabs_off);
+}
+
+/* The hash of what an image carries of meta. */
+uint64_t
+image_meta_hash(const uint8_t *meta, const struct shm_geom *g)
+{
+	uint64_t h[2];
+
+	h[0] = XXH3_64bits(meta, seg_roots_end(g, image_meta_roots(g, meta)));
+	h[1] = XXH3_64bits(meta + g->slabs_off, g->meta_end - g->slabs_off);
+	return XXH3_64bits(h, sizeof(h));
+}
+
 int
 image_write_all(int fd, const void *buf, size_t len)
 {
@@ -417,7 +444,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	struct shm_geom g;
 	const void *parts[2];
 	size_t lens[2];
-	uint64_t s, h, d;
+	uint64_t s, h, d, nroots;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -425,6 +452,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	    sp->meta_len != g.meta_end)
 		return -EINVAL;
 	table = (const struct shm_slab *)(sp->meta + g.slabs_off);
+	nroots = image_meta_roots(&g, sp->meta);
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.magic = IMAGE_MAGIC;
 	hdr.version = IMAGE_VERSION;
@@ -436,7 +464,7 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 	hdr.nslabs = seg->nslabs;
 	hdr.generation = sp->generation;
 	hdr.time = sp->time != 0 ? sp->time : (uint64_t)time(NULL);
-	hdr.meta_len = image_meta_len(&g);
+	hdr.meta_len = image_meta_bytes(&g, nroots);
 	hdr.kind = sp->kind;
 	hdr.seq = sp->seq;
 	hdr.base_generation = sp->base_generation;
@@ -454,18 +482,18 @@ image_write(int fd, const struct image_spec *sp, struct image_out *out)
 		return -ENOMEM;
 	XXH3_64bits_reset_withSeed(w.digest, w.seed);
 	XXH3_64bits_update(w.digest, &hdr.hash, sizeof(hdr.hash));
-	/* The lease region stays out (image.h). */
+	/* The roots in use and the slab table: the root table's room past
+	 * them and the lease region stay out (image.h). */
 	parts[0] = sp->meta;
-	lens[0] = g.leases_off;
+	lens[0] = seg_roots_end(&g, nroots);
 	parts[1] = sp->meta + g.slabs_off;
 	lens[1] = g.meta_end - g.slabs_off;
-	if ((rc = write_section(&w, IMG_META, 0, 0, parts, lens, 2)) != 0)
+	if ((rc = write_section(&w, IMG_META, 0, nroots, parts, lens,
+	    2)) != 0)
 		goto out;
-	if (sp->check != NULL) {
-		memcpy(sp->check->sb, parts[0], lens[0]);
-		memcpy((char *)sp->check->sb + g.slabs_off, parts[1], lens[1]);
-		atomic_store(&sp->check->sb->lease_hwm, 0);
-	}
+	if (sp->check != NULL)
+		image_meta_copy((uint8_t *)sp->check->sb, sp->meta, &g,
+		    nroots);
 	b.bm = malloc(IMAGE_BATCH * SHM_BITMAP_BYTES);
 	b.sd = malloc(IMAGE_BATCH * SHM_SIDE_BYTES);
 	b.data = malloc(IMAGE_BATCH << SHM_SLAB_SHIFT);

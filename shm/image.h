@@ -10,10 +10,11 @@
  *   |          seq, base/parent generation, parent digest, max size,|
  *   |          hash                                                 |
  *   +--------------------------------------------------------------+
- *   | section  META: segment bytes [0, leases_off) and then      |
- *   |          [slabs_off, meta_end): superblock, roots, the slab   |
- *   |          table's slabs in use (meta_len bytes in all; no      |
- *   |          lease records, nothing of the room to grow)          |
+ *   | section  META count=r: segment bytes [0, roots_off + r x     |
+ *   |          root) then [slabs_off, meta_end): superblock, the r  |
+ *   |          roots in use, the slab table's slabs in use (meta_len |
+ *   |          bytes in all; no lease records, nothing of the room  |
+ *   |          to grow)                                             |
  *   +--------------------------------------------------------------+
  *   | section  RUN first=s count=n: bitmaps, side arrays and data   |
  *   |          of slabs s .. s+n-1 (n <= IMAGE_RUN_MAX)             |
@@ -58,9 +59,11 @@
  * free.  Every reader therefore settles what it loaded (image_settle):
  * bitmaps are rebuilt from the side entries, the only record of which
  * blocks are live, and lease records are dropped.  So an image does not
- * carry them at all (layout 7): the lease region can be as large as the
- * heap has slabs without a checkpoint copying, hashing or writing it, and
- * a reader leaves it zero (lease_hwm 0: no record handed out).
+ * carry them at all (since layout 7): the lease region can be as large as
+ * the heap has slabs without a checkpoint copying, hashing or writing it,
+ * and a reader leaves it zero (lease_hwm 0: no record handed out).  Nor
+ * does it carry the root table's room past the roots in use (layout 8):
+ * the META section's count says how many roots it holds.
  */
 #ifndef ACLHEAP_IMAGE_H
 #define ACLHEAP_IMAGE_H
@@ -200,12 +203,36 @@ struct image_out {
 	uint64_t digest;	/* what the next delta names */
 };
 
-/* The META section's length: the metadata without the lease region,
- * and the slab table as far as slabs are in use. */
+/*
+ * The metadata an image carries: the superblock, the roots in use (the
+ * superblock's roots_used, at most roots_max) and the slab table of the
+ * slabs in use.  The root table's room past roots_used is not carried,
+ * so a heap with few roots has small images however many it may hold,
+ * nor are the lease records (above), nor the slab table's room to grow.
+ * meta is segment-shaped: bytes [0, meta_end).
+ */
 static inline uint64_t
-image_meta_len(const struct shm_geom *g)
+image_meta_roots(const struct shm_geom *g, const uint8_t *meta)
 {
-	return g->leases_off + (g->meta_end - g->slabs_off);
+	uint64_t n = atomic_load(&((const struct shm_super *)meta)->roots_used);
+
+	return n < g->roots_max ? n : g->roots_max;
+}
+
+static inline uint64_t
+image_meta_bytes(const struct shm_geom *g, uint64_t roots)
+{
+	return seg_roots_end(g, roots) + (g->meta_end - g->slabs_off);
+}
+
+/* Whether len can be a META section's length in a heap of geometry g. */
+static inline int
+image_meta_len_ok(const struct shm_geom *g, uint64_t len)
+{
+	uint64_t fixed = image_meta_bytes(g, 0);
+
+	return len >= fixed && (len - fixed) % sizeof(struct shm_root) == 0 &&
+	    (len - fixed) / sizeof(struct shm_root) <= g->roots_max;
 }
 
 /* A slab whose bitmap, side array and data an image carries. */
@@ -221,6 +248,9 @@ extern void (*image_commit_hook)(int step);
 
 /* shm/image.c */
 uint64_t image_hash(const void *, size_t);
+void	 image_meta_copy(uint8_t *dst, const void *src, const struct shm_geom *,
+	    uint64_t roots);
+uint64_t image_meta_hash(const uint8_t *meta, const struct shm_geom *);
 uint64_t image_hash_seeded(const void *, size_t, uint64_t seed);
 int	 image_writer_open(const char *dir, const char *name, int *fdp,
 	    char *err, size_t errlen);

@@ -175,7 +175,7 @@ image_read_chain_upto(const char *path, uint32_t links, image_put_fn put,
 	}
 	if (seg_geometry_max(base.size, base.max_size, &g) != 0 ||
 	    g.nslabs != base.nslabs ||
-	    base.meta_len != image_meta_len(&g)) {
+	    !image_meta_len_ok(&g, base.meta_len)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, base.size,
 		    base.nslabs);

@@ -247,7 +247,7 @@ read_payload(int fd, struct pipeline *pl, const uint64_t *offs,
 			if ((rc = read_full(fd, buf, n)) != 0)
 				break;
 			XXH3_64bits_update(st, buf, n);
-			if (tee != NULL)
+			if (tee != NULL)	/* segment-shaped */
 				memcpy(tee + offs[i] + off, buf, n);
 			for (x = 0; ph != NULL && x + piece[i] <= n;
 			    x += piece[i])
@@ -323,11 +323,14 @@ section_place(struct link_read *r, const struct image_section *s,
 
 	switch (s->type) {
 	case IMG_META:
-		if (r->info->sections != 0 || s->len != h->meta_len)
+		if (r->info->sections != 0 || s->len != h->meta_len ||
+		    s->count > r->g.roots_max ||
+		    s->len != image_meta_bytes(&r->g, s->count))
 			LR_FAIL(r, "metadata section misplaced or of wrong "
 			    "length");
+		/* The roots in use, then the slab table (image.h). */
 		offs[0] = 0;
-		lens[0] = r->g.leases_off;
+		lens[0] = seg_roots_end(&r->g, s->count);
 		offs[1] = r->g.slabs_off;
 		lens[1] = r->g.meta_end - r->g.slabs_off;
 		*nparts = 2;
@@ -469,7 +472,7 @@ read_link(int fd, const char *path, struct link *lk, struct image_info *info,
 	}
 	if (seg_geometry_max(h->size, h->max_size, &r.g) != 0 ||
 	    r.g.nslabs != h->nslabs ||
-	    h->meta_len != image_meta_len(&r.g)) {
+	    !image_meta_len_ok(&r.g, h->meta_len)) {
 		snprintf(err, errlen, "%s: header: geometry of size %" PRIu64
 		    " does not match its %" PRIu64 " slabs", path, h->size,
 		    h->nslabs);

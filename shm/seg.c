@@ -32,6 +32,17 @@
 #define PAGE		UINT64_C(4096)
 #define ROUND_UP(x, a)	(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
+/* The root table's room for a heap of size bytes (shm.h). */
+uint64_t
+seg_roots_max(uint64_t size)
+{
+	uint64_t n = size / SHM_ROOTS_PER;
+
+	if (n < SHM_ROOTS_MIN)
+		return SHM_ROOTS_MIN;
+	return n > SHM_ROOTS_MAX ? SHM_ROOTS_MAX : n;
+}
+
 static uint64_t
 geom_meta(uint64_t n, struct shm_geom *g)
 {
@@ -48,7 +59,7 @@ geom_meta(uint64_t n, struct shm_geom *g)
 	if (g->nleases == 0)
 		g->nleases = SHM_LEASES_PAGE;
 	g->roots_off = off;
-	off = ROUND_UP(off + SHM_ROOTS * sizeof(struct shm_root), PAGE);
+	off = ROUND_UP(off + g->roots_max * sizeof(struct shm_root), PAGE);
 	g->leases_off = off;
 	off += (uint64_t)g->nleases * sizeof(struct shm_lease);
 	g->slabs_off = off;
@@ -78,6 +89,9 @@ geom_slabs(uint64_t size, struct shm_geom *g)
 	uint64_t n, per = SHM_SLAB_SIZE + sizeof(struct shm_slab) +
 	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES + sizeof(struct shm_lease);
 
+	/* The root table's room is the size's: a heap of size bytes
+	 * alone, or the maximum that places everything. */
+	g->roots_max = seg_roots_max(size);
 	n = size / per;
 	while (n > 0 && geom_meta(n, g) + n * SHM_SLAB_SIZE > size)
 		n--;
@@ -298,6 +312,7 @@ seg_bind_max(struct shm_seg *seg, void *mem, uintptr_t base, uint64_t size,
 	seg->max = max;
 	seg->nslabs_max = g.nslabs_max;
 	seg->nleases = g.nleases;
+	seg->roots_max = g.roots_max;
 	seg->roots = (struct shm_root *)((char *)mem + g.roots_off);
 	seg->leases = (struct shm_lease *)((char *)mem + g.leases_off);
 	seg->sessions = (struct shm_session *)((char *)mem + g.sessions_off);
@@ -651,14 +666,16 @@ seg_super_stamp(struct shm_super *sb, const uint8_t id[16], uintptr_t base,
 	sb->bitmaps_off = g.bitmaps_off;
 	sb->sides_off = g.sides_off;
 	sb->data_off = g.data_off;
+	sb->roots_max = g.roots_max;
 	sb->max_size = max;
 }
 
 /*
  * Lays a new heap into a zero-filled object: the superblock and the fixed
  * metadata.  Bitmaps and side arrays are committed slab by slab as slabs are
- * put to use, and lease records a page at a time as they are first handed
- * out, so an empty corner of a big heap costs nothing.
+ * put to use, lease records a page at a time as they are first handed out,
+ * and the root table as roots land on it, so an empty corner of a big heap
+ * costs nothing.
  */
 int
 seg_format(struct shm_seg *seg, const uint8_t id[16])
@@ -669,7 +686,12 @@ seg_format(struct shm_seg *seg, const uint8_t id[16])
 
 	if ((rc = seg_geometry_max(seg->size, seg->max, &g)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg, 0, g.leases_off)) != 0 ||
+	/* The root table is committed a page at a time as roots land on
+	 * it (daemon/roots.c), and lease records as they are first handed
+	 * out: a heap with few roots and few threads pays for few pages.
+	 * The slab table as far as slabs are in use: growth commits more
+	 * (seg_resize()). */
+	if ((rc = seg_commit(seg, 0, g.roots_off)) != 0 ||
 	    (rc = seg_commit(seg, g.slabs_off, g.meta_end - g.slabs_off)) != 0 ||
 	    (rc = seg_commit_sessions(seg, &g)) != 0)
 		return rc;
@@ -723,7 +745,8 @@ seg_super_check(const struct shm_super *sb, uintptr_t base, uint64_t size,
 	    sb->roots_off != g.roots_off || sb->leases_off != g.leases_off ||
 	    sb->sessions_off != g.sessions_off ||
 	    sb->slabs_off != g.slabs_off || sb->bitmaps_off != g.bitmaps_off ||
-	    sb->sides_off != g.sides_off || sb->data_off != g.data_off) {
+	    sb->sides_off != g.sides_off || sb->data_off != g.data_off ||
+	    sb->roots_max != g.roots_max) {
 		snprintf(err, errlen, "superblock geometry does not match its "
 		    "size %" PRIu64 " and maximum %" PRIu64, sb->size, max);
 		return -EPROTO;

@@ -15,7 +15,8 @@
  *   |<---------------------- meta (slab aligned) ---------------------->|<- data
  *
  *   super      struct shm_super: magic, version, identity, geometry (4 KiB)
- *   roots      SHM_ROOTS x struct shm_root: named pointers
+ *   roots      roots_max x struct shm_root: named pointers, the first
+ *              roots_used of them in use, the rest never read (below)
  *   leases     nleases x struct shm_lease: one cache line each, the private
  *              block set of one client thread's lease (fast path); as many
  *              as the heap has slabs (a lease holds a slab of its own),
@@ -76,7 +77,9 @@
  *       owner (<= nleases) only on a SMALL or RECLAIMING one; no record
  *       at or above lease_hwm <= nleases is in use or named
  *   I7  slab_hwm <= nslabs, and no slab at or above it is in use
- *   I8  a root's name is "" or printable ASCII, NUL-terminated
+ *   I8  roots_used <= roots_max, and each root below roots_used has a
+ *       name of 1 .. SHM_ROOT_NAME_MAX printable ASCII bytes, NUL-
+ *       terminated, len == strlen(name), and no two have the same name
  *
  * What a live heap allows.  shm_check() runs while clients claim and free:
  * a slab that breaks an invariant is read again, with growing waits, and
@@ -140,11 +143,13 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		8u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+#define SHM_VERSION		9u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
 					 * announced claims; 5: spans, side lines;
 					 * 6: sessions; 7: 64-bit slab word, lease
-					 * records per slab, lease_hwm; 8: max_size,
-					 * the geometry of the maximum (growth) */
+					 * records per slab, lease_hwm; 8: a
+					 * compact root table of roots_max,
+					 * 255-byte names; 9: max_size, the
+					 * geometry of the maximum (growth) */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -161,13 +166,17 @@
 #define SHM_CLASS_MAX		(UINT64_C(4) << 20)	/* largest class */
 #define SHM_SPAN_MAX		64	/* slabs in the largest span */
 #define SHM_SUPER_BYTES		4096
-#define SHM_ROOTS		512
-#define SHM_ROOT_NAME_MAX	63
+/* The root table's room: one root per 8 KiB of heap, 512 (a 4 MiB heap)
+ * to SHM_ROOTS_MAX (a heap of 512 MiB or more).  seg_geometry(). */
+#define SHM_ROOTS_MIN		512
+#define SHM_ROOTS_MAX		65536
+#define SHM_ROOTS_PER		8192	/* heap bytes per root */
+#define SHM_ROOT_NAME_MAX	255
 /* Most lease records a heap has (a 4 GiB heap has that many slabs). */
 #define SHM_LEASES		65536
 #define SHM_LEASES_PAGE		64	/* records in a 4 KiB page */
 #define SHM_SESSIONS		1024
-#define SHM_SESSION_TEXT	64
+#define SHM_SESSION_TEXT	256	/* a root's name and its NUL */
 #define SHM_ALIGN		16
 
 /* Smallest and largest segment we agree to build. */
@@ -220,9 +229,19 @@ _Static_assert(SHM_LEASES < 0xffffff && SHM_NCLASSES <= 128,
 _Static_assert(SHM_LEASES % SHM_LEASES_PAGE == 0 &&
     SHM_LEASES_PAGE * 64 == 4096, "lease records fill whole pages");
 
+/*
+ * The root table is compact: roots 0 .. roots_used-1 are the heap's roots,
+ * in no order, and nothing at or above roots_used is read (a removed root's
+ * place is taken by the last one).  So an image carries roots_used records,
+ * not the table's room, and a page of the table is committed only when a
+ * root first lands on it.  Finding a root by name is the daemon's private
+ * hash index (daemon/roots.c), rebuilt from the table at each start.
+ */
 struct shm_root {
-	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded; "" = unused */
+	char name[SHM_ROOT_NAME_MAX + 1];	/* NUL padded */
 	_Atomic uint64_t value;
+	uint32_t len;		/* strlen(name) */
+	uint32_t pad;
 };
 
 /* One cache line.  owner_pid, owner_start, slab and cls are the daemon's;
@@ -242,7 +261,7 @@ struct shm_lease {
 };
 
 /*
- * Three cache lines.  A client process's session: who it is, and the
+ * Six cache lines.  A client process's session: who it is, and the
  * journal of its last request that changes the heap (daemon/journal.h
  * gives the states and the argument for exactly-once).  Daemon only.
  */
@@ -261,8 +280,8 @@ struct shm_session {
 	char text[SHM_SESSION_TEXT];	/* a root's name; DONE: error text */
 	uint8_t pad[16];
 };
-_Static_assert(sizeof(struct shm_session) == 192,
-    "a session is three cache lines");
+_Static_assert(sizeof(struct shm_session) == 384,
+    "a session is six cache lines");
 
 /* A block in a session's plan (daemon/alloc.c): slab | index << 32 |
  * class << 48 for a small block, slab | slabs << 32 | SHM_REF_LARGE for an
@@ -309,7 +328,9 @@ struct shm_super {
 	 * raises it before it hands out such a record. */
 	_Atomic uint32_t lease_hwm;
 	uint32_t nleases;	/* records in [leases_off, slabs_off) */
-	/* Layout 8: the most the heap can grow to.  The geometry is that of
+	uint64_t roots_max;	/* layout 8: the root table's room */
+	_Atomic uint64_t roots_used;	/* roots in use, the first ones */
+	/* Layout 9: the most the heap can grow to.  The geometry is that of
 	 * a heap of max_size; size and nslabs are what is in use, raised by
 	 * growth (size first, then nslabs: a reader of nslabs may use that
 	 * many slabs).  The segment and the meta object are max_size bytes. */
@@ -330,8 +351,9 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
 _Static_assert(sizeof(struct shm_slab) == 24 &&
     offsetof(struct shm_slab, run) == 8 &&
     offsetof(struct shm_slab, req) == 16, "struct shm_slab changed");
-_Static_assert(sizeof(struct shm_root) == 72 &&
-    offsetof(struct shm_root, value) == 64, "struct shm_root changed");
+_Static_assert(sizeof(struct shm_root) == 272 &&
+    offsetof(struct shm_root, value) == 256 &&
+    offsetof(struct shm_root, len) == 264, "struct shm_root changed");
 _Static_assert(sizeof(struct shm_lease) == 64 &&
     offsetof(struct shm_lease, slab) == 4 &&
     offsetof(struct shm_lease, owner_start) == 8 &&
@@ -340,7 +362,7 @@ _Static_assert(sizeof(struct shm_lease) == 64 &&
     offsetof(struct shm_lease, mask) == 24 &&
     offsetof(struct shm_lease, set_slab) == 32 &&
     offsetof(struct shm_lease, cls) == 36, "struct shm_lease changed");
-_Static_assert(sizeof(struct shm_super) == 176 &&
+_Static_assert(sizeof(struct shm_super) == 192 &&
     sizeof(struct shm_super) <= SHM_SUPER_BYTES &&
     offsetof(struct shm_super, version) == 8 &&
     offsetof(struct shm_super, ptr_bits) == 12 &&
@@ -364,7 +386,9 @@ _Static_assert(sizeof(struct shm_super) == 176 &&
     offsetof(struct shm_super, sessions_off) == 152 &&
     offsetof(struct shm_super, lease_hwm) == 160 &&
     offsetof(struct shm_super, nleases) == 164 &&
-    offsetof(struct shm_super, max_size) == 168,
+    offsetof(struct shm_super, roots_max) == 168 &&
+    offsetof(struct shm_super, roots_used) == 176 &&
+    offsetof(struct shm_super, max_size) == 184,
     "struct shm_super changed");
 _Static_assert(offsetof(struct shm_session, seq) == 24 &&
     offsetof(struct shm_session, arg) == 48 &&
@@ -385,6 +409,7 @@ struct shm_seg {
 	uint64_t max;		/* its maximum: the mapping's length */
 	uint64_t nslabs_max;	/* slabs of a heap of max */
 	uint32_t nleases;	/* lease records (geometry) */
+	uint64_t roots_max;	/* the root table's room */
 	struct shm_root *roots;
 	struct shm_lease *leases;
 	struct shm_session *sessions;
@@ -402,6 +427,7 @@ struct shm_geom {
 	uint64_t nslabs_max;	/* of the maximum, which places the rest */
 	uint64_t meta_end;	/* end of the slab table's slabs in use */
 	uint32_t nleases;
+	uint64_t roots_max;
 	uint64_t roots_off, leases_off, sessions_off, slabs_off, bitmaps_off;
 	uint64_t sides_off;
 	uint64_t data_off;
@@ -462,6 +488,13 @@ int	 seg_decommit(const struct shm_seg *, uint64_t off, uint64_t len);
 int	 seg_commit_leases(struct shm_seg *, uint32_t from, uint32_t to);
 int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
 int	 seg_parse_size(const char *, uint64_t *);
+uint64_t seg_roots_max(uint64_t size);
+/* Bytes of [0, leases_off) that hold the superblock and n roots. */
+static inline uint64_t
+seg_roots_end(const struct shm_geom *g, uint64_t n)
+{
+	return g->roots_off + n * sizeof(struct shm_root);
+}
 
 /* shm/slab.c: size classes and block operations */
 extern const uint32_t slab_class_size[SHM_NCLASSES];
@@ -789,6 +822,7 @@ int	 shm_check_still(const struct shm_seg *, struct shm_report *,
 	    char *err, size_t errlen);
 
 int	 shm_root_name_ok(const char *);
+uint32_t shm_root_hash(const char *);
 
 /*
  * The heap's figures, one pass over the slab table: the one place that

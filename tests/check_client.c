@@ -369,18 +369,18 @@ END_TEST
 
 START_TEST(roots_table)
 {
-	char longname[80];
+	char longname[300];
 	void *a = aclmalloc(8), *b = aclmalloc(8);
 
-	memset(longname, 'x', 64);
-	longname[64] = '\0';
+	memset(longname, 'x', 256);
+	longname[256] = '\0';
 	ck_assert_int_eq(aclheap_root_set("", a), -EINVAL);
 	ck_assert_int_eq(aclheap_root_set(NULL, a), -EINVAL);
 	ck_assert_int_eq(aclheap_root_set(longname, a), -EINVAL);
 	ck_assert_int_eq(aclheap_root_set("tab\there", a), -EINVAL);
 	ck_assert_int_eq(aclheap_root_set("caf\xc3\xa9", a), -EINVAL);
-	longname[63] = '\0';
-	ck_assert_int_eq(aclheap_root_set(longname, a), 0);	/* 63: fine */
+	longname[255] = '\0';
+	ck_assert_int_eq(aclheap_root_set(longname, a), 0);	/* 255: fine */
 	ck_assert_ptr_eq(aclheap_root_get(longname), a);
 	errno = 0;
 	ck_assert_ptr_null(aclheap_root_get("missing"));
@@ -415,13 +415,16 @@ START_TEST(roots_table_full)
 {
 	char name[32];
 	int i, rc = 0;
+	/* A 64 MiB heap: one root per 8 KiB. */
+	int room = (int)seg_roots_max(UINT64_C(64) << 20);
 
-	for (i = 0; i < 600 && rc == 0; i++) {
+	ck_assert_int_eq(room, 8192);
+	for (i = 0; i < room + 100 && rc == 0; i++) {
 		snprintf(name, sizeof(name), "r%d", i);
 		rc = aclheap_root_set(name, (void *)(uintptr_t)(i + 1));
 	}
 	ck_assert_int_eq(rc, -ENOSPC);
-	ck_assert_int_eq(i, 513);
+	ck_assert_int_eq(i, room + 1);
 	ck_assert_ptr_nonnull(strstr(aclheap_last_error(), "full"));
 	ck_assert_int_eq(aclheap_root_remove("r7"), 0);
 	ck_assert_int_eq(aclheap_root_set("again", (void *)8), 0);

@@ -1217,9 +1217,9 @@ off_at(const struct shm_seg *seg, const void *a)
 static struct shm_root *
 off_root(const struct shm_seg *seg, const char *name)
 {
-	int i;
+	uint64_t i;
 
-	for (i = 0; i < SHM_ROOTS; i++)
+	for (i = 0; i < atomic_load(&seg->sb->roots_used); i++)
 		if (strcmp(seg->roots[i].name, name) == 0)
 			return &seg->roots[i];
 	ck_abort_msg("no root %s in the image", name);
@@ -1247,9 +1247,10 @@ write_image(const struct shm_seg *seg, const struct image_info *info,
 	sp.seg = seg;
 	sp.identity = info->hdr.identity;
 	sp.meta = (const uint8_t *)seg->sb;
-	/* The segment's metadata as it lies (the writer leaves the lease
-	 * region out, which makes the header's meta_len shorter); from the
-	 * geometry, as the superblock may be what was scribbled on. */
+	/* The segment's metadata as it lies, segment-shaped (the writer
+	 * leaves the lease region and the unused roots out, which makes
+	 * the header's meta_len shorter); from the geometry, as the
+	 * superblock may be what was scribbled on. */
 	sp.meta_len = g.meta_end;
 	sp.generation = info->hdr.generation;
 	sp.kind = IMAGE_FULL;
@@ -1280,6 +1281,92 @@ off_block(const struct shm_seg *seg, const void *p, uint32_t *cls,
  * image that verifies, restores, and starts a daemon serving every block
  * and root that was intact, with their bytes.
  */
+/*
+ * Damage to the root table in an image: a name twice, a length that is
+ * not its name's, a name cut short of its NUL.  verify refuses it naming
+ * I8; repair drops each, one line each, keeps the rest (a 255-byte name
+ * among them) compact, and the daemon serves them after a restore.
+ */
+START_TEST(test_repair_roots)
+{
+	char img[400], bad[400], fixed[400], line[600], longname[256];
+	struct shm_seg off;
+	struct image_info info;
+	struct shm_root *rt;
+	char err[512];
+	struct td t;
+	int rc;
+
+	td_init(&t, "repair-roots");
+	ck_assert_int_eq(td_start(&t, NULL), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	snprintf(bad, sizeof(bad), "%s/bad.img", t.dir);
+	snprintf(fixed, sizeof(fixed), "%s/fixed.img", t.dir);
+	memset(longname, 'L', 255);
+	longname[255] = '\0';
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_int_eq(aclheap_root_set("first", (void *)16), 0);
+	ck_assert_int_eq(aclheap_root_set("twin", (void *)32), 0);
+	ck_assert_int_eq(aclheap_root_set("lenbad", (void *)48), 0);
+	ck_assert_int_eq(aclheap_root_set(longname, (void *)64), 0);
+	ck_assert_int_eq(aclheap_root_set("unended", (void *)80), 0);
+	ck_assert_int_eq(aclheap_root_set("last", (void *)96), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_int_eq(ctl("verify", img, NULL), 0);
+
+	ck_assert_msg(image_load_offline(img, &off, &info, err,
+	    sizeof(err)) == 0, "%s", err);
+	rt = off_root(&off, "last");
+	memcpy(rt->name, "twin", 5);		/* the second "twin" */
+	rt->len = 4;
+	off_root(&off, "lenbad")->len = 3;
+	rt = off_root(&off, "unended");
+	memset(rt->name, 'u', sizeof(rt->name));
+	rt->len = sizeof(rt->name);
+	write_image(&off, &info, bad);
+	image_unload_offline(&off);
+
+	rc = ctl("verify", bad, NULL);
+	ck_assert_msg(rc == 1, "verify: exit %d:\n%s", rc, out);
+	ck_out_has("I8");
+	rc = ctl("repair", "--out", fixed, bad, NULL);
+	ck_assert_msg(rc == 0, "repair: exit %d:\n%s", rc, out);
+	line_with("a second root of that name", line, sizeof(line));
+	ck_assert_msg(strstr(line, "dropped root") == line &&
+	    strstr(line, "\"twin\"") != NULL, "%s", line);
+	line_with("\"lenbad\"", line, sizeof(line));
+	ck_assert_msg(strstr(line, "says its name is 3 bytes") != NULL, "%s",
+	    line);
+	line_with("\"uuuu", line, sizeof(line));
+	ck_assert_msg(strstr(line, "(I8)") != NULL, "%s", line);
+	ck_assert_int_eq(ctl("verify", fixed, NULL), 0);
+
+	rc = ctl("restore", "--state-dir", t.state, "--discard-live", fixed,
+	    NULL);
+	ck_assert_msg(rc == 0, "restore: exit %d:\n%s", rc, out);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	ck_assert_int_eq(aclheap_root_list(NULL, 0), 3);
+	ck_assert_ptr_eq(aclheap_root_get("first"), (void *)16);
+	ck_assert_ptr_eq(aclheap_root_get("twin"), (void *)32);
+	ck_assert_ptr_eq(aclheap_root_get(longname), (void *)64);
+	ck_assert_ptr_null(aclheap_root_get("lenbad"));
+	/* The prefix listing of aclheapctl. */
+	ck_assert_int_eq(ctl("-s", t.sock, "roots", "--prefix", "tw", NULL), 0);
+	ck_out_has("twin");
+	ck_out_lacks("first");
+	ck_assert_int_eq(ctl("-s", t.sock, "roots", "--prefix", "nothing", NULL), 0);
+	ck_out_has("no roots starting with \"nothing\"");
+	ck_assert_int_eq(ctl("-s", t.sock, "roots", "--json", "--prefix", "fi", NULL), 0);
+	ck_out_has("first");
+	ck_out_lacks("twin");
+	aclheap_detach();
+	td_cleanup(&t);
+}
+END_TEST
+
 START_TEST(test_repair)
 {
 	char img[400], bad[400], fixed[400], line[600];
@@ -1683,5 +1770,6 @@ ctl_suite(void)
 	add(s, "repair", test_repair, setup_daemon);
 	add(s, "repair_refused", test_repair_refused, setup_daemon);
 	add(s, "repair_scribble", test_repair_scribble, setup_daemon);
+	add(s, "repair_roots", test_repair_roots, setup_daemon);
 	return s;
 }

@@ -243,7 +243,8 @@ struct ctx {
 	Aclheap__RootRemove remove;
 	Aclheap__LeaseSlab lease;
 	Aclheap__ReleaseSlab release;
-	char name[64];
+	char name[256];
+	char other[256];	/* a root made after name's */
 };
 
 /* What a reply said, copied out of the arena the next request reuses. */
@@ -481,6 +482,45 @@ setup_root_name(struct ctx *x)
 	snprintf(x->name, sizeof(x->name), "once.%lu", serial);
 }
 
+/* A name of 255 bytes, the longest there is: the journal keeps it whole. */
+static void
+long_name(struct ctx *x)
+{
+	int n = snprintf(x->name, sizeof(x->name), "once.%lu.", serial);
+
+	memset(x->name + n, 'L', sizeof(x->name) - 1 - (size_t)n);
+	x->name[sizeof(x->name) - 1] = '\0';
+}
+
+static void
+setup_root_long_name(struct ctx *x)
+{
+	long_name(x);
+}
+
+/* A root of a 255-byte name with another made after it: removing it moves
+ * the last root into its place. */
+static void
+setup_root_long_inner(struct ctx *x)
+{
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Root m = ACLHEAP__ROOT__INIT;
+	Aclheap__Reply *r;
+
+	long_name(x);
+	m.name = x->name;
+	m.value = 0x1000;
+	q.body_case = ACLHEAP__REQUEST__BODY_ROOT_SET;
+	q.root_set = &m;
+	ck_assert_ptr_nonnull(r = rc_once(&x->c, &q));
+	ck_assert_int_eq(r->error, 0);
+	snprintf(x->other, sizeof(x->other), "once.%lu.after", serial);
+	m.name = x->other;
+	m.value = 0x4000;
+	ck_assert_ptr_nonnull(r = rc_once(&x->c, &q));
+	ck_assert_int_eq(r->error, 0);
+}
+
 static void
 req_root_set(struct ctx *x, Aclheap__Request *q)
 {
@@ -551,6 +591,31 @@ check_removed(struct ctx *x, const struct answer *r)
 	ck_assert_msg(r->error == 0, "remove: %s", r->message);
 	(void)rc_root_get(&x->c, x->name, &err);
 	ck_assert_int_eq(err, ENOENT);
+}
+
+/* A CAS to 0: a removal. */
+static void
+req_cas_drop(struct ctx *x, Aclheap__Request *q)
+{
+	aclheap__root_cas__init(&x->cas);
+	x->cas.name = x->name;
+	x->cas.expected = 0x1000;
+	x->cas.desired = 0;
+	q->body_case = ACLHEAP__REQUEST__BODY_ROOT_CAS;
+	q->root_cas = &x->cas;
+}
+
+/* Removed, and the root moved into its place is whole. */
+static void
+check_removed_other(struct ctx *x, const struct answer *r)
+{
+	int err;
+
+	ck_assert_msg(r->error == 0, "remove: %s", r->message);
+	(void)rc_root_get(&x->c, x->name, &err);
+	ck_assert_int_eq(err, ENOENT);
+	ck_assert_uint_eq(rc_root_get(&x->c, x->other, &err), 0x4000);
+	ck_assert_int_eq(err, 0);
 }
 
 static void
@@ -645,6 +710,12 @@ static const struct kase kases[] = {
 	    check_cas_miss },
 	{ "root_remove", "a root removed", setup_root, req_remove,
 	    check_removed },
+	{ "root_set", "a new root of 255 bytes", setup_root_long_name,
+	    req_root_set, check_root_2000 },
+	{ "root_cas", "a CAS that removes a 255-byte root, not the last",
+	    setup_root_long_inner, req_cas_drop, check_removed_other },
+	{ "root_remove", "a 255-byte root removed, not the last",
+	    setup_root_long_inner, req_remove, check_removed_other },
 	{ "lease", "a new lease", setup_none, req_lease, check_lease },
 	{ "release", "a lease given back", setup_lease, req_release,
 	    check_release },

@@ -331,9 +331,10 @@ START_TEST(inconsistent_image_refused)
 	h = (struct image_header *)b;
 	meta = b + sizeof(*h) + sizeof(struct image_section);
 	sb = (struct shm_super *)meta;
-	/* The image's metadata leaves the lease region out: the slab table
-	 * follows the roots' pages. */
-	sl = (struct shm_slab *)(meta + sb->leases_off);
+	/* META carries the roots in use, then the slab table (not the
+	 * lease region). */
+	sl = (struct shm_slab *)(meta + sb->roots_off + sb->roots_used *
+	    sizeof(struct shm_root));
 	for (s = 0; s < sb->nslabs; s++) {
 		memcpy(&w, &sl[s].word, sizeof(w));
 		if (SHM_SLAB_STATE(w) == SHM_SMALL)
@@ -1217,6 +1218,173 @@ START_TEST(detached_daemon_lock_names_the_server)
 }
 END_TEST
 
+/*
+ * Roots by the ten thousand: 20,000 of them, some with names of 255
+ * bytes, set, read, CAS'd, listed whole and by prefix, and removed, kept
+ * across a checkpoint, a restart, a kill -9 and a reboot; bad names are
+ * refused and change nothing.  The heap is 256 MiB: room for 32768.
+ */
+#define MANY	20000
+
+static void
+many_name(char *buf, size_t len, int i)
+{
+	int n = snprintf(buf, len, "%s/%05d", i % 2 ? "odd" : "even", i);
+
+	/* Every 500th a name of 255 bytes. */
+	if (i % 500 == 0 && len > SHM_ROOT_NAME_MAX) {
+		memset(buf + n, '.', SHM_ROOT_NAME_MAX - (size_t)n);
+		buf[SHM_ROOT_NAME_MAX] = '\0';
+	}
+}
+
+static void
+many_check(int from, int step, uint64_t plus)
+{
+	char name[ACLHEAP_ROOT_NAME_MAX + 1];
+	int i;
+
+	for (i = from; i < MANY; i += step) {
+		many_name(name, sizeof(name), i);
+		errno = 0;
+		ck_assert_msg((uint64_t)(uintptr_t)aclheap_root_get(name) ==
+		    (uint64_t)i * 16 + plus, "%s: %s", name,
+		    aclheap_last_error());
+	}
+}
+
+static struct aclheap_root many_out[MANY + 10];
+
+static void
+many_listed(const char *prefix, int want)
+{
+	int n, i;
+
+	n = prefix != NULL ? aclheap_root_list_prefix(prefix, many_out,
+	    MANY + 10) : aclheap_root_list(many_out, MANY + 10);
+	ck_assert_msg(n == want, "%d roots listed, %d wanted: %s", n, want,
+	    aclheap_last_error());
+	for (i = 1; i < n; i++)
+		ck_assert_int_lt(strcmp(many_out[i - 1].name,
+		    many_out[i].name), 0);
+	for (i = 0; prefix != NULL && i < n; i++)
+		ck_assert_int_eq(strncmp(many_out[i].name, prefix,
+		    strlen(prefix)), 0);
+}
+
+START_TEST(twenty_thousand_roots)
+{
+	static struct td t;
+	char name[ACLHEAP_ROOT_NAME_MAX + 1], longer[300], img[400];
+	const char *bad[4];
+	struct stat st;
+	uint64_t t0, ops;
+	int i, k;
+
+	td_init(&t, "roots");
+	snprintf(t.size, sizeof(t.size), "256M");
+	ck_assert_msg(td_start(&t, NULL) == 0, "daemon: %s", td_log(&t));
+	ck_assert_int_eq(aclheap_attach(t.sock), 0);
+	/* Room for 32768 roots (8.5 MiB of table) and none in use: the
+	 * image carries none of the room. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_lt(st.st_size, 2 << 20);
+	t0 = now_ms();
+	for (i = 0; i < MANY; i++) {
+		many_name(name, sizeof(name), i);
+		ck_assert_msg(aclheap_root_set(name, (void *)(uintptr_t)
+		    ((uint64_t)i * 16)) == 0, "%s: %s", name,
+		    aclheap_last_error());
+	}
+	many_check(0, 1, 0);
+	for (i = 0; i < MANY; i++) {
+		many_name(name, sizeof(name), i);
+		ck_assert_int_eq(aclheap_root_cas(name, (void *)(uintptr_t)
+		    ((uint64_t)i * 16 + 1), NULL), -EAGAIN);
+		ck_assert_int_eq(aclheap_root_cas(name, (void *)(uintptr_t)
+		    ((uint64_t)i * 16), (void *)(uintptr_t)((uint64_t)i * 16 +
+		    1)), 0);
+	}
+	ops = 4 * MANY;
+	printf("# roots: %d set, got, CAS'd twice in %" PRIu64 " ms: %.0f "
+	    "ops/s\n", MANY, now_ms() - t0, (double)ops * 1000.0 /
+	    (double)(now_ms() - t0 + 1));
+	many_check(0, 1, 1);
+	many_listed(NULL, MANY);
+	many_listed("odd/", MANY / 2);
+	many_listed("even/00", 500);
+	many_listed("nothing", 0);
+	ck_assert_int_eq(aclheap_root_list(NULL, 0), MANY);
+
+	/* Bad names: refused with EINVAL and words, nothing changed. */
+	memset(longer, 'x', sizeof(longer));
+	longer[SHM_ROOT_NAME_MAX + 1] = '\0';		/* 256 bytes */
+	bad[0] = "";
+	bad[1] = longer;
+	bad[2] = "bell\a";
+	bad[3] = "caf\xc3\xa9";
+	for (k = 0; k < 4; k++) {
+		ck_assert_int_eq(aclheap_root_set(bad[k], NULL), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(aclheap_last_error(),
+		    "printable ASCII"));
+		ck_assert_int_eq(aclheap_root_cas(bad[k], NULL, longer),
+		    -EINVAL);
+		ck_assert_int_eq(aclheap_root_remove(bad[k]), -EINVAL);
+		errno = 0;
+		ck_assert_ptr_null(aclheap_root_get(bad[k]));
+		ck_assert_int_eq(errno, EINVAL);
+		ck_assert_int_eq(aclheap_root_list_prefix(bad[k], NULL, 0),
+		    k == 0 ? MANY : -EINVAL);
+	}
+	ck_assert_int_eq(aclheap_root_list(NULL, 0), MANY);
+	many_check(0, 1, 1);
+	/* The image grows by the roots in use, 272 bytes each. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	snprintf(img, sizeof(img), "%s/heap.img", t.state);
+	ck_assert_int_eq(stat(img, &st), 0);
+	ck_assert_int_lt(st.st_size, (2 << 20) + MANY * 272);
+
+	/* Kept across a checkpoint, a restart, a kill -9 and a reboot. */
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	many_check(0, 1, 1);
+	ck_assert_int_eq(td_stop(&t, SIGKILL), SIGKILL);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	many_check(0, 1, 1);
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&t), 0);
+	/* The segment is gone: what comes back comes from the image. */
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	many_check(0, 1, 1);
+	many_listed(NULL, MANY);
+
+	/* Half removed, from the middle of the table: the rest is whole. */
+	for (i = 0; i < MANY; i += 2) {
+		many_name(name, sizeof(name), i);
+		ck_assert_int_eq(aclheap_root_remove(name), 0);
+		ck_assert_int_eq(aclheap_root_remove(name), -ENOENT);
+	}
+	many_check(1, 2, 1);
+	many_listed("even/", 0);
+	many_listed(NULL, MANY / 2);
+	ck_assert_int_eq(td_stop(&t, SIGKILL), SIGKILL);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	many_check(1, 2, 1);
+	many_listed(NULL, MANY / 2);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	ck_assert_int_eq(td_stop(&t, SIGTERM), 0);
+	ck_assert_int_eq(td_shm_unlink(&t), 0);
+	ck_assert_msg(td_start(&t, NULL) == 0, "%s", td_log(&t));
+	many_check(1, 2, 1);
+	many_listed("odd/", MANY / 2);
+	aclheap_detach();
+	td_cleanup(&t);
+}
+END_TEST
+
 Suite *
 persist_suite(void)
 {
@@ -1247,6 +1415,10 @@ persist_suite(void)
 	tcase_add_test(tc, copied_state_folder_refused);
 	tcase_add_test(tc, killed_daemon_successor_adopts);
 	tcase_add_test(tc, detached_daemon_lock_names_the_server);
+	tcase_set_timeout(tc, 240);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("roots");
+	tcase_add_test(tc, twenty_thousand_roots);
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);
 	return s;

@@ -380,6 +380,16 @@ struct hostile {
 	uint64_t seed;
 };
 
+/* The roots the superblock says are in use, as far as the table has
+ * room. */
+static uint64_t
+hostile_roots(const struct hostile *x)
+{
+	uint64_t n = atomic_load(&((struct shm_super *)x->m)->roots_used);
+
+	return n < x->g.roots_max ? n : x->g.roots_max;
+}
+
 enum region { R_SUPER, R_ROOTS, R_LEASES, R_SLABS, R_BITMAPS, R_SIDES,
     R_SESSIONS, R_DATA };
 
@@ -393,7 +403,9 @@ region(struct hostile *x, int r, uint64_t *len)
 		*len = SHM_SUPER_BYTES;
 		return x->m;
 	case R_ROOTS:
-		*len = SHM_ROOTS * sizeof(struct shm_root);
+		/* The roots in use: the table is compact, and nothing past
+		 * them is read (shm.h). */
+		*len = hostile_roots(x) * sizeof(struct shm_root);
 		return x->m + g->roots_off;
 	case R_LEASES:
 		*len = (uint64_t)g->nleases * sizeof(struct shm_lease);
@@ -609,8 +621,8 @@ data_garbage(struct hostile *x)
 
 	for (s = x->hwm; s < x->g.nslabs && s < x->hwm + 16; s++)
 		garbage(x, d + (s << SHM_SLAB_SHIFT), SHM_SLAB_SIZE);
-	for (i = 0; i < SHM_ROOTS; i++)
-		if (strcmp(r[i].name, "hostile.table") == 0 &&
+	for (i = 0; i < hostile_roots(x); i++)
+		if (strncmp(r[i].name, "hostile.table", 14) == 0 &&
 		    (off = atomic_load(&r[i].value) - base) < x->size - 240)
 			t = (uint64_t *)(x->m + off);
 	for (i = 0; t != NULL && i < 30; i++) {
@@ -669,7 +681,7 @@ roots_byte(struct hostile *x)
 	uint64_t len, i;
 	struct shm_root *r = (struct shm_root *)region(x, R_ROOTS, &len);
 
-	for (i = 0; i < SHM_ROOTS; i++)
+	for (i = 0; i < len / sizeof(*r); i++)
 		if (strncmp(r[i].name, "scribble.r3", 12) == 0)
 			r[i].name[3] = 0x01;
 }

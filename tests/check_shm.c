@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,6 +57,21 @@ make_small(uint64_t s, uint32_t cls)
 
 /* Both checks, the live one (which looks again before it reports) and
  * the still one (which does not), must say the same. */
+/* Roots 0 .. n-1 named r0, r1, ..., and counted; the rest cleared. */
+static void
+roots_fill(uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < 16; i++) {
+		memset(&seg.roots[i], 0, sizeof(seg.roots[i]));
+		if (i < n)
+			seg.roots[i].len = (uint32_t)snprintf(seg.roots[i].name,
+			    sizeof(seg.roots[i].name), "r%" PRIu64, i);
+	}
+	atomic_store(&seg.sb->roots_used, n);
+}
+
 static void
 check_ok(void)
 {
@@ -282,7 +298,9 @@ START_TEST(seg_geometry_layout)
 		    sizes[i]);
 		/* One more slab would not fit: nothing is wasted. */
 		ck_assert_uint_le(SHM_SUPER_BYTES, g.roots_off);
-		ck_assert_uint_le(g.roots_off + SHM_ROOTS *
+		ck_assert_uint_ge(g.roots_max, SHM_ROOTS_MIN);
+		ck_assert_uint_le(g.roots_max, SHM_ROOTS_MAX);
+		ck_assert_uint_le(g.roots_off + g.roots_max *
 		    sizeof(struct shm_root), g.leases_off);
 		/* A record for every slab (a lease holds one), at most
 		 * SHM_LEASES, in whole pages. */
@@ -386,24 +404,31 @@ START_TEST(seg_super_check_mismatch)
 	char err[512];
 
 	scratch_up();
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
-	    sizeof(err)), 0);
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), 0);
 	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE + SHM_SLAB_SIZE,
 	    UNIT_SIZE, UNIT_SIZE, err, sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, "0x310000000000") != NULL &&
 	    strstr(err, "0x310000010000") != NULL, "%s", err);
 	seg.sb->version = 99;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
-	    sizeof(err)), -EPROTO);
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), -EPROTO);
 	ck_assert_msg(strstr(err, "version 99") != NULL, "%s", err);
+	/* The layout before (8: the root table, no maximum) is refused
+	 * with both versions named. */
+	seg.sb->version = SHM_VERSION - 1;
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), -EPROTO);
+	ck_assert_msg(strstr(err, "layout version 8, this build reads 9") !=
+	    NULL, "%s", err);
 	seg.sb->version = SHM_VERSION;
 	seg.sb->magic ^= 1;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
-	    sizeof(err)), -EPROTO);
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), -EPROTO);
 	seg.sb->magic ^= 1;
 	seg.sb->sides_off += 4096;
-	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE, UNIT_SIZE, err,
-	    sizeof(err)), -EPROTO);
+	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
+	    UNIT_SIZE, err, sizeof(err)), -EPROTO);
 	seg.sb->sides_off -= 4096;
 	scratch_down();
 }
@@ -729,9 +754,10 @@ START_TEST(shm_check_finds_broken_invariants)
 	check_fails("above the high-water mark");
 	atomic_store(&seg.sb->slab_hwm, seg.nslabs);
 	/* A bad root name. */
+	roots_fill(4);
 	memcpy(seg.roots[3].name, "ok\x01", 4);
 	check_fails("root 3");
-	memset(seg.roots[3].name, 0, sizeof(seg.roots[3].name));
+	roots_fill(0);
 	/* Counts of a healthy heap: one live block, one orphaned claim. */
 	i = slab_claim_one(&seg, 0, 1, &hint);
 	slab_set_live(&seg, 0, (uint32_t)i, 1, 20);
@@ -928,11 +954,34 @@ END_TEST
 START_TEST(check_names_i8)
 {
 	scratch_up();
+	roots_fill(8);
 	memcpy(seg.roots[7].name, "tab\there", 9);
 	check_fails("I8: root 7 has a malformed name");
 	memset(seg.roots[7].name, 'x', sizeof(seg.roots[7].name));
 	check_fails("I8: root 7");
 	memcpy(seg.roots[7].name, "fine", 5);
+	memset(seg.roots[7].name + 5, 0, sizeof(seg.roots[7].name) - 5);
+	seg.roots[7].len = 4;
+	check_ok();
+	/* The length a record gives must be its name's. */
+	seg.roots[7].len = 5;
+	check_fails("I8: root 7 says its name is 5 bytes");
+	seg.roots[7].len = 4;
+	/* No name twice. */
+	memcpy(seg.roots[7].name, "r2", 3);
+	memset(seg.roots[7].name + 3, 0, sizeof(seg.roots[7].name) - 3);
+	seg.roots[7].len = 2;
+	check_fails("I8: roots 2 and 7 have the same name");
+	/* A count past the table's room. */
+	roots_fill(8);
+	atomic_store(&seg.sb->roots_used, seg.roots_max + 1);
+	check_fails("I8: ");
+	atomic_store(&seg.sb->roots_used, 8);
+	check_ok();
+	/* A 255-byte name is a name; records past the count are not read. */
+	memset(seg.roots[7].name, 'y', SHM_ROOT_NAME_MAX);
+	seg.roots[7].len = SHM_ROOT_NAME_MAX;
+	memset(seg.roots[8].name, 1, sizeof(seg.roots[8].name));
 	check_ok();
 	scratch_down();
 }

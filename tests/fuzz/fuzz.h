@@ -43,7 +43,10 @@ extern uint64_t fuzz_image_loaded;	/* images that loaded */
 extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
 
 /* tests/fuzz/seed_image.c: a valid 4 MiB heap image, malloc'd; delta:
- * as the first delta of a chain (carrying every slab in use) */
+ * as the first delta of a chain (carrying every slab in use).  A filled
+ * one has FUZZ_SEED_ROOTS roots, which its META section carries before
+ * the slab table. */
+#define FUZZ_SEED_ROOTS	2
 int	 fuzz_seed_image(int filled, int delta, uint8_t **, size_t *);
 
 #ifdef FUZZ_LIBFUZZER

@@ -105,6 +105,7 @@ setup(void)
 	cfg.config_path = strdup("(fuzz)");
 	cfg.base = FUZZ_BASE;
 	cfg.size = FUZZ_SIZE;
+	cfg.max = FUZZ_SIZE;
 	cfg.checkpoint_interval = 0;
 	cfg.log_level = LOG_CRIT;
 	if (cfg.state_dir == NULL || cfg.socket_path == NULL ||
@@ -276,13 +277,12 @@ sweep(void)
 				    strerror(-rc));
 		}
 	}
-	for (i = 0; i < SHM_ROOTS; i++) {
-		if (seg->roots[i].name[0] == '\0')
-			continue;
-		memcpy(name, seg->roots[i].name, sizeof(name));
+	/* The table is compact: the last root goes each time. */
+	while ((s = atomic_load(&seg->sb->roots_used)) > 0) {
+		memcpy(name, seg->roots[s - 1].name, sizeof(name));
 		name[SHM_ROOT_NAME_MAX] = '\0';
 		if (heap_root_remove(&heap, name) != 0)
-			die("root %d does not remove", (int)i);
+			die("root %" PRIu64 " does not remove", s - 1);
 	}
 	heap_reclaim_sweep(&heap);
 	for (s = 0; s < seg->nslabs; s++)

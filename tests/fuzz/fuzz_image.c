@@ -22,7 +22,7 @@
  *          slab table: images carry no lease records), or into the whole
  *          file when its top bit is set.
  *          Checksums are then always fixed.  A few bytes of input reach
- *          any field of a 330 KB image, which whole-file mutation rarely
+ *          any field of a 200 KB image, which whole-file mutation rarely
  *          does.
  *
  * Heaps are limited to 64 MiB here: a hostile header may describe 16 TiB,
@@ -172,10 +172,11 @@ fuzz_image_one(const uint8_t *data, size_t size)
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		die("lseek", strerror(errno));
 	if (image_read_header(fd, &h, err, sizeof(err)) != 0 ||
-	    h.size < SHM_SIZE_MIN || h.size > FUZZ_SIZE_MAX)
+	    h.size < SHM_SIZE_MIN || h.max_size > FUZZ_SIZE_MAX ||
+	    h.size > h.max_size)
 		goto out;
-	sc.size = h.size;
-	sc.mem = mmap(NULL, h.size, PROT_READ | PROT_WRITE,
+	sc.size = h.max_size;
+	sc.mem = mmap(NULL, h.max_size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (sc.mem == MAP_FAILED)
 		die("mmap", strerror(errno));
@@ -187,7 +188,7 @@ fuzz_image_one(const uint8_t *data, size_t size)
 			die("a refusal does not name the file", err);
 		goto out;
 	}
-	seg_bind(&seg, sc.mem, (uintptr_t)h.base, h.size);
+	seg_bind_max(&seg, sc.mem, (uintptr_t)h.base, h.size, h.max_size);
 	image_settle(&seg);	/* as every reader does */
 	fuzz_image_loaded++;
 	if (shm_check_still(&seg, NULL, err, sizeof(err)) == 0)

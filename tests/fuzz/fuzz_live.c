@@ -159,6 +159,7 @@ setup(void)
 	cfg.config_path = strdup("(fuzz)");
 	cfg.base = LIVE_BASE;
 	cfg.size = LIVE_SIZE;
+	cfg.max = LIVE_SIZE;
 	cfg.checkpoint_interval = 0;
 	cfg.log_level = LOG_CRIT;
 	if (cfg.state_dir == NULL || cfg.socket_path == NULL ||

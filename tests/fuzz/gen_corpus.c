@@ -117,10 +117,11 @@ one_of_each(uintptr_t data)
 	Aclheap__Dump du = ACLHEAP__DUMP__INIT;
 	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
 	Aclheap__ReleaseSlab rl2 = ACLHEAP__RELEASE_SLAB__INIT;
+	Aclheap__Grow gr = ACLHEAP__GROW__INIT;
 	struct {
 		const char *name;
 		Aclheap__Request q;
-	} t[17];
+	} t[18];
 	size_t i, n = 0;
 
 #define REQ(nm, field, kase, msg) do {					\
@@ -165,6 +166,8 @@ one_of_each(uintptr_t data)
 	REQ("lease", lease, LEASE, &ls);
 	rl2.record = 0;
 	REQ("release", release, RELEASE, &rl2);
+	gr.size = FUZZ_SIZE - SHM_SLAB_SIZE;	/* a shrink of a free tail */
+	REQ("grow", grow, GROW, &gr);
 #undef REQ
 	for (i = 0; i < n; i++) {
 		char name[64];
@@ -320,6 +323,7 @@ replies(void)
 	h.version = PROTOCOL_VERSION;
 	h.heap_base = FUZZ_BASE;
 	h.size = FUZZ_SIZE;
+	h.max_size = FUZZ_SIZE;
 	h.identity.data = id;
 	h.identity.len = 16;
 	h.layout = SHM_VERSION;
@@ -387,7 +391,7 @@ static void
 patches(void)
 {
 	struct shm_geom g;
-	uint32_t w = (uint32_t)SHM_SLAB_WORD(SHM_SMALL, 3, 0);
+	uint32_t w = (uint32_t)SHM_SLAB_WORD(SHM_SMALL, 3, 0), off;
 	uint8_t p[16];
 	size_t n = 0;
 
@@ -395,13 +399,15 @@ patches(void)
 		errx(1, "geometry");
 	p[n++] = 0x02;
 	spit("image", "patch-none", p, n);
-	/* In the META section the slab table follows the roots' pages (the
-	 * lease region is left out); the word's low 4 bytes hold state and
-	 * class. */
-	p[n++] = (uint8_t)g.leases_off;
-	p[n++] = (uint8_t)(g.leases_off >> 8);
-	p[n++] = (uint8_t)(g.leases_off >> 16);
-	p[n++] = (uint8_t)(g.leases_off >> 24);
+	/* In the META section the slab table follows the roots in use (the
+	 * root table's room past them and the lease region are left out);
+	 * the word's low 4 bytes hold state and class. */
+	off = (uint32_t)(g.roots_off + FUZZ_SEED_ROOTS *
+	    sizeof(struct shm_root));
+	p[n++] = (uint8_t)off;
+	p[n++] = (uint8_t)(off >> 8);
+	p[n++] = (uint8_t)(off >> 16);
+	p[n++] = (uint8_t)(off >> 24);
 	p[n++] = 4;
 	p[n++] = (uint8_t)w;
 	p[n++] = (uint8_t)(w >> 8);

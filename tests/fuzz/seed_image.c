@@ -54,6 +54,9 @@ populate(struct shm_seg *seg)
 	strcpy(seg->roots[1].name, "extent");
 	atomic_store(&seg->roots[1].value, SEED_BASE + (slab_addr(seg, 1) -
 	    (uintptr_t)seg->sb));
+	seg->roots[0].len = 4;
+	seg->roots[1].len = 6;
+	atomic_store(&seg->sb->roots_used, FUZZ_SEED_ROOTS);
 }
 
 /*
@@ -91,7 +94,7 @@ fuzz_seed_image(int filled, int delta, uint8_t **out, size_t *outlen)
 	seg.sb->created = SEED_TIME;
 	if (filled)
 		populate(&seg);
-	len = seg.sb->bitmaps_off;
+	len = seg.sb->slabs_off + seg.nslabs * sizeof(struct shm_slab);
 	if ((meta = malloc(len)) == NULL) {
 		rc = -ENOMEM;
 		goto out;
