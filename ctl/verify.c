@@ -190,6 +190,7 @@ inspect_json(const char *path, const struct shm_seg *seg,
 	json_str("identity", id);
 	json_u64("base", h->base);
 	json_u64("size", h->size);
+	json_u64("max_size", h->max_size);
 	json_u64("slab_size", h->slab_size);
 	json_u64("slabs_total", h->nslabs);
 	json_u64("slabs_stored", info->slabs);
@@ -236,7 +237,11 @@ inspect_print(const char *path, const struct shm_seg *seg,
 	    info->base_bytes), info->links, info->stale ?
 	    " (stale deltas after them ignored)" : "");
 	printf("heap        0x%" PRIx64 "-0x%" PRIx64 ", %s\n", h->base,
-	    h->base + h->size, fmt_bytes(b, sizeof(b), h->size));
+	    (uint64_t)(seg->base + seg_extent(seg)), fmt_bytes(b, sizeof(b),
+	    h->size));
+	if (h->max_size > h->size)
+		printf("room        grows to %s\n", fmt_bytes(a, sizeof(a),
+		    h->max_size));
 	printf("blocks      %" PRIu64 " in use (%" PRIu64 " large), %s "
 	    "requested, %" PRIu64 " cached\n", f->blocks, f->large_blocks,
 	    fmt_bytes(a, sizeof(a), f->req), f->cached);

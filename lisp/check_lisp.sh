@@ -24,6 +24,7 @@
 builddir=${ACLHEAP_BUILDDIR:-.}
 srcdir=${ACLHEAP_SRCDIR:-$builddir}
 size=67108864
+max=$((size * 2))	# room for the image test to grow the heap
 
 skip() {
 	echo "SKIP: $*"
@@ -78,10 +79,11 @@ ACLHEAP_SOCKET=$dir/sock
 ACLHEAP_LIBRARY=$lib
 ACLHEAP_TEST_BASE=$base_hex
 ACLHEAP_TEST_SIZE=$size
+ACLHEAP_TEST_MAX=$max
 ACLHEAP_HELPER=$(cd "$builddir" && pwd)/tests/helper_client
 CL_SOURCE_REGISTRY="(:source-registry (:directory \"$(cd "$srcdir/lisp" && pwd)/\") :inherit-configuration)"
 export ACLHEAP_SOCKET ACLHEAP_LIBRARY ACLHEAP_TEST_BASE ACLHEAP_TEST_SIZE \
-    ACLHEAP_HELPER CL_SOURCE_REGISTRY
+    ACLHEAP_TEST_MAX ACLHEAP_HELPER CL_SOURCE_REGISTRY
 # Nothing from the daemon ever waits long in these tests.
 ACLHEAP_RECONNECT_TIMEOUT=2
 export ACLHEAP_RECONNECT_TIMEOUT
@@ -94,7 +96,7 @@ fail() { echo "FAIL - $*"; failed=1; }
 start_daemon() {
 	"$builddir/aclheapd" --foreground --socket "$dir/sock" \
 	    --state-dir "$1" --base "$base_hex" --size "$size" \
-	    --max-size "$size" \
+	    --max-size "$max" \
 	    --config /dev/null --log-level debug >>"$dir/daemon.log" 2>&1 &
 	pid=$!
 	tries=0
@@ -203,6 +205,15 @@ if rm "$shm"; then
 	image_ok "image restarted after a reboot (segment removed)"
 else
 	fail "no segment $shm to remove"
+fi
+
+# A heap that grew since the image was saved is the same heap.
+if "$builddir/aclheapctl" -s "$dir/sock" grow "$max" >"$dir/grow.out" 2>&1
+then
+	image_ok "image restarted after the heap grew ($(cat "$dir/grow.out"))"
+else
+	fail "aclheapctl grow $max"
+	cat "$dir/grow.out"
 fi
 
 stop_daemon TERM

@@ -32,6 +32,9 @@
 
 (defun test-base () (parse-integer (env "ACLHEAP_TEST_BASE") :start 2 :radix 16))
 (defun test-size () (parse-integer (env "ACLHEAP_TEST_SIZE")))
+;; The heap's maximum: blocks lie below base + max (the metadata for the
+;; maximum comes first), and nothing is mapped past it.
+(defun test-max () (parse-integer (env "ACLHEAP_TEST_MAX")))
 
 (defun peek (address &optional (offset 0))
   (cffi:mem-ref (cffi:make-pointer address) :uint8 offset))
@@ -123,7 +126,7 @@ what is wrong, in words."
           do (is (integerp p))
              (is (/= 0 p))
              (is (zerop (mod p 16)))
-             (is (<= (test-base) p (+ (test-base) (test-size) -1)))
+             (is (<= (test-base) p (+ (test-base) (test-max) -1)))
              (is (>= (usable p) size))
              (dotimes (j (min size 4096))
                (setf (peek p j) (ldb (byte 8 0) (+ j size)))))
@@ -174,7 +177,7 @@ what is wrong, in words."
     (is (= 0 (aclfree 0)))
     (is (= 0 (aclfree (+ p 16))))           ; inside a block
     (is (= 0 (aclfree 8)))                  ; outside the heap
-    (is (= 0 (aclfree (+ (test-base) (test-size) 4096))))
+    (is (= 0 (aclfree (+ (test-base) (test-max) 4096))))
     (is (= 0 (aclfree-aligned 0)))
     (signals type-error (aclfree -16))
     (signals type-error (aclfree (expt 2 64)))
