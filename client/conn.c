@@ -217,16 +217,26 @@ roundtrip(Aclheap__Request *q, Aclheap__Reply **rp, struct frame_arena *a,
 int
 conn_shape(void)
 {
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	uint64_t n;
+	int changed = 0;
 
-	if (!conn_mapped)
+	if (!conn_mapped || __atomic_load_n(&conn_seg.sb->nslabs,
+	    __ATOMIC_ACQUIRE) == __atomic_load_n(&conn_seg.nslabs,
+	    __ATOMIC_RELAXED))
 		return 0;
+	/* Read and stored under one lock, so that a thread holding an
+	 * older count never stores it over a newer one. */
+	pthread_mutex_lock(&mu);
 	n = __atomic_load_n(&conn_seg.sb->nslabs, __ATOMIC_ACQUIRE);
-	if (n == conn_seg.nslabs || n > conn_seg.nslabs_max)
-		return 0;
-	__atomic_store_n(&conn_seg.size, conn_seg.sb->size, __ATOMIC_RELAXED);
-	__atomic_store_n(&conn_seg.nslabs, n, __ATOMIC_RELEASE);
-	return 1;
+	if (n != conn_seg.nslabs && n <= conn_seg.nslabs_max) {
+		__atomic_store_n(&conn_seg.size, conn_seg.sb->size,
+		    __ATOMIC_RELAXED);
+		__atomic_store_n(&conn_seg.nslabs, n, __ATOMIC_RELEASE);
+		changed = 1;
+	}
+	pthread_mutex_unlock(&mu);
+	return changed;
 }
 
 static void

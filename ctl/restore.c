@@ -243,6 +243,7 @@ restore_report(const char *state, uint64_t total,
 		json_u64("generation", info->hdr.generation);
 		json_u64("base", info->hdr.base);
 		json_u64("size", info->hdr.size);
+		json_u64("max_size", info->hdr.max_size);
 		json_u64("blocks_live", rep->blocks_live);
 		json_u64("roots", rep->roots);
 		json_bool("discarded_live", have_live);
@@ -250,10 +251,12 @@ restore_report(const char *state, uint64_t total,
 	} else
 		printf("restored %" PRIu64 " bytes (%s) of generation %" PRIu64
 		    " into %s/heap.img: heap 0x%" PRIx64 ", size %" PRIu64
-		    " (start aclheapd with that --base and --size), %" PRIu64
+		    ", maximum %" PRIu64 " (start aclheapd with that --base "
+		    "and --max-size), %" PRIu64
 		    " block%s live, %" PRIu64 " root%s%s\n", total,
 		    fmt_bytes(hb, sizeof(hb), total), info->hdr.generation,
-		    state, info->hdr.base, info->hdr.size, rep->blocks_live,
+		    state, info->hdr.base, info->hdr.size, info->hdr.max_size,
+		    rep->blocks_live,
 		    fmt_plural(rep->blocks_live), rep->roots,
 		    fmt_plural(rep->roots),
 		    have_live ? "; the old live segment is removed" : "");

@@ -339,7 +339,7 @@ job_free(struct job *j)
 	free(j->meta);
 	free(j->next);
 	if (j->check.sb != NULL)
-		munmap(j->check.sb, j->check.size);
+		image_scratch_free(&j->check);
 	free(j);
 }
 
@@ -734,6 +734,19 @@ void
 ckpt_want_full(void)
 {
 	want_full = 1;
+}
+
+/*
+ * The heap changed shape (heap_resize()): the chain on disk is of
+ * another size, and what it holds per slab was hashed for another count,
+ * so every checkpoint is a whole image until one is written (a failed
+ * one keeps it so, unlike ckpt_want_full()).
+ */
+void
+ckpt_chain_reset(const char *why)
+{
+	chain.valid = 0;
+	snprintf(chain.why, sizeof(chain.why), "%s", why);
 }
 
 /* The chain on disk as far as the daemon wrote or read it. */

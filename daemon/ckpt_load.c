@@ -230,8 +230,14 @@ ckpt_load(struct heap *h, const struct config *c, const char *path)
 		goto fail;
 	/* What the chain holds for each slab, as the next delta compares
 	 * it: hashed as it is read. */
-	if (seg_geometry_max(hdr.size, c->max, &g) != 0 ||
-	    (hashes = calloc(g.nslabs, sizeof(*hashes))) == NULL) {
+	if (seg_geometry_max(hdr.size, c->max, &g) != 0) {
+		rc = -EUCLEAN;
+		log_errx("refusing image %s: size %" PRIu64 " and maximum %"
+		    PRIu64 " make no heap; %s", path, hdr.size, c->max,
+		    heap_repair_hint(c, 0, hint, sizeof(hint)));
+		goto fail;
+	}
+	if ((hashes = calloc(g.nslabs, sizeof(*hashes))) == NULL) {
 		rc = -ENOMEM;
 		log_errx("no memory for the hashes of image %s", path);
 		goto fail;

@@ -263,6 +263,7 @@ const struct ckpt_result *ckpt_last(void);
 const char *ckpt_kind_name(int kind);
 void	 ckpt_chain(uint32_t *deltas, uint64_t *bytes);
 void	 ckpt_want_full(void);
+void	 ckpt_chain_reset(const char *why);
 void	 ckpt_set_interval(unsigned);
 /* For the dispatch fuzzer only (tests/fuzz/), which runs the loop itself
  * and must wait out a checkpoint's thread: nothing in the daemon asks. */

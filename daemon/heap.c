@@ -791,13 +791,13 @@ heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
 		    seg->max);
 		return -EINVAL;
 	}
+	if (size == seg->size)
+		return 0;
 	if (h->frozen) {
 		snprintf(err, errlen, "a checkpoint is being written; try "
 		    "again when it is done");
 		return -EAGAIN;
 	}
-	if (size == seg->size)
-		return 0;
 	/* Slabs and spans clients emptied go back first (the sweep would
 	 * within 2 s): they are no reason to refuse a shrink. */
 	if (g.nslabs < old)
@@ -812,6 +812,19 @@ heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
 			return -EBUSY;
 		}
 	}
+	if (g.nslabs < old) {
+		/* Out of the pool and below the high-water mark before the
+		 * count goes down, so that no scan looks past the new end. */
+		for (s = g.nslabs; s < old; s++) {
+			held_clear(h, s);
+			h->free_map[s / 64] &= ~(UINT64_C(1) << (s % 64));
+			h->nfree--;
+		}
+		if (atomic_load(&seg->sb->slab_hwm) > g.nslabs)
+			atomic_store(&seg->sb->slab_hwm, g.nslabs);
+		if (h->free_hint > g.nslabs / 64)
+			h->free_hint = g.nslabs / 64;
+	}
 	if ((rc = seg_resize(seg, size)) != 0) {
 		snprintf(err, errlen, "cannot commit the slab table: %s",
 		    strerror(-rc));
@@ -821,12 +834,6 @@ heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
 		for (s = old; s < g.nslabs; s++)
 			free_set(h, s);
 	} else {
-		for (s = g.nslabs; s < old; s++) {
-			held_clear(h, s);
-			free_clear(h, s);
-		}
-		if (atomic_load(&seg->sb->slab_hwm) > g.nslabs)
-			atomic_store(&seg->sb->slab_hwm, g.nslabs);
 		(void)seg_decommit(seg, DATA_OFF(h, g.nslabs),
 		    (old - g.nslabs) << SHM_SLAB_SHIFT);
 		/* Whole pages of the tail's bitmaps and side lines. */
@@ -840,11 +847,9 @@ heap_resize(struct heap *h, uint64_t size, char *err, size_t errlen)
 		hi = (g.sides_off + old * SHM_SIDE_BYTES) & ~UINT64_C(4095);
 		if (hi > lo)
 			(void)seg_decommit(seg, lo, hi - lo);
-		if (h->free_hint > g.nslabs / 64)
-			h->free_hint = g.nslabs / 64;
 	}
 	free_map_assert(h);
 	h->dirty = 1;
-	ckpt_want_full();
+	ckpt_chain_reset(g.nslabs > old ? "the heap grew" : "the heap shrank");
 	return 0;
 }

@@ -131,6 +131,23 @@ heap_repair_hint(const struct config *c, int segment, char *buf, size_t len)
 	return buf;
 }
 
+/* The layout version in the superblock of the live heap id (its meta
+ * object), 0 if it cannot be read. */
+static int
+layout_of(const uint8_t id[16])
+{
+	struct shm_super sb;
+	int fd, v = 0;
+
+	if (seg_meta_open(id, 1, &fd) != 0)
+		return 0;
+	if (pread(fd, &sb, sizeof(sb), 0) == (ssize_t)sizeof(sb) &&
+	    sb.magic == SHM_MAGIC && sb.version < 1000)
+		v = (int)sb.version;
+	close(fd);
+	return v;
+}
+
 /* Tries the live segment named by heap.id: 1 adopted, 0 none, <0 refused. */
 static int
 heap_adopt(struct heap *h, const struct config *c)
@@ -150,6 +167,16 @@ heap_adopt(struct heap *h, const struct config *c)
 		return rc;
 	}
 	seg_name(h->identity, name, sizeof(name));
+	if ((rc = layout_of(h->identity)) != 0 && rc != SHM_VERSION) {
+		/* Another build's segment: its length means something else. */
+		log_errx("live segment /dev/shm%s is of layout version %d, this "
+		    "build reads %u; remove it to start from the image, or "
+		    "serve it with the build that made it", name, rc,
+		    SHM_VERSION);
+		close(fd);
+		seglock_release(h);
+		return -EINVAL;
+	}
 	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size != c->max) {
 		log_errx("live segment /dev/shm%s has maximum size %lld, the "
 		    "daemon is asked for %" PRIu64 "; start with --max-size "

@@ -206,7 +206,7 @@ root_do(struct heap *h, struct shm_session *ss, const char *kind,
 		slot = n;
 		/* The record's pages, before the first store to them: a full
 		 * /dev/shm is ENOMEM here, not a SIGBUS. */
-		if (seg_geometry(h->seg.size, &g) != 0)
+		if (seg_geometry_max(h->seg.size, h->seg.max, &g) != 0)
 			return -EINVAL;
 		if ((rc = seg_commit(&h->seg, g.roots_off + slot *
 		    sizeof(struct shm_root), sizeof(struct shm_root))) != 0)

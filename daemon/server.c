@@ -67,7 +67,9 @@ server_reload(void)
 		ckpt_set_interval(nc.checkpoint_interval);
 	}
 	if ((nc.base_set && nc.base != cfg->base) ||
-	    (nc.size_set && nc.size != cfg->size) ||
+	    /* The heap keeps its own size: a smaller one in the file (from
+	     * before a growth) is no change. */
+	    (nc.size_set && nc.size > cfg->size) ||
 	    (nc.max_set && nc.max != cfg->max) ||
 	    strcmp(nc.socket_path ? nc.socket_path : cfg->socket_path,
 	    cfg->socket_path) != 0)

@@ -24,7 +24,9 @@
 
 #include "proto/aclheap.pb-c.h"
 
-#define PROTOCOL_VERSION	2u	/* 2: Hello passes the meta object */
+#define PROTOCOL_VERSION	3u	/* 2: Hello passes the meta object;
+					 * 3: max_size, the whole maximum
+					 * mapped; Grow */
 #define FRAME_HDR		4u
 #define FRAME_MAX		(64u * 1024u)
 #define READ_MAX		(16u * 1024u)	/* Read request cap */

@@ -131,7 +131,7 @@ part_copy(const struct shm_seg *src, void *buf, const char *p, size_t n)
 
 	if (src != NULL && src->fd >= 0) {
 		lo = (uintptr_t)src->sb;
-		hi = lo + src->size;
+		hi = lo + src->max;
 		if (a >= lo && a < hi && n <= hi - a)
 			return seg_pread(src, buf, n, a - lo);
 	}
@@ -558,15 +558,43 @@ image_scratch(struct shm_seg *seg, uintptr_t base, uint64_t size,
     uint64_t max)
 {
 	void *mem;
+	uint64_t len = image_scratch_len(size, max);
 
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
-	mem = mmap(NULL, max, PROT_READ | PROT_WRITE,
+	if (len == 0)
+		return -EINVAL;
+	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return -errno;
 	seg_bind_max(seg, mem, base, size, max);
 	return 0;
+}
+
+/*
+ * A scratch copy holds what is in use, not the room to grow: mapped as
+ * far as the last slab in use, so that a heap of a large maximum needs
+ * no more private address space (which strict overcommit would count)
+ * than one that cannot grow.  0 for a size and maximum no heap has.
+ */
+uint64_t
+image_scratch_len(uint64_t size, uint64_t max)
+{
+	struct shm_geom g;
+
+	if (seg_geometry_max(size, max, &g) != 0)
+		return 0;
+	return g.data_off + (g.nslabs << SHM_SLAB_SHIFT);
+}
+
+void
+image_scratch_free(struct shm_seg *seg)
+{
+	if (seg->sb != NULL)
+		munmap(seg->sb, image_scratch_len(seg->size, seg->max));
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
 }
 
 /*

@@ -262,6 +262,8 @@ int	 image_scan(const struct shm_seg *, const struct shm_slab *table,
 	    uint64_t *changed);
 int	 image_scratch(struct shm_seg *, uintptr_t base, uint64_t size,
 	    uint64_t max);
+uint64_t image_scratch_len(uint64_t size, uint64_t max);
+void	 image_scratch_free(struct shm_seg *);
 int	 image_check_scratch(struct shm_seg *, char *err, size_t errlen);
 int	 image_commit(int fd, const char *dir, const char *tmpname,
 	    const char *name, char *err, size_t errlen);

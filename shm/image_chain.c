@@ -427,8 +427,15 @@ image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
 		close(fd);
 		return -EUCLEAN;
 	}
-	mem = mmap(NULL, h.max_size, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (image_scratch_len(h.size, h.max_size) == 0) {
+		snprintf(err, errlen, "%s: header: size %" PRIu64 " and "
+		    "maximum %" PRIu64 " make no heap", path, h.size,
+		    h.max_size);
+		close(fd);
+		return -EUCLEAN;
+	}
+	mem = mmap(NULL, image_scratch_len(h.size, h.max_size), PROT_READ |
+	    PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: scratch memory: %s", path,
@@ -440,7 +447,7 @@ image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
 	rc = image_read_chain_upto(path, links, put_mem, mem, info, NULL,
 	    failed, err, errlen);
 	if (rc != 0) {
-		munmap(mem, h.max_size);
+		munmap(mem, image_scratch_len(h.size, h.max_size));
 		return rc;
 	}
 	seg_bind_max(seg, mem, (uintptr_t)h.base, h.size, h.max_size);
@@ -451,8 +458,5 @@ image_load_offline_upto(const char *path, uint32_t links, struct shm_seg *seg,
 void
 image_unload_offline(struct shm_seg *seg)
 {
-	if (seg->sb != NULL)
-		munmap(seg->sb, seg->max);
-	memset(seg, 0, sizeof(*seg));
-	seg->fd = -1;
+	image_scratch_free(seg);
 }

@@ -84,14 +84,12 @@ geom_meta(uint64_t n, struct shm_geom *g)
 /* The most slabs a heap of size bytes holds with its metadata, placing
  * the rest in g; 0 if none fits. */
 static uint64_t
-geom_slabs(uint64_t size, struct shm_geom *g)
+geom_slabs(uint64_t size, uint64_t roots, struct shm_geom *g)
 {
 	uint64_t n, per = SHM_SLAB_SIZE + sizeof(struct shm_slab) +
 	    SHM_BITMAP_BYTES + SHM_SIDE_BYTES + sizeof(struct shm_lease);
 
-	/* The root table's room is the size's: a heap of size bytes
-	 * alone, or the maximum that places everything. */
-	g->roots_max = seg_roots_max(size);
+	g->roots_max = roots;
 	n = size / per;
 	while (n > 0 && geom_meta(n, g) + n * SHM_SLAB_SIZE > size)
 		n--;
@@ -119,11 +117,21 @@ int
 seg_geometry_max(uint64_t size, uint64_t max, struct shm_geom *g)
 {
 	struct shm_geom t;
-	uint64_t n;
+	uint64_t n, rmax;
 
 	if (!size_ok(size) || !size_ok(max) || size > max)
 		return -EINVAL;
-	if ((n = geom_slabs(size, &t)) == 0 || geom_slabs(max, g) == 0)
+	/* Both counts against the maximum's layout, the size's with the
+	 * maximum's root room past its own not charged to it: the budget
+	 * then grows with the size (by 64 KiB less at most 8 roots a slab),
+	 * so the count does too, up to the maximum's, and a size alone
+	 * (max == size) is charged exactly what a heap of it holds.  (With
+	 * each size's own room, a 1 MiB step of data_off could make a
+	 * larger size hold fewer slabs.) */
+	rmax = seg_roots_max(max);
+	if ((n = geom_slabs(size + (rmax - seg_roots_max(size)) *
+	    sizeof(struct shm_root), rmax, &t)) == 0 ||
+	    geom_slabs(max, rmax, g) == 0)
 		return -EINVAL;
 	g->nslabs_max = g->nslabs;
 	g->nslabs = n;
@@ -777,16 +785,19 @@ seg_resize(struct shm_seg *seg, uint64_t size)
 		if ((rc = seg_commit(seg, lo, ROUND_UP(g.meta_end, PAGE) -
 		    lo)) != 0)
 			return rc;
-	} else if (g.nslabs < o.nslabs) {
-		lo = ROUND_UP(g.meta_end, PAGE);
-		hi = ROUND_UP(o.meta_end, PAGE);
-		if (hi > lo)
-			(void)seg_decommit(seg, lo, hi - lo);
 	}
 	seg->sb->size = size;
 	__atomic_store_n(&seg->sb->nslabs, g.nslabs, __ATOMIC_RELEASE);
 	seg->size = size;
 	seg->nslabs = g.nslabs;
+	/* A shrink gives the table's pages back once the smaller count is
+	 * out: nobody reads past it (a read would commit them again). */
+	if (g.nslabs < o.nslabs) {
+		lo = ROUND_UP(g.meta_end, PAGE);
+		hi = ROUND_UP(o.meta_end, PAGE);
+		if (hi > lo)
+			(void)seg_decommit(seg, lo, hi - lo);
+	}
 	return 0;
 }
 

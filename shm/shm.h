@@ -609,7 +609,7 @@ slab_side_store(uintptr_t base, uint32_t cls, uint32_t i, uint32_t v)
 static inline uint64_t
 seg_extent(const struct shm_seg *seg)
 {
-	return (uint64_t)(seg->data - seg->base) +
+	return (uint64_t)(seg->data - (uintptr_t)seg->sb) +
 	    (seg->nslabs << SHM_SLAB_SHIFT);
 }
 

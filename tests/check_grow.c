@@ -529,6 +529,7 @@ START_TEST(default_maximum_is_address_space)
 	char out[8192];
 	struct stat st;
 	void *p;
+	int i;
 
 	td_stop(&td, SIGTERM);
 	td_cleanup(&td);
@@ -553,6 +554,13 @@ START_TEST(default_maximum_is_address_space)
 	ck_assert_ptr_nonnull(p = aclmalloc(512 * MiB));
 	memset(p, 1, 512 * MiB);
 	ck_assert_uint_eq(aclfree(p), 512 * MiB);
+	/* Checkpoints map what is in use, not the terabyte: more of them
+	 * than 128 TiB of address space holds terabytes. */
+	for (i = 0; i < 140; i++) {
+		ck_assert_ptr_nonnull(p = aclmalloc(100));
+		ck_assert_msg(aclheap_checkpoint() == 0, "checkpoint %d: %s",
+		    i, aclheap_last_error());
+	}
 }
 END_TEST
 

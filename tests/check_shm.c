@@ -399,6 +399,33 @@ START_TEST(seg_map_rejects_bad_geometry)
 }
 END_TEST
 
+/* A heap that can grow: the slabs in use only grow with the size, never
+ * past the maximum's, and everything is where the maximum puts it. */
+START_TEST(seg_geometry_grows)
+{
+	struct shm_geom g, m;
+	uint64_t size, max = UINT64_C(1) << 30, last = 0;
+
+	ck_assert_int_eq(seg_geometry(max, &m), 0);
+	ck_assert_int_eq(seg_geometry_max(max, max, &g), 0);
+	ck_assert_uint_eq(g.nslabs, m.nslabs);
+	ck_assert_int_eq(seg_geometry_max(max + SHM_SLAB_SIZE, max, &g),
+	    -EINVAL);
+	for (size = SHM_SIZE_MIN; size <= (UINT64_C(96) << 20);
+	    size += SHM_SLAB_SIZE) {
+		ck_assert_int_eq(seg_geometry_max(size, max, &g), 0);
+		ck_assert_uint_ge(g.nslabs, last);
+		ck_assert_uint_le(g.nslabs, g.nslabs_max);
+		ck_assert_uint_eq(g.nslabs_max, m.nslabs);
+		ck_assert_uint_eq(g.data_off, m.data_off);
+		ck_assert_uint_eq(g.sides_off, m.sides_off);
+		ck_assert_uint_eq(g.meta_end, g.slabs_off + g.nslabs *
+		    sizeof(struct shm_slab));
+		last = g.nslabs;
+	}
+}
+END_TEST
+
 START_TEST(seg_super_check_mismatch)
 {
 	char err[512];
@@ -1002,6 +1029,7 @@ shm_suite(void)
 	tcase_add_test(tc, seg_map_refuses_taken_range);
 	tcase_add_test(tc, seg_map_rejects_bad_geometry);
 	tcase_add_test(tc, seg_super_check_mismatch);
+	tcase_add_test(tc, seg_geometry_grows);
 	tcase_add_test(tc, slab_claim_one_fills_slab);
 	tcase_add_test(tc, slab_claim_one_refuses_other_class);
 	tcase_add_test(tc, slab_claim_word_batch_and_stale);
