@@ -11,6 +11,8 @@
  *   bench/aclheap_bench [-r REPS] [-q]   (-q: skip the 16 GiB heap)
  *
  *   bench/aclheap_bench -o N          only section N (see main)
+ *   bench/aclheap_bench -m MAX        heaps with room to grow to MAX
+ *                                     (--max-size; default: none)
  *
  * It starts its own aclheapd (ACLHEAP_BUILDDIR/aclheapd) on a private
  * socket, state folder and base, through the tests' fixture
@@ -50,6 +52,7 @@
 
 static int reps = 5;
 static int quick;	/* -q: no 16 GiB heap */
+static char bench_max[32];	/* -m MAX: --max-size, "": the size */
 static int only;	/* -o N: only section N (1 alloc, 2 memory, 3 socket,
 			 * 4 throughput, 5 persistence, 6 big heap, 7 deltas,
 			 * 8 blocks above 8 KiB) */
@@ -103,6 +106,7 @@ daemon_start(const char *size)
 	    NULL };
 
 	snprintf(td.size, sizeof(td.size), "%s", size);
+	snprintf(td.max, sizeof(td.max), "%s", bench_max);
 	if (td_start(&td, extra) != 0) {
 		fprintf(stderr, "aclheapd did not come up; see %s\n", td.log);
 		exit(1);
@@ -1413,10 +1417,12 @@ main(int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "r:qo:M:")) != -1) {
+	while ((c = getopt(argc, argv, "r:qo:M:m:")) != -1) {
 		if (c == 'M')
 			return ring_rss_main(atoi(optarg));
-		if (c == 'o')
+		if (c == 'm')
+			snprintf(bench_max, sizeof(bench_max), "%s", optarg);
+		else if (c == 'o')
 			only = atoi(optarg);
 		else if (c == 'r')
 			reps = atoi(optarg) > 0 && atoi(optarg) <= 16 ?
@@ -1425,7 +1431,7 @@ main(int argc, char **argv)
 			quick = 1;
 		else {
 			fprintf(stderr, "usage: aclheap_bench [-r REPS] [-q] "
-			    "[-o SECTION]\n");
+			    "[-o SECTION] [-m MAX]\n");
 			return 2;
 		}
 	}
