@@ -166,11 +166,12 @@
 #define SHM_CLASS_MAX		(UINT64_C(4) << 20)	/* largest class */
 #define SHM_SPAN_MAX		64	/* slabs in the largest span */
 #define SHM_SUPER_BYTES		4096
-/* The root table's room: one root per 8 KiB of heap, 512 (a 4 MiB heap)
- * to SHM_ROOTS_MAX (a heap of 512 MiB or more).  seg_geometry(). */
+/* The root table's room: one root per 32 KiB of heap, 512 (up to a 16 MiB
+ * heap) to SHM_ROOTS_MAX (a heap of 2 GiB or more, and any heap whose
+ * maximum is).  seg_geometry_max(). */
 #define SHM_ROOTS_MIN		512
 #define SHM_ROOTS_MAX		65536
-#define SHM_ROOTS_PER		8192	/* heap bytes per root */
+#define SHM_ROOTS_PER		32768	/* heap bytes per root */
 #define SHM_ROOT_NAME_MAX	255
 /* Most lease records a heap has (a 4 GiB heap has that many slabs). */
 #define SHM_LEASES		65536

@@ -415,10 +415,10 @@ START_TEST(roots_table_full)
 {
 	char name[32];
 	int i, rc = 0;
-	/* A 64 MiB heap: one root per 8 KiB. */
+	/* A 64 MiB heap: one root per 32 KiB. */
 	int room = (int)seg_roots_max(UINT64_C(64) << 20);
 
-	ck_assert_int_eq(room, 8192);
+	ck_assert_int_eq(room, 2048);
 	for (i = 0; i < room + 100 && rc == 0; i++) {
 		snprintf(name, sizeof(name), "r%d", i);
 		rc = aclheap_root_set(name, (void *)(uintptr_t)(i + 1));

@@ -1282,7 +1282,7 @@ START_TEST(twenty_thousand_roots)
 	int i, k;
 
 	td_init(&t, "roots");
-	snprintf(t.size, sizeof(t.size), "256M");
+	snprintf(t.size, sizeof(t.size), "1G");
 	ck_assert_msg(td_start(&t, NULL) == 0, "daemon: %s", td_log(&t));
 	ck_assert_int_eq(aclheap_attach(t.sock), 0);
 	/* Room for 32768 roots (8.5 MiB of table) and none in use: the
