@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -1358,15 +1359,20 @@ START_TEST(lease_table_full_said)
 	Aclheap__LeaseSlab ls = ACLHEAP__LEASE_SLAB__INIT;
 	Aclheap__Reply *r = NULL;
 	struct shm_geom g;
+	uint64_t size;
 	int fd, i;
 
 	td_cleanup(&td);
 	td_init(&td, "leases");
-	/* A slab each; 3952 slabs, records rounded up to 3968. */
-	snprintf(td.size, sizeof(td.size), "250M");
+	/* A slab each: a heap of about 250 MiB whose slabs are not a whole
+	 * number of pages of records, which are rounded up. */
+	for (size = UINT64_C(250) << 20;; size += SHM_SLAB_SIZE) {
+		ck_assert_int_eq(seg_geometry(size, &g), 0);
+		if (g.nslabs < g.nleases)
+			break;
+	}
+	snprintf(td.size, sizeof(td.size), "%" PRIu64, size);
 	ck_assert_int_eq(td_start(&td, NULL), 0);
-	ck_assert_int_eq(seg_geometry(UINT64_C(250) << 20, &g), 0);
-	ck_assert_uint_lt(g.nslabs, g.nleases);
 	fd = raw_hello();
 	q.body_case = ACLHEAP__REQUEST__BODY_LEASE;
 	q.lease = &ls;
