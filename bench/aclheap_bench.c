@@ -13,6 +13,9 @@
  *   bench/aclheap_bench -o N          only section N (see main)
  *   bench/aclheap_bench -m MAX        heaps with room to grow to MAX
  *                                     (--max-size; default: none)
+ *   ACLHEAP_BENCH_DETAIL=1            the memory rows say, per class, the
+ *                                     slabs, bytes handed out and cached,
+ *                                     and the slabs' resident bytes
  *
  * It starts its own aclheapd (ACLHEAP_BUILDDIR/aclheapd) on a private
  * socket, state folder and base, through the tests' fixture
@@ -232,6 +235,67 @@ seg_resident(void)
 	return n * 4096;
 }
 
+/*
+ * ACLHEAP_BENCH_DETAIL=1: where the segment's resident pages are, per
+ * class (the slabs' data) and in the per-slab metadata, with what the
+ * class holds: blocks handed out and blocks claimed by leases.  To find
+ * what the memory rows spend beyond the requests.
+ */
+static void
+resident_detail(void)
+{
+	struct shm_stats st;
+	uint64_t res[SHM_NCLASSES] = { 0 }, ext = 0, s, w, n;
+	unsigned char vec[16 * SHM_SPAN_MAX];
+	uintptr_t a;
+	int c, i;
+
+	if (getenv("ACLHEAP_BENCH_DETAIL") == NULL)
+		return;
+	shm_stats(&conn_seg, &st);
+	for (s = 0; s < conn_seg.nslabs; s++) {
+		w = atomic_load(&conn_seg.slabs[s].word);
+		if (SHM_SLAB_STATE(w) == SHM_FREE)
+			continue;
+		a = conn_seg.data + (s << SHM_SLAB_SHIFT);
+		if (mincore((void *)a, SHM_SLAB_SIZE, vec) != 0)
+			exit(1);
+		for (n = 0, i = 0; i < 16; i++)
+			n += vec[i] & 1;
+		c = (int)SHM_SLAB_CLS(w);
+		if ((SHM_SLAB_STATE(w) == SHM_SMALL ||
+		    SHM_SLAB_STATE(w) == SHM_RECLAIMING) && c < SHM_NCLASSES)
+			res[c] += n * 4096;
+		else
+			ext += n * 4096;	/* span tails, extents */
+	}
+	fprintf(stderr, "%7s %6s %10s %10s %10s %10s\n", "class", "slabs",
+	    "handed", "cached", "requested", "resident");
+	for (c = 0; c < SHM_NCLASSES; c++)
+		if (st.cls[c].slabs != 0)
+			fprintf(stderr, "%7u %6" PRIu64 " %10" PRIu64 " %10" PRIu64
+			    " %10" PRIu64 " %10" PRIu64 "\n", slab_class_size[c],
+			    st.cls[c].slabs, st.cls[c].used * slab_class_size[c],
+			    st.cls[c].cached * slab_class_size[c], st.cls[c].req,
+			    res[c]);
+	fprintf(stderr, "tails and extents resident %" PRIu64 "\n", ext);
+	{
+		uint64_t lo = (uint64_t)((char *)conn_seg.bitmaps -
+		    (char *)conn_seg.sb), hi = conn_seg.data -
+		    (uintptr_t)conn_seg.sb, m = 0, p;
+		unsigned char *v = malloc((hi - lo) / 4096 + 1);
+
+		if (v == NULL || mincore((char *)conn_seg.sb + lo, hi - lo,
+		    v) != 0)
+			exit(1);
+		for (p = 0; p < (hi - lo) / 4096; p++)
+			m += v[p] & 1;
+		free(v);
+		fprintf(stderr, "bitmaps, side lines, sessions resident %"
+		    PRIu64 "\n", m * 4096);
+	}
+}
+
 /* 10,000 live blocks (ring_size()), replaced at random, each new block
  * written.  ns per replacement. */
 static void *
@@ -280,6 +344,7 @@ ring_run(void *arg)
 			exit(1);
 		r->in_use = st.bytes_in_use;
 		r->resident = seg_resident() - r->resident;
+		resident_detail();
 	} else if (r->measure == 2)
 		r->resident = rss_bytes() - r->resident;
 	for (i = 0; i < n; i++)
