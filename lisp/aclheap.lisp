@@ -236,6 +236,20 @@ daemon's reason) or this user may not ask (EPERM)."
       (fail 'checkpoint (- rc)))
     t))
 
+(defun grow (size)
+  "Puts the heap at SIZE bytes while it runs: larger, up to the maximum it
+was made with, or smaller when everything past the new end is free.
+Nothing moves: every address stays good.  T; an aclheap-error with EINVAL
+for a size that is not a multiple of 64 KiB from 4 MiB to the maximum,
+EBUSY for a shrink past a block in use, EAGAIN while a checkpoint is
+being written, EPERM for a user who may not."
+  (check-type size (unsigned-byte 64))
+  (ensure-attached)
+  (let ((rc (%grow size)))
+    (when (minusp rc)
+      (fail 'grow (- rc)))
+    t))
+
 (defun stats ()
   "The heap's figures from the daemon, a plist: :base :size :data-size
 :bytes-in-use :bytes-requested :blocks-in-use :last-checkpoint (unix time,

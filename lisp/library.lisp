@@ -38,6 +38,7 @@
 (cffi:defcfun ("aclheap_attach" %attach) :int (socket :pointer))
 (cffi:defcfun ("aclheap_detach" %detach) :void)
 (cffi:defcfun ("aclheap_checkpoint" %checkpoint) :int)
+(cffi:defcfun ("aclheap_grow" %grow) :int (size :uint64))
 (cffi:defcfun ("aclheap_stats" %stats) :int (out :pointer))
 (cffi:defcfun ("aclheap_identity" %identity) :int (out :pointer))
 (cffi:defcfun ("aclheap_last_error" %last-error) :string)

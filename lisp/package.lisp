@@ -11,7 +11,7 @@
    #:address-to-aligned #:aligned-to-address
    ;; Roots, figures, the connection.
    #:root #:root-cas #:remove-root #:list-roots
-   #:checkpoint #:stats #:attach #:detach #:attached-p
+   #:checkpoint #:grow #:stats #:attach #:detach #:attached-p
    ;; Errors.
    #:aclheap-error #:aclheap-error-operation #:aclheap-error-errno
    #:aclheap-error-message

@@ -315,6 +315,15 @@ what is wrong, in words."
               (getf s3 :last-checkpoint))))
     (is (= 1000 (aclfree p)))))
 
+(test grow-refusals
+  ;; The suite's heap keeps its size: only what changes nothing here.
+  (is-true (grow (test-size)))
+  (signals-errno (22) (grow (* 4 (test-max))))
+  (signals-errno (22) (grow (+ (test-size) 4096)))
+  (signals-errno (22) (grow 0))
+  (signals type-error (grow -1))
+  (is (= (test-size) (getf (stats) :size))))
+
 (test attach-and-detach
   (let ((p (aclmalloc 77)))
     (setf (root "keep") p)
