@@ -109,9 +109,9 @@ size_ok(uint64_t size)
  * The geometry is a pure function of the size and the maximum, so an
  * image, a live segment and a daemon asked for them agree on it without
  * storing a table.  Everything is placed as for a heap of max bytes; size
- * says how many of its slabs are in use: as many as a heap of size bytes
- * would have, so a heap that cannot grow (max == size) is laid out as
- * before there was growth, and growing never moves a byte.
+ * says how many of its slabs are in use: about as many as a heap of size
+ * bytes would have (below), so a heap that cannot grow (max == size) is
+ * laid out as before there was growth, and growing never moves a byte.
  */
 int
 seg_geometry_max(uint64_t size, uint64_t max, struct shm_geom *g)
