@@ -212,13 +212,29 @@ lookup_gid(const char *v, gid_t *gid)
 	return -ENOENT;
 }
 
+/* A heap size setting (--size, --max-size): 0, or -1 said in the log. */
+static int
+heap_size_arg(const char *v, const char *what, const char *where,
+    uint64_t *out)
+{
+	uint64_t sz;
+
+	if (seg_parse_size(v, &sz) != 0 || sz < SHM_SIZE_MIN ||
+	    sz > SHM_SIZE_MAX || sz % SHM_SLAB_SIZE != 0) {
+		cfg_err("%s: %s '%s' must be a multiple of 64K from 4M to 16T",
+		    where, what, v);
+		return -1;
+	}
+	*out = sz;
+	return 0;
+}
+
 /* One setting, from the command line or the file.  0, or -1 with a message
  * on stderr. */
 static int
 config_set(struct config *c, int opt, const char *v, const char *where)
 {
 	unsigned long long n;
-	uint64_t sz;
 	int lvl;
 
 	switch (opt) {
@@ -240,23 +256,13 @@ config_set(struct config *c, int opt, const char *v, const char *where)
 		c->base_set = 1;
 		break;
 	case OPT_SIZE:
-		if (seg_parse_size(v, &sz) != 0 || sz < SHM_SIZE_MIN ||
-		    sz > SHM_SIZE_MAX || sz % SHM_SLAB_SIZE != 0) {
-			cfg_err("%s: size '%s' must be a "
-			    "multiple of 64K from 4M to 16T", where, v);
+		if (heap_size_arg(v, "size", where, &c->size) != 0)
 			return -1;
-		}
-		c->size = sz;
 		c->size_set = 1;
 		break;
 	case OPT_MAX_SIZE:
-		if (seg_parse_size(v, &sz) != 0 || sz < SHM_SIZE_MIN ||
-		    sz > SHM_SIZE_MAX || sz % SHM_SLAB_SIZE != 0) {
-			cfg_err("%s: maximum size '%s' must be a "
-			    "multiple of 64K from 4M to 16T", where, v);
+		if (heap_size_arg(v, "maximum size", where, &c->max) != 0)
 			return -1;
-		}
-		c->max = sz;
 		c->max_set = 1;
 		break;
 	case OPT_INTERVAL:
