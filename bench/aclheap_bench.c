@@ -58,7 +58,8 @@ static int quick;	/* -q: no 16 GiB heap */
 static char bench_max[32];	/* -m MAX: --max-size, "": the size */
 static int only;	/* -o N: only section N (1 alloc, 2 memory, 3 socket,
 			 * 4 throughput, 5 persistence, 6 big heap, 7 deltas,
-			 * 8 blocks above 8 KiB) */
+			 * 8 blocks above 8 KiB, 9 only its
+			 * memory rows) */
 static struct td td;
 
 static double
@@ -311,6 +312,10 @@ ring_run(void *arg)
 
 	if (slot == NULL || sz == NULL)
 		exit(1);
+	/* The ring's own arrays are in memory before the baseline is taken:
+	 * in glibc's and jemalloc's processes they would count as growth. */
+	memset(slot, 0, (size_t)n * sizeof(*slot));
+	memset(sz, 0, (size_t)n * sizeof(*sz));
 	/* Growth, as for the RSS of glibc's and jemalloc's processes: what
 	 * an empty heap has resident (superblock, roots, leases, slab
 	 * table) is not the ring's. */
@@ -1004,6 +1009,76 @@ ring_rows(int dist, const char *one, const char *two, const char *scaling)
 	    summarize(g1, reps).med);
 }
 
+/*
+ * A fresh heap filled with n blocks of size bytes, each written, then all
+ * freed: ns per block.  What building a large structure costs, memory
+ * committed as it goes (for glibc, in a child of its own, whose heap is
+ * as fresh).
+ */
+static double
+fill_once(alloc_fn a, free_fn f, size_t size, int n)
+{
+	void **p = malloc((size_t)n * sizeof(*p));
+	double t0;
+	int i;
+
+	if (p == NULL)
+		exit(1);
+	memset(p, 0, (size_t)n * sizeof(*p));
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		if ((p[i] = a(size)) == NULL)
+			exit(1);
+		memset(p[i], i, 8);
+	}
+	for (i = 0; i < n; i++)
+		f(p[i]);
+	t0 = (now_ns() - t0) / n;
+	free(p);
+	return t0;
+}
+
+static double
+fill_glibc(size_t size, int n)
+{
+	double ns = -1;
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe(p) != 0)
+		exit(1);
+	if ((pid = fork()) == 0) {
+		ns = fill_once(malloc, free, size, n);
+		if (write(p[1], &ns, sizeof(ns)) != (ssize_t)sizeof(ns))
+			_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], &ns, sizeof(ns)) != (ssize_t)sizeof(ns))
+		exit(1);
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return ns;
+}
+
+static void
+fill_row(size_t size, int n, const char *what)
+{
+	struct stat3 s;
+	int i;
+
+	for (i = 0; i < reps; i++) {
+		fresh_heap("2G");
+		v[i] = fill_once(aclmalloc, acl_free_void, size, n);
+		w[i] = fill_glibc(size, n);
+		ratio[i] = v[i] / w[i];
+	}
+	s = summarize(ratio, reps);
+	row(what, s, "", "");
+	printf("|   aclheap %.1f ns, glibc %.1f ns per block\n",
+	    summarize(v, reps).med, summarize(w, reps).med);
+}
+
 static void
 sec_alloc(void)
 {
@@ -1031,6 +1106,9 @@ sec_alloc(void)
 	}
 	s = summarize(ratio, reps);
 	row("ring, 2 processes sharing the heap / glibc", s, "", "");
+	fill_row(64, 1000000, "fill a fresh heap, 1M x 64 B, free: / glibc");
+	fill_row(1024, 100000, "fill a fresh heap, 100k x 1 KiB, free: / glibc");
+	fresh_heap("1G");
 }
 
 static void
@@ -1369,6 +1447,13 @@ large_memory(int dist, const char *what)
 }
 
 static void
+sec_ring_memory(void)
+{
+	large_memory(0, "memory: resident / requested, ring 8..1024 B");
+	large_memory(1, "memory: resident / requested, ring 8 B..256 KiB");
+}
+
+static void
 sec_large(void)
 {
 	static const size_t sizes[] = { 16384, 65536, 262144, 1 << 20 };
@@ -1406,8 +1491,7 @@ sec_large(void)
 	    "<= 3", "");
 	printf("|   aclheap %.2f ms, glibc %.2f ms\n", summarize(v, reps).med /
 	    1e6, summarize(w, reps).med / 1e6);
-	large_memory(0, "memory: resident / requested, ring 8..1024 B");
-	large_memory(1, "memory: resident / requested, ring 8 B..256 KiB");
+	sec_ring_memory();
 }
 
 /*
@@ -1533,6 +1617,8 @@ main(int argc, char **argv)
 		sec_persist();
 	if (!only || only == 8)
 		sec_large();
+	if (only == 9)
+		sec_ring_memory();
 	if ((!only && !quick) || only == 6)
 		sec_big();
 	if ((!only && !quick) || only == 7)
