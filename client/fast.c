@@ -114,8 +114,11 @@ fast_hot_set(struct fast_class *c, uint32_t cls)
 {
 	struct fast_hot *h = &tc.hot;
 
-	h->span = (uint64_t)(64 - __builtin_clzll(slab_word_valid(cls,
-	    c->word))) * slab_class_size[cls];
+	/* The word's ready blocks: a free past them is looked up in full
+	 * (and refused), never read where memory may be a hole. */
+	h->span = (uint64_t)(64 - __builtin_clzll(slab_word_first(
+	    slab_ready(&conn_seg, c->slab, cls), c->word))) *
+	    slab_class_size[cls];
 	h->magic = slab_class_magic[cls];
 	h->cls = cls;
 	h->size = slab_class_size[cls];
@@ -196,16 +199,18 @@ lease_take(struct fast_class *c, uint32_t cls, int renew, uint32_t want)
 }
 
 /* The first word of slab s, from w0 on, with a free block of cls (a bit
- * clear among the valid ones); the number of words when there is none. */
+ * clear among the ready ones); the number of ready words when there is
+ * none. */
 static uint32_t
 word_with_room(uint32_t cls, uint32_t s, uint32_t w0)
 {
 	_Atomic uint64_t *bm = slab_bitmap(&conn_seg, s);
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
+	uint32_t ready = slab_ready(&conn_seg, s, cls), nw = (ready + 63) / 64;
+	uint32_t w;
 	uint64_t valid;
 
 	for (w = w0; w < nw; w++) {
-		valid = slab_word_valid(cls, w);
+		valid = slab_word_first(ready, w);
 		if ((atomic_load_explicit(&bm[w], memory_order_relaxed) &
 		    valid) != valid)
 			break;
@@ -224,7 +229,7 @@ word_with_room(uint32_t cls, uint32_t s, uint32_t w0)
 static int
 claim_in(struct fast_class *c, uint32_t cls, uint32_t s, uint32_t w0)
 {
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w;
+	uint32_t nw = (slab_ready(&conn_seg, s, cls) + 63) / 64, w;
 	struct shm_lease *l = rec_of(c);
 	uint64_t got = 0;
 	int rc;
@@ -295,7 +300,8 @@ slab_ours(const struct fast_class *c, uint32_t s)
 static int
 slab_has_room(uint32_t cls, uint32_t s)
 {
-	return word_with_room(cls, s, 0) < (slab_class_nblocks[cls] + 63u) / 64;
+	return word_with_room(cls, s, 0) <
+	    (slab_ready(&conn_seg, s, cls) + 63u) / 64;
 }
 
 /*

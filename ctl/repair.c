@@ -734,8 +734,18 @@ blocks_small(struct repair *r, uint64_t s, uint32_t cls)
 	uint32_t room = slab_side_room(cls), i, v, past_sides = 0, n;
 	uint64_t live[SHM_BITMAP_WORDS], past[SHM_BITMAP_WORDS];
 	uint64_t idle[SHM_BITMAP_WORDS], gone[SHM_BITMAP_WORDS], old, a;
-	uint32_t k;
+	uint32_t k, ready = atomic_load(&seg->slabs[s].ready);
 
+	/* Out of range, the count says nothing: the slab is taken as
+	 * ready whole (the load commits it whole). */
+	if (ready == 0 || ready > nb) {
+		note(r, "slab", "fixed", s, UINT64_MAX, "slab %" PRIu64
+		    ": %u of its %u blocks ready, set to all (I2)", s, ready,
+		    nb);
+		atomic_store(&seg->slabs[s].ready, nb);
+		ready = nb;
+	}
+	nb = ready;
 	memset(live, 0, sizeof(live));
 	memset(gone, 0, sizeof(gone));
 	for (i = 0; i < room; i++) {
@@ -762,18 +772,18 @@ blocks_small(struct repair *r, uint64_t s, uint32_t cls)
 	}
 	for (k = 0; k < SHM_BITMAP_WORDS; k++) {
 		old = atomic_load_explicit(&bm[k], memory_order_relaxed);
-		past[k] = old & ~slab_word_valid(cls, k);
-		idle[k] = old & slab_word_valid(cls, k) & ~live[k] & ~gone[k];
+		past[k] = old & ~slab_word_first(ready, k);
+		idle[k] = old & slab_word_first(ready, k) & ~live[k] & ~gone[k];
 		atomic_store_explicit(&bm[k], live[k], memory_order_relaxed);
 	}
 	if ((n = popcount_words(past)) != 0)
 		note(r, "slab", "cleared", s, UINT64_MAX, "slab %" PRIu64
-		    ": %u bit%s past its %u blocks (I2)", s, n, fmt_plural(n),
-		    nb);
+		    ": %u bit%s past its %u ready blocks (I2)", s, n,
+		    fmt_plural(n), nb);
 	if (past_sides != 0)
 		note(r, "slab", "cleared", s, UINT64_MAX, "slab %" PRIu64
-		    ": %u side entr%s past its %u blocks (I2)", s, past_sides,
-		    past_sides == 1 ? "y" : "ies", nb);
+		    ": %u side entr%s past its %u ready blocks (I2)", s,
+		    past_sides, past_sides == 1 ? "y" : "ies", nb);
 	if ((n = popcount_words(idle)) != 0)
 		note(r, "slab", "cleared", s, UINT64_MAX, "slab %" PRIu64
 		    ": %u claimed block%s with no side entry, not live (I5)",

@@ -111,11 +111,32 @@ put_fd(void *ctx, uint64_t off, const void *p, size_t n, int over)
 /*
  * Commits what the allocator promises is committed (seg.c: memory is
  * committed before it is handed out): the metadata, the bitmap, side
- * array and data of every small slab, the data of every extent.  put_fd()
+ * array and data of every small slab (as far as its blocks are ready),
+ * the data of every extent.  put_fd()
  * left zeros as holes, so a /dev/shm too small for the heap shows up here
  * as ENOMEM, not later as SIGBUS in a client.  An extent whose length is
  * out of range is left to heap_rebuild() to refuse.
  */
+/* A small slab's (or span's) data: the pages of its ready blocks, or the
+ * whole of it; a class out of range is left to the validator. */
+static int
+commit_ready(const struct shm_seg *seg, uint64_t s, uint32_t cls,
+    uint64_t run)
+{
+	uint64_t off = seg->sb->data_off + (s << SHM_SLAB_SHIFT), r[4];
+	uint32_t ready;
+	int rc;
+
+	if (cls >= SHM_NCLASSES || (ready = slab_ready(seg, s, cls)) == 0 ||
+	    ready >= slab_class_nblocks[cls])
+		return seg_commit(seg, off, run << SHM_SLAB_SHIFT);
+	slab_ready_ranges(cls, 0, ready, r);
+	if ((rc = seg_commit(seg, off + r[0], r[1] - r[0])) != 0 ||
+	    r[3] == r[2])
+		return rc;
+	return seg_commit(seg, off + r[2], r[3] - r[2]);
+}
+
 static int
 load_commit(const struct shm_seg *seg)
 {
@@ -153,8 +174,8 @@ load_commit(const struct shm_seg *seg)
 			    s * SHM_BITMAP_BYTES, SHM_BITMAP_BYTES)) != 0 ||
 			    (rc = seg_commit(seg, sb->sides_off +
 			    s * SHM_SIDE_BYTES, run * SHM_SIDE_BYTES)) != 0 ||
-			    (rc = seg_commit(seg, sb->data_off +
-			    (s << SHM_SLAB_SHIFT), run << SHM_SLAB_SHIFT)) != 0)
+			    (rc = commit_ready(seg, s, SHM_SLAB_CLS(w),
+			    run)) != 0)
 				return rc;
 			s += run - 1;
 			break;

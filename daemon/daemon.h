@@ -70,6 +70,8 @@ struct config {
 
 struct lease_owner {
 	struct conn *conn;		/* NULL: record free or orphaned */
+	uint64_t paced_ns;		/* its last lease request, monotonic */
+	uint32_t pace;			/* pages its next new blocks take */
 };
 
 struct heap {
@@ -186,7 +188,7 @@ int	 heap_realloc(struct heap *, uintptr_t addr, uint64_t size,
 int	 heap_reclaim_sweep(struct heap *);
 uint64_t heap_decay(struct heap *, int all);
 void	 heap_thaw(struct heap *);
-int64_t	 heap_slab_new(struct heap *, uint32_t cls);
+int64_t	 heap_slab_new(struct heap *, uint32_t cls, uint32_t pages);
 int	 heap_daemon_block(struct heap *, uint32_t cls, uint64_t *s,
 	    uint32_t *i);
 int64_t	 heap_take_run(struct heap *, uint64_t n, uint64_t align);
@@ -199,6 +201,10 @@ void	 heap_slabs_release(struct heap *, uint64_t s, uint64_t n);
 void	 heap_maybe_reclaim(struct heap *, uint32_t cls, uint64_t s,
 	    uint32_t index);
 int	 heap_slab_has_room(const struct heap *, uint64_t s, uint32_t cls);
+int	 heap_slab_extend(struct heap *, uint64_t s, uint32_t cls,
+	    uint32_t pages);
+int64_t	 heap_extend_class(struct heap *, uint32_t cls, uint32_t owner,
+	    uint32_t pages);
 
 /* daemon/open.c */
 int	 heap_open(struct heap *, struct config *);

@@ -107,42 +107,139 @@ now_s(void)
 	return (uint64_t)ts.tv_sec;
 }
 
+/* The unit /dev/shm commits memory in. */
+#define PAGE	UINT64_C(4096)
+
 /*
- * Commits the memory of slabs s .. s+n-1 before they are handed out, so a
- * full /dev/shm is ENOMEM here and never a SIGBUS in a client.  Slabs
- * freed lately still have theirs (heap_hold()): a run made only of
- * them costs no system call.  On failure nothing stays committed.
+ * fallocate() over [off, off + len) of the segment.  When /dev/shm is
+ * full, slabs clients emptied, and what free slabs hold, go back first,
+ * and it is tried once more.
  */
 static int
-heap_commit(struct heap *h, uint64_t s, uint64_t n)
+commit_range(struct heap *h, uint64_t off, uint64_t len)
+{
+	int rc, swept;
+
+	if ((rc = seg_commit(&h->seg, off, len)) != -ENOMEM)
+		return rc;
+	swept = h->frozen ? 0 : heap_reclaim_sweep(h);
+	if (swept == 0 && h->nheld == 0)
+		return rc;
+	log_info("out of memory for %" PRIu64 " bytes: reclaimed %d slabs, "
+	    "gave back the memory of %" PRIu64 " free ones early", len, swept,
+	    heap_decay(h, 1));
+	return seg_commit(&h->seg, off, len);
+}
+
+/*
+ * Commits the memory of slabs s .. s+n-1, or of their first len bytes,
+ * before they are handed out, so a full /dev/shm is ENOMEM here and never
+ * a SIGBUS in a client.  Slabs freed lately still have theirs
+ * (heap_hold()): a run made only of them costs no system call, and *whole
+ * says the run is committed whole.  Otherwise what they held goes back
+ * first, so that past len the run is a hole (ready blocks, shm.h, rest on
+ * it).  On failure nothing stays committed.
+ */
+static int
+heap_commit_part(struct heap *h, uint64_t s, uint64_t n, uint64_t len,
+    int *whole)
 {
 	uint64_t t;
-	int rc = 0;
+	int rc = 0, held = 0;
 
 	for (t = s; t < s + n && held_test(h, t); t++)
 		;
-	if (t < s + n && (rc = seg_commit(&h->seg, DATA_OFF(h, s),
-	    n << SHM_SLAB_SHIFT)) == -ENOMEM) {
-		/* /dev/shm is full: slabs clients emptied, and what free
-		 * slabs hold, go back first. */
-		int swept = h->frozen ? 0 : heap_reclaim_sweep(h);
-
-		if (swept > 0 || h->nheld > 0) {
-			log_info("out of memory for %" PRIu64 " slabs: "
-			    "reclaimed %d, gave back the memory of %" PRIu64
-			    " free ones early", n, swept, heap_decay(h, 1));
-			rc = seg_commit(&h->seg, DATA_OFF(h, s),
-			    n << SHM_SLAB_SHIFT);
-		}
-	}
-	if (t < s + n && rc != 0) {
-		seg_decommit(&h->seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	*whole = t == s + n;
+	if (!*whole) {
 		for (t = s; t < s + n; t++)
-			held_clear(h, t);
-		return rc;
+			if (held_test(h, t))
+				held = 1;
+		if (held && len < n << SHM_SLAB_SHIFT)
+			seg_decommit(&h->seg, DATA_OFF(h, s),
+			    n << SHM_SLAB_SHIFT);
+		rc = commit_range(h, DATA_OFF(h, s), len);
 	}
+	if (rc != 0)
+		seg_decommit(&h->seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
 	for (t = s; t < s + n; t++)
 		held_clear(h, t);
+	return rc;
+}
+
+static int
+heap_commit(struct heap *h, uint64_t s, uint64_t n)
+{
+	int whole;
+
+	return heap_commit_part(h, s, n, n << SHM_SLAB_SHIFT, &whole);
+}
+
+/*
+ * How many blocks a new slab of cls starts with ready, and how many an
+ * extension adds: pages' worth for a lease (lease_pace()); for the
+ * daemon's own slabs a page while the class has none, two pages for each
+ * slab it has, the whole slab from eight on; a span always whole.  At
+ * least one block.
+ */
+static uint32_t
+ready_step(const struct heap *h, uint32_t cls, uint32_t pages)
+{
+	uint32_t nb = slab_class_nblocks[cls], n;
+	uint64_t bytes = pages != 0 ? pages * PAGE : h->class_n[cls] == 0 ?
+	    PAGE : 2 * PAGE * h->class_n[cls];
+
+	if (cls >= SHM_NSMALL)
+		return nb;
+	n = (uint32_t)(bytes / slab_class_size[cls]);
+	return n == 0 ? 1 : n < nb ? n : nb;
+}
+
+/*
+ * Commits what blocks from .. to-1 of slab s of cls need: their data and,
+ * below 1 KiB, the pages of their side entries at the slab's end.  Pages
+ * already committed cost fallocate nothing.
+ */
+static int
+ready_commit(struct heap *h, uint64_t s, uint32_t cls, uint32_t from,
+    uint32_t to)
+{
+	uint64_t r[4];
+	int rc;
+
+	slab_ready_ranges(cls, from, to, r);
+	if ((rc = commit_range(h, DATA_OFF(h, s) + r[0], r[1] - r[0])) != 0 ||
+	    r[3] == r[2])
+		return rc;
+	return commit_range(h, DATA_OFF(h, s) + r[2], r[3] - r[2]);
+}
+
+/*
+ * Small slab s of cls, full, gets more blocks ready (ready_step() of
+ * pages, 0 for the daemon's own measure): their
+ * memory committed and their side entries zeroed (a client may have
+ * written there), then the count raised.  Raising it any time is safe:
+ * claimers read it after announcing a claim, and a block it adds is free.
+ * 0, -ENOSPC when the slab is ready whole, or -errno of the commit.
+ */
+int
+heap_slab_extend(struct heap *h, uint64_t s, uint32_t cls, uint32_t pages)
+{
+	struct shm_seg *seg = &h->seg;
+	uint32_t from = slab_ready(seg, s, cls), to, i;
+	uintptr_t sd = slab_side_base(seg, s, cls);
+	int rc;
+
+	if (from >= slab_class_nblocks[cls])
+		return -ENOSPC;
+	to = from + ready_step(h, cls, pages);
+	if (to > slab_class_nblocks[cls])
+		to = slab_class_nblocks[cls];
+	if ((rc = ready_commit(h, s, cls, from, to)) != 0)
+		return rc;
+	for (i = from; i < to && i < slab_side_room(cls); i++)
+		slab_side_store(sd, cls, i, 0);
+	atomic_store_explicit(&seg->slabs[s].ready, to, memory_order_release);
+	h->dirty = 1;
 	return 0;
 }
 
@@ -502,36 +599,55 @@ take_run(struct heap *h, uint64_t n, uint64_t align)
  * head last (shm.h), so a crash in between leaves tails start-up frees.
  */
 int64_t
-heap_slab_new(struct heap *h, uint32_t cls)
+heap_slab_new(struct heap *h, uint32_t cls, uint32_t pages)
 {
 	struct shm_seg *seg = &h->seg;
 	/* From the daemon's own mapping, never from the superblock, which
 	 * clients can write. */
 	uint64_t boff = (uint64_t)((uintptr_t)seg->bitmaps - seg->base);
 	uint64_t soff = (uint64_t)((uintptr_t)seg->sides - seg->base);
-	uint64_t n = slab_class_slabs[cls], t;
+	uint64_t n = slab_class_slabs[cls], t, r[4];
+	uint32_t ready = ready_step(h, cls, pages);
 	int64_t s;
-	int rc;
+	int rc, whole;
 
 	if ((s = take_run(h, n, 0)) < 0)
 		return -ENOMEM;
-	if ((rc = heap_commit(h, (uint64_t)s, n)) != 0)
+	/* Memory still held is ready whole; else the first ready_step()
+	 * blocks, their pages committed, the rest of the slab a hole. */
+	slab_ready_ranges(cls, 0, ready, r);
+	if ((rc = heap_commit_part(h, (uint64_t)s, n,
+	    ready < slab_class_nblocks[cls] ? r[1] : n << SHM_SLAB_SHIFT,
+	    &whole)) != 0)
 		return rc;
-	if ((rc = seg_commit(seg, boff + (uint64_t)s * SHM_BITMAP_BYTES,
+	if (whole)
+		ready = slab_class_nblocks[cls];
+	else if (r[3] > r[2] && ready < slab_class_nblocks[cls])
+		rc = commit_range(h, DATA_OFF(h, s) + r[2], r[3] - r[2]);
+	if (rc != 0 ||
+	    (rc = seg_commit(seg, boff + (uint64_t)s * SHM_BITMAP_BYTES,
 	    SHM_BITMAP_BYTES)) != 0 ||
 	    (rc = seg_commit(seg, soff + (uint64_t)s * SHM_SIDE_BYTES,
 	    n * SHM_SIDE_BYTES)) != 0 ||
 	    (rc = class_add(h, cls, (uint64_t)s)) != 0) {
-		/* The run stays free; its memory decays as a freed one's. */
-		heap_hold(h, (uint64_t)s, n);
+		/* The run stays free; memory committed whole decays as a
+		 * freed one's, a part goes back now (held means whole). */
+		if (ready == slab_class_nblocks[cls])
+			heap_hold(h, (uint64_t)s, n);
+		else
+			seg_decommit(seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
 		return rc;
 	}
 	/* Memory kept from an earlier use holds its bytes: side entries
-	 * must start as zeros (I3), in the slab and in its side lines. */
-	if (cls < SHM_NINBAND)
+	 * must start as zeros (I3), in the slab and in its side lines.
+	 * Fresh memory is zeros already, and past the ready blocks a
+	 * hole that a write would commit. */
+	if (cls < SHM_NINBAND && whole)
 		memset((void *)slab_side_base(seg, (uint64_t)s, cls), 0,
 		    SHM_SLAB_SIZE - slab_class_sideoff[cls]);
 	memset(slab_sides(seg, (uint64_t)s), 0, n * SHM_SIDE_BYTES);
+	atomic_store_explicit(&seg->slabs[s].ready, ready,
+	    memory_order_relaxed);
 	for (t = (uint64_t)s + 1; t < (uint64_t)s + n; t++) {
 		free_clear(h, t);
 		seg->slabs[t].run = (uint32_t)s;
@@ -546,7 +662,44 @@ heap_slab_new(struct heap *h, uint32_t cls)
 int
 heap_slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
 {
-	return slab_claimed(&h->seg, s) < slab_class_nblocks[cls];
+	return slab_claimed(&h->seg, s) < slab_ready(&h->seg, s, cls);
+}
+
+/*
+ * A slab of cls not yet ready whole gets more blocks ready, for owner o
+ * (a lease record + 1, or 0 for the daemon): first one o owns, unleased or
+ * leased to o (its full current slab), then one nobody owns and nobody
+ * leases.  Its index, -1 when there is none, -errno when the memory
+ * cannot be had.
+ */
+int64_t
+heap_extend_class(struct heap *h, uint32_t cls, uint32_t o, uint32_t pages)
+{
+	struct shm_seg *seg = &h->seg;
+	uint64_t w;
+	uint32_t i, t, lease;
+	int pass, rc;
+
+	for (pass = 0; pass < (o != 0 ? 2 : 1); pass++)
+		for (i = 0; i < h->class_n[cls]; i++) {
+			t = h->class_slabs[cls][i];
+			w = atomic_load(&seg->slabs[t].word);
+			lease = SHM_SLAB_LEASE(w);
+			if (SHM_SLAB_STATE(w) != SHM_SMALL ||
+			    SHM_SLAB_CLS(w) != cls ||
+			    slab_ready(seg, t, cls) >= slab_class_nblocks[cls])
+				continue;
+			if (pass == 0 ? SHM_SLAB_OWNER(w) != o ||
+			    (lease != 0 && lease != o) :
+			    SHM_SLAB_OWNER(w) != 0 || lease != 0 ||
+			    h->cur[cls] == t + 1)
+				continue;
+			if ((rc = heap_slab_extend(h, t, cls, pages)) == 0)
+				return t;
+			if (rc != -ENOSPC)
+				return rc;
+		}
+	return -1;
 }
 
 /*
@@ -593,7 +746,7 @@ heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 	_Atomic uint64_t *bm;
 	uint64_t freebits;
 	uint64_t w;
-	uint32_t tries, nw = (slab_class_nblocks[cls] + 63) / 64;
+	uint32_t tries, ready;
 	int64_t s;
 
 	/* Each slab is tried once at most: one that has room by its bits
@@ -603,11 +756,13 @@ heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 			s = h->cur[cls] - 1;
 			w = atomic_load(&seg->slabs[s].word);
 			bm = slab_bitmap(seg, (uint64_t)s);
+			ready = slab_ready(seg, (uint64_t)s, cls);
 			for (; SHM_SLAB_STATE(w) == SHM_SMALL &&
 			    SHM_SLAB_CLS(w) == cls && SHM_SLAB_OWNER(w) == 0 &&
-			    h->cur_hint[cls] < nw; h->cur_hint[cls]++) {
+			    h->cur_hint[cls] < (ready + 63) / 64;
+			    h->cur_hint[cls]++) {
 				freebits = ~atomic_load(&bm[h->cur_hint[cls]]) &
-				    slab_word_valid(cls, h->cur_hint[cls]);
+				    slab_word_first(ready, h->cur_hint[cls]);
 				if (freebits != 0) {
 					*sp = (uint64_t)s;
 					*ip = h->cur_hint[cls] * 64 +
@@ -618,7 +773,10 @@ heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 			h->cur[cls] = 0;
 		}
 		if ((s = slab_for_daemon(h, cls)) < 0 &&
-		    (s = heap_slab_new(h, cls)) < 0)
+		    (s = heap_extend_class(h, cls, 0, 0)) == -1 &&
+		    (s = heap_slab_new(h, cls, 0)) < 0)
+			return (int)s;
+		if (s < 0)
 			return (int)s;
 		h->cur[cls] = (uint32_t)s + 1;
 		h->cur_hint[cls] = 0;
@@ -731,8 +889,13 @@ reclaim_one(struct heap *h, uint32_t cls, uint64_t s)
 	n = 1 + span_tails_free(h, s);
 	free_set(h, s);
 	/* The memory stays committed for a while, for the next slab or
-	 * span made there (heap_decay()). */
-	heap_hold(h, s, n);
+	 * span made there (heap_decay()); a slab that was never ready
+	 * whole was never committed whole, and goes back now. */
+	if (cls < SHM_NCLASSES &&
+	    slab_ready(seg, s, cls) < slab_class_nblocks[cls])
+		seg_decommit(seg, DATA_OFF(h, s), n << SHM_SLAB_SHIFT);
+	else
+		heap_hold(h, s, n);
 	return 1;
 }
 

@@ -19,6 +19,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "daemon/daemon.h"
 #include "daemon/journal.h"
@@ -110,8 +111,8 @@ heap_lease_release(struct heap *h, uint32_t rec)
 		if (owner != 0 && owner != rec + 1)
 			atomic_store(&l->mask, 0);
 		sd = slab_side_base(seg, set, cls);
-		/* Bits past the class's blocks were never claimed. */
-		mask &= slab_word_valid(cls, word);
+		/* Bits past the ready blocks were never claimed. */
+		mask &= slab_word_first(slab_ready(seg, set, cls), word);
 		while (mask != 0) {
 			bit = mask & -mask;
 			mask &= mask - 1;
@@ -204,6 +205,34 @@ lease_record_free(struct heap *h, uint32_t *recp)
 	return 0;
 }
 
+/* How soon a lease asking again counts as allocating fast. */
+#define PACE_NS		UINT64_C(1000000)
+#define PACE_MAX	(SHM_SLAB_SIZE / 4096)
+
+/*
+ * How many pages the blocks made ready for record rec take (slow start):
+ * one when it asks seldom, twice the last when it asks again within
+ * PACE_NS, up to a whole slab.  A thread filling memory fast makes a
+ * round trip per slab, as if slabs were ready whole; one whose classes
+ * grow now and then keeps a page or two committed beyond its blocks.
+ */
+static uint32_t
+lease_pace(struct heap *h, uint32_t rec)
+{
+	struct lease_owner *o = &h->owners[rec];
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (o->pace != 0 && now - o->paced_ns < PACE_NS)
+		o->pace = o->pace < PACE_MAX / 2 ? o->pace * 2 : PACE_MAX;
+	else
+		o->pace = 1;
+	o->paced_ns = now;
+	return o->pace;
+}
+
 /*
  * Leases a slab of cls to a client: the slab it wants (want: slab + 1) if
  * that is an unleased slab of the class that no other live lease has as
@@ -220,7 +249,7 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t w;
-	uint32_t rec, i, best_free = 0, f;
+	uint32_t rec, i, best_free = 0, f, pages;
 	uint64_t start = 0;
 	int64_t s = -1;
 	int pass, rc;
@@ -240,7 +269,9 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			return -EMFILE;
 		if ((rc = lease_record_free(h, &rec)) != 0)
 			return rc;
+		h->owners[rec].pace = 0;	/* a new thread's pace */
 	}
+	pages = lease_pace(h, rec);
 	/* The unleased slab of the class with the most room, if it has at
 	 * least a quarter of its blocks free and no other live lease has it
 	 * as its own (affinity); then a fresh slab; then, with no fresh slab
@@ -263,15 +294,20 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			    (pass == 0 && slab_affine_other(seg, t, rec)) ||
 			    slab_announced(seg, t, SHM_SLAB_OWNER(w)))
 				continue;
-			f = slab_class_nblocks[cls] - slab_claimed(seg, t);
+			f = slab_ready(seg, t, cls) - slab_claimed(seg, t);
+			if (f > slab_class_nblocks[cls])
+				continue;	/* bits past the ready ones */
 			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
 			    f > best_free) {
 				best_free = f;
 				s = t;
 			}
 		}
-		if (pass == 0 && s < 0)
-			s = heap_slab_new(h, cls);
+		/* Before a fresh slab, more of a slab not yet ready whole:
+		 * the one this lease is full in, or one nobody owns. */
+		if (pass == 0 && s < 0 && (s = heap_extend_class(h, cls,
+		    rec + 1, pages)) == -1)
+			s = heap_slab_new(h, cls, pages);
 	}
 	if (s < 0)
 		return (int)s;

@@ -590,7 +590,7 @@ req_blocks(struct conn *c, const Aclheap__Request *q, Aclheap__Reply *r,
 		if (cls >= SHM_NCLASSES || m->cls == -2 ||
 		    (m->cls >= 0 && (uint32_t)m->cls != cls))
 			continue;
-		for (i = first; i < slab_class_nblocks[cls]; i++) {
+		for (i = first; i < slab_ready(seg, s, cls); i++) {
 			if (n == BLOCKS_PAGE) {
 				full = 1;
 				break;

@@ -208,10 +208,11 @@ check_listed(const struct shm_seg *seg, const struct lease_index *li,
 		    SHM_SLAB_STATE(w) != SHM_RECLAIMING) || cls >= SHM_NCLASSES)
 			FAIL("I5", "lease record %u lists blocks of slab %u, "
 			    "which is not small", e->rec, e->slab);
-		if (e->mask & ~slab_word_valid(cls, e->word))
+		if (e->mask & ~slab_word_first(slab_ready(seg, e->slab, cls),
+		    e->word))
 			FAIL("I5", "lease record %u lists blocks of slab %u "
-			    "past its %u blocks", e->rec, e->slab,
-			    slab_class_nblocks[cls]);
+			    "past its %u ready blocks", e->rec, e->slab,
+			    slab_ready(seg, e->slab, cls));
 		bits = atomic_load(&slab_bitmap(seg, e->slab)[e->word]);
 		for (m = e->mask; m != 0; m &= m - 1) {
 			i = e->word * 64 + (uint32_t)__builtin_ctzll(m);
@@ -252,7 +253,7 @@ lease_named_ok(const struct shm_seg *seg, struct walk *wk, uint32_t v)
 }
 
 /*
- * I2 (blocks past the class's), I3 and I5 for a small slab or span head s
+ * I2 (blocks past the ready ones), I3 and I5 for a small slab or span head s
  * of class cls.  I5: a claimed block that is not live is in a record's
  * private set, or an orphan (a kill between the two steps of an
  * allocation or a free, client/fast.c): counted on a live heap, an error
@@ -265,13 +266,28 @@ check_small(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
 	uintptr_t sd = slab_side_base(seg, s, cls);
 	uint32_t cs = slab_class_size[cls], nb = slab_class_nblocks[cls], i;
-	uint32_t room = slab_side_room(cls), side;
+	uint32_t room = slab_side_room(cls), side, ready;
 	uint64_t bits, listed[SHM_BITMAP_WORDS];
 
+	ready = atomic_load_explicit(&((struct shm_slab *)&seg->slabs[s])->ready,
+	    memory_order_acquire);
+	if (ready == 0 || ready > nb)
+		FAIL("I2", "slab %" PRIu64 " (class %u) has %u of its %u "
+		    "blocks ready", s, cs, ready, nb);
 	lease_index_slab(wk->li, s, listed);
 	for (i = 0; i < SHM_MAX_BLOCKS; i++) {
 		bits = atomic_load_explicit(&bm[i / 64], memory_order_relaxed);
-		side = i < room ? slab_side_load(sd, cls, i) : 0;
+		/* Past the ready blocks the side entries may lie in a hole,
+		 * which a read would commit: their bits say enough. */
+		side = i < room && (i < ready || i >= nb) ?
+		    slab_side_load(sd, cls, i) : 0;
+		if (i >= ready && i < nb) {
+			if ((bits >> (i % 64)) & 1)
+				FAIL("I2", "slab %" PRIu64 " (class %u) has "
+				    "bit %u set past its %u ready blocks", s,
+				    cs, i, ready);
+			continue;
+		}
 		if (i >= nb) {
 			if ((bits >> (i % 64)) & 1)
 				FAIL("I2", "slab %" PRIu64 " (class %u) has "

@@ -313,7 +313,7 @@ void
 image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
 {
 	uint64_t s, hwm = atomic_load(&seg->sb->slab_hwm), bits, w;
-	uint32_t cls, nw, i, k;
+	uint32_t cls, nw, i, k, ready;
 	uintptr_t sd;
 	uint8_t *buf = NULL;
 	int moved;
@@ -340,12 +340,12 @@ image_settle_hashed(struct shm_seg *seg, uint64_t *hashes)
 		atomic_store(&seg->slabs[s].word,
 		    SHM_SLAB_WORD(SHM_SLAB_STATE(w), cls, 0));
 		sd = slab_side_base(seg, s, cls);
+		ready = slab_ready(seg, s, cls);
 		nw = (slab_class_nblocks[cls] + 63) / 64;
 		moved = 0;
 		for (k = 0; k < nw; k++) {
 			bits = 0;
-			for (i = 0; i < 64 && k * 64 + i < slab_class_nblocks[cls];
-			    i++)
+			for (i = 0; i < 64 && k * 64 + i < ready; i++)
 				if (slab_side_load(sd, cls, k * 64 + i) != 0)
 					bits |= UINT64_C(1) << i;
 			if (atomic_load_explicit(&slab_bitmap(seg, s)[k],

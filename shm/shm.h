@@ -43,6 +43,14 @@
  * is said of a span through its head.  Requests above SHM_CLASS_MAX take
  * an extent (LARGE_HEAD + LARGE_TAIL), allocated by the daemon alone.
  *
+ * Ready blocks.  A small slab's memory is committed as its blocks are
+ * needed, not all at once: the first `ready` blocks of a slab (its entry
+ * in the slab table, written by the daemon alone, slab_ready()) have
+ * their memory committed, data and in-slab side entries, and only they
+ * are claimed; the daemon raises the count (commit first, then the
+ * count) when a lease finds the slab full.  A slab made from memory still
+ * committed, and every span, is ready whole (daemon/heap.c says when).
+ *
  * Side entries record, per block, 0 = not live, else class_size -
  * requested + 1.  Where they live is a function of the class, so that
  * each slab's metadata costs what its blocks need (a heap of large blocks
@@ -59,7 +67,8 @@
  *
  *   I1  state FREE  =>  bitmap == 0 and side line == 0 (the side
  *       entries a class keeps in the slab itself are data once it is free)
- *   I2  state SMALL (or RECLAIMING) =>  cls < SHM_NCLASSES, bits and side
+ *   I2  state SMALL (or RECLAIMING) =>  cls < SHM_NCLASSES,
+ *       1 <= ready <= nblocks(cls), bits only below ready and side
  *       entries only below nblocks(cls); cls >= SHM_NSMALL  =>  slabs
  *       s+1 .. s+K-1 are SPAN_TAIL with run == s, K = slab_class_slabs[cls],
  *       and every SPAN_TAIL is one of such a span
@@ -143,13 +152,14 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		UINT64_C(0x504145484c434121)	/* "!ACLHEAP" */
-#define SHM_VERSION		9u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
+#define SHM_VERSION		10u	/* 2: slab_hwm, lease set_slab; 4: slab owners,
 					 * announced claims; 5: spans, side lines;
 					 * 6: sessions; 7: 64-bit slab word, lease
 					 * records per slab, lease_hwm; 8: a
 					 * compact root table of roots_max,
 					 * 255-byte names; 9: max_size, the
-					 * geometry of the maximum (growth) */
+					 * geometry of the maximum (growth);
+					 * 10: a slab's ready blocks */
 
 #define SHM_SLAB_SHIFT		16
 #define SHM_SLAB_SIZE		(UINT64_C(1) << SHM_SLAB_SHIFT)
@@ -207,7 +217,7 @@ enum shm_slab_state {
 struct shm_slab {
 	_Atomic uint64_t word;	/* state | cls << 3 | lease << 16 | owner << 40 */
 	uint32_t run;		/* LARGE_HEAD: slabs in the extent; TAILs: head */
-	uint32_t pad;
+	_Atomic uint32_t ready;	/* SMALL head: blocks committed, below */
 	uint64_t req;		/* LARGE_HEAD: requested bytes */
 };
 
@@ -546,6 +556,22 @@ slab_bitmap(const struct shm_seg *seg, uint64_t s)
 	return seg->bitmaps + s * SHM_BITMAP_WORDS;
 }
 
+/*
+ * How many of the blocks of small slab (or span head) s of class cls are
+ * ready: their memory committed, so they may be claimed.  Blocks from it
+ * on are neither claimed nor live, and their memory (and, below 1 KiB,
+ * their side entries') may be a hole that nobody reads.  The daemon alone
+ * raises it, after committing; it never falls while the slab is of cls.
+ */
+static inline uint32_t
+slab_ready(const struct shm_seg *seg, uint64_t s, uint32_t cls)
+{
+	uint32_t r = atomic_load_explicit(&seg->slabs[s].ready,
+	    memory_order_acquire);
+
+	return r < slab_class_nblocks[cls] ? r : slab_class_nblocks[cls];
+}
+
 /* Slab s's side line (contiguous with the next slab's). */
 static inline _Atomic uint16_t *
 slab_sides(const struct shm_seg *seg, uint64_t s)
@@ -698,7 +724,7 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 		/* off / cs without a divide: exact for every offset in a
 		 * slab or span. */
 		i = (uint32_t)((off * slab_class_magic[cls]) >> 48);
-		if (off != (uint64_t)i * cs || i >= slab_class_nblocks[cls])
+		if (off != (uint64_t)i * cs || i >= slab_ready(seg, s, cls))
 			return -EINVAL;
 		sides = slab_side_base(seg, s, cls);
 		side = slab_side_load(sides, cls, i);
@@ -725,17 +751,22 @@ slab_block_lookup(const struct shm_seg *seg, uintptr_t addr,
 	return 0;
 }
 
-/* Bits of word w that stand for real blocks of a class. */
+/* Bits of word w that stand for the first n blocks of a slab. */
 static inline uint64_t
-slab_word_valid(uint32_t cls, uint32_t w)
+slab_word_first(uint32_t n, uint32_t w)
 {
-	uint32_t n = slab_class_nblocks[cls];
-
 	if (n >= (w + 1) * 64)
 		return ~UINT64_C(0);
 	if (n <= w * 64)
 		return 0;
 	return (UINT64_C(1) << (n - w * 64)) - 1;
+}
+
+/* Bits of word w that stand for real blocks of a class. */
+static inline uint64_t
+slab_word_valid(uint32_t cls, uint32_t w)
+{
+	return slab_word_first(slab_class_nblocks[cls], w);
 }
 
 /*
@@ -802,6 +833,8 @@ int	 slab_reclaim(struct shm_seg *, uint64_t s);
 uint64_t slab_settle_extents(struct shm_seg *);
 uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,
 	    uint64_t *req_bytes);
+void	 slab_ready_ranges(uint32_t cls, uint32_t from, uint32_t to,
+	    uint64_t r[4]);
 uint32_t slab_claimed(const struct shm_seg *, uint64_t s);
 int	 slab_empty(const struct shm_seg *, uint64_t s);
 

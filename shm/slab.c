@@ -197,17 +197,20 @@ long
 slab_claim_one(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t *hint)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, k, w;
+	uint32_t ready, nw, k, w;
 	uint64_t free, bit, sw;
 
 	sw = atomic_load(&seg->slabs[s].word);
 	if (SHM_SLAB_STATE(sw) != SHM_SMALL || SHM_SLAB_CLS(sw) != cls)
 		return -1;
+	ready = slab_ready(seg, s, cls);
+	if ((nw = (ready + 63) / 64) == 0)
+		return -1;
 	for (k = 0; k < nw; k++) {
 		w = (*hint + k) % nw;
 		/* The owner is the only one setting bits here, but a bit
 		 * it finds set is never taken twice. */
-		while ((free = slab_word_valid(cls, w) &
+		while ((free = slab_word_first(ready, w) &
 		    ~atomic_load_explicit(&bm[w], memory_order_relaxed)) != 0) {
 			bit = free & -free;
 			if (atomic_fetch_or(&bm[w], bit) & bit)
@@ -235,7 +238,7 @@ slab_claim_word(struct shm_seg *seg, uint64_t s, uint32_t cls, uint32_t w,
     _Atomic uint64_t *intent)
 {
 	_Atomic uint64_t *bm = &slab_bitmap(seg, s)[w];
-	uint64_t valid = slab_word_valid(cls, w), cur, want;
+	uint64_t valid = slab_word_first(slab_ready(seg, s, cls), w), cur, want;
 
 	cur = atomic_load_explicit(bm, memory_order_relaxed);
 	for (;;) {
@@ -359,22 +362,24 @@ free:
 }
 
 /* Live blocks of a small slab and the bytes they asked for.  Only the
- * bits of real blocks are looked at: the bitmap is client-writable, and
+ * bits of ready blocks are looked at: the bitmap is client-writable, and
  * the side entry of a bit past the class's blocks would lie past the
- * in-slab side array, past the end of the segment in its last slab. */
+ * in-slab side array, past the end of the segment in its last slab; one
+ * past the ready blocks may lie in a hole. */
 uint32_t
 slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
     uint64_t *req_bytes)
 {
 	_Atomic uint64_t *bm = slab_bitmap(seg, s);
 	uintptr_t sd = slab_side_base(seg, s, cls);
-	uint32_t nw = (slab_class_nblocks[cls] + 63) / 64, w, n = 0, side;
+	uint32_t ready = slab_ready(seg, s, cls), nw = (ready + 63) / 64, w;
+	uint32_t n = 0, side;
 	uint64_t bits, r = 0;
 	int i;
 
 	for (w = 0; w < nw; w++) {
 		bits = atomic_load_explicit(&bm[w], memory_order_relaxed) &
-		    slab_word_valid(cls, w);
+		    slab_word_first(ready, w);
 		while (bits != 0) {
 			i = __builtin_ctzll(bits);
 			bits &= bits - 1;
@@ -402,4 +407,30 @@ slab_claimed(const struct shm_seg *seg, uint64_t s)
 		n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&bm[w],
 		    memory_order_relaxed));
 	return n;
+}
+
+/*
+ * The bytes of a small slab of cls, from its start and in whole pages,
+ * that blocks from .. to-1 need committed when they are made ready (shm.h):
+ * their data in [r[0], r[1]) and, below 1 KiB, their side entries in
+ * [r[2], r[3]) (else an empty range).
+ */
+void
+slab_ready_ranges(uint32_t cls, uint32_t from, uint32_t to, uint64_t r[4])
+{
+	const uint64_t pg = 4096;
+	uint64_t cs = slab_class_size[cls], so;
+
+	r[0] = from * cs & ~(pg - 1);
+	r[1] = (to * cs + pg - 1) & ~(pg - 1);
+	r[2] = r[3] = 0;
+	if (cls < SHM_NINBAND) {
+		so = slab_class_sideoff[cls];
+		r[2] = (so + 2 * (uint64_t)from) & ~(pg - 1);
+		r[3] = (so + 2 * (uint64_t)to + pg - 1) & ~(pg - 1);
+	}
+	if (r[1] > SHM_SLAB_SIZE)
+		r[1] = SHM_SLAB_SIZE;
+	if (r[3] > SHM_SLAB_SIZE)
+		r[3] = SHM_SLAB_SIZE;
 }

@@ -1346,6 +1346,183 @@ START_TEST(killed_with_many_threads_gives_all_back)
 }
 END_TEST
 
+/* --- ready blocks: memory committed as slabs fill ----------------- */
+
+/* Pages of slab s's memory that exist in the segment's object. */
+static unsigned
+slab_pages(uint64_t s)
+{
+	unsigned char vec[SHM_SLAB_SIZE / 4096];
+	unsigned n = 0, i;
+
+	ck_assert_int_eq(mincore((void *)slab_addr(&conn_seg, s),
+	    SHM_SLAB_SIZE, vec), 0);
+	for (i = 0; i < sizeof(vec); i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+#define READY_N		700	/* 16-byte blocks: past the first page */
+
+/*
+ * A thread whose blocks of a class grow slowly (a pause longer than the
+ * daemon's pace between its lease requests) gets a page's worth of blocks
+ * ready at a time: its slab has memory for the blocks it holds, a page
+ * and a private set more, not 64 KiB; no block past the ready ones is
+ * handed out; every block keeps its bytes; the heap checks out.
+ */
+START_TEST(slabs_are_ready_as_they_fill)
+{
+	static unsigned char *p[READY_N];
+	uint64_t s, rd = 0, last = 0;
+	uint32_t nb = slab_class_nblocks[0], r;
+	int i;
+
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	ck_assert_ptr_nonnull(p[0] = aclmalloc(16));
+	s = slab_index(&conn_seg, (uintptr_t)p[0]);
+	r = atomic_load(&conn_seg.slabs[s].ready);
+	ck_assert_uint_ge(r, 1);
+	ck_assert_uint_le(r, 4096 / 16);
+	/* A data page and a page of side entries, not sixteen. */
+	ck_assert_uint_le(slab_pages(s), 2);
+	stamp(p[0], 16, 1, 0);
+	for (i = 1; i < READY_N; i++) {
+		r = atomic_load(&conn_seg.slabs[s].ready);
+		if (r != last) {
+			msleep(3);	/* longer than the pace */
+			last = r;
+		}
+		ck_assert_ptr_nonnull(p[i] = aclmalloc(16));
+		stamp(p[i], 16, 1, (uint64_t)i);
+		ck_assert_uint_eq(slab_index(&conn_seg, (uintptr_t)p[i]), s);
+		ck_assert_uint_lt(((uintptr_t)p[i] - slab_addr(&conn_seg, s)) /
+		    16, atomic_load(&conn_seg.slabs[s].ready));
+	}
+	rd = atomic_load(&conn_seg.slabs[s].ready);
+	ck_assert_uint_lt(rd, nb);
+	/* Blocks held, one private set of 64 and a page of 256 more. */
+	ck_assert_uint_le(rd, READY_N + 64 + 256);
+	ck_assert_uint_le(slab_pages(s), (rd * 16 + 4095) / 4096 + 1);
+	for (i = 0; i < READY_N; i++)
+		ck_assert_int_eq(verify(p[i], 16, 1, (uint64_t)i), 0);
+	heap_checks();
+	for (i = 0; i < READY_N; i++)
+		ck_assert_uint_eq(aclfree(p[i]), 16);
+	heap_checks();
+	aclheap_detach();
+}
+END_TEST
+
+#define FEW_THREADS	64
+
+static pthread_barrier_t few_held;
+
+static void *
+one_block(void *arg)
+{
+	unsigned char *q = aclmalloc(64);
+
+	(void)arg;
+	if (q == NULL)
+		return (void *)1;
+	memset(q, 0x5a, 64);
+	pthread_barrier_wait(&few_held);	/* all hold theirs */
+	pthread_barrier_wait(&few_held);	/* measured */
+	aclfree(q);
+	return NULL;
+}
+
+/*
+ * Sixty-four threads holding one 64-byte block each: every thread leases
+ * a slab of its own, and each slab has a page of blocks ready, so the
+ * heap grows by a few pages a thread rather than by a slab (64 KiB) a
+ * thread.
+ */
+START_TEST(threads_each_commit_a_page)
+{
+	pthread_t t[FEW_THREADS];
+	uint64_t before, held;
+	void *rv;
+	int i;
+
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	before = seg_allocated();
+	ck_assert_int_eq(pthread_barrier_init(&few_held, NULL,
+	    FEW_THREADS + 1), 0);
+	for (i = 0; i < FEW_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, one_block, NULL),
+		    0);
+	pthread_barrier_wait(&few_held);
+	held = seg_allocated() - before;
+	pthread_barrier_wait(&few_held);
+	for (i = 0; i < FEW_THREADS; i++) {
+		ck_assert_int_eq(pthread_join(t[i], &rv), 0);
+		ck_assert_ptr_null(rv);
+	}
+	pthread_barrier_destroy(&few_held);
+	/* A data page, a page of side entries, and the thread's share of
+	 * lease records and bitmap pages. */
+	ck_assert_msg(held <= FEW_THREADS * 12 * 1024, "%" PRIu64 " bytes for "
+	    "%d threads of one block", held, FEW_THREADS);
+	heap_checks();
+	aclheap_detach();
+}
+END_TEST
+
+/*
+ * A slab only partly ready comes back from an image as it was: through a
+ * checkpoint, a SIGKILL and the loss of the segment (a reboot), its blocks
+ * hold their bytes, its ready count is the same and only its ready pages
+ * are committed; then it fills further, past the old count.
+ */
+START_TEST(partly_ready_slab_comes_back)
+{
+	static unsigned char *p[READY_N];
+	uint64_t s = 0;
+	uint32_t r0, last = 0, r;
+	int i;
+
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	for (i = 0; i < 300; i++) {
+		r = atomic_load(&conn_seg.slabs[s].ready);
+		if (i > 0 && r != last) {
+			msleep(3);
+			last = r;
+		}
+		ck_assert_ptr_nonnull(p[i] = aclmalloc(16));
+		stamp(p[i], 16, 2, (uint64_t)i);
+		if (i == 0)
+			s = slab_index(&conn_seg, (uintptr_t)p[0]);
+	}
+	r0 = atomic_load(&conn_seg.slabs[s].ready);
+	ck_assert_uint_lt(r0, slab_class_nblocks[0]);
+	ck_assert_int_eq(aclheap_root_set("ready", p[0]), 0);
+	ck_assert_int_eq(aclheap_checkpoint(), 0);
+	aclheap_detach();
+	ck_assert_int_eq(td_stop(&td, SIGKILL), SIGKILL);
+	ck_assert_int_eq(td_shm_unlink(&td), 0);
+	ck_assert_msg(td_start(&td, NULL) == 0, "daemon: %s", td_log(&td));
+	ck_assert_int_eq(aclheap_attach(td.sock), 0);
+	ck_assert_uint_eq(atomic_load(&conn_seg.slabs[s].ready), r0);
+	ck_assert_uint_le(slab_pages(s), (r0 * 16 + 4095) / 4096 + 1);
+	for (i = 0; i < 300; i++)
+		ck_assert_int_eq(verify(p[i], 16, 2, (uint64_t)i), 0);
+	heap_checks();
+	for (i = 300; i < READY_N; i++) {
+		ck_assert_ptr_nonnull(p[i] = aclmalloc(16));
+		stamp(p[i], 16, 2, (uint64_t)i);
+	}
+	ck_assert_uint_gt(atomic_load(&conn_seg.slabs[s].ready), r0);
+	for (i = 0; i < READY_N; i++) {
+		ck_assert_int_eq(verify(p[i], 16, 2, (uint64_t)i), 0);
+		ck_assert_uint_eq(aclfree(p[i]), 16);
+	}
+	heap_checks();
+	aclheap_detach();
+}
+END_TEST
+
 Suite *
 fast_suite(void)
 {
@@ -1371,6 +1548,13 @@ fast_suite(void)
 	tcase_add_test(tc, span_pairs_need_no_daemon);
 	tcase_add_test(tc, span_blocks_freed_by_other_process);
 	tcase_add_test(tc, decay_gives_memory_back);
+	tcase_set_timeout(tc, 180);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("ready");
+	tcase_add_checked_fixture(tc, up, down);
+	tcase_add_test(tc, slabs_are_ready_as_they_fill);
+	tcase_add_test(tc, threads_each_commit_a_page);
+	tcase_add_test(tc, partly_ready_slab_comes_back);
 	tcase_set_timeout(tc, 180);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("threads");

@@ -51,6 +51,7 @@ claim_started(void)
 	atomic_store(&seg->sb->lease_hwm, seg->nleases);
 	atomic_store(&seg->slabs[S].word, SHM_SLAB_OWNED(
 	    SHM_SLAB_WORD(SHM_SMALL, CLS, 0), REC + 1));
+	atomic_store(&seg->slabs[S].ready, slab_class_nblocks[CLS]);
 	seg->leases[REC].owner_pid = (uint32_t)getpid();
 	seg->leases[REC].owner_start = proc_start(getpid());
 	seg->leases[REC].cls = CLS;
@@ -246,10 +247,12 @@ START_TEST(cut_span_is_settled)
 	for (t = 31; t < 35; t++)	/* a whole span at 30 */
 		extent_slab(t, SHM_SPAN_TAIL, 30, 0);
 	atomic_store(&seg->slabs[30].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
+	atomic_store(&seg->slabs[30].ready, slab_class_nblocks[cls]);
 	for (t = 41; t < 45; t++)	/* reclaim of 40 cut short */
 		extent_slab(t, SHM_SPAN_TAIL, 40, 0);
 	atomic_store(&seg->slabs[40].word, SHM_SLAB_WORD(SHM_RECLAIMING, cls,
 	    0));
+	atomic_store(&seg->slabs[40].ready, slab_class_nblocks[cls]);
 	ck_assert_int_eq(shm_check_still(seg, NULL, err, sizeof(err)),
 	    -EUCLEAN);
 	ck_assert_uint_eq(slab_settle_extents(seg), 4);

@@ -47,6 +47,7 @@ img_up(void)
 	/* Slab 0: forty 64-byte blocks with patterns.  Slabs 3-5: an
 	 * extent.  Slab 100: an empty small slab.  A root. */
 	atomic_store(&seg.slabs[0].word, SHM_SLAB_WORD(SHM_SMALL, 3, 0));
+	atomic_store(&seg.slabs[0].ready, slab_class_nblocks[3]);
 	for (i = 0; i < 40; i++) {
 		b = slab_claim_one(&seg, 0, 3, &hint);
 		slab_set_live(&seg, 0, (uint32_t)b, 3, 60);
@@ -62,6 +63,7 @@ img_up(void)
 	atomic_store(&seg.slabs[3].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
 	memset((void *)slab_addr(&seg, 3), 0xab, 3 * SHM_SLAB_SIZE - 5);
 	atomic_store(&seg.slabs[100].word, SHM_SLAB_WORD(SHM_SMALL, 7, 0));
+	atomic_store(&seg.slabs[100].ready, slab_class_nblocks[7]);
 	strcpy(seg.roots[0].name, "list");
 	seg.roots[0].len = 4;
 	atomic_store(&seg.roots[0].value, blocks[7]);

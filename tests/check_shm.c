@@ -53,6 +53,7 @@ static void
 make_small(uint64_t s, uint32_t cls)
 {
 	atomic_store(&seg.slabs[s].word, SHM_SLAB_WORD(SHM_SMALL, cls, 0));
+	atomic_store(&seg.slabs[s].ready, slab_class_nblocks[cls]);
 }
 
 /* Both checks, the live one (which looks again before it reports) and
@@ -450,7 +451,7 @@ START_TEST(seg_super_check_mismatch)
 	seg.sb->version = SHM_VERSION - 1;
 	ck_assert_int_eq(seg_super_check(seg.sb, UNIT_BASE, UNIT_SIZE,
 	    UNIT_SIZE, err, sizeof(err)), -EPROTO);
-	ck_assert_msg(strstr(err, "layout version 8, this build reads 9") !=
+	ck_assert_msg(strstr(err, "layout version 9, this build reads 10") !=
 	    NULL, "%s", err);
 	seg.sb->version = SHM_VERSION;
 	seg.sb->magic ^= 1;
@@ -705,6 +706,73 @@ START_TEST(slab_reclaim_only_empty)
 }
 END_TEST
 
+/*
+ * A slab's ready count bounds everything that claims or looks up blocks:
+ * claims stop at it, a pointer past it is no block (and its side entry,
+ * which may lie in a hole, is not read), and the validator names a bit
+ * past it and a count out of range.
+ */
+START_TEST(ready_blocks_bound_claims)
+{
+	struct slab_block b;
+	uint32_t hint = 0, n = 0;
+	uint64_t got, r[4];
+	uintptr_t a;
+	long i, last = -1;
+
+	scratch_up();
+	make_small(0, 0);	/* 16 B: 3640 blocks, sides in the slab */
+	atomic_store(&seg.slabs[0].ready, 100);
+	while ((i = slab_claim_one(&seg, 0, 0, &hint)) >= 0) {
+		ck_assert_int_lt(i, 100);
+		last = i;
+		n++;
+	}
+	ck_assert_uint_eq(n, 100);
+	ck_assert_int_eq(last, 99);
+	slab_set_live(&seg, 0, 99, 0, 16);
+	a = slab_addr(&seg, 0) + 99 * 16;
+	ck_assert_int_eq(slab_block_lookup(&seg, a, &b), 0);
+	ck_assert_int_eq(slab_block_lookup(&seg, a + 16, &b), -EINVAL);
+	ck_assert_uint_eq(slab_used(&seg, 0, 0, NULL), 1);
+	/* A claim of a whole word takes only its ready blocks. */
+	memset((void *)slab_bitmap(&seg, 0), 0, SHM_BITMAP_BYTES);
+	slab_side_store(slab_side_base(&seg, 0, 0), 0, 99, 0);
+	got = slab_claim_word(&seg, 0, 0, 1, &seg.leases[0].mask);
+	ck_assert_uint_eq(got, (UINT64_C(1) << 36) - 1);
+	ck_assert_uint_eq(slab_claim_word(&seg, 0, 0, 2, &seg.leases[0].mask),
+	    0);
+	memset((void *)slab_bitmap(&seg, 0), 0, SHM_BITMAP_BYTES);
+	check_ok();
+	/* The validator: a bit past the ready blocks, a count of none or
+	 * of more blocks than the class has. */
+	atomic_store(&slab_bitmap(&seg, 0)[1], UINT64_C(1) << 36);
+	check_fails("I2: slab 0 (class 16) has bit 100 set past its 100 "
+	    "ready blocks");
+	atomic_store(&slab_bitmap(&seg, 0)[1], 0);
+	atomic_store(&seg.slabs[0].ready, 0);
+	check_fails("I2: slab 0 (class 16) has 0 of its 3640 blocks ready");
+	atomic_store(&seg.slabs[0].ready, 3641);
+	check_fails("I2: slab 0 (class 16) has 3641 of its 3640 blocks ready");
+	atomic_store(&seg.slabs[0].ready, 3640);
+	check_ok();
+	/* What blocks 100 .. 199 of a 16-byte slab need committed: their
+	 * data (bytes 1600 .. 3199, page 0) and their side entries (at
+	 * 58240 + 200 .. 58240 + 400, page 14). */
+	slab_ready_ranges(0, 100, 200, r);
+	ck_assert_uint_eq(r[0], 0);
+	ck_assert_uint_eq(r[1], 4096);
+	ck_assert_uint_eq(r[2], 14 * 4096);
+	ck_assert_uint_eq(r[3], 15 * 4096);
+	/* Above 1 KiB the sides are in the side line: data only. */
+	slab_ready_ranges(SHM_NINBAND, 0, 3, r);
+	ck_assert_uint_eq(r[1], ((uint64_t)3 * slab_class_size[SHM_NINBAND] +
+	    4095) / 4096 * 4096);
+	ck_assert_uint_eq(r[2], r[3]);
+	scratch_down();
+}
+END_TEST
+
 START_TEST(shm_check_finds_broken_invariants)
 {
 	struct shm_report rep;
@@ -953,6 +1021,7 @@ START_TEST(check_names_i6)
 	    SHM_LARGE_HEAD, 0, 0), 3));
 	seg.slabs[2].run = 1;
 	check_fails("I6: slab 2 (state 2) names owner 3");
+	atomic_store(&seg.slabs[2].ready, slab_class_nblocks[1]);
 	atomic_store(&seg.slabs[2].word, SHM_SLAB_OWNED(SHM_SLAB_WORD(
 	    SHM_SMALL, 1, 4), 5));
 	check_fails("I6: slab 2 is leased to record 3 but owned by 5");
@@ -1042,6 +1111,7 @@ shm_suite(void)
 	tcase_add_test(tc, span_block_lookup_and_free);
 	tcase_add_test(tc, slab_side_records_size_zero);
 	tcase_add_test(tc, slab_reclaim_only_empty);
+	tcase_add_test(tc, ready_blocks_bound_claims);
 	tcase_add_test(tc, shm_check_finds_broken_invariants);
 	tcase_add_test(tc, check_names_i1);
 	tcase_add_test(tc, check_names_i2);

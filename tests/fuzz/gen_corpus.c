@@ -385,7 +385,8 @@ image(const char *name, int filled, int delta)
 /*
  * Patch mode (first byte 0x02): edits of the seed image, each a 4-byte
  * offset into its metadata, a length and the bytes.  One seed edits
- * nothing; the other writes slab 0's state word with the value it has.
+ * nothing; one writes slab 0's state word with the value it has; one
+ * gives slab 0 another ready count.
  */
 static void
 patches(void)
@@ -414,6 +415,20 @@ patches(void)
 	p[n++] = (uint8_t)(w >> 16);
 	p[n++] = (uint8_t)(w >> 24);
 	spit("image", "patch-slab0", p, n);
+	/* Slab 0's ready count (after its word and run): 64, past its 20
+	 * blocks in use (the fuzzer's edits of it start here). */
+	off += (uint32_t)offsetof(struct shm_slab, ready);
+	n = 1;
+	p[n++] = (uint8_t)off;
+	p[n++] = (uint8_t)(off >> 8);
+	p[n++] = (uint8_t)(off >> 16);
+	p[n++] = (uint8_t)(off >> 24);
+	p[n++] = 4;
+	p[n++] = 64;
+	p[n++] = 0;
+	p[n++] = 0;
+	p[n++] = 0;
+	spit("image", "patch-ready", p, n);
 }
 
 /*

@@ -33,6 +33,7 @@ populate(struct shm_seg *seg)
 	long blk;
 
 	atomic_store(&seg->sb->slab_hwm, 3);	/* slabs 0-2 are in use */
+	atomic_store(&seg->slabs[0].ready, slab_class_nblocks[3] / 2);
 	atomic_store(&seg->slabs[0].word, SHM_SLAB_WORD(SHM_SMALL, 3, 0));
 	for (i = 0; i < 20; i++) {
 		blk = slab_claim_one(seg, 0, 3, &hint);
@@ -44,6 +45,7 @@ populate(struct shm_seg *seg)
 	seg->slabs[1].req = 30000;
 	atomic_store(&seg->slabs[1].word, SHM_SLAB_WORD(SHM_LARGE_HEAD, 0, 0));
 	memset((void *)slab_addr(seg, 1), 0x5a, 30000);
+	atomic_store(&seg->slabs[2].ready, slab_class_nblocks[7]);
 	atomic_store(&seg->slabs[2].word, SHM_SLAB_WORD(SHM_RECLAIMING, 7, 0));
 	seg->leases[0].owner_pid = 999999;
 	seg->leases[0].slab = 0;
