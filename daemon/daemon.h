@@ -85,6 +85,7 @@ struct heap {
 	uint32_t class_cap[SHM_NCLASSES];
 	uint32_t cur[SHM_NCLASSES];	/* daemon's own slab per class + 1 */
 	uint32_t cur_hint[SHM_NCLASSES];
+	uint32_t plan_pos[SHM_NCLASSES];	/* lease_plan()'s next look */
 	struct lease_owner owners[SHM_LEASES];	/* [0, lease_hwm) used */
 	uint32_t lease_hint;		/* no free record below it */
 	struct conn *sessions[SHM_SESSIONS];	/* bound sessions (journal.h) */

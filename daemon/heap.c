@@ -662,8 +662,11 @@ heap_slab_new(struct heap *h, uint32_t cls, uint32_t pages)
 int
 heap_slab_has_room(const struct heap *h, uint64_t s, uint32_t cls)
 {
-	return slab_claimed(&h->seg, s) < slab_ready(&h->seg, s, cls);
+	return slab_claimed_ready(&h->seg, s, cls) < slab_ready(&h->seg, s,
+	    cls);
 }
+
+#define EXTEND_LOOK	64
 
 /*
  * A slab of cls not yet ready whole gets more blocks ready, for owner o
@@ -677,11 +680,15 @@ heap_extend_class(struct heap *h, uint32_t cls, uint32_t o, uint32_t pages)
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t w;
-	uint32_t i, t, lease;
+	uint32_t i, k, t, lease;
 	int pass, rc;
 
+	/* Slabs are listed as they are made: one not yet ready whole is
+	 * among the last few (EXTEND_LOOK), and a longer look would cost
+	 * every lease of a large class a walk of its list. */
 	for (pass = 0; pass < (o != 0 ? 2 : 1); pass++)
-		for (i = 0; i < h->class_n[cls]; i++) {
+		for (k = 0; k < h->class_n[cls] && k < EXTEND_LOOK; k++) {
+			i = h->class_n[cls] - 1 - k;
 			t = h->class_slabs[cls][i];
 			w = atomic_load(&seg->slabs[t].word);
 			lease = SHM_SLAB_LEASE(w);

@@ -205,6 +205,9 @@ lease_record_free(struct heap *h, uint32_t *recp)
 	return 0;
 }
 
+/* Slabs of the class a lease plan looks at for one with room. */
+#define PLAN_LOOK	256
+
 /* How soon a lease asking again counts as allocating fast. */
 #define PACE_NS		UINT64_C(1000000)
 #define PACE_MAX	(SHM_SLAB_SIZE / 4096)
@@ -249,7 +252,7 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 {
 	struct shm_seg *seg = &h->seg;
 	uint64_t w;
-	uint32_t rec, i, best_free = 0, f, pages;
+	uint32_t rec, i, k, n, best_free = 0, f, pages;
 	uint64_t start = 0;
 	int64_t s = -1;
 	int pass, rc;
@@ -286,17 +289,25 @@ lease_plan(struct heap *h, struct conn *c, pid_t pid, uint32_t cls,
 			s = want - 1;
 	}
 	for (pass = 0; pass < 2 && s < 0; pass++) {
-		for (i = 0; i < h->class_n[cls]; i++) {
-			uint32_t t = h->class_slabs[cls][i];
+		/* At most PLAN_LOOK slabs a lease, from where the last look
+		 * stopped (every one when no fresh slab is left): a lease
+		 * costs the same in a class of a million slabs. */
+		n = h->class_n[cls];
+		if (pass == 0 && n > PLAN_LOOK)
+			n = PLAN_LOOK;
+		for (k = 0; k < n; k++) {
+			uint32_t t;
+
+			i = h->plan_pos[cls]++ % h->class_n[cls];
+			t = h->class_slabs[cls][i];
 
 			w = atomic_load(&seg->slabs[t].word);
 			if (SHM_SLAB_LEASE(w) != 0 || h->cur[cls] == t + 1 ||
 			    (pass == 0 && slab_affine_other(seg, t, rec)) ||
 			    slab_announced(seg, t, SHM_SLAB_OWNER(w)))
 				continue;
-			f = slab_ready(seg, t, cls) - slab_claimed(seg, t);
-			if (f > slab_class_nblocks[cls])
-				continue;	/* bits past the ready ones */
+			f = slab_ready(seg, t, cls) -
+			    slab_claimed_ready(seg, t, cls);
 			if ((pass == 1 || f * 4 >= slab_class_nblocks[cls]) &&
 			    f > best_free) {
 				best_free = f;

@@ -836,6 +836,7 @@ uint32_t slab_used(const struct shm_seg *, uint64_t s, uint32_t cls,
 void	 slab_ready_ranges(uint32_t cls, uint32_t from, uint32_t to,
 	    uint64_t r[4]);
 uint32_t slab_claimed(const struct shm_seg *, uint64_t s);
+uint32_t slab_claimed_ready(const struct shm_seg *, uint64_t s, uint32_t cls);
 int	 slab_empty(const struct shm_seg *, uint64_t s);
 
 /* shm/check.c: the validator */

@@ -395,6 +395,20 @@ slab_used(const struct shm_seg *seg, uint64_t s, uint32_t cls,
 	return n;
 }
 
+/* Claimed bits among the ready blocks of small slab s of class cls (the
+ * words they are in; a bit past them is damage the validator names). */
+uint32_t
+slab_claimed_ready(const struct shm_seg *seg, uint64_t s, uint32_t cls)
+{
+	_Atomic uint64_t *bm = slab_bitmap(seg, s);
+	uint32_t ready = slab_ready(seg, s, cls), n = 0, w;
+
+	for (w = 0; w < (ready + 63) / 64; w++)
+		n += (uint32_t)__builtin_popcountll(atomic_load_explicit(&bm[w],
+		    memory_order_relaxed) & slab_word_first(ready, w));
+	return n;
+}
+
 /* Claimed bits of a slab, live or not. */
 uint32_t
 slab_claimed(const struct shm_seg *seg, uint64_t s)
