@@ -639,6 +639,59 @@ START_TEST(lease_wants_only_free_slabs)
 }
 END_TEST
 
+#define SOCKET_SMALL	1500
+
+/*
+ * The daemon's own slabs are committed as they fill too: 1,500 16-byte
+ * blocks from the socket (past the first page of a slab and the next
+ * steps) are distinct, inside their slab's ready blocks, keep their bytes
+ * and free once each; the heap checks out throughout.
+ */
+START_TEST(socket_small_blocks_past_first_page)
+{
+	static uint64_t addr[SOCKET_SMALL];
+	Aclheap__Request q = ACLHEAP__REQUEST__INIT;
+	Aclheap__Alloc a = ACLHEAP__ALLOC__INIT;
+	Aclheap__Free f = ACLHEAP__FREE__INIT;
+	Aclheap__Reply *r;
+	char err[512];
+	uint64_t s;
+	int fd, i;
+
+	ck_assert_int_eq(aclheap_attach(NULL), 0);
+	fd = raw_hello();
+	a.size = 16;
+	q.body_case = ACLHEAP__REQUEST__BODY_ALLOC;
+	q.alloc = &a;
+	for (i = 0; i < SOCKET_SMALL; i++) {
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		addr[i] = r->alloc->addr;
+		s = slab_index(&conn_seg, (uintptr_t)addr[i]);
+		ck_assert_uint_lt((addr[i] - slab_addr(&conn_seg, s)) / 16,
+		    atomic_load(&conn_seg.slabs[s].ready));
+		memset((void *)addr[i], i & 0xff, 16);
+		if (i > 0)
+			ck_assert_uint_ne(addr[i], addr[i - 1]);
+	}
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	q.body_case = ACLHEAP__REQUEST__BODY_FREE;
+	q.free = &f;
+	for (i = 0; i < SOCKET_SMALL; i++) {
+		ck_assert_uint_eq(((unsigned char *)addr[i])[15], i & 0xff);
+		f.addr = addr[i];
+		r = raw_call(fd, &q);
+		ck_assert_int_eq(r->error, 0);
+		ck_assert_uint_eq(r->free->size, 16);
+	}
+	ck_assert_msg(shm_check(&conn_seg, NULL, err, sizeof(err)) == 0, "%s",
+	    err);
+	close(fd);
+	aclheap_detach();
+}
+END_TEST
+
 /*
  * A client that speaks only the protocol gets every size from the socket:
  * small, span and extent blocks, rounded as the library's are, freed with
@@ -1563,6 +1616,7 @@ daemon_suite(void)
 	tcase_add_test(tc, lease_wants_only_free_slabs);
 	tcase_add_test(tc, scribbled_slab_table_survived);
 	tcase_add_test(tc, socket_path_every_size);
+	tcase_add_test(tc, socket_small_blocks_past_first_page);
 	tcase_add_test(tc, scribbled_superblock_checkpoints);
 	tcase_add_test(tc, client_killed_mid_work);
 	tcase_add_test(tc, term_stops_cleanly);
