@@ -219,31 +219,43 @@ segment_unserved(const struct repair *r, int fd)
  * (SEEK_DATA), so that neither the holes of the object nor the scratch
  * heap get memory.  The segment itself is only read.
  */
+struct copy_to {
+	const struct repair *r;
+	int fd;
+	char *mem;
+};
+
+/* One data range of the segment into the scratch at the same offset. */
+static int
+copy_piece(void *arg, off_t pos, off_t len)
+{
+	const struct copy_to *c = arg;
+	off_t end = pos + len;
+	ssize_t n;
+
+	while (pos < end) {
+		n = pread(c->fd, c->mem + pos, (size_t)(end - pos), pos);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			fail(c->r, "%s: reading at %jd: %s", c->r->path,
+			    (intmax_t)pos, n == 0 ? "end of file" :
+			    strerror(errno));
+		pos += n;
+	}
+	return 0;
+}
+
 /* Copies what SEEK_DATA finds of [lo, hi) of fd into mem at the same
  * offsets: holes stay holes of the scratch memory. */
 static void
 copy_data(const struct repair *r, int fd, void *mem, off_t lo, off_t hi)
 {
-	off_t pos, end;
-	ssize_t n;
+	struct copy_to c = { r, fd, mem };
+	int rc;
 
-	for (pos = lo; pos < hi; pos = end) {
-		if ((pos = lseek(fd, pos, SEEK_DATA)) == -1 || pos >= hi)
-			break;		/* ENXIO: only holes after pos */
-		if ((end = lseek(fd, pos, SEEK_HOLE)) == -1 || end > hi)
-			end = hi;
-		while (pos < end) {
-			n = pread(fd, (char *)mem + pos, (size_t)(end - pos),
-			    pos);
-			if (n == -1 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				fail(r, "%s: reading at %jd: %s", r->path,
-				    (intmax_t)pos, n == 0 ? "end of file" :
-				    strerror(errno));
-			pos += n;
-		}
-	}
+	if ((rc = fd_data_ranges(fd, lo, hi, copy_piece, &c)) != 0)
+		fail(r, "%s: looking for data: %s", r->path, strerror(-rc));
 }
 
 static void

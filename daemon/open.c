@@ -329,32 +329,36 @@ heap_shape(struct config *c, uint64_t *grow_to)
 	return 0;
 }
 
+struct save_to {
+	int in, out;
+};
+
+/* One data range of the segment to the same offsets of the file. */
+static int
+save_piece(void *arg, off_t at, off_t len)
+{
+	static uint8_t buf[1 << 20];
+	const struct save_to *t = arg;
+	off_t off;
+	ssize_t n;
+
+	for (off = at; off < at + len; off += n) {
+		n = pread(t->in, buf, (size_t)(at + len - off) < sizeof(buf) ?
+		    (size_t)(at + len - off) : sizeof(buf), off);
+		if (n <= 0 || pwrite(t->out, buf, (size_t)n, off) != n)
+			return n == 0 ? -EIO : -errno;
+	}
+	return 0;
+}
+
 /* Copies what SEEK_DATA finds of [lo, hi) of in to the same offsets of
  * out.  0 or -errno. */
 static int
 save_range(int in, int out, off_t lo, off_t hi)
 {
-	static uint8_t buf[1 << 20];
-	off_t data, hole, off;
-	ssize_t n;
+	struct save_to t = { in, out };
 
-	for (data = lo; data < hi; data = hole) {
-		if ((data = lseek(in, data, SEEK_DATA)) == -1)
-			return errno == ENXIO ? 0 : -errno;	/* no more */
-		if (data >= hi)
-			return 0;
-		if ((hole = lseek(in, data, SEEK_HOLE)) == -1)
-			return -errno;
-		if (hole > hi)
-			hole = hi;
-		for (off = data; off < hole; off += n) {
-			n = pread(in, buf, (size_t)(hole - off) < sizeof(buf) ?
-			    (size_t)(hole - off) : sizeof(buf), off);
-			if (n <= 0 || pwrite(out, buf, (size_t)n, off) != n)
-				return n == 0 ? -EIO : -errno;
-		}
-	}
-	return 0;
+	return fd_data_ranges(in, lo, hi, save_piece, &t);
 }
 
 /*

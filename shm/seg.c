@@ -834,3 +834,30 @@ seg_parse_size(const char *s, uint64_t *out)
 	*out = (uint64_t)v << shift;
 	return 0;
 }
+
+/*
+ * Calls fn(arg, off, len) for each range of [lo, hi) of fd that holds data
+ * (SEEK_DATA to SEEK_HOLE), in order; holes are skipped, so a copy made
+ * through it stays sparse.  0, fn's first non-zero return, or -errno.
+ */
+int
+fd_data_ranges(int fd, off_t lo, off_t hi,
+    int (*fn)(void *, off_t, off_t), void *arg)
+{
+	off_t data, hole;
+	int rc;
+
+	for (data = lo; data < hi; data = hole) {
+		if ((data = lseek(fd, data, SEEK_DATA)) == -1)
+			return errno == ENXIO ? 0 : -errno;	/* no more */
+		if (data >= hi)
+			return 0;
+		if ((hole = lseek(fd, data, SEEK_HOLE)) == -1)
+			return -errno;
+		if (hole > hi)
+			hole = hi;
+		if ((rc = fn(arg, data, hole - data)) != 0)
+			return rc;
+	}
+	return 0;
+}

@@ -496,6 +496,8 @@ int	 seg_pwrite(const struct shm_seg *, const void *, size_t, uint64_t off);
 int	 seg_commit(const struct shm_seg *, uint64_t off, uint64_t len);
 int	 seg_commit_sessions(const struct shm_seg *, const struct shm_geom *);
 int	 seg_decommit(const struct shm_seg *, uint64_t off, uint64_t len);
+int	 fd_data_ranges(int fd, off_t lo, off_t hi,
+	    int (*)(void *, off_t, off_t), void *arg);
 int	 seg_commit_leases(struct shm_seg *, uint32_t from, uint32_t to);
 int	 seg_range_owner(uintptr_t lo, uintptr_t hi, char *, size_t);
 int	 seg_parse_size(const char *, uint64_t *);
