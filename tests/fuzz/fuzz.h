@@ -13,8 +13,12 @@
 #ifndef ACLHEAP_FUZZ_H
 #define ACLHEAP_FUZZ_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 /*
  * The counters say how far inputs got, so a replay can tell a seed that
@@ -48,6 +52,31 @@ extern uint64_t fuzz_image_checked;	/* of which passed shm_check() */
  * the slab table. */
 #define FUZZ_SEED_ROOTS	2
 int	 fuzz_seed_image(int filled, int delta, uint8_t **, size_t *);
+
+/*
+ * Removes a harness's scratch state folder with whatever the daemon wrote
+ * there (images, deltas, a saved damaged segment): at exit, so that runs
+ * leave nothing behind in /dev/shm.
+ */
+static inline void
+fuzz_remove_dir(const char *dir)
+{
+	char path[4200];
+	struct dirent *e;
+	DIR *d;
+
+	if ((d = opendir(dir)) != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+}
 
 #ifdef FUZZ_LIBFUZZER
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);

@@ -76,16 +76,7 @@ die(const char *fmt, ...)
 static void
 remove_state(void)
 {
-	static const char *const files[] = { "heap.img", "heap.img.tmp",
-	    "heap.id", "heap.id.tmp" };
-	char path[128];
-	size_t i;
-
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", state, files[i]);
-		unlink(path);
-	}
-	rmdir(state);
+	fuzz_remove_dir(state);
 }
 
 static void

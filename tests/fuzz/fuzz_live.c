@@ -123,24 +123,7 @@ get32(void)
 static void
 remove_state(void)
 {
-	static const char *const files[] = { "heap.img", "heap.img.tmp",
-	    "heap.id", "heap.id.tmp", "heap.seg.damaged" };
-	char path[128];
-	size_t i;
-	unsigned k;
-
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", state, files[i]);
-		unlink(path);
-	}
-	for (k = 1; k <= IMAGE_CHAIN_MAX + 1; k++) {
-		snprintf(path, sizeof(path), "%s/heap.img.delta.%u", state, k);
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/heap.img.delta.%u.tmp", state,
-		    k);
-		unlink(path);
-	}
-	rmdir(state);
+	fuzz_remove_dir(state);
 }
 
 static void
