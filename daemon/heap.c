@@ -107,8 +107,7 @@ now_s(void)
 	return (uint64_t)ts.tv_sec;
 }
 
-/* The unit /dev/shm commits memory in. */
-#define PAGE	UINT64_C(4096)
+#define PAGE	SHM_PAGE
 
 /*
  * fallocate() over [off, off + len) of the segment.  When /dev/shm is
@@ -701,10 +700,8 @@ heap_extend_class(struct heap *h, uint32_t cls, uint32_t o, uint32_t pages)
 			    SHM_SLAB_OWNER(w) != 0 || lease != 0 ||
 			    h->cur[cls] == t + 1)
 				continue;
-			if ((rc = heap_slab_extend(h, t, cls, pages)) == 0)
-				return t;
-			if (rc != -ENOSPC)
-				return rc;
+			rc = heap_slab_extend(h, t, cls, pages);
+			return rc == 0 ? (int64_t)t : rc;
 		}
 	return -1;
 }
@@ -780,9 +777,8 @@ heap_daemon_block(struct heap *h, uint32_t cls, uint64_t *sp, uint32_t *ip)
 			h->cur[cls] = 0;
 		}
 		if ((s = slab_for_daemon(h, cls)) < 0 &&
-		    (s = heap_extend_class(h, cls, 0, 0)) == -1 &&
-		    (s = heap_slab_new(h, cls, 0)) < 0)
-			return (int)s;
+		    (s = heap_extend_class(h, cls, 0, 0)) == -1)
+			s = heap_slab_new(h, cls, 0);
 		if (s < 0)
 			return (int)s;
 		h->cur[cls] = (uint32_t)s + 1;

@@ -210,7 +210,7 @@ lease_record_free(struct heap *h, uint32_t *recp)
 
 /* How soon a lease asking again counts as allocating fast. */
 #define PACE_NS		UINT64_C(1000000)
-#define PACE_MAX	(SHM_SLAB_SIZE / 4096)
+#define PACE_MAX	(SHM_SLAB_SIZE / SHM_PAGE)
 
 /*
  * How many pages the blocks made ready for record rec take (slow start):

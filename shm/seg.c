@@ -29,7 +29,7 @@
 
 #include "shm.h"
 
-#define PAGE		UINT64_C(4096)
+#define PAGE		SHM_PAGE
 #define ROUND_UP(x, a)	(((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
 /* The root table's room for a heap of size bytes (shm.h). */

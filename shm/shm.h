@@ -175,6 +175,7 @@
 #define SHM_SMALL_MAX		8192	/* largest class within one slab */
 #define SHM_CLASS_MAX		(UINT64_C(4) << 20)	/* largest class */
 #define SHM_SPAN_MAX		64	/* slabs in the largest span */
+#define SHM_PAGE		UINT64_C(4096)	/* the unit /dev/shm commits in */
 #define SHM_SUPER_BYTES		4096
 /* The root table's room: one root per 32 KiB of heap, 512 (up to a 16 MiB
  * heap) to SHM_ROOTS_MAX (a heap of 2 GiB or more, and any heap whose

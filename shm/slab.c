@@ -432,7 +432,7 @@ slab_claimed(const struct shm_seg *seg, uint64_t s)
 void
 slab_ready_ranges(uint32_t cls, uint32_t from, uint32_t to, uint64_t r[4])
 {
-	const uint64_t pg = 4096;
+	const uint64_t pg = SHM_PAGE;
 	uint64_t cs = slab_class_size[cls], so;
 
 	r[0] = from * cs & ~(pg - 1);
