@@ -214,11 +214,6 @@ segment_unserved(const struct repair *r, int fd)
 		    "(repair works on a stopped heap)", r->path);
 }
 
-/*
- * Copies a live segment into scratch memory: only its data ranges
- * (SEEK_DATA), so that neither the holes of the object nor the scratch
- * heap get memory.  The segment itself is only read.
- */
 struct copy_to {
 	const struct repair *r;
 	int fd;
@@ -258,6 +253,11 @@ copy_data(const struct repair *r, int fd, void *mem, off_t lo, off_t hi)
 		fail(r, "%s: looking for data: %s", r->path, strerror(-rc));
 }
 
+/*
+ * Copies a live segment into scratch memory: only its data ranges
+ * (SEEK_DATA), so that neither the holes of the object nor the scratch
+ * heap get memory.  The segment itself is only read.
+ */
 static void
 load_segment(struct repair *r)
 {
